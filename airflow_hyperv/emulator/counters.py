@@ -1,0 +1,73 @@
+"""Counters a test or benchmark reads to prove how much work a client caused."""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class CountersSnapshot:
+    http_requests: int  # every HTTP request, authentication legs included
+    wsman_requests: int  # requests that carried a WS-Man action
+    by_action: dict[str, int]  # "Create", "Command", "Send", "Receive", "Signal", "Delete", ...
+    pools_opened: int
+    pipelines_run: int
+    cmdlets_run: int
+
+    def __sub__(self, other: CountersSnapshot) -> CountersSnapshot:
+        actions = Counter(self.by_action)
+        actions.subtract(other.by_action)
+        return CountersSnapshot(
+            http_requests=self.http_requests - other.http_requests,
+            wsman_requests=self.wsman_requests - other.wsman_requests,
+            by_action={k: v for k, v in actions.items() if v},
+            pools_opened=self.pools_opened - other.pools_opened,
+            pipelines_run=self.pipelines_run - other.pipelines_run,
+            cmdlets_run=self.cmdlets_run - other.cmdlets_run,
+        )
+
+
+@dataclass
+class Counters:
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    http_requests: int = 0
+    by_action: Counter[str] = field(default_factory=Counter)
+    pools_opened: int = 0
+    pipelines_run: int = 0
+    cmdlets_run: int = 0
+
+    def count_http(self) -> None:
+        with self._lock:
+            self.http_requests += 1
+
+    def count_action(self, action: str) -> None:
+        with self._lock:
+            self.by_action[action] += 1
+
+    def count_pool(self) -> None:
+        with self._lock:
+            self.pools_opened += 1
+
+    def count_pipeline(self, cmdlets: int) -> None:
+        with self._lock:
+            self.pipelines_run += 1
+            self.cmdlets_run += cmdlets
+
+    def snapshot(self) -> CountersSnapshot:
+        with self._lock:
+            return CountersSnapshot(
+                http_requests=self.http_requests,
+                wsman_requests=sum(self.by_action.values()),
+                by_action=dict(self.by_action),
+                pools_opened=self.pools_opened,
+                pipelines_run=self.pipelines_run,
+                cmdlets_run=self.cmdlets_run,
+            )
+
+    def reset(self) -> None:
+        with self._lock:
+            self.http_requests = 0
+            self.by_action.clear()
+            self.pools_opened = self.pipelines_run = self.cmdlets_run = 0

@@ -1,0 +1,1 @@
+"""hyperv layer of airflow-hyperv."""
