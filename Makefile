@@ -1,0 +1,49 @@
+# Two commands for a fresh machine: `make demo` and `make test`. Each sets itself up first.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+STAMP := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.PHONY: setup test lint typecheck unit e2e demo airflow emulator bench bench-slow constraints clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade "pip>=24"
+	$(PIP) install --quiet -c constraints.txt -e ".[dev]"
+	touch $(STAMP)
+
+lint: setup
+	$(VENV)/bin/ruff check airflow_hyperv dags tests bench
+	$(VENV)/bin/ruff format --check airflow_hyperv dags tests bench
+
+typecheck: setup
+	$(VENV)/bin/mypy
+
+unit: setup
+	$(VENV)/bin/pytest -q $(PYTEST_ARGS)
+
+# The whole suite: linter, type checker, every test.
+test: lint typecheck unit
+
+demo: setup
+	$(PY) -m airflow_hyperv.cli.main demo
+
+emulator: setup
+	$(VENV)/bin/airflow-hyperv emulator --fleet airflow_hyperv/emulator/fleets/example.yaml --auth basic
+
+bench: setup
+	$(PY) -m bench.run
+
+constraints:
+	rm -rf /tmp/airflow-hyperv-constraints && $(PYTHON) -m venv /tmp/airflow-hyperv-constraints
+	/tmp/airflow-hyperv-constraints/bin/pip install --quiet -e ".[dev]"
+	{ head -3 constraints.txt; /tmp/airflow-hyperv-constraints/bin/pip freeze --exclude-editable | grep -v '^-e'; } > constraints.txt.new
+	mv constraints.txt.new constraints.txt
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .demo .airflow

@@ -1,0 +1,128 @@
+"""Hyper-V enums with the values real hosts send (Microsoft.HyperV.PowerShell.*).
+
+Remoting sends an enum as an object whose ToString is the name and whose value is the integer; a
+JSON dump shows the integer. ``parse`` accepts either, so the domain never branches on display text.
+"""
+
+from __future__ import annotations
+
+from enum import Enum, IntEnum
+from typing import Any, TypeVar
+
+E = TypeVar("E", bound="HyperVEnum")
+
+
+class HyperVEnum(IntEnum):
+    @classmethod
+    def parse(cls: type[E], value: Any) -> E:
+        """Decode an enum from an int, a name, or a remoting enum object (``property_sets``/``to_string``)."""
+        sets = getattr(value, "property_sets", None)
+        if sets:
+            return cls(int(sets[0]))
+        if isinstance(value, bool):
+            raise ValueError(f"{value!r} is not a {cls.__name__}")
+        if isinstance(value, int):
+            return cls(value)
+        text = str(value).strip()
+        if text.lstrip("-").isdigit():
+            return cls(int(text))
+        for member in cls:
+            if member.name.lower() == text.lower():
+                return member
+        raise ValueError(
+            f"{text!r} is not a {cls.__name__} (expected one of {', '.join(m.name for m in cls)})"
+        )
+
+
+class VMState(HyperVEnum):
+    """Microsoft.HyperV.PowerShell.VMState."""
+
+    Other = 1
+    Running = 2
+    Off = 3
+    Stopping = 4
+    Saved = 6
+    Paused = 9
+    Starting = 10
+    Reset = 11
+    Saving = 32773
+    Pausing = 32776
+    Resuming = 32777
+    FastSaved = 32779
+    FastSaving = 32780
+
+
+class CheckpointType(HyperVEnum):
+    """Microsoft.HyperV.PowerShell.CheckpointType (Set-VM -CheckpointType)."""
+
+    Disabled = 2
+    Production = 3
+    ProductionOnly = 4
+    Standard = 5
+
+
+class SnapshotType(HyperVEnum):
+    """Microsoft.HyperV.PowerShell.SnapshotType. There is no "Production" value: a checkpoint does not
+    say whether it is application-consistent."""
+
+    Standard = 0
+    Recovery = 1
+    Planned = 2
+    Missing = 3
+    Replica = 4
+    AppConsistentReplica = 5
+    SyncedReplica = 6
+
+
+class HeartbeatStatus(HyperVEnum):
+    """Microsoft.HyperV.PowerShell.VMHeartbeatStatus."""
+
+    Unknown = 0
+    Disabled = 1
+    NoContact = 2
+    Error = 3
+    LostCommunication = 4
+    OkApplicationsUnknown = 5
+    OkApplicationsHealthy = 6
+    OkApplicationsCritical = 7
+    Paused = 8
+
+    @property
+    def is_ok(self) -> bool:
+        return self in (
+            HeartbeatStatus.OkApplicationsUnknown,
+            HeartbeatStatus.OkApplicationsHealthy,
+            HeartbeatStatus.OkApplicationsCritical,
+        )
+
+
+class OperationalStatus(HyperVEnum):
+    """Microsoft.HyperV.PowerShell.VMIntegrationComponentOperationalStatus (the codes that matter)."""
+
+    Ok = 2
+    Degraded = 3
+    Error = 6
+    NonRecoverableError = 7
+    NoContact = 12
+    LostCommunication = 13
+    Dormant = 15
+    SupportingEntityInError = 16
+    ApplicationCritical = 32782
+    ProtocolMismatch = 32775
+    Disabled = 32896
+
+
+class VhdType(HyperVEnum):
+    """Microsoft.Vhd.PowerShell.VhdType."""
+
+    Unknown = 0
+    Fixed = 2
+    Dynamic = 3
+    Differencing = 4
+
+
+class Consistency(str, Enum):
+    """What a checkpoint really guarantees; a str so it lands in XCom as plain text."""
+
+    APPLICATION = "application"  # production checkpoint: VSS / fsfreeze inside the guest succeeded
+    CRASH = "crash"  # standard checkpoint: disks as after a power cut (memory saved, if running)

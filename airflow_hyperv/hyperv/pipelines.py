@@ -1,0 +1,183 @@
+"""Builders of cmdlet pipelines with bound parameters.
+
+A ``Pipeline`` is data: statements of commands with named parameters. The hook replays it with pypsrp's
+``add_cmdlet``/``add_parameter``/``add_statement``; no user value is ever pasted into script text.
+Every VM-targeted pipeline starts from ``Get-VM -Id`` (``-Name`` accepts wildcards; Checkpoint-VM has
+no ``-Id``), and every checkpoint-targeted one from ``Get-VMSnapshot -Id``.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from airflow_hyperv.hyperv.enums import CheckpointType
+from airflow_hyperv.hyperv.names import require_exact_name
+
+SWITCH = object()  # a switch parameter: sent as ``add_parameter(name)`` with no value
+
+
+@dataclass(frozen=True)
+class Command:
+    name: str
+    parameters: tuple[tuple[str, Any], ...] = ()
+
+    def describe(self) -> str:
+        """Cmdlet and parameter names only: values may be sensitive or huge."""
+        return " ".join([self.name, *(f"-{n}" for n, _ in self.parameters)])
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    statements: tuple[tuple[Command, ...], ...]
+    label: str = field(default="", compare=False)
+
+    @property
+    def cmdlets(self) -> list[str]:
+        return [c.name for s in self.statements for c in s]
+
+    def describe(self) -> str:
+        return "; ".join(" | ".join(c.describe() for c in s) for s in self.statements)
+
+    def then(self, other: Pipeline) -> Pipeline:
+        """Run ``other``'s statements after ours in the same round trip."""
+        return Pipeline(self.statements + other.statements, self.label or other.label)
+
+
+def cmd(name: str, **params: Any) -> Command:
+    return Command(name, tuple((k, v) for k, v in params.items() if v is not None))
+
+
+def one(*commands: Command, label: str = "") -> Pipeline:
+    return Pipeline((tuple(commands),), label)
+
+
+def _vm(vm_id: uuid.UUID) -> Command:
+    return cmd("Get-VM", Id=uuid.UUID(str(vm_id)))
+
+
+def _checkpoint(checkpoint_id: uuid.UUID) -> Command:
+    return cmd("Get-VMSnapshot", Id=uuid.UUID(str(checkpoint_id)))
+
+
+def get_vm_by_name(name: str) -> Pipeline:
+    return one(cmd("Get-VM", Name=require_exact_name(name)), label="get-vm")
+
+
+def get_vm_by_id(vm_id: uuid.UUID) -> Pipeline:
+    return one(_vm(vm_id), label="get-vm")
+
+
+def integration_services(vm_id: uuid.UUID) -> Pipeline:
+    return one(_vm(vm_id), cmd("Get-VMIntegrationService"), label="integration-services")
+
+
+def set_checkpoint_type(vm_id: uuid.UUID, checkpoint_type: CheckpointType) -> Pipeline:
+    return one(
+        _vm(vm_id),
+        cmd("Set-VM", CheckpointType=checkpoint_type.name, Passthru=SWITCH),
+        label="set-checkpoint-type",
+    )
+
+
+def set_automatic_checkpoints(vm_id: uuid.UUID, enabled: bool) -> Pipeline:
+    return one(
+        _vm(vm_id), cmd("Set-VM", AutomaticCheckpointsEnabled=enabled, Passthru=SWITCH), label="set-vm"
+    )
+
+
+def checkpoint_vm(vm_id: uuid.UUID, name: str) -> Pipeline:
+    return one(_vm(vm_id), cmd("Checkpoint-VM", SnapshotName=name, Passthru=SWITCH), label="checkpoint-vm")
+
+
+def checkpoint_with_type(
+    vm_id: uuid.UUID, name: str, attempt: CheckpointType, restore: CheckpointType
+) -> Pipeline:
+    """Set the type for this attempt, checkpoint, and put the VM's own type back: one round trip.
+
+    The statements run on the host in order even if the client goes away, and a failed checkpoint
+    is a non-terminating error, so the third statement restores the type whatever happened.
+    """
+    return (
+        set_checkpoint_type(vm_id, attempt)
+        .then(checkpoint_vm(vm_id, name))
+        .then(set_checkpoint_type(vm_id, restore))
+    )
+
+
+def list_checkpoints(vm_id: uuid.UUID) -> Pipeline:
+    return one(_vm(vm_id), cmd("Get-VMSnapshot"), label="list-checkpoints")
+
+
+def get_checkpoint(checkpoint_id: uuid.UUID) -> Pipeline:
+    return one(_checkpoint(checkpoint_id), label="get-checkpoint")
+
+
+def export_checkpoint(checkpoint_id: uuid.UUID, path: str) -> Pipeline:
+    return one(
+        _checkpoint(checkpoint_id), cmd("Export-VMSnapshot", Path=path, Passthru=SWITCH), label="export"
+    )
+
+
+def remove_checkpoint(checkpoint_id: uuid.UUID) -> Pipeline:
+    return one(_checkpoint(checkpoint_id), cmd("Remove-VMSnapshot"), label="remove-checkpoint")
+
+
+def restore_checkpoint(checkpoint_id: uuid.UUID) -> Pipeline:
+    return one(
+        _checkpoint(checkpoint_id), cmd("Restore-VMSnapshot", Confirm=False), label="restore-checkpoint"
+    )
+
+
+def start_vm(vm_id: uuid.UUID) -> Pipeline:
+    return one(_vm(vm_id), cmd("Start-VM", Passthru=SWITCH), label="start-vm")
+
+
+def stop_vm(vm_id: uuid.UUID, *, turn_off: bool = False) -> Pipeline:
+    option = {"TurnOff": SWITCH} if turn_off else {"Force": SWITCH}
+    return one(_vm(vm_id), cmd("Stop-VM", Passthru=SWITCH, **option), label="stop-vm")
+
+
+def hard_disk_drives(vm_id: uuid.UUID) -> Pipeline:
+    return one(_vm(vm_id), cmd("Get-VMHardDiskDrive"), label="hard-disk-drives")
+
+
+def get_vhds(paths: Sequence[str]) -> Pipeline:
+    return one(cmd("Get-VHD", Path=list(paths)), label="get-vhd")
+
+
+def host_info(drive: str | None = None) -> Pipeline:
+    pipeline = one(cmd("Get-VMHost"), label="host-info")
+    if drive:
+        pipeline = pipeline.then(one(cmd("Get-PSDrive", Name=drive, PSProvider="FileSystem")))
+    return pipeline
+
+
+def drive_space(drive: str) -> Pipeline:
+    return one(cmd("Get-PSDrive", Name=drive, PSProvider="FileSystem"), label="drive-space")
+
+
+def list_files(path: str) -> Pipeline:
+    return one(cmd("Get-ChildItem", LiteralPath=path, Recurse=SWITCH, File=SWITCH), label="list-files")
+
+
+def file_hashes(paths: Sequence[str]) -> Pipeline:
+    return one(cmd("Get-FileHash", LiteralPath=list(paths), Algorithm="SHA256"), label="file-hashes")
+
+
+def test_path(path: str) -> Pipeline:
+    return one(cmd("Test-Path", LiteralPath=path), label="test-path")
+
+
+def make_directory(path: str) -> Pipeline:
+    return one(cmd("New-Item", ItemType="Directory", Path=path, Force=SWITCH), label="make-directory")
+
+
+def move_item(path: str, destination: str) -> Pipeline:
+    return one(cmd("Move-Item", LiteralPath=path, Destination=destination), label="move-item")
+
+
+def remove_item(path: str) -> Pipeline:
+    return one(cmd("Remove-Item", LiteralPath=path, Recurse=SWITCH, Force=SWITCH), label="remove-item")

@@ -1,0 +1,339 @@
+"""Typed records of what a Hyper-V host reports, decoded from remoting objects.
+
+Remoting serialises one level deep: properties are primitives, enums or strings. ``Props`` reads both
+adapted and extended properties of whatever the transport produced, so this module needs no pypsrp.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from airflow_hyperv.hyperv.enums import (
+    CheckpointType,
+    HeartbeatStatus,
+    OperationalStatus,
+    SnapshotType,
+    VhdType,
+    VMState,
+)
+
+
+class Props:
+    """Case-insensitive read access to a remoting object's properties."""
+
+    def __init__(self, obj: Any) -> None:
+        merged: dict[str, Any] = {}
+        if isinstance(obj, Mapping):
+            merged.update(obj)
+        for attr in ("adapted_properties", "extended_properties"):
+            merged.update(getattr(obj, attr, None) or {})
+        self._by_lower = {str(k).lower(): v for k, v in merged.items()}
+        self.types: list[str] = list(getattr(obj, "types", None) or [])
+
+    def raw(self, name: str) -> Any:
+        return self._by_lower.get(name.lower())
+
+    def text(self, name: str, default: str = "") -> str:
+        value = self.raw(name)
+        return default if value is None else str(value)
+
+    def optional_text(self, name: str) -> str | None:
+        value = self.raw(name)
+        return None if value is None or str(value) == "" else str(value)
+
+    def integer(self, name: str, default: int = 0) -> int:
+        value = self.raw(name)
+        sets = getattr(value, "property_sets", None)
+        if sets:
+            value = sets[0]
+        return default if value is None or value == "" else int(value)
+
+    def boolean(self, name: str) -> bool:
+        value = self.raw(name)
+        if isinstance(value, str):
+            return value.strip().lower() == "true"
+        return bool(value)
+
+    def guid(self, name: str) -> uuid.UUID | None:
+        value = self.raw(name)
+        return None if value in (None, "") else uuid.UUID(str(value))
+
+    def time(self, name: str) -> dt.datetime | None:
+        value = self.raw(name)
+        if value is None or value == "":
+            return None
+        if isinstance(value, dt.datetime):
+            return value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)
+        return dt.datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+
+
+def _to_jsonable(value: Any) -> Any:
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if isinstance(value, dt.datetime):
+        return value.isoformat()
+    if isinstance(
+        value, (VMState, CheckpointType, SnapshotType, HeartbeatStatus, OperationalStatus, VhdType)
+    ):
+        return value.name
+    if isinstance(value, list):
+        return [_to_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _to_jsonable(v) for k, v in value.items()}
+    return value
+
+
+class Record:
+    """Mixin: records become plain JSON-able dicts for XCom and reports."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return _to_jsonable(asdict(self))  # type: ignore[call-overload, no-any-return]
+
+
+@dataclass(frozen=True)
+class VirtualMachine(Record):
+    id: uuid.UUID
+    name: str
+    state: VMState
+    status: str  # localized display text: show it, never branch on it
+    heartbeat: HeartbeatStatus | None
+    checkpoint_type: CheckpointType
+    automatic_checkpoints: bool
+    parent_checkpoint_id: uuid.UUID | None = None
+    parent_checkpoint_name: str | None = None
+    host_name: str = ""
+
+    @classmethod
+    def decode(cls, obj: Any) -> VirtualMachine:
+        p = Props(obj)
+        heartbeat = p.raw("Heartbeat")
+        vm_id = p.guid("Id") or p.guid("VMId")
+        if vm_id is None:
+            raise ValueError("a VirtualMachine object without an Id")
+        return cls(
+            id=vm_id,
+            name=p.text("Name") or p.text("VMName"),
+            state=VMState.parse(p.raw("State")),
+            status=p.text("Status"),
+            heartbeat=None if heartbeat in (None, "") else HeartbeatStatus.parse(heartbeat),
+            checkpoint_type=CheckpointType.parse(p.raw("CheckpointType")),
+            automatic_checkpoints=p.boolean("AutomaticCheckpointsEnabled"),
+            parent_checkpoint_id=p.guid("ParentSnapshotId"),
+            parent_checkpoint_name=p.optional_text("ParentSnapshotName"),
+            host_name=p.text("ComputerName"),
+        )
+
+
+@dataclass(frozen=True)
+class Checkpoint(Record):
+    id: uuid.UUID
+    name: str
+    vm_id: uuid.UUID
+    vm_name: str
+    snapshot_type: SnapshotType
+    state: VMState  # Saved: memory state kept (standard of a running VM); Off: disks only
+    parent_id: uuid.UUID | None
+    creation_time: dt.datetime | None
+    path: str
+    is_automatic: bool = False
+
+    @property
+    def has_memory_state(self) -> bool:
+        return self.state is VMState.Saved
+
+    @classmethod
+    def decode(cls, obj: Any) -> Checkpoint:
+        p = Props(obj)
+        cp_id, vm_id = p.guid("Id"), p.guid("VMId")
+        if cp_id is None or vm_id is None:
+            raise ValueError("a VMSnapshot object without Id or VMId")
+        return cls(
+            id=cp_id,
+            name=p.text("Name"),
+            vm_id=vm_id,
+            vm_name=p.text("VMName"),
+            snapshot_type=SnapshotType.parse(p.raw("SnapshotType")),
+            state=VMState.parse(p.raw("State")),
+            parent_id=p.guid("ParentSnapshotId"),
+            creation_time=p.time("CreationTime"),
+            path=p.text("Path"),
+            is_automatic=p.boolean("IsAutomaticCheckpoint"),
+        )
+
+
+BACKUP_SERVICE_NAMES = frozenset({"vss", "backup (volume shadow copy)"})
+
+
+@dataclass(frozen=True)
+class IntegrationService(Record):
+    name: str
+    enabled: bool
+    primary_status: OperationalStatus | None
+    status_description: str  # localized display text
+    vm_id: uuid.UUID | None = None
+
+    @property
+    def is_backup_service(self) -> bool:
+        """The VSS ("Backup (volume shadow copy)") service, by its PowerShell or Manager name."""
+        return self.name.strip().lower() in BACKUP_SERVICE_NAMES
+
+    @property
+    def healthy(self) -> bool:
+        return self.enabled and self.primary_status is OperationalStatus.Ok
+
+    @classmethod
+    def decode(cls, obj: Any) -> IntegrationService:
+        p = Props(obj)
+        status = p.raw("PrimaryOperationalStatus")
+        return cls(
+            name=p.text("Name"),
+            enabled=p.boolean("Enabled"),
+            primary_status=None if status in (None, "") else OperationalStatus.parse(status),
+            status_description=p.text("PrimaryStatusDescription"),
+            vm_id=p.guid("VMId"),
+        )
+
+
+@dataclass(frozen=True)
+class HardDiskDrive(Record):
+    """A VM's disk slot: ``path`` is the disk the VM writes to now (an .avhdx while checkpointed)."""
+
+    vm_id: uuid.UUID | None
+    controller_type: str
+    controller_number: int
+    controller_location: int
+    path: str
+
+    @classmethod
+    def decode(cls, obj: Any) -> HardDiskDrive:
+        p = Props(obj)
+        return cls(
+            vm_id=p.guid("VMId"),
+            controller_type=p.text("ControllerType"),
+            controller_number=p.integer("ControllerNumber"),
+            controller_location=p.integer("ControllerLocation"),
+            path=p.text("Path"),
+        )
+
+
+@dataclass(frozen=True)
+class VirtualDisk(Record):
+    """A VHD/VHDX/AVHDX file as Get-VHD reports it."""
+
+    path: str
+    vhd_type: VhdType
+    parent_path: str | None
+    size: int  # maximum virtual size, bytes
+    file_size: int  # bytes on the host volume
+
+    @property
+    def is_differencing(self) -> bool:
+        return self.vhd_type is VhdType.Differencing
+
+    @classmethod
+    def decode(cls, obj: Any) -> VirtualDisk:
+        p = Props(obj)
+        return cls(
+            path=p.text("Path"),
+            vhd_type=VhdType.parse(p.raw("VhdType")),
+            parent_path=p.optional_text("ParentPath"),
+            size=p.integer("Size"),
+            file_size=p.integer("FileSize"),
+        )
+
+
+@dataclass(frozen=True)
+class DiskChain(Record):
+    """One drive's chain from the disk the VM writes to down to its base disk."""
+
+    drive: HardDiskDrive
+    disks: list[VirtualDisk] = field(default_factory=list)
+
+    @property
+    def depth(self) -> int:
+        """Number of differencing disks above the base disk."""
+        return sum(1 for d in self.disks if d.is_differencing)
+
+    @property
+    def current_path(self) -> str:
+        return self.drive.path
+
+
+@dataclass(frozen=True)
+class VMHost(Record):
+    name: str
+    logical_processors: int
+    memory_capacity: int
+    virtual_machine_path: str
+    virtual_hard_disk_path: str
+
+    @classmethod
+    def decode(cls, obj: Any) -> VMHost:
+        p = Props(obj)
+        return cls(
+            name=p.text("ComputerName") or p.text("Name"),
+            logical_processors=p.integer("LogicalProcessorCount"),
+            memory_capacity=p.integer("MemoryCapacity"),
+            virtual_machine_path=p.text("VirtualMachinePath"),
+            virtual_hard_disk_path=p.text("VirtualHardDiskPath"),
+        )
+
+
+@dataclass(frozen=True)
+class DriveSpace(Record):
+    """Free and used bytes of a host drive (Get-PSDrive)."""
+
+    name: str
+    free: int
+    used: int
+
+    @classmethod
+    def decode(cls, obj: Any) -> DriveSpace:
+        p = Props(obj)
+        return cls(name=p.text("Name"), free=p.integer("Free"), used=p.integer("Used"))
+
+
+@dataclass(frozen=True)
+class RemoteFile(Record):
+    """A file on the host (Get-ChildItem -File)."""
+
+    path: str
+    length: int
+
+    @classmethod
+    def decode(cls, obj: Any) -> RemoteFile:
+        p = Props(obj)
+        return cls(path=p.text("FullName"), length=p.integer("Length"))
+
+
+@dataclass(frozen=True)
+class FileHash(Record):
+    path: str
+    algorithm: str
+    hash: str
+
+    @classmethod
+    def decode(cls, obj: Any) -> FileHash:
+        p = Props(obj)
+        return cls(path=p.text("Path"), algorithm=p.text("Algorithm"), hash=p.text("Hash").upper())
+
+
+@dataclass(frozen=True)
+class ExportManifest(Record):
+    """What a verified export holds: every file, its size and checksum, relative to the export root."""
+
+    vm_id: str
+    vm_name: str
+    checkpoint_id: str
+    checkpoint_name: str
+    consistency: str
+    path: str
+    files: list[dict[str, Any]]  # {"path": relative, "length": bytes, "sha256": hex}
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(int(f["length"]) for f in self.files)
