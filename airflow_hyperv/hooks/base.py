@@ -1,0 +1,194 @@
+"""The one base every Hyper-V hook stands on: it owns the connection, the runspace pool and retries."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from airflow.sdk import BaseHook
+from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt, stop_after_delay
+from tenacity.wait import wait_random_exponential
+
+from airflow_hyperv.hooks.connection import ConnectionSettings
+from airflow_hyperv.hyperv.errors import HyperVError, TransientTransportError
+from airflow_hyperv.hyperv.pipelines import Pipeline
+
+T = TypeVar("T")
+log = logging.getLogger(__name__)
+
+
+def _is_transient(exc: BaseException) -> bool:
+    return isinstance(exc, TransientTransportError)
+
+
+class HyperVBaseHook(BaseHook):
+    """Opens one runspace pool on first use and reuses it for every call until ``close()``.
+
+    Use it as a context manager (``with HyperVHook(...) as hv:``) so the pool is closed on the host.
+    """
+
+    conn_name_attr = "hyperv_conn_id"
+    default_conn_name = "hyperv_default"
+    conn_type = "hyperv"
+    hook_name = "Hyper-V"
+
+    # Backoff between retries: random exponential (full jitter), capped per wait.
+    retry_wait_multiplier = 0.5
+    retry_wait_max = 10.0
+
+    def __init__(
+        self, hyperv_conn_id: str = default_conn_name, *, settings: ConnectionSettings | None = None
+    ):
+        super().__init__()
+        self.hyperv_conn_id = hyperv_conn_id
+        self._settings = settings
+        self._wsman: Any = None
+        self._pool: Any = None
+
+    # -- connection -------------------------------------------------------------------------------
+    @property
+    def settings(self) -> ConnectionSettings:
+        if self._settings is None:
+            conn = self.get_connection(self.hyperv_conn_id)
+            self._settings = ConnectionSettings.from_connection(
+                host=conn.host, port=conn.port, login=conn.login, password=conn.password, extra=conn.extra
+            )
+        return self._settings
+
+    def __enter__(self: Any) -> Any:
+        self.open()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def open(self) -> None:
+        """Open the runspace pool (one Create and one Receive on the wire) if it is not open yet."""
+        if self._pool is not None:
+            return
+        from pypsrp.powershell import RunspacePool
+        from pypsrp.wsman import WSMan
+
+        from airflow_hyperv.hooks.transport import translate
+
+        settings = self.settings
+        try:
+            self._wsman = WSMan(**settings.wsman_kwargs())
+            pool = RunspacePool(self._wsman, configuration_name=settings.configuration_name)
+            pool.open()
+        except Exception as exc:
+            self._drop_pool()
+            raise translate(exc, settings.endpoint) from None
+        self._pool = pool
+        log.info("Opened a runspace pool on %s", settings.endpoint)
+
+    def close(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            try:
+                pool.close()
+            except Exception as exc:  # the host reaps an abandoned pool after its idle timeout
+                log.warning(
+                    "Closing the runspace pool on %s failed: %s", self.settings.endpoint, type(exc).__name__
+                )
+        self._drop_pool()
+
+    def _drop_pool(self) -> None:
+        self._pool = None
+        if self._wsman is not None:
+            with contextlib.suppress(Exception):  # best effort: the session is being thrown away
+                self._wsman.close()
+        self._wsman = None
+
+    # -- running pipelines ------------------------------------------------------------------------
+    def _retrying(self) -> Retrying:
+        settings = self.settings
+
+        def before_sleep(state: RetryCallState) -> None:
+            exc = state.outcome.exception() if state.outcome else None
+            log.warning(
+                "Transient fault on %s (attempt %d of %d): %s; retrying",
+                settings.endpoint,
+                state.attempt_number,
+                settings.retry_attempts,
+                exc,
+            )
+
+        return Retrying(
+            stop=stop_after_attempt(settings.retry_attempts) | stop_after_delay(settings.retry_max_seconds),
+            wait=wait_random_exponential(multiplier=self.retry_wait_multiplier, max=self.retry_wait_max),
+            retry=retry_if_exception(_is_transient),
+            before_sleep=before_sleep,
+            reraise=True,
+        )
+
+    def run_pipeline(self, pipeline: Pipeline) -> Any:
+        """Run ``pipeline`` once on the open pool; transport faults come back as domain errors."""
+        from airflow_hyperv.hooks.transport import invoke, translate
+
+        self.open()
+        started = time.monotonic()
+        try:
+            result = invoke(self._pool, pipeline)
+        except HyperVError:
+            raise
+        except Exception as exc:
+            error = translate(exc, self.settings.endpoint)
+            if isinstance(error, TransientTransportError):
+                # The pool's state is unknown after a lost answer: start the next try on a fresh one.
+                self.close()
+            raise error from None
+        log.info(
+            "%s on %s: %d object(s), %d error(s) in %.2fs",
+            pipeline.describe(),
+            self.settings.endpoint,
+            len(result.output),
+            len(result.errors),
+            time.monotonic() - started,
+        )
+        for warning in result.warnings:
+            log.warning("%s: %s", pipeline.label or pipeline.cmdlets[0], warning)
+        return result
+
+    def read(self, pipeline: Pipeline) -> Any:
+        """Run a pipeline that changes nothing: a transient fault simply repeats it."""
+        for attempt in self._retrying():
+            with attempt:
+                return self.run_pipeline(pipeline)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def write(self, pipeline: Pipeline, *, already_done: Callable[[], T | None]) -> Any:
+        """Run a pipeline that changes the host. Before a repeat, ``already_done()`` asks the host
+        whether the lost try took effect; if it returns something, that is the result."""
+        first = True
+        for attempt in self._retrying():
+            with attempt:
+                if not first:
+                    done = already_done()
+                    if done is not None:
+                        log.info(
+                            "%s already took effect on %s; not repeating it",
+                            pipeline.label,
+                            self.settings.endpoint,
+                        )
+                        return done
+                first = False
+                return self.run_pipeline(pipeline)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def test_connection(self) -> tuple[bool, str]:
+        """A real round trip (Get-VMHost), as the UI's Test button and ``airflow connections test`` run it."""
+        from airflow_hyperv.hyperv import pipelines
+
+        try:
+            with self:
+                result = self.read(pipelines.host_info())
+        except Exception as exc:
+            return False, str(exc)
+        if result.errors or not result.output:
+            reason = result.errors[0].describe() if result.errors else "Get-VMHost returned nothing"
+            return False, f"{self.settings.endpoint} answered, but Get-VMHost failed: {reason}"
+        return True, f"Connected to {self.settings.endpoint}: Hyper-V host answered Get-VMHost"

@@ -1,0 +1,138 @@
+"""pypsrp at arm's length: replay a domain ``Pipeline`` with bound parameters, read its streams, and
+translate transport exceptions into the domain's classes. The only module that imports pypsrp."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import requests
+from pypsrp.exceptions import AuthenticationError, WinRMTransportError, WSManFaultError
+from pypsrp.powershell import PowerShell, RunspacePool
+
+from airflow_hyperv.hyperv.errors import (
+    AuthenticationFailedError,
+    ErrorInfo,
+    HyperVError,
+    TransientTransportError,
+    TransportError,
+)
+from airflow_hyperv.hyperv.pipelines import SWITCH, Pipeline
+
+log = logging.getLogger(__name__)
+
+# WS-Man fault codes a client may retry: the operation timed out, or the service refused for load.
+# 2150858793 ERROR_WSMAN_OPERATION_TIMEDOUT; 2150859174 ERROR_WSMAN_QUOTA_MAX_OPERATIONS;
+# 2150859173 ERROR_WSMAN_QUOTA_MAX_SHELLS; 2150859046 ERROR_WSMAN_QUOTA_MAX_REQUESTS (server busy).
+TRANSIENT_WSMAN_CODES = frozenset({2150858793, 2150859174, 2150859173, 2150859046, 2150858843})
+TRANSIENT_HTTP_STATUS = frozenset({502, 503, 504})
+
+
+@dataclass
+class PipelineResult:
+    output: list[Any]
+    errors: list[ErrorInfo]
+    warnings: list[str] = field(default_factory=list)
+    failed: bool = False  # the pipeline ended Failed (a terminating error)
+    seconds: float = 0.0
+
+
+def error_info(record: Any) -> ErrorInfo:
+    """Read the identifying parts of a pypsrp ErrorRecord."""
+    exception = getattr(record, "exception", None)
+    types = list(getattr(exception, "types", None) or [])
+    exception_type = types[0].removeprefix("Deserialized.") if types else ""
+    category = getattr(record, "category", None)
+    return ErrorInfo(
+        fully_qualified_error_id=str(getattr(record, "fq_error", "") or ""),
+        category=_category_name(category),
+        exception_type=exception_type,
+        reason=str(getattr(record, "reason", "") or ""),
+        target_name=str(getattr(record, "target_name", "") or ""),
+        message=str(getattr(record, "message", "") or record),
+    )
+
+
+# System.Management.Automation.ErrorCategory: the record carries the integer.
+_CATEGORIES = [
+    "NotSpecified", "OpenError", "CloseError", "DeviceError", "DeadlockDetected", "InvalidArgument",
+    "InvalidData", "InvalidOperation", "InvalidResult", "InvalidType", "MetadataError", "NotImplemented",
+    "NotInstalled", "ObjectNotFound", "OperationStopped", "OperationTimeout", "SyntaxError", "ParserError",
+    "PermissionDenied", "ResourceBusy", "ResourceExists", "ResourceUnavailable", "ReadError", "WriteError",
+    "FromStdErr", "SecurityError", "ProtocolError", "ConnectionError", "AuthenticationError",
+    "LimitsExceeded", "QuotaExceeded", "NotEnabled",
+]  # fmt: skip
+
+
+def _category_name(category: Any) -> str:
+    if category is None:
+        return ""
+    try:
+        return _CATEGORIES[int(category)]
+    except (ValueError, IndexError):
+        return str(category)
+
+
+def translate(exc: BaseException, endpoint: str) -> HyperVError:
+    """A transport exception as a domain error. Messages name the endpoint, never the credentials."""
+    if isinstance(exc, HyperVError):
+        return exc
+    if isinstance(exc, AuthenticationError):
+        return AuthenticationFailedError(f"{endpoint} rejected the credentials ({type(exc).__name__})")
+    if isinstance(exc, requests.exceptions.SSLError):
+        return TransportError(f"TLS with {endpoint} failed: {_first_line(exc)}")
+    if isinstance(exc, (requests.exceptions.ConnectionError, requests.exceptions.Timeout)):
+        return TransientTransportError(f"connection to {endpoint} failed: {type(exc).__name__}")
+    if isinstance(exc, WSManFaultError):
+        code = exc.code or 0
+        text = f"WS-Man fault {code} from {endpoint}: {_first_line(exc.reason or exc.message)}"
+        if code in TRANSIENT_WSMAN_CODES:
+            return TransientTransportError(text)
+        return TransportError(text)
+    if isinstance(exc, WinRMTransportError):
+        text = f"HTTP {exc.code} from {endpoint}"
+        return TransientTransportError(text) if exc.code in TRANSIENT_HTTP_STATUS else TransportError(text)
+    if isinstance(exc, (ConnectionError, TimeoutError)):
+        return TransientTransportError(f"connection to {endpoint} failed: {type(exc).__name__}")
+    return TransportError(f"unexpected {type(exc).__name__} talking to {endpoint}: {_first_line(exc)}")
+
+
+def _first_line(value: Any) -> str:
+    return str(value).strip().splitlines()[0][:300] if str(value).strip() else ""
+
+
+def build(pool: RunspacePool, pipeline: Pipeline) -> PowerShell:
+    """A PowerShell object for ``pipeline``: cmdlets and bound parameters only, never script text."""
+    ps = PowerShell(pool)
+    for index, statement in enumerate(pipeline.statements):
+        if index:
+            ps.add_statement()
+        for command in statement:
+            ps.add_cmdlet(command.name)
+            for name, value in command.parameters:
+                if value is SWITCH:
+                    ps.add_parameter(name)
+                else:
+                    ps.add_parameter(name, value)
+    return ps
+
+
+def collect(ps: PowerShell, output: list[Any], started: float) -> PipelineResult:
+    from pypsrp.complex_objects import PSInvocationState
+
+    return PipelineResult(
+        output=list(output),
+        errors=[error_info(r) for r in ps.streams.error],
+        warnings=[str(w) for w in ps.streams.warning],
+        failed=ps.state == PSInvocationState.FAILED,
+        seconds=time.monotonic() - started,
+    )
+
+
+def invoke(pool: RunspacePool, pipeline: Pipeline) -> PipelineResult:
+    started = time.monotonic()
+    ps = build(pool, pipeline)
+    output = ps.invoke()
+    return collect(ps, output, started)
