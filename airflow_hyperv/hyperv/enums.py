@@ -68,10 +68,10 @@ class SnapshotType(HyperVEnum):
     Standard = 0
     Recovery = 1
     Planned = 2
-    Missing = 3
-    Replica = 4
-    AppConsistentReplica = 5
-    SyncedReplica = 6
+    Missing = 5
+    Replica = 6
+    AppConsistentReplica = 7
+    SyncedReplica = 8
 
 
 class HeartbeatStatus(HyperVEnum):
@@ -105,10 +105,10 @@ class OperationalStatus(HyperVEnum):
     NonRecoverableError = 7
     NoContact = 12
     LostCommunication = 13
-    Dormant = 15
-    SupportingEntityInError = 16
-    ApplicationCritical = 32782
     ProtocolMismatch = 32775
+    ApplicationCritical = 32782
+    CommunicationTimedOut = 32783
+    CommunicationFailed = 32784
     Disabled = 32896
 
 

@@ -1,0 +1,71 @@
+"""The async face of HyperVHook for triggers.
+
+pypsrp is synchronous. Every call runs in a worker thread (``asyncio.to_thread``) so the triggerer's
+event loop never blocks; calls through one async hook are serialised on its one runspace pool, and
+a process-wide semaphore bounds how many threads all triggers together may hold.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import TypeVar
+
+from airflow.sdk import BaseHook
+
+from airflow_hyperv.hooks.connection import ConnectionSettings
+from airflow_hyperv.hooks.hyperv import HyperVHook
+
+T = TypeVar("T")
+
+MAX_THREADS = 8  # threads all async hooks in one process may use at once
+_thread_slots: dict[int, asyncio.Semaphore] = {}
+
+
+def _slots() -> asyncio.Semaphore:
+    loop_id = id(asyncio.get_running_loop())
+    if loop_id not in _thread_slots:
+        _thread_slots[loop_id] = asyncio.Semaphore(MAX_THREADS)
+    return _thread_slots[loop_id]
+
+
+class HyperVAsyncHook:
+    def __init__(
+        self,
+        hyperv_conn_id: str = HyperVHook.default_conn_name,
+        *,
+        settings: ConnectionSettings | None = None,
+    ):
+        self.hyperv_conn_id = hyperv_conn_id
+        self._settings = settings
+        self._hook: HyperVHook | None = None
+        self._lock = asyncio.Lock()
+
+    async def settings(self) -> ConnectionSettings:
+        if self._settings is None:
+            # The sync get_connection would block the loop (and raises DeadlockImminentError there).
+            conn = await BaseHook.aget_connection(self.hyperv_conn_id)
+            self._settings = ConnectionSettings.from_connection(
+                host=conn.host, port=conn.port, login=conn.login, password=conn.password, extra=conn.extra
+            )
+        return self._settings
+
+    async def call(self, fn: Callable[[HyperVHook], T]) -> T:
+        """Run ``fn(hook)`` in a thread on this async hook's runspace pool."""
+        settings = await self.settings()
+        async with self._lock, _slots():
+            if self._hook is None:
+                self._hook = HyperVHook(self.hyperv_conn_id, settings=settings)
+            return await asyncio.to_thread(fn, self._hook)
+
+    async def close(self) -> None:
+        async with self._lock:
+            hook, self._hook = self._hook, None
+            if hook is not None:
+                await asyncio.to_thread(hook.close)
+
+    async def __aenter__(self) -> HyperVAsyncHook:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
