@@ -1,0 +1,1 @@
+"""WS-Management / WinRM protocol state machines of the emulator (no sockets; see ``server.py``)."""
