@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import shutil
@@ -30,7 +31,7 @@ class Emulator:
         username: str = "hyperv-admin",
         password: str | None = None,
         root_dir: Path | None = None,
-        time_scale: float = 0.001,
+        time_scale: float = 1.0,
         clock: Any = None,
         idle_timeout: float = 7200.0,
         receive_wait_cap: float = 0.5,
@@ -161,7 +162,7 @@ class Emulator:
             port=self.port,
             login=self.username,
             password=self.password,
-            extra=self.connection_extra(host_name, **overrides),
+            extra=json.dumps(self.connection_extra(host_name, **overrides)),
         )
         return str(conn.get_uri())
 

@@ -1,0 +1,186 @@
+"""``HyperVCommandHost``: runs decoded pipelines against one ``HostModel`` (the runtime.CommandHost seam).
+
+Like PowerShell, every command of a statement is resolved and its command-line parameters bound before
+anything runs; then the first command runs once and each later command runs once per object the
+previous one produced (pipeline input by value). Errors that PowerShell treats as terminating
+(parameter binding, unknown command, script text) fail the pipeline; operation failures are
+non-terminating error records unless ``-ErrorAction Stop``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from airflow_hyperv.emulator.cmdlets import (  # noqa: F401  (registers the cmdlets)
+    disk_cmdlets,
+    file_cmdlets,
+    snapshot_cmdlets,
+    vm_cmdlets,
+)
+from airflow_hyperv.emulator.cmdlets.audit import AuditEntry, AuditLog
+from airflow_hyperv.emulator.cmdlets.base import REGISTRY, Call
+from airflow_hyperv.emulator.cmdlets.binding import Cmdlet, as_text, bind
+from airflow_hyperv.emulator.cmdlets.serialize import serialize
+from airflow_hyperv.emulator.model.errors import (
+    CommandNotFoundError,
+    HyperVError,
+    ParameterBindingError,
+    ScriptsNotAllowedError,
+)
+from airflow_hyperv.emulator.model.host import HostModel
+from airflow_hyperv.emulator.runtime import (
+    CommandInvocation,
+    ErrorSpec,
+    PipelineContext,
+    PipelineSink,
+    Statement,
+    TerminatingError,
+)
+
+
+@dataclass
+class _Step:
+    invocation: CommandInvocation
+    cmdlet: Cmdlet
+    params: dict[str, Any]
+    audit: AuditEntry
+    errors: list[str] = field(default_factory=list)
+
+
+class HyperVCommandHost:
+    """A PowerShell endpoint (NoLanguage, like JEA) in front of one emulated Hyper-V host."""
+
+    def __init__(self, host: HostModel, *, audit: AuditLog | None = None) -> None:
+        self.host = host
+        self.name = host.name
+        self.audit = audit if audit is not None else AuditLog()
+
+    def run(self, statements: Sequence[Statement], sink: PipelineSink, ctx: PipelineContext) -> None:
+        for statement in statements:
+            if ctx.cancelled.is_set():
+                return
+            self._run_statement(statement, sink, ctx)
+
+    # --- one statement ----------------------------------------------------------------------------------
+
+    def _open(
+        self, ctx: PipelineContext, cmdlet: str, params: dict[str, str], invoked_as: str = ""
+    ) -> AuditEntry:
+        return self.audit.open(
+            time=self.host.clock.now(),
+            host=self.name,
+            user=ctx.user,
+            cmdlet=cmdlet,
+            parameters=params,
+            invoked_as=invoked_as,
+        )
+
+    def _terminate(self, entry: AuditEntry, err: HyperVError, cmdlet: Cmdlet | None) -> TerminatingError:
+        spec = err.to_spec(cmdlet.name if cmdlet else "", cmdlet.command_type if cmdlet else "")
+        entry.outcome = "failed"
+        entry.errors.append(spec.fully_qualified_error_id)
+        return TerminatingError(spec)
+
+    def _prepare(self, statement: Statement, ctx: PipelineContext) -> list[_Step]:
+        steps: list[_Step] = []
+        for inv in statement:
+            raw = {(p.name or f"[{i}]"): as_text(p.value) for i, p in enumerate(inv.parameters)}
+            if inv.is_script:
+                entry = self._open(ctx, "<script>", {"Script": inv.name[:200]})
+                raise self._terminate(entry, ScriptsNotAllowedError(inv.name), None)
+            cmdlet = REGISTRY.get(inv.name.strip().lower())
+            if cmdlet is None:
+                entry = self._open(ctx, inv.name, raw)
+                raise self._terminate(entry, CommandNotFoundError(inv.name), None)
+            try:
+                params = bind(cmdlet, inv.parameters)
+            except HyperVError as err:
+                entry = self._open(ctx, cmdlet.name, raw, inv.name)
+                raise self._terminate(entry, err, cmdlet) from None
+            entry = self._open(ctx, cmdlet.name, {k: as_text(v) for k, v in params.items()}, inv.name)
+            steps.append(_Step(inv, cmdlet, params, entry))
+        return steps
+
+    def _run_statement(self, statement: Statement, sink: PipelineSink, ctx: PipelineContext) -> None:
+        if not statement:
+            return
+        steps = self._prepare(statement, ctx)
+        objects: list[Any] = []
+        for index, step in enumerate(steps):
+            outputs: list[Any] = []
+            try:
+                if index == 0:
+                    outputs.extend(self._invoke(step, dict(step.params), sink, ctx))
+                else:
+                    for obj in objects:
+                        if ctx.cancelled.is_set():
+                            break
+                        outputs.extend(self._invoke_with_input(step, obj, sink, ctx))
+            except TerminatingError:
+                for later in steps[index + 1 :]:
+                    later.audit.outcome = "skipped"
+                raise
+            if ctx.cancelled.is_set():
+                step.audit.outcome = "stopped"
+                for later in steps[index + 1 :]:
+                    later.audit.outcome = "skipped"
+                return
+            step.audit.outcome = "error" if step.errors else "ok"
+            objects = outputs
+        for obj in objects:
+            sink.write_output(serialize(obj, self.host))
+
+    def _invoke_with_input(
+        self, step: _Step, obj: Any, sink: PipelineSink, ctx: PipelineContext
+    ) -> list[Any]:
+        param = step.cmdlet.pipeline_param_for(obj)
+        if param is None or param.name in step.params or any(x in step.params for x in param.excludes):
+            self._error(
+                step,
+                ParameterBindingError.input_not_bound().to_spec(step.cmdlet.name, step.cmdlet.command_type),
+                obj,
+                sink,
+            )
+            return []
+        params = dict(step.params)
+        params[param.name] = [obj]
+        previous = step.audit.parameters.get(param.name)
+        text = as_text([obj])
+        step.audit.parameters[param.name] = f"{previous},{text}" if previous else text
+        return self._invoke(step, params, sink, ctx)
+
+    def _invoke(
+        self, step: _Step, params: dict[str, Any], sink: PipelineSink, ctx: PipelineContext
+    ) -> list[Any]:
+        call = Call(
+            step.cmdlet,
+            self.host,
+            params,
+            step.audit,
+            ctx.cancelled,
+            lambda spec, target: self._error(step, spec, target, sink),
+        )
+        outputs: list[Any] = []
+        try:
+            for obj in step.cmdlet.handler(call):
+                outputs.append(obj)
+        except ParameterBindingError as err:
+            raise self._terminate(step.audit, err, step.cmdlet) from None
+        except HyperVError as err:
+            call.error(err, err.target_name or None)
+        for warning in call.warnings:
+            sink.write_warning(warning)
+        return outputs
+
+    def _error(self, step: _Step, spec: ErrorSpec, target: Any, sink: PipelineSink) -> None:
+        action = step.params.get("ErrorAction", "Continue")
+        step.errors.append(spec.fully_qualified_error_id)
+        step.audit.errors.append(spec.fully_qualified_error_id)
+        if action == "Stop":
+            step.audit.outcome = "failed"
+            raise TerminatingError(spec)
+        if action in ("SilentlyContinue", "Ignore"):
+            return
+        sink.write_error(spec, None if target is None else str(target))

@@ -1,0 +1,48 @@
+"""Small read-only views the cmdlets emit for things that are not model objects of their own."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from airflow_hyperv.emulator.model.host import HostModel
+from airflow_hyperv.emulator.model.paths import Volume
+from airflow_hyperv.emulator.model.vm import HardDrive, IntegrationService, VirtualMachine
+
+
+@dataclass(frozen=True)
+class IntegrationView:
+    vm: VirtualMachine
+    service: IntegrationService
+
+
+@dataclass(frozen=True)
+class DriveView:
+    vm: VirtualMachine
+    drive: HardDrive
+
+
+@dataclass(frozen=True)
+class HostView:
+    host: HostModel
+
+
+@dataclass(frozen=True)
+class FileItem:
+    """A file or directory on the host, by its real path (serialised as FileInfo / DirectoryInfo)."""
+
+    host: HostModel
+    real: Path
+
+
+@dataclass(frozen=True)
+class FileHashView:
+    algorithm: str
+    hash: str
+    path: str
+
+
+@dataclass(frozen=True)
+class DriveInfoView:
+    host: HostModel
+    volume: Volume

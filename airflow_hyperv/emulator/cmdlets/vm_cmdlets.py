@@ -1,0 +1,138 @@
+"""Get-VM, Set-VM, Start-VM, Stop-VM, Get-VMIntegrationService, Get-VMHost."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from airflow_hyperv.emulator.cmdlets.base import Call, cmdlet, target_vms
+from airflow_hyperv.emulator.cmdlets.binding import Param
+from airflow_hyperv.emulator.cmdlets.views import HostView, IntegrationView
+from airflow_hyperv.emulator.model.enums import CheckpointType
+from airflow_hyperv.emulator.model.errors import OperationFailedError
+from airflow_hyperv.emulator.model.wildcard import WildcardPattern
+
+NS = "Microsoft.HyperV.PowerShell.Commands."
+VM_NAME = Param("Name", "strings", ("VMName",), position=0)
+VM_OBJ = Param("VM", "vms", pipeline=True, excludes=("Name",))
+PASSTHRU = Param("Passthru", "switch")
+AS_JOB = Param("AsJob", "switch")
+COMPUTER = Param("ComputerName", "strings", ("PSComputerName",))
+
+
+def _no_job(call: Call) -> None:
+    if call.flag("AsJob"):
+        raise call.not_modelled("-AsJob (remote jobs die with the runspace)")
+
+
+def _local_only(call: Call) -> None:
+    for name in call.get("ComputerName") or []:
+        if name.lower() not in (call.host.name.lower(), "localhost", "."):
+            raise OperationFailedError(f"Hyper-V was unable to connect to computer '{name}' from this host.")
+
+
+@cmdlet("Get-VM", NS + "GetVM", [VM_NAME, Param("Id", "guid"), COMPUTER])
+def get_vm(call: Call) -> Iterator[Any]:
+    _local_only(call)
+    if call.has("Id"):
+        vm = call.host.vm_by_id(call.get("Id"))
+        call.touch(vm.id)
+        yield vm
+        return
+    for vm in target_vms(call, required=False):
+        call.touch(vm.id)
+        yield vm
+
+
+@cmdlet(
+    "Set-VM",
+    NS + "SetVM",
+    [
+        VM_NAME,
+        VM_OBJ,
+        Param("CheckpointType", "enum", enum=CheckpointType),
+        Param("AutomaticCheckpointsEnabled", "bool"),
+        PASSTHRU,
+        COMPUTER,
+    ],
+    should_process=True,
+)
+def set_vm(call: Call) -> Iterator[Any]:
+    _local_only(call)
+    for vm in target_vms(call):
+        call.touch(vm.id)
+        if not call.flag("WhatIf"):
+            call.host.set_vm(
+                vm,
+                checkpoint_type=call.get("CheckpointType"),
+                automatic_checkpoints=call.get("AutomaticCheckpointsEnabled"),
+            )
+        if call.flag("Passthru"):
+            yield vm
+
+
+@cmdlet("Start-VM", NS + "StartVM", [VM_NAME, VM_OBJ, PASSTHRU, AS_JOB, COMPUTER], should_process=True)
+def start_vm(call: Call) -> Iterator[Any]:
+    _no_job(call)
+    _local_only(call)
+    for vm in target_vms(call):
+        call.touch(vm.id)
+        if not call.flag("WhatIf") and not call.host.start_vm(vm):
+            call.warnings.append(f"The virtual machine '{vm.name}' is already in the specified state.")
+        if call.flag("Passthru"):
+            yield vm
+
+
+@cmdlet(
+    "Stop-VM",
+    NS + "StopVM",
+    [
+        VM_NAME,
+        VM_OBJ,
+        Param("Force", "switch"),
+        Param("TurnOff", "switch"),
+        Param("Save", "switch"),
+        PASSTHRU,
+        AS_JOB,
+        COMPUTER,
+    ],
+    should_process=True,
+)
+def stop_vm(call: Call) -> Iterator[Any]:
+    _no_job(call)
+    _local_only(call)
+    if call.flag("Save"):
+        raise call.not_modelled("Stop-VM -Save")
+    for vm in target_vms(call):
+        call.touch(vm.id)
+        if not call.flag("WhatIf") and not call.host.stop_vm(vm, turn_off=call.flag("TurnOff")):
+            call.warnings.append(f"The virtual machine '{vm.name}' is already in the specified state.")
+        if call.flag("Passthru"):
+            yield vm
+
+
+@cmdlet(
+    "Get-VMIntegrationService",
+    NS + "GetVMIntegrationService",
+    [
+        Param("VMName", "strings", position=0),
+        Param("VM", "vms", pipeline=True, excludes=("VMName",)),
+        Param("Name", "strings", position=1),
+        COMPUTER,
+    ],
+)
+def get_integration(call: Call) -> Iterator[Any]:
+    _local_only(call)
+    patterns = [WildcardPattern(p) for p in call.get("Name") or ["*"]]
+    backup_alias = [p for p in call.get("Name") or [] if p.lower().startswith("backup")]
+    for vm in target_vms(call, name_param="VMName"):
+        call.touch(vm.id)
+        for svc in vm.integration:
+            if any(p.match(svc.name) for p in patterns) or (svc.name == "VSS" and backup_alias):
+                yield IntegrationView(vm, svc)
+
+
+@cmdlet("Get-VMHost", NS + "GetVMHost", [COMPUTER])
+def get_vmhost(call: Call) -> Iterator[Any]:
+    _local_only(call)
+    yield HostView(call.host)

@@ -1,0 +1,239 @@
+"""Windows paths on a real directory: ``C:\\Hyper-V\\vm1`` lives at ``<root>/C/Hyper-V/vm1``.
+
+Lookups are case-insensitive like NTFS (an existing entry's spelling wins), ``..`` is normalised the
+way Windows does it (never above the drive root) and nothing can resolve outside the host's root.
+Files keep a *logical* size next to their small real stand-in, so a 60 GB disk costs a few KB on the
+test machine while the volume's free space, export and merge timings still see 60 GB.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import shutil
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from airflow_hyperv.emulator.model.errors import DriveNotFoundError, InvalidPathError, PathNotFoundError
+
+_DRIVE = re.compile(r"^([A-Za-z]):(.*)$", re.DOTALL)
+_ILLEGAL = set('<>:"|?*') | {chr(c) for c in range(32)}
+_PROVIDER_PREFIXES = ("microsoft.powershell.core\\filesystem::", "filesystem::")
+STANDIN_MAGIC = "HVEMU"
+
+
+@dataclass
+class Volume:
+    """One drive letter of the host: its capacity and what is used outside the model (OS, other data)."""
+
+    letter: str
+    capacity: int
+    reserved: int = 0
+    label: str = ""
+
+
+class HostFileSystem:
+    """The host's drives mapped onto ``root``; thread-safe for the bookkeeping it keeps."""
+
+    def __init__(
+        self, root: Path, volumes: dict[str, Volume], cwd: str = "C:\\Users\\Administrator\\Documents"
+    ):
+        self.root = root
+        self.volumes = {k.upper(): v for k, v in volumes.items()}
+        self.cwd = cwd
+        self._logical: dict[str, int] = {}
+        self._lock = threading.RLock()
+        root.mkdir(parents=True, exist_ok=True)
+        for letter in self.volumes:
+            (root / letter).mkdir(exist_ok=True)
+
+    # --- path mapping -------------------------------------------------------------------------------
+
+    def split(self, path: str) -> tuple[str, list[str]]:
+        """Normalise a Windows path to (drive letter, components) like Windows' GetFullPathName."""
+        text = str(path).strip()
+        low = text.lower()
+        for prefix in _PROVIDER_PREFIXES:
+            if low.startswith(prefix):
+                text = text[len(prefix) :]
+                break
+        text = text.replace("/", "\\")
+        if text.startswith("\\\\"):
+            raise InvalidPathError(
+                path, f"The path '{path}' is a UNC or device path this host does not serve."
+            )
+        m = _DRIVE.match(text)
+        if m is None:
+            if text.startswith("\\"):
+                drive, rest = self.cwd[0], text
+            else:
+                drive, rest = self.cwd[0], self.cwd[2:] + "\\" + text
+        else:
+            drive, rest = m.group(1), m.group(2)
+        drive = drive.upper()
+        if drive not in self.volumes:
+            raise DriveNotFoundError(drive)
+        parts: list[str] = []
+        for comp in rest.split("\\"):
+            if comp in ("", "."):
+                continue
+            if comp == "..":
+                if parts:
+                    parts.pop()
+                continue
+            trimmed = comp.rstrip(" .")  # Windows drops trailing dots and spaces
+            if not trimmed:
+                continue
+            if any(ch in _ILLEGAL for ch in trimmed):
+                raise InvalidPathError(path)
+            parts.append(trimmed)
+        return drive, parts
+
+    def normalize(self, path: str) -> str:
+        """Canonical Windows spelling, reusing the case of entries that already exist."""
+        return self.to_windows(self.to_real(path))
+
+    def to_real(self, path: str) -> Path:
+        drive, parts = self.split(path)
+        real = self.root / drive
+        for comp in parts:
+            real = real / self._existing_name(real, comp)
+        resolved_root = self.root.resolve()
+        resolved = real.resolve()
+        if resolved != resolved_root and resolved_root not in resolved.parents:
+            raise InvalidPathError(path, f"The path '{path}' is outside this host.")
+        return real
+
+    @staticmethod
+    def _existing_name(parent: Path, name: str) -> str:
+        if (parent / name).exists() or not parent.is_dir():
+            return name
+        low = name.lower()
+        for entry in parent.iterdir():
+            if entry.name.lower() == low:
+                return entry.name
+        return name
+
+    def to_windows(self, real: Path) -> str:
+        rel = real.relative_to(self.root)
+        drive, *rest = rel.parts
+        return drive + ":\\" + "\\".join(rest)
+
+    def join(self, base: str, *names: str) -> str:
+        return "\\".join([base.rstrip("\\"), *names])
+
+    # --- logical sizes and free space ---------------------------------------------------------------
+
+    def logical_size(self, real: Path) -> int:
+        with self._lock:
+            size = self._logical.get(str(real))
+        return size if size is not None else real.stat().st_size
+
+    def set_logical(self, real: Path, size: int) -> None:
+        with self._lock:
+            self._logical[str(real)] = size
+
+    def _forget(self, real: Path) -> None:
+        prefix = str(real) + "/"
+        with self._lock:
+            for key in [k for k in self._logical if k == str(real) or k.startswith(prefix)]:
+                del self._logical[key]
+
+    def used(self, letter: str) -> int:
+        vol = self.volumes[letter.upper()]
+        return vol.reserved + sum(
+            self.logical_size(f) for f in self._walk_files(self.root / vol.letter.upper())
+        )
+
+    def free(self, letter: str) -> int:
+        vol = self.volumes[letter.upper()]
+        return max(0, vol.capacity - self.used(letter))
+
+    @staticmethod
+    def _walk_files(top: Path) -> Iterator[Path]:
+        for entry in top.rglob("*"):
+            if entry.is_file():
+                yield entry
+
+    def tree_size(self, real: Path) -> int:
+        if real.is_file():
+            return self.logical_size(real)
+        return sum(self.logical_size(f) for f in self._walk_files(real))
+
+    # --- file operations (what the model and the file cmdlets do) ------------------------------------
+
+    def write_standin(
+        self, path: str, header: dict[str, object], logical: int, *, fraction: float = 1.0
+    ) -> Path:
+        """Write a small real file standing for ``logical`` bytes; ``fraction`` < 1 leaves it truncated."""
+        real = self.to_real(path)
+        real.parent.mkdir(parents=True, exist_ok=True)
+        real.write_bytes(standin_bytes(header, fraction))
+        self.set_logical(real, int(logical * fraction) if fraction < 1 else logical)
+        return real
+
+    def mkdir(self, path: str) -> Path:
+        real = self.to_real(path)
+        real.mkdir(parents=True, exist_ok=True)
+        return real
+
+    def remove(self, path: str, *, recurse: bool = False) -> None:
+        real = self.to_real(path)
+        if not real.exists():
+            raise PathNotFoundError(path)
+        if real.is_dir():
+            if any(real.iterdir()) and not recurse:
+                raise InvalidPathError(
+                    path, f"The item at {path} has children and the Recurse parameter was not specified."
+                )
+            shutil.rmtree(real)
+        else:
+            real.unlink()
+        self._forget(real)
+
+    def move(self, src: str, dst: str) -> Path:
+        s, d = self.to_real(src), self.to_real(dst)
+        if not s.exists():
+            raise PathNotFoundError(src)
+        if d.is_dir():
+            d = d / s.name
+        if d.exists():
+            raise InvalidPathError(dst, "Cannot create a file when that file already exists.")
+        if not d.parent.is_dir():
+            raise PathNotFoundError(self.to_windows(d.parent))
+        with self._lock:
+            moved = {k: v for k, v in self._logical.items() if k == str(s) or k.startswith(str(s) + "/")}
+            shutil.move(str(s), str(d))
+            for k, v in moved.items():
+                del self._logical[k]
+                self._logical[str(d) + k[len(str(s)) :]] = v
+        return d
+
+
+def standin_bytes(header: dict[str, object], fraction: float = 1.0) -> bytes:
+    """A deterministic small body: a JSON header line then padding derived from it (so hashes are stable)."""
+    head = (STANDIN_MAGIC + " " + json.dumps(header, sort_keys=True) + "\n").encode()
+    seed = hashlib.sha256(head).digest()
+    body = head + seed * 64  # 2 KiB of padding
+    if fraction < 1:
+        return body[: int(len(body) * max(0.0, fraction))]
+    return body
+
+
+def read_standin_header(real: Path) -> dict[str, object] | None:
+    """The header of a stand-in file, or None for anything else (or a truncated one)."""
+    try:
+        with real.open("rb") as fh:
+            line = fh.readline(8192)
+    except OSError:
+        return None
+    if not line.startswith(STANDIN_MAGIC.encode() + b" ") or not line.endswith(b"\n"):
+        return None
+    try:
+        data = json.loads(line[len(STANDIN_MAGIC) + 1 :])
+    except ValueError:
+        return None
+    return data if isinstance(data, dict) else None

@@ -1,0 +1,28 @@
+"""Shared fixtures: a fresh emulated fleet per test, reached with the real pypsrp client."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+os.environ.setdefault("AIRFLOW__CORE__UNIT_TEST_MODE", "True")
+
+
+@pytest.fixture
+def emulator(tmp_path):
+    from airflow_hyperv.emulator.api import Emulator
+
+    with Emulator(root_dir=tmp_path / "hosts", auth="basic", time_scale=1000.0) as emu:
+        yield emu
+
+
+@pytest.fixture
+def hook(emulator):
+    from airflow_hyperv.hooks.hyperv import HyperVHook
+
+    hv = HyperVHook(settings=emulator.connection_settings("hv-01"))
+    hv.retry_wait_multiplier = 0.01  # keep backoff short in tests; the policy itself is unchanged
+    hv.retry_wait_max = 0.05
+    with hv:
+        yield hv
