@@ -17,9 +17,11 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PIP) install --quiet -c constraints.txt -e ".[dev]"
 	touch $(STAMP)
 
+LINT_DIRS := $(wildcard airflow_hyperv dags tests bench)
+
 lint: setup
-	$(VENV)/bin/ruff check airflow_hyperv dags tests bench
-	$(VENV)/bin/ruff format --check airflow_hyperv dags tests bench
+	$(VENV)/bin/ruff check $(LINT_DIRS)
+	$(VENV)/bin/ruff format --check $(LINT_DIRS)
 
 typecheck: setup
 	$(VENV)/bin/mypy
