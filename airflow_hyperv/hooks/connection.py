@@ -68,6 +68,12 @@ class ConnectionSettings:
         scheme = "https" if self.use_tls else "http"
         return f"{scheme}://{self.host}:{self.port}/{self.wsman_path}"
 
+    @property
+    def host_label(self) -> str:
+        """How reports name the host: its name, or the route of a multi-host endpoint (``hv-01/wsman``)."""
+        route = self.wsman_path.removesuffix("wsman").strip("/")
+        return route or self.host
+
     @classmethod
     def from_connection(
         cls, *, host: str | None, port: int | None, login: str | None, password: str | None, extra: Any

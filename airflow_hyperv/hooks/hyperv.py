@@ -34,9 +34,12 @@ from airflow_hyperv.hyperv.records import (
     VirtualMachine,
     VMHost,
 )
+from airflow_hyperv.hyperv.waits import HostSnapshot
 
 VM_TYPE = "Microsoft.HyperV.PowerShell.VirtualMachine"
 SNAPSHOT_TYPE = "Microsoft.HyperV.PowerShell.VMSnapshot"
+SERVICE_TYPE = "Microsoft.HyperV.PowerShell.VMIntegrationComponent"
+DRIVE_TYPE = "Microsoft.HyperV.PowerShell.HardDiskDrive"
 
 
 def _is(obj: Any, type_name: str) -> bool:
@@ -54,6 +57,14 @@ class CheckpointResult:
     checkpoint: Checkpoint
     consistency: Consistency
     created: bool  # False when a previous try of the same run had already made it
+
+
+@dataclass(frozen=True)
+class VMOverview:
+    vm: VirtualMachine
+    services: list[IntegrationService]
+    checkpoints: list[Checkpoint]
+    drives: list[HardDiskDrive]
 
 
 @dataclass(frozen=True)
@@ -108,6 +119,40 @@ class HyperVHook(HyperVBaseHook):
             raise VMNotFoundError(f"VM {vm_id} was not found on {self.settings.host}")
         _raise_first(result.errors, what=f"listing checkpoints of {vms[0].name}")
         return vms[0], [Checkpoint.decode(o) for o in result.output if _is(o, SNAPSHOT_TYPE)]
+
+    def vm_overview(self, vm_id: uuid.UUID) -> VMOverview:
+        """Everything verification needs about a VM but its disk chain, in one round trip."""
+        result = self.read(pipelines.vm_overview(vm_id))
+        vms = [VirtualMachine.decode(o) for o in result.output if _is(o, VM_TYPE)]
+        if not vms:
+            raise VMNotFoundError(f"VM {vm_id} was not found on {self.settings.host}")
+        _raise_first(result.errors, what=f"reading VM {vms[0].name}")
+        return VMOverview(
+            vm=vms[0],
+            services=[IntegrationService.decode(o) for o in result.output if _is(o, SERVICE_TYPE)],
+            checkpoints=[Checkpoint.decode(o) for o in result.output if _is(o, SNAPSHOT_TYPE)],
+            drives=[HardDiskDrive.decode(o) for o in result.output if _is(o, DRIVE_TYPE)],
+        )
+
+    def host_state(self) -> HostSnapshot:
+        """VM states, checkpoint ids and current disks of every VM on the host, in one round trip."""
+        result = self.read(pipelines.host_state())
+        _raise_first(result.errors, what="reading host state")
+        snapshot = HostSnapshot()
+        for obj in result.output:
+            if _is(obj, VM_TYPE):
+                vm = VirtualMachine.decode(obj)
+                snapshot.vms[str(vm.id).lower()] = {
+                    "name": vm.name,
+                    "state": vm.state.name,
+                    "heartbeat_ok": bool(vm.heartbeat and vm.heartbeat.is_ok),
+                }
+            elif _is(obj, SNAPSHOT_TYPE):
+                snapshot.checkpoint_ids.append(str(Checkpoint.decode(obj).id).lower())
+            elif _is(obj, DRIVE_TYPE):
+                drive = HardDiskDrive.decode(obj)
+                snapshot.drive_paths.setdefault(str(drive.vm_id).lower(), []).append(drive.path)
+        return snapshot
 
     def integration_services(self, vm_id: uuid.UUID) -> list[IntegrationService]:
         result = self.read(pipelines.integration_services(vm_id))
@@ -174,7 +219,10 @@ class HyperVHook(HyperVBaseHook):
         vm, existing = self.vm_with_checkpoints(vm_id)
         for checkpoint in existing:
             if checkpoint.name == name:
-                return CheckpointResult(checkpoint, consistency, created=False)
+                # An earlier try made it. Memory state means it was taken as a standard checkpoint
+                # (a fallback whose answer was lost): report what it is, not what was asked.
+                found = Consistency.CRASH if checkpoint.has_memory_state else consistency
+                return CheckpointResult(checkpoint, found, created=False)
         if vm.checkpoint_type is CheckpointType.Disabled:
             raise CheckpointsDisabledError(
                 f"checkpoints are disabled on VM {vm.name} ({vm.id}); enable them (Set-VM -CheckpointType) "
@@ -234,11 +282,13 @@ class HyperVHook(HyperVBaseHook):
         _raise_first(result.errors, what=f"exporting checkpoint {checkpoint_id} to {path}")
 
     # -- disks, host, files -----------------------------------------------------------------------
-    def disk_chains(self, vm_id: uuid.UUID) -> list[DiskChain]:
-        """Each drive's chain from the disk the VM writes to, down to its base disk."""
-        result = self.read(pipelines.hard_disk_drives(vm_id))
-        _raise_first(result.errors, what=f"hard disk drives of VM {vm_id}")
-        drives = [HardDiskDrive.decode(o) for o in result.output]
+    def disk_chains(self, vm_id: uuid.UUID, drives: list[HardDiskDrive] | None = None) -> list[DiskChain]:
+        """Each drive's chain from the disk the VM writes to, down to its base disk (one round trip
+        per level; ``drives`` from ``vm_overview`` saves the first)."""
+        if drives is None:
+            result = self.read(pipelines.hard_disk_drives(vm_id))
+            _raise_first(result.errors, what=f"hard disk drives of VM {vm_id}")
+            drives = [HardDiskDrive.decode(o) for o in result.output]
         chains = {d.path: [] for d in drives if d.path}  # type: dict[str, list[VirtualDisk]]
         frontier = {d.path: d.path for d in drives if d.path}  # chain key -> next path to read
         for _ in range(64):  # Hyper-V allows 50 checkpoints per VM: a longer chain is a loop

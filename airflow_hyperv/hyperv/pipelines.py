@@ -107,6 +107,28 @@ def checkpoint_with_type(
     )
 
 
+def vm_overview(vm_id: uuid.UUID) -> Pipeline:
+    """The VM, its integration services, checkpoints and drives: four statements, one round trip."""
+    return (
+        get_vm_by_id(vm_id)
+        .then(integration_services(vm_id))
+        .then(list_checkpoints(vm_id))
+        .then(hard_disk_drives(vm_id))
+    )
+
+
+def host_state() -> Pipeline:
+    """Every VM, checkpoint and drive of the host in one round trip: one poll serves every wait."""
+    return Pipeline(
+        (
+            (cmd("Get-VM"),),
+            (cmd("Get-VM"), cmd("Get-VMSnapshot")),
+            (cmd("Get-VM"), cmd("Get-VMHardDiskDrive")),
+        ),
+        label="host-state",
+    )
+
+
 def list_checkpoints(vm_id: uuid.UUID) -> Pipeline:
     return one(_vm(vm_id), cmd("Get-VMSnapshot"), label="list-checkpoints")
 

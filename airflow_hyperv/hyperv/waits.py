@@ -1,0 +1,58 @@
+"""What a deferred wait waits for, judged from one snapshot of a host. Pure: no I/O.
+
+One snapshot answers every wait on that host, which is what lets the triggerer poll per host, not
+per VM (Airflow's shared trigger streams).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+
+class WaitFor(str, Enum):
+    VM_STATE = "vm_state"  # the VM reaches a state (and, if asked, a healthy heartbeat)
+    MERGE_DONE = "merge_done"  # a removed checkpoint's differencing disks are merged away
+    OPERATION_DONE = "operation_done"  # a pipeline started in a disconnected session has ended
+
+
+@dataclass(frozen=True)
+class HostSnapshot:
+    """Plain data so it can be broadcast to many triggers and logged."""
+
+    vms: dict[str, dict[str, Any]] = field(default_factory=dict)  # vm id -> {"name","state","heartbeat_ok"}
+    checkpoint_ids: list[str] = field(default_factory=list)
+    drive_paths: dict[str, list[str]] = field(default_factory=dict)  # vm id -> current disk paths
+    error: str | None = None  # the poll failed; waits keep waiting up to their error budget
+
+
+@dataclass(frozen=True)
+class WaitTarget:
+    kind: WaitFor
+    vm_id: str
+    target_state: str | None = None
+    require_heartbeat: bool = False
+    checkpoint_id: str | None = None
+    avhdx_paths: tuple[str, ...] = ()
+
+
+def judge(target: WaitTarget, snapshot: HostSnapshot) -> tuple[bool, str]:
+    """(done, what was observed). A VM that disappeared is 'done' with an error the caller raises."""
+    vm = snapshot.vms.get(target.vm_id.lower())
+    if vm is None:
+        return True, f"VM {target.vm_id} is no longer on the host"
+    if target.kind is WaitFor.VM_STATE:
+        reached = vm["state"].lower() == (target.target_state or "").lower()
+        if reached and target.require_heartbeat and not vm["heartbeat_ok"]:
+            return False, f"{vm['name']} is {vm['state']}, waiting for a healthy heartbeat"
+        return reached, f"{vm['name']} is {vm['state']}"
+    if target.kind is WaitFor.MERGE_DONE:
+        if target.checkpoint_id and target.checkpoint_id.lower() in snapshot.checkpoint_ids:
+            return False, f"checkpoint {target.checkpoint_id} is still on {vm['name']}"
+        on_disk = {p.lower() for p in snapshot.drive_paths.get(target.vm_id.lower(), [])}
+        pending = [p for p in target.avhdx_paths if p.lower() in on_disk]
+        if pending:
+            return False, f"{vm['name']} still runs on {', '.join(pending)} (merging)"
+        return True, f"{vm['name']} no longer runs on the checkpoint's differencing disks"
+    raise ValueError(f"{target.kind} is not judged from a host snapshot")

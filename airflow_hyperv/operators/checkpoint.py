@@ -1,0 +1,367 @@
+"""Create, merge (remove), restore checkpoints, and set a VM's checkpoint type."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk.exceptions import AirflowException, AirflowFailException
+
+from airflow_hyperv.hyperv.enums import CheckpointType, Consistency
+from airflow_hyperv.hyperv.errors import (
+    CheckpointsDisabledError,
+    InvalidInputError,
+    ProductionCheckpointImpossibleError,
+    VMNotFoundError,
+)
+from airflow_hyperv.hyperv.names import is_provider_checkpoint, require_exact_name
+from airflow_hyperv.hyperv.waits import WaitFor, WaitTarget, judge
+from airflow_hyperv.operators.base import DeferrableMixin, HyperVBaseOperator, run_checkpoint_name
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+    from airflow_hyperv.hooks.hyperv import HyperVHook
+
+# Errors no retry can fix: fail the task at once with the reason.
+FINAL_ERRORS = (
+    CheckpointsDisabledError,
+    InvalidInputError,
+    VMNotFoundError,
+    ProductionCheckpointImpossibleError,
+)
+
+
+def _avhdx(paths: list[str]) -> list[str]:
+    return [p for p in paths if p.lower().endswith(".avhdx")]
+
+
+class HyperVCreateCheckpointOperator(HyperVBaseOperator):
+    """Take this run's checkpoint of a VM, once.
+
+    ``consistency="application"`` attempts a production checkpoint with ProductionOnly (it never
+    falls back silently); with ``fallback_to_crash=True`` a failed attempt is followed by a standard
+    checkpoint that is *recorded* as crash-consistent. The name is deterministic per DAG run and VM,
+    so a retry finds the checkpoint an earlier try made. If anything fails after Checkpoint-VM may
+    have run, the checkpoint is removed before the task fails.
+
+    Returns (XCom): vm_id, vm_name, host, checkpoint_id, checkpoint_name, consistency, created_at,
+    created (False if an earlier try made it), fell_back, avhdx_paths.
+    """
+
+    template_fields: Sequence[str] = ("vm", "hyperv_conn_id", "consistency")
+
+    def __init__(self, *, consistency: str = "application", fallback_to_crash: bool = False, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.consistency = consistency
+        self.fallback_to_crash = fallback_to_crash
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        try:
+            wanted = Consistency(str(self.consistency).lower())
+        except ValueError:
+            raise AirflowFailException(
+                f"consistency must be application or crash, not {self.consistency!r}"
+            ) from None
+        with self.hyperv_hook() as hv:
+            try:
+                vm = hv.resolve_vm(self.vm)
+            except FINAL_ERRORS as exc:
+                raise AirflowFailException(str(exc)) from exc
+            name = run_checkpoint_name(context, str(vm.id))
+            try:
+                return self._create(hv, vm, name, wanted)
+            except BaseException:
+                self._remove_partial(hv, vm.id, name)
+                raise
+
+    def _create(self, hv: HyperVHook, vm: Any, name: str, wanted: Consistency) -> dict[str, Any]:
+        fell_back = False
+        reason = None
+        try:
+            result = hv.create_checkpoint(vm.id, name, consistency=wanted)
+        except ProductionCheckpointImpossibleError as exc:
+            if not self.fallback_to_crash:
+                raise AirflowFailException(str(exc)) from exc
+            self.log.warning("%s; taking a standard checkpoint, recorded as crash-consistent", exc)
+            result = hv.create_checkpoint(vm.id, name, consistency=Consistency.CRASH)
+            fell_back, reason = True, str(exc)
+        except FINAL_ERRORS as exc:
+            raise AirflowFailException(str(exc)) from exc
+        drives = hv.vm_overview(vm.id).drives
+        cp = result.checkpoint
+        self.log.info(
+            "%s checkpoint %r of %s (%s-consistent)",
+            "Took" if result.created else "Found the earlier try's",
+            cp.name,
+            vm.name,
+            result.consistency.value,
+        )
+        return {
+            "vm_id": str(vm.id),
+            "vm_name": vm.name,
+            "host": hv.settings.host_label,
+            "checkpoint_id": str(cp.id),
+            "checkpoint_name": cp.name,
+            "consistency": result.consistency.value,
+            "created_at": cp.creation_time.isoformat() if cp.creation_time else None,
+            "created": result.created,
+            "fell_back": fell_back,
+            "fallback_reason": reason,
+            "avhdx_paths": _avhdx([d.path for d in drives]),
+        }
+
+    def _remove_partial(self, hv: HyperVHook, vm_id: Any, name: str) -> None:
+        """A failed create must not leave its checkpoint behind (it may exist if an answer was lost)."""
+        try:
+            found = hv.find_checkpoint(vm_id, name)
+            if found is not None:
+                self.log.warning("Removing checkpoint %r left by the failed attempt", name)
+                hv.remove_checkpoint(found.id)
+        except Exception as exc:  # the merge teardown looks it up by name again
+            self.log.warning("Could not check for a checkpoint left by the failed attempt: %s", exc)
+
+
+class HyperVMergeCheckpointOperator(DeferrableMixin, HyperVBaseOperator):
+    """Remove this run's checkpoint (Hyper-V merges its AVHDX into the parent) and wait until the
+    host has really finished merging. Safe as the teardown of the checkpoint setups: it looks the
+    checkpoint up by this run's deterministic name and does nothing if there is none.
+
+    Only checkpoints this provider made are touched, unless ``checkpoint_name`` names one.
+    """
+
+    template_fields: Sequence[str] = ("vm", "hyperv_conn_id", "checkpoint_name")
+
+    def __init__(
+        self,
+        *,
+        checkpoint_name: str | None = None,
+        deferrable: bool | None = None,
+        poll_interval: float = 10.0,
+        wait_timeout: float | None = 6 * 3600.0,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.checkpoint_name = checkpoint_name
+        self._init_deferrable(deferrable, poll_interval, wait_timeout)
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        with self.hyperv_hook() as hv:
+            try:
+                vm = hv.resolve_vm(self.vm)
+            except FINAL_ERRORS as exc:
+                raise AirflowFailException(str(exc)) from exc
+            if self.checkpoint_name:
+                name = require_exact_name(self.checkpoint_name, "checkpoint name")
+            else:
+                name = run_checkpoint_name(context, str(vm.id))
+            vm, checkpoints = hv.vm_with_checkpoints(vm.id)
+            found = [c for c in checkpoints if c.name == name]
+            if not found:
+                self.log.info("No checkpoint %r on %s: nothing to merge", name, vm.name)
+                return {"vm_id": str(vm.id), "checkpoint_name": name, "merged": False}
+            checkpoint = found[0]
+            if not self.checkpoint_name and not is_provider_checkpoint(checkpoint.name):
+                raise AirflowFailException(
+                    f"refusing to merge {checkpoint.name!r}: not made by this provider"
+                )
+            newest = max(checkpoints, key=lambda c: c.creation_time or 0)  # type: ignore[arg-type, return-value]
+            drives = hv.vm_overview(vm.id).drives
+            # The VM writes into the newest checkpoint's AVHDX; merging that one moves it back down.
+            avhdx = _avhdx([d.path for d in drives]) if newest.id == checkpoint.id else []
+            hv.remove_checkpoint(checkpoint.id)
+            self.log.info(
+                "Removed checkpoint %r of %s; the host is merging %s", name, vm.name, avhdx or "its disks"
+            )
+        target: dict[str, Any] = {
+            "vm_id": str(vm.id),
+            "checkpoint_id": str(checkpoint.id),
+            "avhdx_paths": avhdx,
+        }
+        if self.deferrable:
+            from airflow_hyperv.triggers.hyperv import HyperVWaitTrigger
+
+            self.defer_to(
+                HyperVWaitTrigger(
+                    hyperv_conn_id=self.hyperv_conn_id,
+                    wait_for=WaitFor.MERGE_DONE.value,
+                    poll_interval=self.poll_interval,
+                    **target,
+                ),
+                target=target,
+                name=name,
+            )
+        self._wait_here(target)
+        return self._confirm(target, name)
+
+    def _wait_here(self, target: dict[str, Any]) -> None:
+        wait = WaitTarget(
+            WaitFor.MERGE_DONE, target["vm_id"], checkpoint_id=target["checkpoint_id"],
+            avhdx_paths=tuple(target["avhdx_paths"]),
+        )  # fmt: skip
+        deadline = time.monotonic() + (self.wait_timeout or float("inf"))
+        with self.hyperv_hook() as hv:
+            while True:
+                done, observed = judge(wait, hv.host_state())
+                if done:
+                    return
+                if time.monotonic() > deadline:
+                    raise AirflowException(f"merge did not finish within {self.wait_timeout}s: {observed}")
+                self.log.info("Waiting for the merge: %s", observed)
+                time.sleep(self.poll_interval)
+
+    def execute_complete(
+        self, context: Context, event: dict[str, Any], target: dict[str, Any], name: str
+    ) -> Any:
+        self.check_event(event)
+        return self._confirm(target, name)
+
+    def _confirm(self, target: dict[str, Any], name: str) -> dict[str, Any]:
+        """The host's word is not enough: the checkpoint is gone and no chain holds its AVHDX."""
+        import uuid
+
+        vm_id = uuid.UUID(target["vm_id"])
+        with self.hyperv_hook() as hv:
+            if hv.get_checkpoint(uuid.UUID(target["checkpoint_id"])) is not None:
+                raise AirflowException(f"checkpoint {name!r} is still on the VM after the merge")
+            chains = hv.disk_chains(vm_id)
+            in_chain = {d.path.lower() for c in chains for d in c.disks}
+            stuck = [p for p in target["avhdx_paths"] if p.lower() in in_chain or hv.path_exists(p)]
+        if stuck:
+            raise AirflowException(
+                f"the merge of {name!r} did not complete: {', '.join(stuck)} still exists. A failed merge leaves "
+                "an orphaned AVHDX; see docs/operators.md (When a merge fails)."
+            )
+        return {
+            "vm_id": target["vm_id"],
+            "checkpoint_name": name,
+            "merged": True,
+            "chain_depths": [c.depth for c in chains],
+        }
+
+
+class HyperVRestoreCheckpointOperator(DeferrableMixin, HyperVBaseOperator):
+    """Apply a checkpoint (rollback). A production checkpoint restores the VM to Off, so the VM is
+    started again if it was running (``start_vm=None``), then the task waits for a healthy heartbeat."""
+
+    template_fields: Sequence[str] = ("vm", "hyperv_conn_id", "checkpoint_name")
+
+    def __init__(
+        self,
+        *,
+        checkpoint_name: str | None = None,
+        start_vm: bool | None = None,
+        wait_for_heartbeat: bool = True,
+        deferrable: bool | None = None,
+        poll_interval: float = 10.0,
+        wait_timeout: float | None = 1800.0,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.checkpoint_name = checkpoint_name
+        self.start_vm = start_vm
+        self.wait_for_heartbeat = wait_for_heartbeat
+        self._init_deferrable(deferrable, poll_interval, wait_timeout)
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        with self.hyperv_hook() as hv:
+            try:
+                vm = hv.resolve_vm(self.vm)
+            except FINAL_ERRORS as exc:
+                raise AirflowFailException(str(exc)) from exc
+            name = (
+                require_exact_name(self.checkpoint_name, "checkpoint name")
+                if self.checkpoint_name
+                else run_checkpoint_name(context, str(vm.id))
+            )
+            checkpoint = hv.find_checkpoint(vm.id, name)
+            if checkpoint is None:
+                raise AirflowFailException(f"{vm.name} has no checkpoint {name!r} to restore")
+            was_running = vm.state.name == "Running"
+            restored = hv.restore_checkpoint(checkpoint.id)
+            self.log.info("Restored %s to %r; it is now %s", vm.name, name, restored.state.name)
+            start = was_running if self.start_vm is None else self.start_vm
+            if start and restored.state.name != "Running":
+                restored = hv.start_vm(vm.id)
+        summary = {
+            "vm_id": str(vm.id),
+            "checkpoint_name": name,
+            "state": restored.state.name,
+            "started": start,
+        }
+        if not (start and self.wait_for_heartbeat):
+            return summary
+        if self.deferrable:
+            from airflow_hyperv.triggers.hyperv import HyperVWaitTrigger
+
+            self.defer_to(
+                HyperVWaitTrigger(
+                    hyperv_conn_id=self.hyperv_conn_id,
+                    wait_for=WaitFor.VM_STATE.value,
+                    vm_id=str(vm.id),
+                    target_state="Running",
+                    require_heartbeat=True,
+                    poll_interval=self.poll_interval,
+                ),
+                summary=summary,
+            )
+        wait_for_state(self, str(vm.id), "Running", heartbeat=True)
+        return summary
+
+    def execute_complete(
+        self, context: Context, event: dict[str, Any], summary: dict[str, Any]
+    ) -> dict[str, Any]:
+        self.check_event(event)
+        return {**summary, "state": "Running", "heartbeat": "ok"}
+
+
+class HyperVSetCheckpointTypeOperator(HyperVBaseOperator):
+    """Set a VM's checkpoint type (Disabled, Production, ProductionOnly, Standard)."""
+
+    template_fields: Sequence[str] = ("vm", "hyperv_conn_id", "checkpoint_type")
+
+    def __init__(self, *, checkpoint_type: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.checkpoint_type = checkpoint_type
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        try:
+            wanted = CheckpointType.parse(self.checkpoint_type)
+        except ValueError as exc:
+            raise AirflowFailException(str(exc)) from None
+        with self.hyperv_hook() as hv:
+            try:
+                vm = hv.resolve_vm(self.vm)
+                updated = hv.set_checkpoint_type(vm.id, wanted)
+            except (InvalidInputError, VMNotFoundError) as exc:
+                raise AirflowFailException(str(exc)) from exc
+        return {
+            "vm_id": str(vm.id),
+            "previous": vm.checkpoint_type.name,
+            "checkpoint_type": updated.checkpoint_type.name,
+        }
+
+
+def wait_for_state(op: Any, vm_id: str, state: str, *, heartbeat: bool) -> None:
+    """Poll in the worker (the non-deferrable path) until the VM reaches ``state``."""
+    wait = WaitTarget(WaitFor.VM_STATE, vm_id, target_state=state, require_heartbeat=heartbeat)
+    deadline = time.monotonic() + (op.wait_timeout or float("inf"))
+    with op.hyperv_hook() as hv:
+        while True:
+            done, observed = judge(wait, hv.host_state())
+            if done:
+                if vm_id.lower() not in hv.host_state().vms:
+                    raise AirflowException(observed)
+                return
+            if time.monotonic() > deadline:
+                raise AirflowException(f"{observed} after {op.wait_timeout}s")
+            time.sleep(op.poll_interval)
+
+
+__all__ = [
+    "HyperVCreateCheckpointOperator",
+    "HyperVMergeCheckpointOperator",
+    "HyperVRestoreCheckpointOperator",
+    "HyperVSetCheckpointTypeOperator",
+]

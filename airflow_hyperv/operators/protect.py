@@ -1,0 +1,93 @@
+"""One line per VM: the whole protection chain as a task group.
+
+verify -> branch -> production checkpoint | standard fallback | skip -> export -> (retention)
+with the merge as the teardown of both checkpoint setups, so it runs whatever failed.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from airflow.providers.standard.operators.empty import EmptyOperator
+from airflow.sdk import TaskGroup, TriggerRule
+
+from airflow_hyperv.hyperv.verify import Policy
+from airflow_hyperv.operators.base import DEFAULT_CONN_ID
+from airflow_hyperv.operators.checkpoint import HyperVCreateCheckpointOperator, HyperVMergeCheckpointOperator
+from airflow_hyperv.operators.export import HyperVExportCheckpointOperator, HyperVRetentionOperator
+from airflow_hyperv.operators.verify import HyperVCheckpointBranchOperator, HyperVVerifyOperator
+
+
+def protect_vm(
+    vm: str,
+    *,
+    policy: str = "require",
+    export_root: str | None = None,
+    keep_exports: int | None = None,
+    hyperv_conn_id: str = DEFAULT_CONN_ID,
+    group_id: str | None = None,
+    pool: str | None = None,
+    deferrable: bool | None = None,
+    poll_interval: float = 10.0,
+    **task_kwargs: Any,
+) -> TaskGroup:
+    """Build the protection chain of one VM in a task group named ``group_id`` (default ``protect_<vm>``).
+
+    ``policy``: require (application-consistent or fail), fallback (standard checkpoint recorded as
+    crash-consistent), skip. ``pool`` caps concurrent host work (one pool per Hyper-V host).
+    """
+    Policy.parse(policy)  # a bad policy fails at parse time, before any run
+    common: dict[str, Any] = {"vm": vm, "hyperv_conn_id": hyperv_conn_id, **task_kwargs}
+    if pool:
+        common["pool"] = pool
+    waits: dict[str, Any] = {"deferrable": deferrable, "poll_interval": poll_interval}
+    with TaskGroup(group_id or f"protect_{vm}") as group:
+        verify = HyperVVerifyOperator(task_id="verify", export_path=export_root, **common)
+        branch = HyperVCheckpointBranchOperator(
+            task_id="choose",
+            report=verify.output,
+            policy=policy,
+            production_task_id="production_checkpoint",
+            standard_task_id="standard_checkpoint",
+            skip_task_id="skipped",
+            **task_kwargs,
+        )
+        production = HyperVCreateCheckpointOperator(
+            task_id="production_checkpoint",
+            consistency="application",
+            fallback_to_crash=Policy.parse(policy) is Policy.FALLBACK,
+            **common,
+        )
+        standard = HyperVCreateCheckpointOperator(
+            task_id="standard_checkpoint", consistency="crash", **common
+        )
+        skipped = EmptyOperator(task_id="skipped", **task_kwargs)
+        merge = HyperVMergeCheckpointOperator(task_id="merge", **waits, **common)
+        verify >> branch >> [production, standard, skipped]
+        last: list[Any] = [production, standard]
+        if export_root:
+            export = HyperVExportCheckpointOperator(
+                task_id="export",
+                export_root=export_root,
+                trigger_rule=TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS,
+                **waits,
+                **common,
+            )
+            [production, standard] >> export
+            last = [export]
+            if keep_exports:
+                retention = HyperVRetentionOperator(
+                    task_id="retention",
+                    export_root=export_root,
+                    keep_last=keep_exports,
+                    verified_export=export.output,
+                    **common,
+                )
+                export >> retention
+                last = [retention]
+        last >> merge
+        merge.as_teardown(setups=[production, standard])
+        # A teardown normally runs only if a setup succeeded; a create that failed after
+        # Checkpoint-VM ran must still be cleaned up, and the merge is a no-op when nothing exists.
+        merge.trigger_rule = TriggerRule.ALL_DONE
+    return group

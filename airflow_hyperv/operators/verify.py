@@ -1,0 +1,114 @@
+"""Quiesce-verify and the branch that acts on it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from airflow.providers.standard.operators.branch import BaseBranchOperator
+from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+
+from airflow_hyperv.hyperv.verify import Policy, VerifyReport, decide, verify
+from airflow_hyperv.operators.base import DEFAULT_CONN_ID, HyperVBaseOperator, run_checkpoint_name
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+
+class HyperVVerifyOperator(HyperVBaseOperator):
+    """Check, before anything changes, whether a VM can get an application-consistent checkpoint.
+
+    Reads the VM, its integration services, checkpoints, disk chain and free space (read-only), and
+    returns a ``VerifyReport`` dict (XCom) whose ``verdict`` is ``production``, ``standard_only`` or
+    ``blocked`` with findings a human can act on.
+    """
+
+    template_fields: Sequence[str] = ("vm", "hyperv_conn_id", "export_path")
+
+    def __init__(self, *, export_path: str | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.export_path = export_path
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from airflow_hyperv.hyperv.names import require_host_path
+
+        export_path = require_host_path(self.export_path, "export path") if self.export_path else None
+        with self.hyperv_hook() as hv:
+            vm = hv.resolve_vm(self.vm)
+            overview = hv.vm_overview(vm.id)
+            chains = hv.disk_chains(vm.id, overview.drives)
+            disk_drive = next((c.current_path[0] for c in chains if c.current_path[1:2] == ":"), None)
+            disk_free = hv.free_space(f"{disk_drive}:\\") if disk_drive else None
+            export_free = hv.free_space(export_path) if export_path and export_path[1:2] == ":" else None
+            report = verify(
+                overview.vm,
+                overview.services,
+                overview.checkpoints,
+                chains,
+                host=hv.settings.host
+                if not hv.settings.wsman_path.endswith("/wsman")
+                else hv.settings.wsman_path[:-6],
+                disk_drive_free=disk_free,
+                export_free=export_free,
+                own_checkpoint_name=run_checkpoint_name(context, str(vm.id)),
+            )
+        self.log.info("%s: verdict %s", report.vm_name, report.verdict.value)
+        for finding in report.findings:
+            self.log.info("  [%s] %s", finding.severity, finding.message)
+        return report.to_dict()
+
+
+class HyperVCheckpointBranchOperator(BaseBranchOperator):
+    """Pick the production path, the standard-fallback path, or skip, from a report and a policy.
+
+    ``require`` fails the task (and names the reasons) when production is impossible; ``fallback``
+    takes the standard path, recorded downstream as crash-consistent; ``skip`` skips the VM.
+    """
+
+    template_fields: Sequence[str] = ("report", "policy")
+
+    def __init__(
+        self,
+        *,
+        report: Any,
+        policy: str = "require",
+        production_task_id: str,
+        standard_task_id: str,
+        skip_task_id: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.report = report
+        self.policy = policy
+        self.production_task_id = production_task_id
+        self.standard_task_id = standard_task_id
+        self.skip_task_id = skip_task_id
+
+    def choose_branch(self, context: Context) -> str | Iterable[str]:
+        policy = Policy.parse(self.policy)
+        if not isinstance(self.report, dict):
+            raise AirflowFailException(
+                f"report must be the verify task's XCom (a dict), not {type(self.report).__name__}"
+            )
+        report = VerifyReport.from_dict(self.report)
+        decision = decide(report, policy)
+        if decision.fail_reason:
+            raise AirflowFailException(decision.fail_reason)
+        prefix = f"{self.task_group.group_id}." if self.task_group and self.task_group.group_id else ""
+        if decision.path == "production":
+            return self._qualified(prefix, self.production_task_id)
+        if decision.path == "standard":
+            self.log.warning(
+                "%s: taking the standard (crash-consistent) fallback: %s", report.vm_name, report.reasons
+            )
+            return self._qualified(prefix, self.standard_task_id)
+        if self.skip_task_id:
+            return self._qualified(prefix, self.skip_task_id)
+        raise AirflowSkipException(f"{report.vm_name} skipped by policy: {'; '.join(report.reasons)}")
+
+    @staticmethod
+    def _qualified(prefix: str, task_id: str) -> str:
+        return task_id if task_id.startswith(prefix) else prefix + task_id
+
+
+__all__ = ["DEFAULT_CONN_ID", "HyperVCheckpointBranchOperator", "HyperVVerifyOperator"]

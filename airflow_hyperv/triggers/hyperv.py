@@ -1,0 +1,173 @@
+"""One trigger for every Hyper-V wait, parameterised by what it waits for.
+
+Host-state waits (a VM state, a finished merge) opt into Airflow's shared trigger streams: every
+wait on the same connection and interval shares one poll of the host (``host_state``: one round trip
+per interval for all of them), and each trigger judges the shared snapshot for itself. Waits on a
+disconnected operation (an export) poll that operation. pypsrp is synchronous: every call runs in a
+worker thread, so the triggerer's event loop never blocks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Hashable
+from dataclasses import asdict
+from typing import Any
+
+from airflow.triggers.base import BaseEventTrigger, TriggerEvent
+
+from airflow_hyperv.hyperv.waits import HostSnapshot, WaitFor, WaitTarget, judge
+
+CLASSPATH = "airflow_hyperv.triggers.hyperv.HyperVWaitTrigger"
+MAX_CONSECUTIVE_ERRORS = 5
+
+
+class HyperVWaitTrigger(BaseEventTrigger):
+    def __init__(
+        self,
+        *,
+        hyperv_conn_id: str,
+        wait_for: str,
+        vm_id: str,
+        poll_interval: float = 10.0,
+        target_state: str | None = None,
+        require_heartbeat: bool = False,
+        checkpoint_id: str | None = None,
+        avhdx_paths: list[str] | None = None,
+        operation: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        self.hyperv_conn_id = hyperv_conn_id
+        self.wait_for = WaitFor(wait_for)
+        self.vm_id = str(vm_id).lower()
+        self.poll_interval = float(poll_interval)
+        self.target_state = target_state
+        self.require_heartbeat = bool(require_heartbeat)
+        self.checkpoint_id = checkpoint_id.lower() if checkpoint_id else None
+        self.avhdx_paths = list(avhdx_paths or [])
+        self.operation = dict(operation) if operation else None
+        if self.wait_for is WaitFor.OPERATION_DONE and not self.operation:
+            raise ValueError("waiting for an operation needs the operation")
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return (
+            CLASSPATH,
+            {
+                "hyperv_conn_id": self.hyperv_conn_id,
+                "wait_for": self.wait_for.value,
+                "vm_id": self.vm_id,
+                "poll_interval": self.poll_interval,
+                "target_state": self.target_state,
+                "require_heartbeat": self.require_heartbeat,
+                "checkpoint_id": self.checkpoint_id,
+                "avhdx_paths": self.avhdx_paths,
+                "operation": self.operation,
+            },
+        )
+
+    # -- shared host-state stream -----------------------------------------------------------------
+    def shared_stream_key(self) -> Hashable | None:
+        if self.wait_for is WaitFor.OPERATION_DONE:
+            return None  # each operation is its own session on the host
+        return ("airflow-hyperv-host-state", self.hyperv_conn_id, self.poll_interval)
+
+    @classmethod
+    async def open_shared_stream(cls, kwargs: dict[str, Any]) -> AsyncIterator[Any]:
+        async for snapshot in cls._poll_host(kwargs["hyperv_conn_id"], float(kwargs["poll_interval"])):
+            yield snapshot
+
+    @staticmethod
+    async def _poll_host(conn_id: str, interval: float) -> AsyncIterator[HostSnapshot]:
+        from airflow_hyperv.hooks.async_hyperv import HyperVAsyncHook
+
+        async with HyperVAsyncHook(conn_id) as hook:
+            while True:
+                try:
+                    snapshot = await hook.call(lambda hv: hv.host_state())
+                except Exception as exc:  # reported to every waiter, which keeps an error budget
+                    snapshot = HostSnapshot(error=f"{type(exc).__name__}: {exc}")
+                yield snapshot
+                await asyncio.sleep(interval)
+
+    async def filter_shared_stream(self, shared_stream: AsyncIterator[Any]) -> AsyncIterator[TriggerEvent]:
+        target = WaitTarget(
+            kind=self.wait_for,
+            vm_id=self.vm_id,
+            target_state=self.target_state,
+            require_heartbeat=self.require_heartbeat,
+            checkpoint_id=self.checkpoint_id,
+            avhdx_paths=tuple(self.avhdx_paths),
+        )
+        errors = 0
+        async for snapshot in shared_stream:
+            if snapshot.error:
+                errors += 1
+                self.log.warning("Polling the host failed (%d in a row): %s", errors, snapshot.error)
+                if errors >= MAX_CONSECUTIVE_ERRORS:
+                    yield self._event("error", f"polling the host failed {errors} times: {snapshot.error}")
+                    return
+                continue
+            errors = 0
+            done, observed = judge(target, snapshot)
+            if done:
+                gone = self.vm_id not in snapshot.vms
+                yield self._event("error" if gone else "success", observed)
+                return
+            self.log.info("Waiting for %s: %s", self.wait_for.value, observed)
+
+    # -- standalone run ---------------------------------------------------------------------------
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        if self.wait_for is WaitFor.OPERATION_DONE:
+            async for event in self._wait_operation():
+                yield event
+            return
+        async for event in self.filter_shared_stream(
+            self._poll_host(self.hyperv_conn_id, self.poll_interval)
+        ):
+            yield event
+            return
+
+    async def _wait_operation(self) -> AsyncIterator[TriggerEvent]:
+        from airflow_hyperv.hooks.async_hyperv import HyperVAsyncHook
+        from airflow_hyperv.hooks.disconnected import DisconnectedOperation, poll_disconnected
+
+        op = DisconnectedOperation.from_dict(self.operation)
+        settings = await HyperVAsyncHook(self.hyperv_conn_id).settings()
+        errors = 0
+        while True:
+            try:
+                poll = await asyncio.to_thread(poll_disconnected, settings, op, wait_seconds=1.0)
+            except Exception as exc:
+                errors += 1
+                self.log.warning("Polling %s failed (%d in a row): %s", op.label, errors, exc)
+                if errors >= MAX_CONSECUTIVE_ERRORS:
+                    yield self._event("error", f"polling {op.label} failed {errors} times: {exc}")
+                    return
+                await asyncio.sleep(self.poll_interval)
+                continue
+            errors = 0
+            if poll.state == "running":
+                await asyncio.sleep(self.poll_interval)
+                continue
+            if poll.state == "gone":
+                yield self._event(
+                    "error", f"{op.label}: the host no longer has the session (restarted or reaped)"
+                )
+                return
+            result = poll.result
+            errs = [asdict(e) for e in result.errors] if result else []
+            status = "success" if poll.state == "completed" and not errs else "error"
+            message = errs[0]["message"] if errs else f"{op.label} ended {poll.state}"
+            yield self._event(status, message, errors=errs, state=poll.state)
+            return
+
+    def _event(self, status: str, message: str, **extra: Any) -> TriggerEvent:
+        return TriggerEvent(
+            {
+                "status": status,
+                "message": message,
+                "wait_for": self.wait_for.value,
+                "vm_id": self.vm_id,
+                **extra,
+            }
+        )
