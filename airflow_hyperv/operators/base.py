@@ -52,12 +52,11 @@ class DeferrableMixin:
         self.poll_interval = poll_interval
         self.wait_timeout = wait_timeout
 
-    def defer_to(self, trigger: BaseTrigger, **kwargs: Any) -> None:
-        """Hand the wait to the triggerer; ``execute_complete(context, event, **kwargs)`` resumes."""
+    def defer_to(self, trigger: BaseTrigger) -> None:
+        """Hand the wait to the triggerer; ``execute_complete(context, event)`` resumes, and finds
+        what it needs in ``event["echo"]`` (the trigger's ``echo``)."""
         timeout = dt.timedelta(seconds=self.wait_timeout) if self.wait_timeout else None
-        self.defer(  # type: ignore[attr-defined]
-            trigger=trigger, method_name="execute_complete", kwargs=kwargs or None, timeout=timeout
-        )
+        self.defer(trigger=trigger, method_name="execute_complete", timeout=timeout)  # type: ignore[attr-defined]
 
     @staticmethod
     def check_event(event: dict[str, Any] | None) -> dict[str, Any]:

@@ -188,9 +188,8 @@ class HyperVMergeCheckpointOperator(DeferrableMixin, HyperVBaseOperator):
                     wait_for=WaitFor.MERGE_DONE.value,
                     poll_interval=self.poll_interval,
                     **target,
-                ),
-                target=target,
-                name=name,
+                    echo={"target": target, "name": name},
+                )
             )
         self._wait_here(target)
         return self._confirm(target, name)
@@ -211,11 +210,9 @@ class HyperVMergeCheckpointOperator(DeferrableMixin, HyperVBaseOperator):
                 self.log.info("Waiting for the merge: %s", observed)
                 time.sleep(self.poll_interval)
 
-    def execute_complete(
-        self, context: Context, event: dict[str, Any], target: dict[str, Any], name: str
-    ) -> Any:
-        self.check_event(event)
-        return self._confirm(target, name)
+    def execute_complete(self, context: Context, event: dict[str, Any]) -> Any:
+        echo = self.check_event(event)["echo"]
+        return self._confirm(echo["target"], echo["name"])
 
     def _confirm(self, target: dict[str, Any], name: str) -> dict[str, Any]:
         """The host's word is not enough: the checkpoint is gone and no chain holds its AVHDX."""
@@ -303,16 +300,14 @@ class HyperVRestoreCheckpointOperator(DeferrableMixin, HyperVBaseOperator):
                     target_state="Running",
                     require_heartbeat=True,
                     poll_interval=self.poll_interval,
-                ),
-                summary=summary,
+                    echo=summary,
+                )
             )
         wait_for_state(self, str(vm.id), "Running", heartbeat=True)
         return summary
 
-    def execute_complete(
-        self, context: Context, event: dict[str, Any], summary: dict[str, Any]
-    ) -> dict[str, Any]:
-        self.check_event(event)
+    def execute_complete(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
+        summary = self.check_event(event)["echo"]
         return {**summary, "state": "Running", "heartbeat": "ok"}
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import uuid
 from collections.abc import Sequence
@@ -128,14 +129,15 @@ class HyperVExportCheckpointOperator(DeferrableMixin, HyperVBaseOperator):
                 vm_id=str(vm.id),
                 poll_interval=self.poll_interval,
                 operation=operation.to_dict(),
-            ),
-            plan=plan,
+                echo=plan,
+            )
         )
         raise AssertionError("defer returned")  # pragma: no cover
 
-    def execute_complete(
-        self, context: Context, event: dict[str, Any], plan: dict[str, Any]
-    ) -> dict[str, Any]:
+    def execute_complete(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
+        plan = (event or {}).get("echo") or {}
+        if not plan:
+            raise AirflowException(f"the export wait ended without its plan: {event}")
         with self.hyperv_hook() as hv:
             if not event or event.get("status") != "success":
                 self._discard(hv, plan["staging"])
@@ -256,7 +258,10 @@ class HyperVRetentionOperator(HyperVBaseOperator):
         import datetime as dt
 
         root = require_host_path(self.export_root, "export root")
-        newest = self.verified_export if isinstance(self.verified_export, dict) else None
+        newest = self.verified_export
+        if isinstance(newest, str):  # rendered from a template as JSON
+            newest = json.loads(newest) if newest.strip() not in ("", "null", "None") else None
+        newest = newest if isinstance(newest, dict) else None
         removed_exports: list[str] = []
         merged: list[str] = []
         with self.hyperv_hook() as hv:

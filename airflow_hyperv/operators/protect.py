@@ -66,24 +66,27 @@ def protect_vm(
         verify >> branch >> [production, standard, skipped]
         last: list[Any] = [production, standard]
         if export_root:
-            export = HyperVExportCheckpointOperator(
-                task_id="export",
-                export_root=export_root,
-                trigger_rule=TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS,
-                **waits,
-                **common,
-            )
-            [production, standard] >> export
-            last = [export]
+            # One export per path: Airflow requires a setup's direct downstream to be ALL_SUCCESS, and
+            # the path the branch did not take is skipped together with its export.
+            exports = [
+                HyperVExportCheckpointOperator(
+                    task_id=f"export_{kind}", export_root=export_root, **waits, **common
+                )
+                for kind in ("production", "standard")
+            ]
+            production >> exports[0]
+            standard >> exports[1]
+            last = exports
             if keep_exports:
                 retention = HyperVRetentionOperator(
                     task_id="retention",
                     export_root=export_root,
                     keep_last=keep_exports,
-                    verified_export=export.output,
+                    verified_export=_first_xcom(group, ["export_production", "export_standard"]),
+                    trigger_rule=TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS,
                     **common,
                 )
-                export >> retention
+                exports >> retention
                 last = [retention]
         last >> merge
         merge.as_teardown(setups=[production, standard])
@@ -91,3 +94,10 @@ def protect_vm(
         # Checkpoint-VM ran must still be cleaned up, and the merge is a no-op when nothing exists.
         merge.trigger_rule = TriggerRule.ALL_DONE
     return group
+
+
+def _first_xcom(group: TaskGroup, task_ids: list[str]) -> str:
+    """A template for the XCom of whichever of ``task_ids`` (in ``group``) ran."""
+    ids = [f"{group.group_id}.{t}" for t in task_ids]
+    pulls = " or ".join(f"ti.xcom_pull(task_ids={i!r}, map_indexes=ti.map_index)" for i in ids)
+    return "{{ (" + pulls + ") | tojson }}"

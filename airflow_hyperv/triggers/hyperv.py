@@ -35,6 +35,7 @@ class HyperVWaitTrigger(BaseEventTrigger):
         checkpoint_id: str | None = None,
         avhdx_paths: list[str] | None = None,
         operation: dict[str, Any] | None = None,
+        echo: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
         self.hyperv_conn_id = hyperv_conn_id
@@ -46,6 +47,9 @@ class HyperVWaitTrigger(BaseEventTrigger):
         self.checkpoint_id = checkpoint_id.lower() if checkpoint_id else None
         self.avhdx_paths = list(avhdx_paths or [])
         self.operation = dict(operation) if operation else None
+        # Handed back in the event: what the resuming operator needs (deferral kwargs are not
+        # returned by every runner, e.g. dag.test() replaces them with the event).
+        self.echo = dict(echo) if echo else {}
         if self.wait_for is WaitFor.OPERATION_DONE and not self.operation:
             raise ValueError("waiting for an operation needs the operation")
 
@@ -62,6 +66,7 @@ class HyperVWaitTrigger(BaseEventTrigger):
                 "checkpoint_id": self.checkpoint_id,
                 "avhdx_paths": self.avhdx_paths,
                 "operation": self.operation,
+                "echo": self.echo,
             },
         )
 
@@ -168,6 +173,7 @@ class HyperVWaitTrigger(BaseEventTrigger):
                 "message": message,
                 "wait_for": self.wait_for.value,
                 "vm_id": self.vm_id,
+                "echo": self.echo,
                 **extra,
             }
         )
