@@ -14,7 +14,9 @@ import pytest
 
 @pytest.fixture(scope="session")
 def airflow_db() -> None:
-    subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], check=True, capture_output=True, timeout=300)
+    subprocess.run(
+        [sys.executable, "-m", "airflow", "db", "migrate"], check=True, capture_output=True, timeout=300
+    )
 
 
 @pytest.fixture
