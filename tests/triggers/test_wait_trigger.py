@@ -1,0 +1,125 @@
+"""The one wait trigger: serialisation, shared per-host polling, and each kind of wait."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+
+import pytest
+
+from airflow_hyperv.hyperv.enums import Consistency
+from airflow_hyperv.hyperv.waits import HostSnapshot, WaitFor
+from airflow_hyperv.triggers.hyperv import HyperVWaitTrigger
+
+TRIGGERS = [
+    HyperVWaitTrigger(hyperv_conn_id="hv", wait_for="vm_state", vm_id="A", target_state="Running", require_heartbeat=True),
+    HyperVWaitTrigger(hyperv_conn_id="hv", wait_for="merge_done", vm_id="b", checkpoint_id="C", avhdx_paths=["x.avhdx"]),
+    HyperVWaitTrigger(
+        hyperv_conn_id="hv", wait_for="operation_done", vm_id="d",
+        operation={"shell_id": "E" * 8 + "-0000-0000-0000-" + "0" * 12, "command_id": "F" * 8 + "-0000-0000-0000-" + "0" * 12,
+                   "label": "export", "started_at": 1.0},
+        echo={"plan": {"final": "D:\\\\x"}},
+    ),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("trigger", TRIGGERS, ids=lambda t: t.wait_for.value)
+def test_every_trigger_round_trips_through_serialize(trigger):
+    classpath, kwargs = trigger.serialize()
+    module, _, name = classpath.rpartition(".")
+    rebuilt = getattr(importlib.import_module(module), name)(**kwargs)
+    assert rebuilt.serialize() == (classpath, kwargs)
+    import json
+
+    json.dumps(kwargs)  # plain JSON: nothing but ids, names and numbers
+
+
+def test_host_waits_share_a_stream_and_operation_waits_do_not():
+    a, b, c = TRIGGERS
+    assert a.shared_stream_key() == b.shared_stream_key() == ("airflow-hyperv-host-state", "hv", 10.0)
+    assert c.shared_stream_key() is None
+
+
+def test_waits_on_one_host_share_one_query_per_interval(emulator, monkeypatch):
+    """Ten waits, one host: the shared stream's polls are the only pipelines that run."""
+    monkeypatch.setenv("AIRFLOW_CONN_HV_SHARED", emulator.connection_uri("hv-01"))
+    model = emulator.host("hv-01")
+    vms = {v.name: v for v in model.vms()}
+    web = vms["web-01"]
+    waits = [
+        HyperVWaitTrigger(hyperv_conn_id="hv_shared", wait_for="vm_state", vm_id=str(v.id), target_state="Running",
+                          poll_interval=0.05)
+        for v in vms.values()
+    ] + [
+        HyperVWaitTrigger(hyperv_conn_id="hv_shared", wait_for="vm_state", vm_id=str(web.id), target_state="Off",
+                          poll_interval=0.05)
+    ]  # fmt: skip
+
+    async def scenario():
+        subscribers = [asyncio.Queue() for _ in waits]
+
+        async def broadcast():
+            async for snapshot in HyperVWaitTrigger.open_shared_stream(waits[0].serialize()[1]):
+                for q in subscribers:
+                    await q.put(snapshot)
+
+        async def from_queue(q):
+            while True:
+                yield await q.get()
+
+        producer = asyncio.create_task(broadcast())
+        before = emulator.counters.snapshot()
+        firsts = await asyncio.gather(
+            *(
+                anext(w.filter_shared_stream(from_queue(q)))
+                for w, q in zip(waits[:-1], subscribers, strict=False)
+            )
+        )
+        polls_for_running = (emulator.counters.snapshot() - before).pipelines_run
+        pending = asyncio.create_task(anext(waits[-1].filter_shared_stream(from_queue(subscribers[-1]))))
+        await asyncio.sleep(0.3)
+        assert not pending.done()  # web-01 is still Running
+        await asyncio.to_thread(model.stop_vm, web)
+        event = await asyncio.wait_for(pending, 10)
+        producer.cancel()
+        return firsts, polls_for_running, event
+
+    firsts, polls, event = asyncio.run(scenario())
+    assert all(e.payload["status"] == "success" for e in firsts)
+    assert polls == 1  # one host_state pipeline answered all four Running waits
+    assert event.payload["status"] == "success" and "Off" in event.payload["message"]
+
+
+def test_standalone_merge_wait_and_vanished_vm(emulator, monkeypatch):
+    from airflow_hyperv.hooks.hyperv import HyperVHook
+
+    monkeypatch.setenv("AIRFLOW_CONN_HV_ONE", emulator.connection_uri("hv-01"))
+    with HyperVHook(settings=emulator.connection_settings("hv-01")) as hv:
+        dc = hv.get_vm(name="dc-01")
+        made = hv.create_checkpoint(
+            dc.id, "airflow-hyperv 20261125T0100Z abcabcabcabc", consistency=Consistency.APPLICATION
+        )
+        avhdx = [d.path for d in hv.vm_overview(dc.id).drives]
+        hv.remove_checkpoint(made.checkpoint.id)
+    trigger = HyperVWaitTrigger(
+        hyperv_conn_id="hv_one", wait_for=WaitFor.MERGE_DONE.value, vm_id=str(dc.id),
+        checkpoint_id=str(made.checkpoint.id), avhdx_paths=avhdx, poll_interval=0.05, echo={"k": "v"},
+    )  # fmt: skip
+    event = asyncio.run(asyncio.wait_for(trigger.run().asend(None), 20))
+    assert event.payload["status"] == "success" and event.payload["echo"] == {"k": "v"}
+
+    gone = HyperVWaitTrigger(hyperv_conn_id="hv_one", wait_for="vm_state", vm_id="00000000-0000-0000-0000-000000000001",
+                             target_state="Running", poll_interval=0.05)  # fmt: skip
+    event = asyncio.run(asyncio.wait_for(gone.run().asend(None), 20))
+    assert event.payload["status"] == "error" and "no longer on the host" in event.payload["message"]
+
+
+def test_poll_errors_are_tolerated_then_reported():
+    trigger = TRIGGERS[0]
+
+    async def failing():
+        while True:
+            yield HostSnapshot(error="ConnectionError: refused")
+
+    event = asyncio.run(anext(trigger.filter_shared_stream(failing())))
+    assert event.payload["status"] == "error" and "5 times" in event.payload["message"]
