@@ -69,7 +69,7 @@ class VerifyReport:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> VerifyReport:
-        data = dict(data)
+        data = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
         data["verdict"] = Verdict(data["verdict"])
         data["findings"] = [Finding(**f) for f in data.get("findings", [])]
         return cls(**data)

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk.exceptions import AirflowException, AirflowFailException
+from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSkipException
 
 from airflow_hyperv.hyperv.enums import CheckpointType, Consistency
 from airflow_hyperv.hyperv.errors import (
@@ -50,14 +51,29 @@ class HyperVCreateCheckpointOperator(HyperVBaseOperator):
     created (False if an earlier try made it), fell_back, avhdx_paths.
     """
 
-    template_fields: Sequence[str] = ("vm", "hyperv_conn_id", "consistency")
+    template_fields: Sequence[str] = ("vm", "hyperv_conn_id", "consistency", "policy")
 
-    def __init__(self, *, consistency: str = "application", fallback_to_crash: bool = False, **kwargs: Any):
+    def __init__(
+        self,
+        *,
+        consistency: str = "application",
+        fallback_to_crash: bool = False,
+        policy: str | None = None,
+        branch_task_id: str | None = None,
+        **kwargs: Any,
+    ):
         super().__init__(**kwargs)
         self.consistency = consistency
         self.fallback_to_crash = fallback_to_crash
+        self.policy = policy  # "fallback" allows the standard fallback too (templated, so it can be mapped)
+        self.branch_task_id = branch_task_id
+
+    @property
+    def _may_fall_back(self) -> bool:
+        return self.fallback_to_crash or str(self.policy or "").strip().lower() == "fallback"
 
     def execute(self, context: Context) -> dict[str, Any]:
+        skip_unless_followed(self, context)
         try:
             wanted = Consistency(str(self.consistency).lower())
         except ValueError:
@@ -82,7 +98,7 @@ class HyperVCreateCheckpointOperator(HyperVBaseOperator):
         try:
             result = hv.create_checkpoint(vm.id, name, consistency=wanted)
         except ProductionCheckpointImpossibleError as exc:
-            if not self.fallback_to_crash:
+            if not self._may_fall_back:
                 raise AirflowFailException(str(exc)) from exc
             self.log.warning("%s; taking a standard checkpoint, recorded as crash-consistent", exc)
             result = hv.create_checkpoint(vm.id, name, consistency=Consistency.CRASH)
@@ -160,7 +176,13 @@ class HyperVMergeCheckpointOperator(DeferrableMixin, HyperVBaseOperator):
             found = [c for c in checkpoints if c.name == name]
             if not found:
                 self.log.info("No checkpoint %r on %s: nothing to merge", name, vm.name)
-                return {"vm_id": str(vm.id), "checkpoint_name": name, "merged": False}
+                return {
+                    "vm_id": str(vm.id),
+                    "vm_name": vm.name,
+                    "checkpoint_name": name,
+                    "merged": False,
+                    "finished_at": dt.datetime.now(dt.timezone.utc).isoformat(),
+                }
             checkpoint = found[0]
             if not self.checkpoint_name and not is_provider_checkpoint(checkpoint.name):
                 raise AirflowFailException(
@@ -232,9 +254,11 @@ class HyperVMergeCheckpointOperator(DeferrableMixin, HyperVBaseOperator):
             )
         return {
             "vm_id": target["vm_id"],
+            "vm_name": self.vm,
             "checkpoint_name": name,
             "merged": True,
             "chain_depths": [c.depth for c in chains],
+            "finished_at": dt.datetime.now(dt.timezone.utc).isoformat(),
         }
 
 
@@ -336,6 +360,25 @@ class HyperVSetCheckpointTypeOperator(HyperVBaseOperator):
             "previous": vm.checkpoint_type.name,
             "checkpoint_type": updated.checkpoint_type.name,
         }
+
+
+def skip_unless_followed(op: Any, context: Context) -> None:
+    """Skip unless ``op.branch_task_id`` chose this task (for this map index).
+
+    Airflow's scheduler skips the paths a branch did not follow, but not inside a mapped task group
+    (its NotPreviouslySkippedDep reads the branch's decision with map index -1 there); a checkpoint
+    task that ran on the wrong path would make a checkpoint nobody asked for.
+    """
+    if not op.branch_task_id:
+        return
+    from airflow.providers.standard.utils.skipmixin import XCOM_SKIPMIXIN_FOLLOWED, XCOM_SKIPMIXIN_KEY
+
+    ti = context["ti"]
+    decision = ti.xcom_pull(task_ids=op.branch_task_id, key=XCOM_SKIPMIXIN_KEY, map_indexes=ti.map_index)
+    if isinstance(decision, list):
+        decision = decision[0] if decision else None
+    if isinstance(decision, dict) and op.task_id not in decision.get(XCOM_SKIPMIXIN_FOLLOWED, []):
+        raise AirflowSkipException(f"{op.branch_task_id} did not choose {op.task_id}")
 
 
 def wait_for_state(op: Any, vm_id: str, state: str, *, heartbeat: bool) -> None:

@@ -275,7 +275,12 @@ class HyperVRetentionOperator(HyperVBaseOperator):
                         merged.append(cp.name)
             if not newest or not newest.get("path"):
                 self.log.warning("No verified export in this run: keeping every export of %s", vm.name)
-                return {"vm_id": str(vm.id), "removed_exports": [], "merged_checkpoints": merged}
+                return {
+                    "vm_id": str(vm.id),
+                    "vm_name": vm.name,
+                    "removed_exports": [],
+                    "merged_checkpoints": merged,
+                }
             base = join_host_path(root, _vm_folder(str(vm.id)))
             folders = sorted(
                 {
@@ -307,4 +312,9 @@ class HyperVRetentionOperator(HyperVBaseOperator):
             len(merged),
             vm.name,
         )
-        return {"vm_id": str(vm.id), "removed_exports": removed_exports, "merged_checkpoints": merged}
+        return {
+            "vm_id": str(vm.id),
+            "vm_name": vm.name,
+            "removed_exports": removed_exports,
+            "merged_checkpoints": merged,
+        }

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from airflow.providers.standard.operators.empty import EmptyOperator
 from airflow.sdk import TaskGroup, TriggerRule
 
 from airflow_hyperv.hyperv.verify import Policy
@@ -16,88 +15,111 @@ from airflow_hyperv.operators.base import DEFAULT_CONN_ID
 from airflow_hyperv.operators.checkpoint import HyperVCreateCheckpointOperator, HyperVMergeCheckpointOperator
 from airflow_hyperv.operators.export import HyperVExportCheckpointOperator, HyperVRetentionOperator
 from airflow_hyperv.operators.verify import HyperVCheckpointBranchOperator, HyperVVerifyOperator
+from airflow_hyperv.report import record_failure
 
 
 def protect_vm(
-    vm: str,
+    vm: Any,
     *,
-    policy: str = "require",
-    export_root: str | None = None,
+    group_id: str | None = None,
+    **options: Any,
+) -> TaskGroup:
+    """Build the protection chain of one VM in a task group named ``group_id`` (default ``protect_<vm>``).
+    Options are those of ``build_protection_chain``."""
+    with TaskGroup(group_id or f"protect_{vm}", add_suffix_on_collision=True) as group:
+        build_protection_chain(vm, **options)
+    return group
+
+
+def build_protection_chain(
+    vm: Any,
+    *,
+    policy: Any = "require",
+    export_root: Any = None,
     keep_exports: int | None = None,
     hyperv_conn_id: str = DEFAULT_CONN_ID,
-    group_id: str | None = None,
     pool: str | None = None,
     deferrable: bool | None = None,
     poll_interval: float = 10.0,
     **task_kwargs: Any,
-) -> TaskGroup:
-    """Build the protection chain of one VM in a task group named ``group_id`` (default ``protect_<vm>``).
+) -> dict[str, Any]:
+    """Create the chain's tasks in the current DAG / task group (also a mapped ``@task_group``, where
+    ``vm``, ``policy`` and ``export_root`` may be mapped arguments).
 
     ``policy``: require (application-consistent or fail), fallback (standard checkpoint recorded as
     crash-consistent), skip. ``pool`` caps concurrent host work (one pool per Hyper-V host).
     """
-    Policy.parse(policy)  # a bad policy fails at parse time, before any run
+    if isinstance(policy, str):
+        Policy.parse(policy)  # a bad literal policy fails at parse time, before any run
+    task_kwargs.setdefault("on_failure_callback", record_failure)
     common: dict[str, Any] = {"vm": vm, "hyperv_conn_id": hyperv_conn_id, **task_kwargs}
     if pool:
         common["pool"] = pool
     waits: dict[str, Any] = {"deferrable": deferrable, "poll_interval": poll_interval}
-    with TaskGroup(group_id or f"protect_{vm}") as group:
-        verify = HyperVVerifyOperator(task_id="verify", export_path=export_root, **common)
-        branch = HyperVCheckpointBranchOperator(
-            task_id="choose",
-            report=verify.output,
-            policy=policy,
-            production_task_id="production_checkpoint",
-            standard_task_id="standard_checkpoint",
-            skip_task_id="skipped",
-            **task_kwargs,
-        )
-        production = HyperVCreateCheckpointOperator(
-            task_id="production_checkpoint",
-            consistency="application",
-            fallback_to_crash=Policy.parse(policy) is Policy.FALLBACK,
-            **common,
-        )
-        standard = HyperVCreateCheckpointOperator(
-            task_id="standard_checkpoint", consistency="crash", **common
-        )
-        skipped = EmptyOperator(task_id="skipped", **task_kwargs)
-        merge = HyperVMergeCheckpointOperator(task_id="merge", **waits, **common)
-        verify >> branch >> [production, standard, skipped]
-        last: list[Any] = [production, standard]
-        if export_root:
-            # One export per path: Airflow requires a setup's direct downstream to be ALL_SUCCESS, and
-            # the path the branch did not take is skipped together with its export.
-            exports = [
-                HyperVExportCheckpointOperator(
-                    task_id=f"export_{kind}", export_root=export_root, **waits, **common
-                )
-                for kind in ("production", "standard")
-            ]
-            production >> exports[0]
-            standard >> exports[1]
-            last = exports
-            if keep_exports:
-                retention = HyperVRetentionOperator(
-                    task_id="retention",
-                    export_root=export_root,
-                    keep_last=keep_exports,
-                    verified_export=_first_xcom(group, ["export_production", "export_standard"]),
-                    trigger_rule=TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS,
-                    **common,
-                )
-                exports >> retention
-                last = [retention]
-        last >> merge
-        merge.as_teardown(setups=[production, standard])
-        # A teardown normally runs only if a setup succeeded; a create that failed after
-        # Checkpoint-VM ran must still be cleaned up, and the merge is a no-op when nothing exists.
-        merge.trigger_rule = TriggerRule.ALL_DONE
-    return group
+    verify = HyperVVerifyOperator(task_id="verify", export_path=export_root, **common)
+    branch = HyperVCheckpointBranchOperator(
+        task_id="choose",
+        report=verify.output,
+        vm=vm,
+        policy=policy,
+        production_task_id="production_checkpoint",
+        standard_task_id="standard_checkpoint",
+        **task_kwargs,
+    )
+    production = HyperVCreateCheckpointOperator(
+        task_id="production_checkpoint",
+        consistency="application",
+        policy=policy,
+        branch_task_id=branch.task_id,
+        **common,
+    )
+    standard = HyperVCreateCheckpointOperator(
+        task_id="standard_checkpoint", consistency="crash", branch_task_id=branch.task_id, **common
+    )
+    merge = HyperVMergeCheckpointOperator(task_id="merge", **waits, **common)
+    verify >> branch >> [production, standard]
+    tasks: dict[str, Any] = {
+        "verify": verify,
+        "choose": branch,
+        "production": production,
+        "standard": standard,
+    }
+    last: list[Any] = [production, standard]
+    if export_root:
+        # One export per path: Airflow requires a setup's direct downstream to be ALL_SUCCESS, and
+        # the path the branch did not take is skipped together with its export.
+        exports = [
+            HyperVExportCheckpointOperator(
+                task_id=f"export_{kind}", export_root=export_root, **waits, **common
+            )
+            for kind in ("production", "standard")
+        ]
+        production >> exports[0]
+        standard >> exports[1]
+        last = exports
+        tasks["exports"] = exports
+        if keep_exports:
+            retention = HyperVRetentionOperator(
+                task_id="retention",
+                export_root=export_root,
+                keep_last=keep_exports,
+                verified_export=_first_xcom([e.task_id for e in exports]),
+                trigger_rule=TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS,
+                **common,
+            )
+            exports >> retention
+            last = [retention]
+            tasks["retention"] = retention
+    last >> merge
+    merge.as_teardown(setups=[production, standard])
+    # A teardown normally runs only if a setup succeeded; a create that failed after
+    # Checkpoint-VM ran must still be cleaned up, and the merge is a no-op when nothing exists.
+    merge.trigger_rule = TriggerRule.ALL_DONE
+    tasks["merge"] = merge
+    return tasks
 
 
-def _first_xcom(group: TaskGroup, task_ids: list[str]) -> str:
-    """A template for the XCom of whichever of ``task_ids`` (in ``group``) ran."""
-    ids = [f"{group.group_id}.{t}" for t in task_ids]
-    pulls = " or ".join(f"ti.xcom_pull(task_ids={i!r}, map_indexes=ti.map_index)" for i in ids)
+def _first_xcom(task_ids: list[str]) -> str:
+    """A template for the XCom of whichever of ``task_ids`` ran (same map index)."""
+    pulls = " or ".join(f"ti.xcom_pull(task_ids={t!r}, map_indexes=ti.map_index)" for t in task_ids)
     return "{{ (" + pulls + ") | tojson }}"

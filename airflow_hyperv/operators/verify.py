@@ -6,7 +6,7 @@ from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from airflow.providers.standard.operators.branch import BaseBranchOperator
-from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+from airflow.sdk.exceptions import AirflowFailException
 
 from airflow_hyperv.hyperv.verify import Policy, VerifyReport, decide, verify
 from airflow_hyperv.operators.base import DEFAULT_CONN_ID, HyperVBaseOperator, run_checkpoint_name
@@ -55,7 +55,15 @@ class HyperVVerifyOperator(HyperVBaseOperator):
         self.log.info("%s: verdict %s", report.vm_name, report.verdict.value)
         for finding in report.findings:
             self.log.info("  [%s] %s", finding.severity, finding.message)
-        return report.to_dict()
+        data = report.to_dict()
+        data["checked_at"] = _now()
+        return data
+
+
+def _now() -> str:
+    import datetime as dt
+
+    return dt.datetime.now(dt.timezone.utc).isoformat()
 
 
 class HyperVCheckpointBranchOperator(BaseBranchOperator):
@@ -65,12 +73,13 @@ class HyperVCheckpointBranchOperator(BaseBranchOperator):
     takes the standard path, recorded downstream as crash-consistent; ``skip`` skips the VM.
     """
 
-    template_fields: Sequence[str] = ("report", "policy")
+    template_fields: Sequence[str] = ("report", "policy", "vm")
 
     def __init__(
         self,
         *,
         report: Any,
+        vm: Any = None,
         policy: str = "require",
         production_task_id: str,
         standard_task_id: str,
@@ -79,6 +88,7 @@ class HyperVCheckpointBranchOperator(BaseBranchOperator):
     ) -> None:
         super().__init__(**kwargs)
         self.report = report
+        self.vm = vm  # only to name the VM in failure reports
         self.policy = policy
         self.production_task_id = production_task_id
         self.standard_task_id = standard_task_id
@@ -102,9 +112,8 @@ class HyperVCheckpointBranchOperator(BaseBranchOperator):
                 "%s: taking the standard (crash-consistent) fallback: %s", report.vm_name, report.reasons
             )
             return self._qualified(prefix, self.standard_task_id)
-        if self.skip_task_id:
-            return self._qualified(prefix, self.skip_task_id)
-        raise AirflowSkipException(f"{report.vm_name} skipped by policy: {'; '.join(report.reasons)}")
+        self.log.info("%s skipped by policy: %s", report.vm_name, "; ".join(report.reasons))
+        return [self._qualified(prefix, self.skip_task_id)] if self.skip_task_id else []
 
     @staticmethod
     def _qualified(prefix: str, task_id: str) -> str:

@@ -81,7 +81,7 @@ def test_checkpoints_disabled_vm_is_refused_under_require_and_skipped_under_skip
     assert "disabled" in str(xcom(run, "verify")["findings"])
     run = dag_factory("t_disabled_skip", vm="build-01", policy="skip", hyperv_conn_id="hv_02").test()
     st = states(run)
-    assert str(run.state) == "success" and st["skipped"] == "success", st
+    assert str(run.state) == "success" and st["choose"] == "success", st
     assert st["production_checkpoint"] == "skipped" and st["standard_checkpoint"] == "skipped"
     assert not emulator.audit.entries(cmdlet="Checkpoint-VM")
     assert chain_snapshot(emulator, "hv-02", "build-01")["checkpoint_type"] == "Disabled"
