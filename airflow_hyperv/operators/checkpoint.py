@@ -274,6 +274,7 @@ class HyperVRestoreCheckpointOperator(DeferrableMixin, HyperVBaseOperator):
         checkpoint_name: str | None = None,
         start_vm: bool | None = None,
         wait_for_heartbeat: bool = True,
+        skip_if_missing: bool = False,
         deferrable: bool | None = None,
         poll_interval: float = 10.0,
         wait_timeout: float | None = 1800.0,
@@ -283,6 +284,7 @@ class HyperVRestoreCheckpointOperator(DeferrableMixin, HyperVBaseOperator):
         self.checkpoint_name = checkpoint_name
         self.start_vm = start_vm
         self.wait_for_heartbeat = wait_for_heartbeat
+        self.skip_if_missing = skip_if_missing  # a rollback path with no checkpoint has nothing to undo
         self._init_deferrable(deferrable, poll_interval, wait_timeout)
 
     def execute(self, context: Context) -> dict[str, Any]:
@@ -298,7 +300,10 @@ class HyperVRestoreCheckpointOperator(DeferrableMixin, HyperVBaseOperator):
             )
             checkpoint = hv.find_checkpoint(vm.id, name)
             if checkpoint is None:
-                raise AirflowFailException(f"{vm.name} has no checkpoint {name!r} to restore")
+                message = f"{vm.name} has no checkpoint {name!r} to restore"
+                if self.skip_if_missing:
+                    raise AirflowSkipException(message)
+                raise AirflowFailException(message)
             was_running = vm.state.name == "Running"
             restored = hv.restore_checkpoint(checkpoint.id)
             self.log.info("Restored %s to %r; it is now %s", vm.name, name, restored.state.name)
