@@ -35,6 +35,10 @@ test: lint typecheck unit
 demo: setup
 	$(PY) -m airflow_hyperv.cli.main demo
 
+# The real Airflow UI (airflow standalone) with the emulator and the example DAGs, until Ctrl-C.
+airflow: setup
+	$(PY) -m airflow_hyperv.cli.main airflow
+
 emulator: setup
 	$(VENV)/bin/airflow-hyperv emulator --fleet airflow_hyperv/emulator/fleets/example.yaml --auth basic
 

@@ -113,12 +113,20 @@ def failed_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
             or "NOT merged" in r["outcome"]]  # fmt: skip
 
 
+def _cell(key: str, value: Any) -> str:
+    if value is None:
+        return ""
+    if key == "export_bytes":
+        return f"{int(value) / 2**30:.1f} GiB"
+    return str(value)
+
+
 def render_table(rows: list[dict[str, Any]]) -> str:
     """A fixed-width table a human reads in a terminal or a task log."""
     columns = [("host", "HOST"), ("vm", "VM"), ("policy", "POLICY"), ("outcome", "OUTCOME"),
-               ("checkpoint", "CHECKPOINT"), ("export_path", "EXPORT"), ("export_bytes", "BYTES"),
+               ("checkpoint", "CHECKPOINT"), ("export_path", "EXPORT"), ("export_bytes", "SIZE"),
                ("duration_s", "SECONDS")]  # fmt: skip
-    cells = [[("" if r.get(k) is None else str(r.get(k))) for k, _ in columns] for r in rows]
+    cells = [[_cell(k, r.get(k)) for k, _ in columns] for r in rows]
     widths = [max([len(h)] + [len(c[i]) for c in cells]) for i, (_, h) in enumerate(columns)]
     lines = ["  ".join(h.ljust(w) for (_, h), w in zip(columns, widths, strict=True))]
     lines.append("  ".join("-" * w for w in widths))

@@ -71,6 +71,7 @@ with DAG(
 
         rows = collect_report(context["ti"], [(h.group_id, h.name) for h in inventory.hosts])
         print(render_table(rows))
+        context["ti"].xcom_push(key="report", value=rows)  # kept even when this task fails below
         if failed := failed_rows(rows):
             # The run fails when a VM is not protected as its policy asks: never report success.
             raise AirflowFailException(

@@ -62,6 +62,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     commands.add_parser("demo", help="run the nightly DAG against the example fleet and print the report")
+    ui = commands.add_parser(
+        "airflow", help="start the real Airflow UI with the emulator and the example DAGs"
+    )
+    ui.add_argument("--port", type=_port, default=8080, help="Airflow API/UI port (default 8080)")
     return parser
 
 
@@ -115,6 +119,10 @@ def main(argv: list[str] | None = None) -> int:
         from airflow_hyperv.cli.demo import run_demo
 
         return run_demo()
+    if args.command == "airflow":
+        from airflow_hyperv.cli.demo import run_airflow_ui
+
+        return run_airflow_ui(args.port)
     raise AssertionError(args.command)  # argparse enforces the choices
 
 
