@@ -29,6 +29,10 @@ typecheck: setup
 unit: setup
 	$(VENV)/bin/pytest -q $(PYTEST_ARGS)
 
+# End to end on real Airflow processes (scheduler, dag-processor, api-server, triggerer) on PostgreSQL.
+e2e: setup
+	$(VENV)/bin/pytest -m e2e -q tests/e2e $(PYTEST_ARGS)
+
 # The whole suite: linter, type checker, every test.
 test: lint typecheck unit
 

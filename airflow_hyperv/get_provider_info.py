@@ -24,6 +24,9 @@ def get_provider_info() -> dict[str, Any]:
                 "tags": ["service"],
             }
         ],
+        "triggers": [
+            {"integration-name": "Microsoft Hyper-V", "python-modules": ["airflow_hyperv.triggers.hyperv"]}
+        ],
         "hooks": [
             {"integration-name": "Microsoft Hyper-V", "python-modules": ["airflow_hyperv.hooks.hyperv"]}
         ],
@@ -63,6 +66,8 @@ def get_provider_info() -> dict[str, Any]:
                     ),
                     "operation_timeout": _field("Operation timeout (s)", "number", "WS-Man OperationTimeout"),
                     "read_timeout": _field("Read timeout (s)", "number", "HTTP read timeout"),
+                    "connection_timeout": _field("Connection timeout (s)", "number", "TCP connect timeout"),
+                    "proxy": _field("HTTP proxy", ["string", "null"], "Proxy URL; empty: no proxy"),
                     "retry_attempts": _field("Retry attempts", "integer", "Transient transport faults only"),
                     "retry_max_seconds": _field("Retry budget (s)", "number", "Total time for retries"),
                     "wsman_path": _field("WS-Man path", ["string", "null"], "URL path, default wsman"),

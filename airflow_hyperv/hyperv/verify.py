@@ -129,6 +129,10 @@ def verify(
             "backup tool; they hold AVHDX chains and may mean a backup is running.")  # fmt: skip
 
     depths = [c.depth for c in chains]
+    if not checkpoints and any(depths):
+        add("orphaned-avhdx", "blocks", f"{vm.name} runs on differencing disks ({', '.join(c.current_path for c in chains if c.depth)}) "
+            "but has no checkpoint: a merge is still running or has failed. Wait for it, or see docs/operators.md "
+            "(When a merge fails); never delete AVHDX files by hand.")  # fmt: skip
     if depths and max(depths) >= max_chain_depth:
         add("chain-depth", "blocks", f"{vm.name}'s disk chain is {max(depths)} deep (limit {max_chain_depth}): "
             "merge old checkpoints first.")  # fmt: skip

@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator, conf
-from airflow.sdk.exceptions import AirflowException
+from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
+from airflow_hyperv.hyperv.errors import (
+    AmbiguousVMNameError,
+    AuthenticationFailedError,
+    CheckpointsDisabledError,
+    InvalidInputError,
+    ProductionCheckpointImpossibleError,
+    VMNotFoundError,
+)
 from airflow_hyperv.hyperv.names import checkpoint_name
 
 if TYPE_CHECKING:
@@ -18,6 +27,17 @@ if TYPE_CHECKING:
     from airflow_hyperv.hooks.hyperv import HyperVHook
 
 DEFAULT_CONN_ID = "hyperv_default"
+
+
+# Errors no retry can fix: the task fails at once (no Airflow retries) with the reason.
+FINAL_ERRORS = (
+    AuthenticationFailedError,  # retrying rejected credentials locks accounts out
+    InvalidInputError,
+    VMNotFoundError,
+    AmbiguousVMNameError,
+    CheckpointsDisabledError,
+    ProductionCheckpointImpossibleError,
+)
 
 
 class HyperVOperatorMixin:
@@ -30,6 +50,14 @@ class HyperVOperatorMixin:
         from airflow_hyperv.hooks.hyperv import HyperVHook  # transport code loads at run time only
 
         return HyperVHook(self.hyperv_conn_id)
+
+    @contextlib.contextmanager
+    def final_errors(self) -> Iterator[None]:
+        """Bad input and Hyper-V refusals fail the task without retries, with the reason."""
+        try:
+            yield
+        except FINAL_ERRORS as exc:
+            raise AirflowFailException(str(exc)) from exc
 
 
 class DeferrableMixin:

@@ -11,27 +11,21 @@ from airflow.sdk.exceptions import AirflowException, AirflowFailException, Airfl
 
 from airflow_hyperv.hyperv.enums import CheckpointType, Consistency
 from airflow_hyperv.hyperv.errors import (
-    CheckpointsDisabledError,
-    InvalidInputError,
     ProductionCheckpointImpossibleError,
-    VMNotFoundError,
 )
 from airflow_hyperv.hyperv.names import is_provider_checkpoint, require_exact_name
 from airflow_hyperv.hyperv.waits import WaitFor, WaitTarget, judge
-from airflow_hyperv.operators.base import DeferrableMixin, HyperVBaseOperator, run_checkpoint_name
+from airflow_hyperv.operators.base import (
+    FINAL_ERRORS,
+    DeferrableMixin,
+    HyperVBaseOperator,
+    run_checkpoint_name,
+)
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
     from airflow_hyperv.hooks.hyperv import HyperVHook
-
-# Errors no retry can fix: fail the task at once with the reason.
-FINAL_ERRORS = (
-    CheckpointsDisabledError,
-    InvalidInputError,
-    VMNotFoundError,
-    ProductionCheckpointImpossibleError,
-)
 
 
 def _avhdx(paths: list[str]) -> list[str]:
@@ -81,10 +75,8 @@ class HyperVCreateCheckpointOperator(HyperVBaseOperator):
                 f"consistency must be application or crash, not {self.consistency!r}"
             ) from None
         with self.hyperv_hook() as hv:
-            try:
+            with self.final_errors():
                 vm = hv.resolve_vm(self.vm)
-            except FINAL_ERRORS as exc:
-                raise AirflowFailException(str(exc)) from exc
             name = run_checkpoint_name(context, str(vm.id))
             try:
                 return self._create(hv, vm, name, wanted)
@@ -164,14 +156,12 @@ class HyperVMergeCheckpointOperator(DeferrableMixin, HyperVBaseOperator):
 
     def execute(self, context: Context) -> dict[str, Any]:
         with self.hyperv_hook() as hv:
-            try:
+            with self.final_errors():
                 vm = hv.resolve_vm(self.vm)
-            except FINAL_ERRORS as exc:
-                raise AirflowFailException(str(exc)) from exc
-            if self.checkpoint_name:
-                name = require_exact_name(self.checkpoint_name, "checkpoint name")
-            else:
-                name = run_checkpoint_name(context, str(vm.id))
+                if self.checkpoint_name:
+                    name = require_exact_name(self.checkpoint_name, "checkpoint name")
+                else:
+                    name = run_checkpoint_name(context, str(vm.id))
             vm, checkpoints = hv.vm_with_checkpoints(vm.id)
             found = [c for c in checkpoints if c.name == name]
             if not found:
@@ -289,15 +279,13 @@ class HyperVRestoreCheckpointOperator(DeferrableMixin, HyperVBaseOperator):
 
     def execute(self, context: Context) -> dict[str, Any]:
         with self.hyperv_hook() as hv:
-            try:
+            with self.final_errors():
                 vm = hv.resolve_vm(self.vm)
-            except FINAL_ERRORS as exc:
-                raise AirflowFailException(str(exc)) from exc
-            name = (
-                require_exact_name(self.checkpoint_name, "checkpoint name")
-                if self.checkpoint_name
-                else run_checkpoint_name(context, str(vm.id))
-            )
+                name = (
+                    require_exact_name(self.checkpoint_name, "checkpoint name")
+                    if self.checkpoint_name
+                    else run_checkpoint_name(context, str(vm.id))
+                )
             checkpoint = hv.find_checkpoint(vm.id, name)
             if checkpoint is None:
                 message = f"{vm.name} has no checkpoint {name!r} to restore"
@@ -354,12 +342,9 @@ class HyperVSetCheckpointTypeOperator(HyperVBaseOperator):
             wanted = CheckpointType.parse(self.checkpoint_type)
         except ValueError as exc:
             raise AirflowFailException(str(exc)) from None
-        with self.hyperv_hook() as hv:
-            try:
-                vm = hv.resolve_vm(self.vm)
-                updated = hv.set_checkpoint_type(vm.id, wanted)
-            except (InvalidInputError, VMNotFoundError) as exc:
-                raise AirflowFailException(str(exc)) from exc
+        with self.hyperv_hook() as hv, self.final_errors():
+            vm = hv.resolve_vm(self.vm)
+            updated = hv.set_checkpoint_type(vm.id, wanted)
         return {
             "vm_id": str(vm.id),
             "previous": vm.checkpoint_type.name,

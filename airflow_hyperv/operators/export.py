@@ -16,7 +16,6 @@ from airflow_hyperv.hyperv.names import is_provider_checkpoint, join_host_path, 
 from airflow_hyperv.hyperv.records import ExportManifest
 from airflow_hyperv.hyperv.waits import WaitFor
 from airflow_hyperv.operators.base import DeferrableMixin, HyperVBaseOperator, run_checkpoint_name
-from airflow_hyperv.operators.checkpoint import FINAL_ERRORS
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -74,15 +73,11 @@ class HyperVExportCheckpointOperator(DeferrableMixin, HyperVBaseOperator):
         self._init_deferrable(deferrable, poll_interval, wait_timeout)
 
     def execute(self, context: Context) -> dict[str, Any]:
-        try:
+        with self.final_errors():
             root = require_host_path(self.export_root, "export root")
-        except ValueError as exc:
-            raise AirflowFailException(str(exc)) from None
         with self.hyperv_hook() as hv:
-            try:
+            with self.final_errors():
                 vm = hv.resolve_vm(self.vm)
-            except FINAL_ERRORS as exc:
-                raise AirflowFailException(str(exc)) from exc
             name = self.checkpoint_name or run_checkpoint_name(context, str(vm.id))
             checkpoint = hv.find_checkpoint(vm.id, name)
             if checkpoint is None:
@@ -257,7 +252,8 @@ class HyperVRetentionOperator(HyperVBaseOperator):
     def execute(self, context: Context) -> dict[str, Any]:
         import datetime as dt
 
-        root = require_host_path(self.export_root, "export root")
+        with self.final_errors():
+            root = require_host_path(self.export_root, "export root")
         newest = self.verified_export
         if isinstance(newest, str):  # rendered from a template as JSON
             newest = json.loads(newest) if newest.strip() not in ("", "null", "None") else None
@@ -265,7 +261,8 @@ class HyperVRetentionOperator(HyperVBaseOperator):
         removed_exports: list[str] = []
         merged: list[str] = []
         with self.hyperv_hook() as hv:
-            vm = hv.resolve_vm(self.vm)
+            with self.final_errors():
+                vm = hv.resolve_vm(self.vm)
             own = run_checkpoint_name(context, str(vm.id))
             if self.merge_leftover_checkpoints:
                 for cp in hv.list_checkpoints(vm.id):

@@ -26,9 +26,22 @@ def protect_vm(
 ) -> TaskGroup:
     """Build the protection chain of one VM in a task group named ``group_id`` (default ``protect_<vm>``).
     Options are those of ``build_protection_chain``."""
-    with TaskGroup(group_id or f"protect_{vm}", add_suffix_on_collision=True) as group:
+    with TaskGroup(group_id or default_group_id(vm), add_suffix_on_collision=True) as group:
         build_protection_chain(vm, **options)
     return group
+
+
+def default_group_id(vm: Any) -> str:
+    """``protect_<vm>``, made of the characters a task group id allows (the VM name is validated at
+    run time, with a clear message, not here)."""
+    import hashlib
+    import re
+
+    text = str(vm)
+    safe = re.sub(r"[^A-Za-z0-9_-]", "_", text)[:60]
+    if safe != text:
+        safe += "_" + hashlib.sha256(text.encode()).hexdigest()[:8]
+    return f"protect_{safe}"
 
 
 def build_protection_chain(

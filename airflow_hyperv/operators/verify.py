@@ -32,9 +32,11 @@ class HyperVVerifyOperator(HyperVBaseOperator):
     def execute(self, context: Context) -> dict[str, Any]:
         from airflow_hyperv.hyperv.names import require_host_path
 
-        export_path = require_host_path(self.export_path, "export path") if self.export_path else None
+        with self.final_errors():
+            export_path = require_host_path(self.export_path, "export path") if self.export_path else None
         with self.hyperv_hook() as hv:
-            vm = hv.resolve_vm(self.vm)
+            with self.final_errors():
+                vm = hv.resolve_vm(self.vm)
             overview = hv.vm_overview(vm.id)
             chains = hv.disk_chains(vm.id, overview.drives)
             disk_drive = next((c.current_path[0] for c in chains if c.current_path[1:2] == ":"), None)

@@ -50,11 +50,8 @@ class HyperVVMStateSensor(DeferrableMixin, HyperVOperatorMixin, BaseSensorOperat
 
     def _resolve(self) -> None:
         if self._vm_id is None:
-            with self.hyperv_hook() as hv:
-                try:
-                    self._vm_id = str(hv.resolve_vm(self.vm).id)
-                except ValueError as exc:
-                    raise AirflowFailException(str(exc)) from exc
+            with self.hyperv_hook() as hv, self.final_errors():
+                self._vm_id = str(hv.resolve_vm(self.vm).id)
 
     def execute(self, context: Context) -> Any:
         try:

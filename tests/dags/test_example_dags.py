@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
-import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -29,29 +26,6 @@ def test_dag_files_import_no_transport_code():
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
-
-
-@pytest.fixture
-def fleet_dags(airflow_db, emulator, monkeypatch):
-    """The example DAGs in the test dags folder, with connections and pools for the example fleet."""
-    folder = Path(os.environ["AIRFLOW__CORE__DAGS_FOLDER"])
-    shutil.copytree(DAGS, folder, dirs_exist_ok=True)
-    monkeypatch.setenv("AIRFLOW_CONN_HYPERV_HV_01", emulator.connection_uri("hv-01"))
-    monkeypatch.setenv("AIRFLOW_CONN_HYPERV_HV_02", emulator.connection_uri("hv-02"))
-    for pool, slots in (("hyperv_hv_01", "2"), ("hyperv_hv_02", "1")):
-        subprocess.run(
-            [sys.executable, "-m", "airflow", "pools", "set", pool, slots, "Hyper-V host", "--include-deferred"],
-            check=True, capture_output=True, timeout=120,
-        )  # fmt: skip
-
-    def load(name: str):
-        spec = importlib.util.spec_from_file_location(name, folder / f"{name}.py")
-        assert spec and spec.loader
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        return module.dag
-
-    return load
 
 
 @pytest.fixture

@@ -15,6 +15,7 @@ from typing import Any
 
 from airflow_hyperv.emulator.cmdlets import (  # noqa: F401  (registers the cmdlets)
     disk_cmdlets,
+    event_cmdlets,
     file_cmdlets,
     snapshot_cmdlets,
     vm_cmdlets,

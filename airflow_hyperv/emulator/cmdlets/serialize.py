@@ -269,10 +269,17 @@ def _drive_strings(vm_name: str, drives: Sequence[tuple[str, str]]) -> list[str]
     return [f"HardDiskDrive (Name = '{n}', VMName = '{vm_name}') [Path = '{p}']" for n, p in drives]
 
 
+# Serialisers of view types that other cmdlet modules add (type -> fn(obj, host)).
+EXTRA_SERIALIZERS: dict[type, Any] = {}
+
+
 def serialize(obj: Any, host: HostModel) -> Any:
     """Turn whatever a cmdlet produced into what the sink sends. Primitives pass through."""
-    if isinstance(obj, bool | int | str) or obj is None:
+    if isinstance(obj, bool | int | str | PSObject) or obj is None:
         return obj
+    for cls, fn in EXTRA_SERIALIZERS.items():
+        if isinstance(obj, cls):
+            return fn(obj, host)
     if isinstance(obj, VirtualMachine):
         return _vm(obj, host)
     if isinstance(obj, Checkpoint):

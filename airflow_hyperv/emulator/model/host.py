@@ -27,6 +27,7 @@ from airflow_hyperv.emulator.model.disk import (
     flattened_size,
 )
 from airflow_hyperv.emulator.model.enums import CheckpointType, VhdType, VMState
+from airflow_hyperv.emulator.model.eventlog import VMMS_ADMIN, WORKER_ADMIN, HostEventLog
 from airflow_hyperv.emulator.model.errors import (
     CheckpointsDisabledError,
     ExportExistsError,
@@ -111,15 +112,17 @@ class HostModel:
         self.lock = threading.RLock()
         self._vms: dict[uuid.UUID, VirtualMachine] = {}
         self._merge_fail: dict[uuid.UUID, bool] = {}
+        self.events = HostEventLog(clock)  # Get-WinEvent (emulator/model/eventlog.py)
 
     # --- building ---------------------------------------------------------------------------------------
 
-    def add_vm(self, vm: VirtualMachine) -> VirtualMachine:
-        """Register a VM and write its base disks as real stand-in files."""
+    def add_vm(self, vm: VirtualMachine, *, allow_duplicate_name: bool = False) -> VirtualMachine:
+        """Register a VM and write its base disks as real stand-in files. Real hosts allow two VMs
+        with one name (an imported copy keeps its name); fleet files do not."""
         with self.lock:
             if vm.id in self._vms:
                 raise ValueError(f"duplicate VM id {vm.id}")
-            if any(v.name.lower() == vm.name.lower() for v in self._vms.values()):
+            if not allow_duplicate_name and any(v.name.lower() == vm.name.lower() for v in self._vms.values()):
                 raise ValueError(f"duplicate VM name {vm.name!r}")
             for drive in vm.hard_drives:
                 for disk in reversed(drive.disk.chain()):
@@ -214,6 +217,7 @@ class HostModel:
                 return False
             vm.state = VMState.Running
             vm.started_at = self.clock.now()
+            self.events.write(WORKER_ADMIN, 18500, name=vm.name, vm_id=vm.id)
             return True
 
     def stop_vm(self, vm: VirtualMachine, *, turn_off: bool = False) -> bool:
@@ -231,7 +235,23 @@ class HostModel:
                 )
             vm.state = VMState.Off
             vm.started_at = None
+            self.events.write(WORKER_ADMIN, 18502 if turn_off else 18504, name=vm.name, vm_id=vm.id)
             return True
+
+    def remove_vm(self, vm: VirtualMachine) -> None:
+        """Remove-VM: forget the VM's configuration. Its disk files stay, as on a real host."""
+        with self.lock:
+            self.settle()
+            if vm.state is not VMState.Off or vm.busy or vm.merge_until is not None:
+                self._require_idle(vm, "Remove operation")
+                raise InvalidStateError(
+                    f"'{vm.name}' failed to delete: the virtual machine must be turned off. "
+                    f"(Virtual machine ID {str(vm.id).upper()})",
+                    target_name=vm.name,
+                    target_type="VirtualMachine",
+                )
+            self._vms.pop(vm.id, None)
+            self.events.write(VMMS_ADMIN, 13003, name=vm.name, vm_id=vm.id)
 
     # --- checkpoints ----------------------------------------------------------------------------------------
 
@@ -279,6 +299,8 @@ class HostModel:
         if possible:
             return "production"
         if ctype is CheckpointType.ProductionOnly:
+            self.events.write(VMMS_ADMIN, 18016, name=vm.name, vm_id=vm.id)
+            self.events.write(VMMS_ADMIN, 18012, name=vm.name, vm_id=vm.id)
             raise ProductionCheckpointError(vm.name, str(vm.id))
         return "standard"
 
@@ -510,7 +532,18 @@ class HostModel:
             plan: list[tuple[str, dict[str, object], int]] = [
                 (
                     self.fs.join(dest, "Virtual Machines", f"{uid}.vmcx"),
-                    {"kind": "vmcx", "vm_id": uid, "checkpoint": cp.name, "state": cp.state.name},
+                    {
+                        "kind": "vmcx",
+                        "vm_id": uid,
+                        "checkpoint": cp.name,
+                        "state": cp.state.name,
+                        # what Import-VM reads back (emulator/model/importing.py)
+                        "name": vm.name,
+                        "generation": vm.generation,
+                        "guest": vm.guest_os,
+                        "memory": vm.memory_startup,
+                        "disks": [ntpath.basename(cp.frozen[i].base().path) for i in sorted(cp.frozen)],
+                    },
                     64 * 1024,
                 ),
                 (

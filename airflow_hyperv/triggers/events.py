@@ -1,0 +1,154 @@
+"""An event-driven scheduling trigger: a Hyper-V host's event log as an Asset watcher.
+
+    from airflow.sdk import Asset, AssetWatcher
+    from airflow_hyperv.triggers.events import HyperVEventTrigger
+
+    changes = Asset("hyperv-events/hv-01", watchers=[
+        AssetWatcher("hv-01-events", HyperVEventTrigger(hyperv_conn_id="hyperv_hv_01"))])
+
+The trigger reads ``Get-WinEvent -LogName <channel> -FilterXPath "*[System[(EventID=…) and
+EventRecordID>N]]" -Oldest -MaxEvents M`` for each channel (docs/events.md explains the choice
+and the event ids) and yields one TriggerEvent per record, oldest first. Its watermark — the last
+RecordId per channel — lives in the asset state store (``self.asset_state_store``, Airflow 3.3), so
+a new triggerer continues where the old one stopped.
+
+Exactly once: the watermark moves past a record only after the triggerer has taken the event (the
+code after ``yield`` runs when the triggerer asks for the next event, which it does right after
+queueing this one). A triggerer stopped while an event is in flight has not queued it, and a new
+one fires it again; a queued event is never fired twice. (A triggerer *killed* in the instant
+between queueing an event and committing it to the database loses that event: the window every
+Airflow trigger shares.) ``extra["payload"]`` of the asset event carries ``record_id`` and
+``channel``, so a consumer can also de-duplicate on them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+from airflow.triggers.base import BaseEventTrigger, TriggerEvent
+
+from airflow_hyperv.hyperv.events import (
+    DEFAULT_CHANNELS,
+    HostEvent,
+    advance,
+    default_event_ids,
+    newest_record_id,
+    parse_watermark,
+    read_events,
+)
+
+CLASSPATH = "airflow_hyperv.triggers.events.HyperVEventTrigger"
+WATERMARK_KEY = "hyperv-event-watermark"
+START_FROM = ("latest", "beginning")
+
+
+class HyperVEventTrigger(BaseEventTrigger):
+    """Fire once per Hyper-V event-log record of one host (one connection id)."""
+
+    def __init__(
+        self,
+        *,
+        hyperv_conn_id: str,
+        channels: Sequence[str] | None = None,
+        event_ids: dict[str, Sequence[int]] | None = None,
+        kinds: Sequence[str] | None = None,
+        vm_ids: Sequence[str] | None = None,
+        poll_interval: float = 30.0,
+        max_events: int = 100,
+        start_from: str = "latest",
+    ) -> None:
+        super().__init__()
+        if start_from not in START_FROM:
+            raise ValueError(f"start_from must be one of {START_FROM}, not {start_from!r}")
+        if poll_interval <= 0 or max_events < 1:
+            raise ValueError("poll_interval must be > 0 and max_events >= 1")
+        self.hyperv_conn_id = hyperv_conn_id
+        # Normalised so equal watchers serialise equally (kwargs are hashed to de-duplicate triggers).
+        self.channels = sorted(dict.fromkeys(channels or DEFAULT_CHANNELS))
+        given = {k: sorted({int(i) for i in v}) for k, v in (event_ids or {}).items()}
+        self.event_ids = {c: given.get(c, default_event_ids(c)) for c in self.channels}
+        self.kinds = sorted(set(kinds)) if kinds else None
+        self.vm_ids = sorted({str(v).lower() for v in vm_ids}) if vm_ids else None
+        self.poll_interval = float(poll_interval)
+        self.max_events = int(max_events)
+        self.start_from = start_from
+        self._memory: dict[str, int] | None = None  # when no state store was injected (dag.test, tests)
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return (
+            CLASSPATH,
+            {
+                "hyperv_conn_id": self.hyperv_conn_id,
+                "channels": list(self.channels),
+                "event_ids": {c: list(ids) for c, ids in self.event_ids.items()},
+                "kinds": self.kinds,
+                "vm_ids": self.vm_ids,
+                "poll_interval": self.poll_interval,
+                "max_events": self.max_events,
+                "start_from": self.start_from,
+            },
+        )
+
+    # -- watermark ---------------------------------------------------------------------------------
+    async def _load(self) -> dict[str, int] | None:
+        if self.asset_state_store is None:
+            return self._memory
+        return parse_watermark(await self.asset_state_store.aget(WATERMARK_KEY))
+
+    async def _save(self, watermark: dict[str, int]) -> None:
+        if self.asset_state_store is None:
+            self._memory = dict(watermark)
+            return
+        await self.asset_state_store.aset(WATERMARK_KEY, dict(watermark))  # type: ignore[arg-type]
+
+    def _wanted(self, event: HostEvent) -> bool:
+        if self.kinds is not None and event.kind not in self.kinds:
+            return False
+        return self.vm_ids is None or (event.vm_id is not None and event.vm_id in self.vm_ids)
+
+    # -- the watch ---------------------------------------------------------------------------------
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        from airflow_hyperv.hooks.async_hyperv import HyperVAsyncHook
+
+        if self.asset_state_store is None:
+            self.log.warning("No asset state store: the watermark is kept in memory only")
+        async with HyperVAsyncHook(self.hyperv_conn_id) as hook:
+            host = (await hook.settings()).host_label
+            watermark = await self._load()
+            if watermark is None:
+                watermark = {}
+                for channel in self.channels:
+                    watermark[channel] = (
+                        await hook.call(lambda hv, c=channel: newest_record_id(hv, c))
+                        if self.start_from == "latest"
+                        else 0
+                    )
+                await self._save(watermark)
+                self.log.info("Watching %s from %s", host, watermark)
+            failures = 0
+            while True:
+                for channel in self.channels:
+                    while True:  # page through a backlog before sleeping
+                        after = int(watermark.get(channel, 0))
+                        try:
+                            events = await hook.call(
+                                lambda hv, c=channel, a=after: read_events(
+                                    hv, c, a, self.event_ids[c], self.max_events, host
+                                )
+                            )
+                            failures = 0
+                        except Exception as exc:  # keep watching: a watcher that ends watches nothing
+                            failures += 1
+                            self.log.warning("Reading %s on %s failed (%d in a row): %s", channel, host, failures, exc)
+                            break
+                        for event in events:
+                            watermark = advance(watermark, event)
+                            if self._wanted(event):
+                                yield TriggerEvent(event.payload())
+                            # Runs once the triggerer took the event (or skipped it as unwanted).
+                            await self._save(watermark)
+                        if len(events) < self.max_events:
+                            break
+                await asyncio.sleep(min(self.poll_interval * (2 ** min(failures, 5)), 600.0))

@@ -1,0 +1,386 @@
+"""Many deferred waits in one triggerer: shared host polls vs one poll loop per wait.
+
+N ``HyperVWaitTrigger`` ``vm_state`` waits (default 1,000: every VM of a 10-host x 100-VM fleet waits
+for ``Running``; all start ``Off``) run as tasks of ONE asyncio loop, like one triggerer process,
+against the emulator. Two paths, each on a fresh emulator:
+
+* ``shared``      Airflow's own ``SharedStreamManager`` (``airflow.triggers.shared_stream``), driven
+  the way ``TriggerRunner`` drives it: ``subscribe(trigger_id, trigger, key=trigger.shared_stream_key())``
+  then the trigger's ``filter_shared_stream`` over the returned stream, ``unsubscribe`` after the
+  event. One ``open_shared_stream`` poll loop per host key broadcasts each host snapshot to every
+  subscriber on that host.
+* ``standalone``  each trigger's own ``run()``: every wait polls its host alone (its own runspace
+  pool, its own ``host_state`` round trip per interval). The baseline.
+
+Timeline per path: the waits start; after ``--settle`` seconds a ``--window`` of steady state is
+counted (emulator counters: host polls = pipelines run, WS-Man requests); then every VM is started
+(directly on the emulator's model, no WS-Man traffic) and the bench measures how long each wait takes
+to fire, giving up after ``--deadline`` seconds (waits still pending are reported, not waited for).
+A ticker task sleeps 10 ms in a loop for the whole run and records how much it overslept: the
+event-loop lag every other trigger in that triggerer would see.
+
+The emulator runs in a child process (as a real host is another machine): its CPU is not this loop's.
+pypsrp is synchronous, so each poll runs in a worker thread (``HyperVAsyncHook``: ``asyncio.to_thread``,
+at most 8 threads per loop, and the default executor's min(32, cores+4) threads); decoding a 100-VM
+snapshot holds the GIL, which is where the loop lag comes from. Logging is off while measuring (each
+trigger logs every snapshot it judges). Traffic goes to 127.0.0.1 only.
+
+Run: ``.venv/bin/python -m bench.triggerer`` (``--waits``, ``--hosts``, ``--vms-per-host``,
+``--poll-interval``, ``--settle``, ``--window``, ``--deadline``, ``--paths``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import io
+import multiprocessing
+import os
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+from typing import Any
+
+from airflow_hyperv.emulator.counters import CountersSnapshot
+from bench.common import print_machine_info, print_table
+from bench.hook_requests import quiet
+
+PATHS = ("shared", "standalone")
+TICK = 0.010
+
+
+def fleet(hosts: int, vms_per_host: int) -> dict[str, Any]:
+    """A fleet dict (docs/emulator.md): ``hosts`` hosts of ``vms_per_host`` small Linux VMs, all Off."""
+    return {
+        "timing": {"checkpoint_seconds": 3},
+        "hosts": [
+            {
+                "name": f"hv-{h:02d}",
+                "volumes": {"C": {"capacity_gb": 4000, "used_gb": 100}},
+                "vms": [
+                    {"name": f"vm-{h:02d}-{v:03d}", "state": "Off", "guest": "linux", "disks": [{"size_gb": 20, "file_gb": 2}]}
+                    for v in range(vms_per_host)
+                ],
+            }
+            for h in range(hosts)
+        ],
+    }  # fmt: skip
+
+
+def conn_id(host: str) -> str:
+    return "bench_" + host.replace("-", "_")
+
+
+# -- the emulator, in a child process -------------------------------------------------------------------
+def _emulator_child(pipe: Connection, fleet_dict: dict[str, Any], time_scale: float) -> None:
+    import logging
+
+    logging.disable(logging.INFO)
+    from airflow_hyperv.emulator.api import Emulator
+
+    with Emulator(fleet=fleet_dict, auth="basic", time_scale=time_scale) as emu:
+        pipe.send({"uris": {h: emu.connection_uri(h) for h in emu.host_names}})
+        while True:
+            command = pipe.recv()
+            if command == "snapshot":
+                pipe.send(emu.counters.snapshot())
+            elif command == "start_all":
+                for name in emu.host_names:
+                    model = emu.host(name)
+                    for vm in model.vms():
+                        model.start_vm(vm)
+                pipe.send("started")
+            elif command == "ids":
+                pipe.send({h: [(vm.name, str(vm.id)) for vm in emu.host(h).vms()] for h in emu.host_names})
+            else:
+                pipe.send("bye")
+                return
+
+
+class EmulatorProcess:
+    """An ``Emulator`` in a child process, driven over a pipe (counters, start every VM)."""
+
+    def __init__(self, fleet_dict: dict[str, Any], time_scale: float = 1000.0) -> None:
+        ctx = multiprocessing.get_context("spawn")
+        self._pipe, child = ctx.Pipe()
+        self._process = ctx.Process(target=_emulator_child, args=(child, fleet_dict, time_scale), daemon=True)
+        self._process.start()
+        if not self._pipe.poll(120):
+            self._process.kill()
+            raise RuntimeError("the emulator process did not start")
+        self.uris: dict[str, str] = self._pipe.recv()["uris"]
+
+    def ask(self, command: str) -> Any:
+        self._pipe.send(command)
+        return self._pipe.recv()
+
+    def counters(self) -> CountersSnapshot:
+        return self.ask("snapshot")  # type: ignore[no-any-return]
+
+    def stop(self) -> None:
+        with contextlib.suppress(Exception):
+            self.ask("stop")
+        self._process.join(10)
+        if self._process.is_alive():
+            self._process.kill()
+            self._process.join(5)
+
+    def __enter__(self) -> EmulatorProcess:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+@contextlib.contextmanager
+def connections(uris: dict[str, str]) -> Iterator[None]:
+    names = {f"AIRFLOW_CONN_{conn_id(h).upper()}": uri for h, uri in uris.items()}
+    previous = {k: os.environ.get(k) for k in names}
+    os.environ.update(names)
+    try:
+        yield
+    finally:
+        for k, v in previous.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+# -- the measurement ----------------------------------------------------------------------------------
+@dataclass
+class PathResult:
+    path: str
+    waits: int
+    lags: list[float] = field(default_factory=list)  # seconds overslept per 10 ms tick
+    window_seconds: float = 0.0
+    window: CountersSnapshot | None = None
+    total: CountersSnapshot | None = None
+    fire_seconds: list[float] = field(default_factory=list)  # per fired wait, after the VMs started
+    statuses: dict[str, int] = field(default_factory=dict)
+    wall_seconds: float = 0.0
+
+
+def _percentile(values: Sequence[float], pct: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(pct / 100.0 * (len(ordered) - 1)))]
+
+
+async def _ticker(lags: list[float], stop: asyncio.Event) -> None:
+    while not stop.is_set():
+        started = time.perf_counter()
+        await asyncio.sleep(TICK)
+        lags.append(max(0.0, time.perf_counter() - started - TICK))
+
+
+async def _run_path(
+    path: str,
+    emu: EmulatorProcess,
+    targets: list[tuple[str, str]],
+    *,
+    poll_interval: float,
+    settle: float,
+    window: float,
+    deadline: float,
+) -> PathResult:
+    from airflow.triggers.shared_stream import SharedStreamManager
+
+    from airflow_hyperv.triggers.hyperv import HyperVWaitTrigger
+
+    result = PathResult(path, len(targets))
+    stop = asyncio.Event()
+    ticker = asyncio.create_task(_ticker(result.lags, stop))
+    started_at: list[float] = []  # set once the VMs have been started
+    fired: dict[int, float] = {}
+    manager = SharedStreamManager(max_subscriber_queue=1024)
+
+    triggers = [
+        HyperVWaitTrigger(
+            hyperv_conn_id=conn_id(host), wait_for="vm_state", vm_id=vm_id, target_state="Running",
+            poll_interval=poll_interval,
+        )
+        for host, vm_id in targets
+    ]  # fmt: skip
+
+    async def wait(trigger_id: int, trigger: HyperVWaitTrigger) -> None:
+        if path == "shared":
+            key = trigger.shared_stream_key()
+            stream = manager.subscribe(trigger_id=trigger_id, trigger=trigger, key=key)
+            events = trigger.filter_shared_stream(stream)
+        else:
+            key, events = None, trigger.run()
+        try:
+            async for event in events:
+                fired[trigger_id] = time.perf_counter()
+                status = str(event.payload.get("status"))
+                result.statuses[status] = result.statuses.get(status, 0) + 1
+                break
+        finally:
+            with contextlib.suppress(BaseException):
+                await events.aclose()  # type: ignore[attr-defined]
+            if key is not None:
+                await manager.unsubscribe(trigger_id, key)
+
+    began = time.perf_counter()
+    first = await asyncio.to_thread(emu.counters)
+    tasks = [asyncio.create_task(wait(i, t)) for i, t in enumerate(triggers)]
+    await asyncio.sleep(settle)
+    before = await asyncio.to_thread(emu.counters)
+    window_start = time.perf_counter()
+    await asyncio.sleep(window)
+    after = await asyncio.to_thread(emu.counters)
+    result.window_seconds = time.perf_counter() - window_start
+    result.window = after - before
+    early = len(fired)
+    if early:
+        result.statuses["fired_before_start"] = early
+    t0 = time.perf_counter()
+    await asyncio.to_thread(emu.ask, "start_all")
+    started_at.append(t0)
+    _, pending = await asyncio.wait(tasks, timeout=deadline)
+    result.fire_seconds = sorted(t - t0 for t in fired.values() if t >= t0)
+    result.statuses["pending_at_deadline"] = len(pending)
+    for task in pending:
+        task.cancel()
+    if pending:
+        await asyncio.wait(pending, timeout=30)
+    await manager.stop_all()
+    stop.set()
+    await ticker
+    result.total = (await asyncio.to_thread(emu.counters)) - first
+    result.wall_seconds = time.perf_counter() - began
+    return result
+
+
+def run_path(
+    path: str,
+    *,
+    waits: int,
+    hosts: int,
+    vms_per_host: int,
+    poll_interval: float,
+    settle: float,
+    window: float,
+    deadline: float,
+) -> PathResult:
+    if waits > hosts * vms_per_host:
+        raise ValueError(f"{waits} waits need at least {waits} VMs, not {hosts} x {vms_per_host}")
+    with EmulatorProcess(fleet(hosts, vms_per_host)) as emu, connections(emu.uris):
+        ids: dict[str, list[tuple[str, str]]] = emu.ask("ids")
+        names = sorted(ids)
+        # Wait i goes to host i % hosts: the waits spread evenly over the fleet.
+        targets = [(names[i % hosts], ids[names[i % hosts]][i // hosts][1]) for i in range(waits)]
+        return asyncio.run(
+            _run_path(
+                path, emu, targets,
+                poll_interval=poll_interval, settle=settle, window=window, deadline=deadline,
+            )
+        )  # fmt: skip
+
+
+def summarize(r: PathResult, poll_interval: float) -> dict[str, Any]:
+    window = r.window or CountersSnapshot(0, 0, {}, 0, 0, 0)
+    seconds = r.window_seconds or 1.0
+    fired = len(r.fire_seconds)
+    return {
+        "path": r.path,
+        "waits": r.waits,
+        "poll_interval_s": poll_interval,
+        "host_polls_per_s": round(window.pipelines_run / seconds, 2),
+        "wsman_per_s": round(window.wsman_requests / seconds, 2),
+        "pools_opened": (r.total.pools_opened if r.total else 0),
+        "loop_lag_p50_ms": round(_percentile(r.lags, 50) * 1000.0, 2),
+        "loop_lag_p99_ms": round(_percentile(r.lags, 99) * 1000.0, 2),
+        "loop_lag_max_ms": round(max(r.lags, default=float("nan")) * 1000.0, 1),
+        "fired": f"{fired}/{r.waits}",
+        "fire_p50_s": round(_percentile(r.fire_seconds, 50), 2),
+        "all_fired_s": round(r.fire_seconds[-1], 2) if fired == r.waits and fired else "not all",
+        "last_fired_s": round(r.fire_seconds[-1], 2) if fired else float("nan"),
+        "statuses": ", ".join(f"{k} {v}" for k, v in sorted(r.statuses.items()) if v),
+        "wall_s": round(r.wall_seconds, 1),
+    }
+
+
+def add_ratios(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Shared vs standalone, for every number where both paths have one."""
+    by_path = {r["path"]: r for r in rows}
+    shared, alone = by_path.get("shared"), by_path.get("standalone")
+    if not shared or not alone:
+        return []
+    ratios = []
+    for key in ("host_polls_per_s", "wsman_per_s", "pools_opened", "loop_lag_p50_ms", "loop_lag_p99_ms", "fire_p50_s", "last_fired_s"):  # fmt: skip
+        a, b = shared[key], alone[key]
+        ratio = round(a / b, 3) if isinstance(a, (int, float)) and isinstance(b, (int, float)) and b else "n/a"
+        ratios.append({"measure": key, "shared": a, "standalone": b, "shared_vs_standalone": ratio})
+    return ratios
+
+
+def measure(
+    *,
+    paths: Sequence[str] = PATHS,
+    waits: int = 1000,
+    hosts: int = 10,
+    vms_per_host: int = 100,
+    poll_interval: float = 10.0,
+    settle: float = 10.0,
+    window: float = 20.0,
+    deadline: float = 60.0,
+) -> list[dict[str, Any]]:
+    rows = []
+    for path in paths:
+        if path not in PATHS:
+            raise ValueError(f"unknown path {path!r}")
+        result = run_path(
+            path, waits=waits, hosts=hosts, vms_per_host=vms_per_host, poll_interval=poll_interval,
+            settle=settle, window=window, deadline=deadline,
+        )  # fmt: skip
+        rows.append(summarize(result, poll_interval))
+    return rows
+
+
+COLUMNS = (
+    "path", "waits", "poll_interval_s", "host_polls_per_s", "wsman_per_s", "pools_opened",
+    "loop_lag_p50_ms", "loop_lag_p99_ms", "loop_lag_max_ms", "fired", "fire_p50_s", "all_fired_s", "wall_s",
+)  # fmt: skip
+
+
+def main(argv: Sequence[str] | None = None) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    parser = argparse.ArgumentParser(prog="python -m bench.triggerer", description=__doc__.splitlines()[0])
+    parser.add_argument("--waits", type=int, default=1000)
+    parser.add_argument("--hosts", type=int, default=10)
+    parser.add_argument("--vms-per-host", type=int, default=100)
+    parser.add_argument("--poll-interval", type=float, default=10.0, help="seconds (the operators' default: 10)")
+    parser.add_argument("--settle", type=float, default=10.0, help="seconds before the counted window")
+    parser.add_argument("--window", type=float, default=20.0, help="seconds of steady state counted")
+    parser.add_argument("--deadline", type=float, default=60.0, help="seconds the waits get to fire")
+    parser.add_argument("--paths", nargs="+", choices=PATHS, default=list(PATHS))
+    args = parser.parse_args(argv)
+
+    print("\n## Deferred waits in one triggerer loop: shared host polls vs standalone\n")
+    print_machine_info()
+    print(
+        f"{args.waits} vm_state waits over {args.hosts} hosts x {args.vms_per_host} VMs, poll interval "
+        f"{args.poll_interval}s; counted window {args.window}s after {args.settle}s; then every VM starts and "
+        f"the waits get {args.deadline}s to fire. Emulator in a child process, time_scale 1000."
+    )
+    chatter = io.StringIO()
+    with quiet(chatter):
+        rows = measure(
+            paths=args.paths, waits=args.waits, hosts=args.hosts, vms_per_host=args.vms_per_host,
+            poll_interval=args.poll_interval, settle=args.settle, window=args.window, deadline=args.deadline,
+        )  # fmt: skip
+    print_table(rows, COLUMNS, title="Per path")
+    for row in rows:
+        print(f"* {row['path']}: {row['statuses']}")
+    ratios = add_ratios(rows)
+    if ratios:
+        print_table(ratios, title="Ratios (shared / standalone)")
+    return rows, ratios
+
+
+if __name__ == "__main__":
+    main()

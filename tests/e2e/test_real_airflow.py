@@ -1,0 +1,439 @@
+"""End to end on real Airflow: scheduler, dag-processor, api-server and triggerer (LocalExecutor) on a
+PostgreSQL metadata database, running the example DAGs against the emulated fleet.
+
+The emulator runs in this process (the Airflow processes reach it on 127.0.0.1), so the tests read the
+hosts' final state from its model. Runs are triggered and watched through the public REST API (v2);
+the SimpleAuthManager's all-admins mode lets the test call it without a login.
+
+PostgreSQL comes from ``scripts/postgres.sh`` (Debian's packages, a throw-away cluster); if it cannot
+be installed or started the module is skipped, and says why.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+import yaml
+
+ROOT = Path(__file__).parents[2]
+POSTGRES_SH = ROOT / "scripts" / "postgres.sh"
+COMPONENTS = ("scheduler", "dag-processor", "api-server", "triggerer")
+STARTUP_TIMEOUT = 180.0
+RUN_TIMEOUT = 240.0
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def tail(path: Path, lines: int = 60) -> str:
+    try:
+        text = path.read_text(errors="replace").splitlines()
+    except OSError as exc:
+        return f"({exc})"
+    return "\n".join(text[-lines:])
+
+
+def session_members(sid: int) -> list[int]:
+    """Every process in session ``sid``: Airflow's task runners take their own process group
+    (``setpgid``), so a component's process group does not reach them, its session does."""
+    members = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()  # after "pid (comm) "
+        if int(fields[3]) == sid and fields[0] != "Z":  # fields: state ppid pgrp session
+            members.append(int(entry))
+    return members
+
+
+class AirflowStack:
+    """The four Airflow processes, each the leader of its own session, with a log file each."""
+
+    def __init__(self, home: Path, env: dict[str, str], api_url: str) -> None:
+        self.home, self.env, self.api_url = home, env, api_url
+        self.logs = home / "process-logs"
+        self.logs.mkdir(parents=True, exist_ok=True)
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.http = requests.Session()
+
+    # -- processes --------------------------------------------------------------------------------
+    def cli(self, *args: str, timeout: float = 300) -> str:
+        result = subprocess.run(
+            [sys.executable, "-m", "airflow", *args],
+            env=self.env, cwd=self.home, capture_output=True, text=True, timeout=timeout,
+            start_new_session=True,
+        )  # fmt: skip
+        (self.logs / f"cli-{args[0]}.log").open("a").write(result.stdout + result.stderr)
+        if result.returncode:
+            raise AssertionError(f"airflow {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
+        return result.stdout
+
+    def start(self, component: str) -> None:
+        with (self.logs / f"{component}.log").open("wb") as log:
+            self.procs[component] = subprocess.Popen(
+                [sys.executable, "-m", "airflow", component],
+                env=self.env, cwd=self.home, stdout=log, stderr=subprocess.STDOUT,
+                start_new_session=True,  # its own session and process group: stop() ends all of it
+            )  # fmt: skip
+
+    def check_alive(self) -> None:
+        for name, proc in self.procs.items():
+            if proc.poll() is not None:
+                raise AssertionError(f"airflow {name} exited with {proc.returncode}\n{self.tails()}")
+
+    def stop(self) -> list[int]:
+        """SIGTERM every component's group, then SIGKILL whatever is left in their sessions.
+        Returns the processes still alive afterwards (none, unless something escaped)."""
+        for proc in self.procs.values():
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
+        deadline = time.monotonic() + 20
+        for proc in self.procs.values():
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+        left: list[int] = []
+        for _ in range(50):
+            left = [pid for proc in self.procs.values() for pid in session_members(proc.pid)]
+            if not left:
+                break
+            for pid in left:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            time.sleep(0.2)
+        for proc in self.procs.values():
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=5)
+        return left
+
+    def tails(self, lines: int = 40) -> str:
+        parts = []
+        for path in sorted(self.logs.glob("*.log")):
+            parts.append(f"----- {path.name} (last {lines} lines) -----\n{tail(path, lines)}")
+        return "\n".join(parts)
+
+    # -- REST API ---------------------------------------------------------------------------------
+    def api(self, method: str, path: str, **kwargs: Any) -> Any:
+        response = self.http.request(method, f"{self.api_url}/api/v2{path}", timeout=30, **kwargs)
+        if response.status_code >= 400:
+            raise AssertionError(f"{method} {path}: {response.status_code} {response.text[:1000]}")
+        return response.json() if response.content else None
+
+    def task_instances(self, dag_id: str, run_id: str) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        while True:
+            page = self.api(
+                "GET",
+                f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances",
+                params={"limit": 100, "offset": len(out)},
+            )
+            out += page["task_instances"]
+            if not page["task_instances"] or len(out) >= page["total_entries"]:
+                return out
+
+    def trigger(self, dag_id: str, conf: dict[str, Any] | None = None) -> str:
+        self.api("PATCH", f"/dags/{dag_id}", json={"is_paused": False})
+        run_id = f"e2e__{dag_id}__{secrets.token_hex(4)}"
+        body = {"dag_run_id": run_id, "logical_date": None, "conf": conf or {}}
+        return str(self.api("POST", f"/dags/{dag_id}/dagRuns", json=body)["dag_run_id"])
+
+    def wait_for_run(self, dag_id: str, run_id: str, timeout: float = RUN_TIMEOUT) -> Run:
+        """Poll the run until it ends, recording every state each task instance was seen in."""
+        run = Run(dag_id, run_id)
+        deadline = time.monotonic() + timeout
+        while True:
+            self.check_alive()
+            state = self.api("GET", f"/dags/{dag_id}/dagRuns/{run_id}")["state"]
+            for ti in self.task_instances(dag_id, run_id):
+                key = (ti["task_id"], ti["map_index"])
+                run.final[key] = ti
+                run.seen.setdefault(key, set()).add(ti["state"])
+            if state in ("success", "failed"):
+                run.state = state
+                return run
+            if time.monotonic() > deadline:
+                states = {f"{k[0]}[{k[1]}]": v["state"] for k, v in run.final.items()}
+                raise AssertionError(
+                    f"{dag_id} {run_id} still {state} after {timeout:.0f}s: {states}\n{self.tails()}"
+                )
+            time.sleep(0.3)
+
+    def task_log(self, dag_id: str, run_id: str, ti: dict[str, Any]) -> list[dict[str, Any]]:
+        """The task's log as structured entries (``event``, ``logger``, ...), through the API."""
+        content = self.api(
+            "GET",
+            f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{ti['task_id']}/logs/{ti['try_number']}",
+            params={"map_index": ti["map_index"], "full_content": "true"},
+            headers={"Accept": "application/json"},
+        )["content"]
+        return [e if isinstance(e, dict) else {"event": str(e)} for e in content]
+
+
+class Run:
+    def __init__(self, dag_id: str, run_id: str) -> None:
+        self.dag_id, self.run_id = dag_id, run_id
+        self.state = ""
+        self.final: dict[tuple[str, int], dict[str, Any]] = {}
+        self.seen: dict[tuple[str, int], set[str | None]] = {}
+
+    def states(self) -> dict[str, str | None]:
+        return {f"{t}[{m}]" if m >= 0 else t: ti["state"] for (t, m), ti in sorted(self.final.items())}
+
+    def state_of(self, task_id: str) -> str | None:
+        return self.final[(task_id, -1)]["state"]
+
+    def deferred(self) -> set[tuple[str, int]]:
+        return {key for key, seen in self.seen.items() if "deferred" in seen}
+
+
+# -- fixtures -------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def workdir(request: pytest.FixtureRequest) -> Iterator[Path]:
+    path = Path(tempfile.mkdtemp(prefix="airflow-hyperv-e2e-"))
+    path.chmod(0o755)  # the postgres user must reach the cluster directory inside it
+    failed = request.session.testsfailed
+    yield path
+    if request.session.testsfailed > failed:
+        print(f"e2e: kept {path} (logs in airflow/process-logs and airflow/logs)")
+    else:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def postgres(workdir: Path) -> Iterator[str]:
+    cluster = workdir / "postgres"
+    try:
+        result = subprocess.run(
+            ["bash", str(POSTGRES_SH), "start", str(cluster), str(free_port())],
+            capture_output=True, text=True, timeout=600,
+        )  # fmt: skip
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        result = subprocess.CompletedProcess([], 1, "", str(exc))
+    if result.returncode != 0:
+        subprocess.run(["bash", str(POSTGRES_SH), "stop", str(cluster)], capture_output=True, timeout=120)
+        reason = f"PostgreSQL could not be installed or started: {result.stderr.strip()[-800:]}"
+        print(reason)
+        pytest.skip(reason)
+    try:
+        yield result.stdout.strip().splitlines()[-1]
+    finally:
+        subprocess.run(["bash", str(POSTGRES_SH), "stop", str(cluster)], capture_output=True, timeout=120)
+
+
+@pytest.fixture(scope="module")
+def fleet(workdir: Path) -> Iterator[Any]:
+    from airflow_hyperv.emulator.api import Emulator
+
+    with Emulator(root_dir=workdir / "hosts", auth="basic", time_scale=1000.0) as emu:
+        yield emu
+
+
+def child_env(home: Path, db_url: str, api_port: int, fleet: Any) -> dict[str, str]:
+    """The Airflow processes' environment: nothing of this test session's Airflow config (tests/conftest.py
+    points it at SQLite), everything of theirs explicit."""
+    from cryptography.fernet import Fernet
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+    api = f"http://127.0.0.1:{api_port}"
+    env.update(
+        {
+            "PYTHONUNBUFFERED": "1",
+            "AIRFLOW_HOME": str(home),
+            "AIRFLOW__CORE__DAGS_FOLDER": str(home / "dags"),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+            "AIRFLOW__CORE__PARALLELISM": "4",
+            "AIRFLOW__CORE__FERNET_KEY": Fernet.generate_key().decode(),
+            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{api}/execution/",
+            "AIRFLOW__CORE__AUTH_MANAGER": (
+                "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager"
+            ),
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
+            "AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT": "120",
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": db_url,
+            "AIRFLOW__API__HOST": "127.0.0.1",
+            "AIRFLOW__API__PORT": str(api_port),
+            "AIRFLOW__API__BASE_URL": api,
+            "AIRFLOW__API__WORKERS": "1",
+            "AIRFLOW__API__SECRET_KEY": secrets.token_urlsafe(32),
+            # Every component signs or checks the same JWTs (the api-server and the executor).
+            "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_urlsafe(32),
+            "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
+            "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port()),
+            "AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE": "True",
+            "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "1",
+            "AIRFLOW__SCHEDULER__JOB_HEARTBEAT_SEC": "2",
+            "AIRFLOW__TRIGGERER__JOB_HEARTBEAT_SEC": "2",
+            "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "600",
+            "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "600",
+            "AIRFLOW__DAG_PROCESSOR__DAG_FILE_PROCESSOR_TIMEOUT": "180",
+            "AIRFLOW_CONN_HYPERV_HV_01": fleet.connection_uri("hv-01"),
+            "AIRFLOW_CONN_HYPERV_HV_02": fleet.connection_uri("hv-02"),
+        }
+    )
+    return env
+
+
+@pytest.fixture(scope="module")
+def airflow(workdir: Path, postgres: str, fleet: Any) -> Iterator[AirflowStack]:
+    home = workdir / "airflow"
+    shutil.copytree(ROOT / "dags", home / "dags", ignore=shutil.ignore_patterns("__pycache__"))
+    # Manual runs only: a cron schedule would add a scheduled run as soon as the DAG is unpaused.
+    inventory_file = home / "dags" / "inventory" / "nightly.yaml"
+    inventory = yaml.safe_load(inventory_file.read_text())
+    inventory["schedule"] = None
+    inventory_file.write_text(yaml.safe_dump(inventory))
+
+    api_port = free_port()
+    stack = AirflowStack(home, child_env(home, postgres, api_port, fleet), f"http://127.0.0.1:{api_port}")
+    try:
+        stack.cli("db", "migrate")
+        for pool, slots in (("hyperv_hv_01", "2"), ("hyperv_hv_02", "1")):
+            stack.cli("pools", "set", pool, slots, "Hyper-V host", "--include-deferred", timeout=120)
+        for component in COMPONENTS:
+            stack.start(component)
+        wait_until_ready(stack)
+        yield stack
+    finally:
+        left = stack.stop()
+        assert not left, f"processes survived the cleanup: {left}"
+
+
+def wait_until_ready(stack: AirflowStack) -> None:
+    """The API answers, both DAGs are parsed, and the scheduler and triggerer report healthy."""
+    deadline = time.monotonic() + STARTUP_TIMEOUT
+    last = ""
+    while time.monotonic() < deadline:
+        stack.check_alive()
+        try:
+            health = stack.api("GET", "/monitor/health")
+            for dag_id in ("nightly_checkpoint", "pre_deployment_snapshot"):
+                stack.api("GET", f"/dags/{dag_id}")
+            unhealthy = [
+                name
+                for name in ("metadatabase", "scheduler", "triggerer", "dag_processor")
+                if (health.get(name) or {}).get("status") != "healthy"
+            ]
+            if not unhealthy:
+                return
+            last = f"not yet healthy: {unhealthy}"
+        except (requests.RequestException, AssertionError) as exc:
+            last = str(exc)[:300]
+        time.sleep(1)
+    raise AssertionError(f"Airflow was not ready within {STARTUP_TIMEOUT:.0f}s ({last})\n{stack.tails()}")
+
+
+@contextlib.contextmanager
+def explained(stack: AirflowStack) -> Iterator[None]:
+    """On any failure, show the processes' logs with the test's output."""
+    try:
+        yield
+    except BaseException:
+        print(stack.tails(80))
+        raise
+
+
+def assert_no_checkpoint_left(fleet: Any) -> None:
+    for name in fleet.host_names:
+        host = fleet.host(name)
+        host.settle()
+        left = {vm.name: [s.name for s in host.snapshots(vm)] for vm in host.vms() if host.snapshots(vm)}
+        assert not left, f"checkpoints left on {name}: {left}"
+
+
+def exports_of(fleet: Any, vm_name: str) -> list[dict[str, Any]]:
+    return [e for e in fleet.audit.entries(cmdlet="Export-VMSnapshot") if vm_name in str(e)]
+
+
+# -- the tests ------------------------------------------------------------------------------------
+def test_nightly_checkpoint_protects_the_fleet_through_the_triggerer(
+    airflow: AirflowStack, fleet: Any
+) -> None:
+    with explained(airflow):
+        run = airflow.wait_for_run("nightly_checkpoint", airflow.trigger("nightly_checkpoint"))
+        states = run.states()
+        print(states)
+        assert run.state == "failed", states  # file-01 (policy require, VSS disabled) is refused
+        assert run.state_of("report") == "failed"
+
+        # The report task's table, read back from its log through the API.
+        outcomes = {}
+        for entry in airflow.task_log(run.dag_id, run.run_id, run.final[("report", -1)]):
+            parts = str(entry.get("event", "")).split()
+            if len(parts) > 3 and parts[0] in ("hv-01", "hv-02"):
+                outcomes[parts[1]] = " ".join(parts[3:6])
+        print(outcomes)
+        for vm in ("dc-01", "sql-01", "web-01", "legacy-01"):
+            assert outcomes[vm].startswith("protected, application-consistent"), (vm, outcomes)
+        assert outcomes["app-01"].startswith("protected, crash-consistent (fallback)"), outcomes
+        assert outcomes["build-01"].startswith("skipped"), outcomes
+        assert outcomes["file-01"].startswith("refused"), outcomes
+
+        assert_no_checkpoint_left(fleet)
+        for vm in ("dc-01", "sql-01", "web-01", "app-01", "legacy-01"):
+            assert exports_of(fleet, vm), f"no export of {vm}"
+        for vm in ("build-01", "file-01"):
+            assert not exports_of(fleet, vm), f"{vm} was exported"
+
+        # The waits went through the triggerer: merges and exports were deferred, not polled in a worker.
+        print("seen deferred:", sorted(run.deferred()))
+        merge = run.final[("host_hv_01.merge", 0)]
+        merge_log = airflow.task_log(run.dag_id, run.run_id, merge)
+        print("MERGELOG", json.dumps(merge_log, indent=1))
+
+
+def test_pre_deployment_snapshot_merges_on_success_and_rolls_back_on_failure(
+    airflow: AirflowStack, fleet: Any
+) -> None:
+    with explained(airflow):
+        restores_before = len(fleet.audit.entries(cmdlet="Restore-VMSnapshot"))
+        ok = airflow.wait_for_run(
+            "pre_deployment_snapshot",
+            airflow.trigger("pre_deployment_snapshot", {"vm": "web-01", "simulate_failure": False}),
+        )
+        assert ok.state == "success", ok.states()
+        assert ok.state_of("rollback") == "skipped" and ok.state_of("merge") == "success", ok.states()
+        assert len(fleet.audit.entries(cmdlet="Restore-VMSnapshot")) == restores_before
+        assert_no_checkpoint_left(fleet)
+
+        bad = airflow.wait_for_run(
+            "pre_deployment_snapshot",
+            airflow.trigger("pre_deployment_snapshot", {"vm": "web-01", "simulate_failure": True}),
+        )
+        states = bad.states()
+        assert bad.state == "failed" and bad.state_of("deploy") == "failed", states
+        assert bad.state_of("rollback") == "success" and bad.state_of("merge") == "success", states
+        assert len(fleet.audit.entries(cmdlet="Restore-VMSnapshot")) == restores_before + 1
+        web = next(v for v in fleet.host("hv-01").vms() if v.name == "web-01")
+        assert web.state.name == "Running"  # started again after the production checkpoint left it Off
+        assert_no_checkpoint_left(fleet)
+
+        # The rollback waited for the heartbeat in the triggerer.
+        waited = {task for task, _ in ok.deferred() | bad.deferred()}
+        print("seen deferred:", sorted(waited))
+        rollback_log = airflow.task_log(bad.dag_id, bad.run_id, bad.final[("rollback", -1)])
+        print("ROLLBACKLOG", json.dumps(rollback_log, indent=1))

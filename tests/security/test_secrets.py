@@ -1,0 +1,238 @@
+"""The connection's password and the emulator's TLS private key never leave their place.
+
+One protection run over HTTPS (NTLM with channel binding) with a known password, and one run whose
+credentials the host rejects; then every place a secret could leak to is searched: task logs (files
+under $AIRFLOW_HOME/logs and what ``dag.test()`` prints), XCom values, rendered template fields,
+exception text, the protection report, and ``repr()`` / ``str()`` of the settings and hook objects.
+"""
+
+from __future__ import annotations
+
+import base64
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import urllib.parse
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from airflow_hyperv.emulator.faults import Fault
+
+PASSWORD = "S3cr3t-pa55word!"
+USERNAME = "hyperv-admin"
+VM = "web-01"
+
+
+@pytest.fixture(scope="module")
+def airflow_db() -> None:
+    subprocess.run(
+        [sys.executable, "-m", "airflow", "db", "migrate"], check=True, capture_output=True, timeout=300
+    )
+
+
+@pytest.fixture
+def tls_emulator(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
+    from airflow_hyperv.emulator.api import Emulator
+
+    with Emulator(
+        root_dir=tmp_path / "hosts",
+        auth="ntlm",
+        tls=True,
+        username=USERNAME,
+        password=PASSWORD,
+        time_scale=1000.0,
+    ) as emu:
+        monkeypatch.setenv("AIRFLOW_CONN_HYPERV_DEFAULT", emu.connection_uri("hv-01"))
+        yield emu
+
+
+def private_key_needles(emu: Any) -> list[str]:
+    """The server's private key as it would look if it leaked: PEM lines and the DER in base64."""
+    key_path = Path(emu.server.ca_cert_path).with_name("key.pem")
+    pem = key_path.read_text()
+    body = [line for line in pem.splitlines() if line and not line.startswith("-----")]
+    return ["PRIVATE KEY", *body]
+
+
+def password_needles() -> list[str]:
+    basic = base64.b64encode(f"{USERNAME}:{PASSWORD}".encode()).decode()
+    return [
+        PASSWORD,
+        urllib.parse.quote(PASSWORD, safe=""),  # as it sits in an AIRFLOW_CONN_ URI
+        urllib.parse.quote_plus(PASSWORD),
+        json.dumps(PASSWORD)[1:-1],
+        basic,  # an Authorization: Basic header
+        base64.b64encode(PASSWORD.encode()).decode(),
+        PASSWORD.encode("utf-16-le").hex(),
+    ]
+
+
+def leaks(text: str, needles: list[str]) -> list[str]:
+    return [n for n in needles if n and n in text]
+
+
+def load_dag(dag_id: str) -> Any:
+    folder = Path(os.environ["AIRFLOW__CORE__DAGS_FOLDER"])
+    source = textwrap.dedent(
+        f"""
+        import pendulum
+        from airflow.sdk import DAG
+        from airflow_hyperv.operators.protect import protect_vm
+
+        with DAG({dag_id!r}, schedule=None, start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+                 catchup=False, default_args={{"retries": 0}}) as dag:
+            protect_vm({VM!r}, policy="require", export_root="D:\\\\Backups", deferrable=True,
+                       poll_interval=0.1)
+        """
+    )
+    path = folder / f"{dag_id}.py"
+    path.write_text(source)
+    spec = importlib.util.spec_from_file_location(dag_id, path)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.dag
+
+
+def xcom_texts(run: Any) -> list[str]:
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        rows = session.query(XComModel).filter_by(dag_id=run.dag_id, run_id=run.run_id).all()
+        return [f"{r.task_id}/{r.key}: {json.dumps(XComModel.deserialize_value(r), default=str)}" for r in rows]
+
+
+def rendered_texts(run: Any) -> list[str]:
+    from airflow.models.renderedtifields import RenderedTaskInstanceFields
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        rows = (
+            session.query(RenderedTaskInstanceFields)
+            .filter_by(dag_id=run.dag_id, run_id=run.run_id)
+            .all()
+        )
+        return [f"{r.task_id}: {json.dumps(r.rendered_fields, default=str)} {r.k8s_pod_yaml}" for r in rows]
+
+
+def log_files_text() -> str:
+    logs = Path(os.environ["AIRFLOW_HOME"]) / "logs"
+    if not logs.exists():
+        return ""
+    return "\n".join(p.read_text(errors="replace") for p in sorted(logs.rglob("*")) if p.is_file())
+
+
+def report_text(run: Any) -> str:
+    """The protection report's row for this VM, as the nightly DAG would render it."""
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+
+    from airflow_hyperv.report import FAILURE_KEY, STEPS, render_table, row_for
+
+    pulled: dict[str, Any] = {"expects_export": True}
+    with create_session() as session:
+        for step in STEPS:
+            for key, slot in (("return_value", step), (FAILURE_KEY, step + "!")):
+                row = (
+                    session.query(XComModel)
+                    .filter_by(run_id=run.run_id, task_id=f"protect_{VM}.{step}", key=key)
+                    .one_or_none()
+                )
+                value = None if row is None else XComModel.deserialize_value(row)
+                pulled[slot] = value.get("reason") if key == FAILURE_KEY and value else value
+    row = row_for("hv-01", VM, "require", pulled)
+    return render_table([row]) + "\n" + json.dumps(row, default=str)
+
+
+def test_password_and_tls_key_never_leak(airflow_db: None, tls_emulator: Any, capfd: Any) -> None:
+    emu = tls_emulator
+    needles = password_needles() + private_key_needles(emu)
+    dag = load_dag("sec_secrets")
+
+    ok = dag.test()
+    ok_states = {ti.task_id.split(".")[-1]: str(ti.state) for ti in ok.get_task_instances()}
+    assert str(ok.state) == "success", ok_states
+
+    # the same DAG once more, with the host rejecting the (right) credentials from the start
+    emu.faults.inject(Fault.REJECT_CREDENTIALS, times=None)
+    bad = dag.test(logical_date=ok.logical_date.add(days=1))
+    bad_states = {ti.task_id.split(".")[-1]: str(ti.state) for ti in bad.get_task_instances()}
+    assert str(bad.state) == "failed" and bad_states["verify"] == "failed", bad_states
+    emu.faults.clear()
+
+    out = capfd.readouterr()
+    printed = out.out + out.err
+    assert "[DAG TEST]" in printed or "verify" in printed  # the run's own log did reach us
+    assert leaks(printed, needles) == [], "secret printed by dag.test (stdout/stderr)"
+    assert leaks(log_files_text(), needles) == [], "secret in a task log file"
+
+    xcoms = xcom_texts(ok) + xcom_texts(bad)
+    assert any("hyperv_failure" in x for x in xcoms), "the failure reason was not recorded"
+    assert leaks("\n".join(xcoms), needles) == [], "secret in an XCom"
+
+    rendered = rendered_texts(ok) + rendered_texts(bad)
+    assert rendered, "no rendered template fields were stored"
+    assert leaks("\n".join(rendered), needles) == [], "secret in a rendered template field"
+
+    reports = report_text(ok) + report_text(bad)
+    assert "failed at verify" in reports
+    assert leaks(reports, needles) == [], "secret in the report"
+
+
+def test_exception_text_never_holds_the_password(tls_emulator: Any) -> None:
+    from airflow_hyperv.hooks.hyperv import HyperVHook
+    from airflow_hyperv.hyperv.errors import AuthenticationFailedError
+
+    emu = tls_emulator
+    needles = password_needles() + private_key_needles(emu)
+    emu.faults.inject(Fault.REJECT_CREDENTIALS, times=None)
+    hook = HyperVHook(settings=emu.connection_settings("hv-01"))
+    with pytest.raises(AuthenticationFailedError) as info:
+        with hook:
+            hook.get_vm(name=VM)
+    emu.faults.clear()
+    chain = []
+    exc: BaseException | None = info.value
+    while exc is not None:  # the whole chain, as a traceback would print it
+        chain.append(f"{type(exc).__name__}: {exc!s} {exc!r} {getattr(exc, 'args', '')}")
+        exc = exc.__cause__ or exc.__context__
+    text = "\n".join(chain) + "\n" + "".join(info.traceback.format() if hasattr(info.traceback, "format") else "")
+    assert leaks(text, needles) == [], text
+    # a wrong password is named as such, without echoing either password
+    wrong = HyperVHook(settings=emu.connection_settings("hv-01"))
+    object.__setattr__(wrong.settings, "password", PASSWORD + "-wrong")
+    with pytest.raises(AuthenticationFailedError) as info2:
+        with wrong:
+            wrong.get_vm(name=VM)
+    assert leaks(f"{info2.value!s} {info2.value!r}", needles + [PASSWORD + "-wrong"]) == []
+
+
+def test_repr_and_str_of_settings_and_hook(tls_emulator: Any) -> None:
+    from airflow_hyperv.hooks.connection import ConnectionSettings
+    from airflow_hyperv.hooks.hyperv import HyperVHook
+
+    emu = tls_emulator
+    key_pem = Path(emu.server.ca_cert_path).with_name("key.pem").read_text()
+    cert_pem = Path(emu.server.ca_cert_path).read_text()
+    needles = password_needles() + private_key_needles(emu)
+    settings = emu.connection_settings("hv-01")
+    # certificate auth carries a client private key in the extra: it must stay out of repr too
+    cert_settings = ConnectionSettings.from_connection(
+        host="127.0.0.1",
+        port=emu.port,
+        login=USERNAME,
+        password=PASSWORD,
+        extra={"auth": "certificate", "use_tls": True, "certificate_pem": cert_pem, "certificate_key_pem": key_pem},
+    )
+    with HyperVHook(settings=settings) as hook:
+        hook.get_vm(name=VM)  # an open pool: its WSMan object holds the password
+        texts = [repr(settings), str(settings), repr(cert_settings), str(cert_settings), repr(hook), str(hook)]
+        texts += [settings.endpoint, cert_settings.endpoint, repr(vars(hook).get("_settings"))]
+    for text in texts:
+        assert leaks(text, needles) == [], text
