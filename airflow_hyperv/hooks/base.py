@@ -149,8 +149,11 @@ class HyperVBaseHook(BaseHook):
             len(result.errors),
             time.monotonic() - started,
         )
+        source = pipeline.label or pipeline.cmdlets[0]
         for warning in result.warnings:
-            log.warning("%s: %s", pipeline.label or pipeline.cmdlets[0], warning)
+            log.warning("%s: %s", source, warning)
+        for line in result.verbose:
+            log.info("%s (verbose): %s", source, line)
         return result
 
     def read(self, pipeline: Pipeline) -> Any:

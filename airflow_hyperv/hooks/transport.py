@@ -35,6 +35,7 @@ class PipelineResult:
     output: list[Any]
     errors: list[ErrorInfo]
     warnings: list[str] = field(default_factory=list)
+    verbose: list[str] = field(default_factory=list)
     failed: bool = False  # the pipeline ended Failed (a terminating error)
     seconds: float = 0.0
 
@@ -126,6 +127,7 @@ def collect(ps: PowerShell, output: list[Any], started: float) -> PipelineResult
         output=list(output),
         errors=[error_info(r) for r in ps.streams.error],
         warnings=[str(w) for w in ps.streams.warning],
+        verbose=[str(v) for v in ps.streams.verbose],
         failed=ps.state == PSInvocationState.FAILED,
         seconds=time.monotonic() - started,
     )
