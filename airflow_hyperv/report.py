@@ -86,7 +86,7 @@ def row_for(host: str, vm: str, policy: str, pulled: dict[str, Any]) -> dict[str
 
 
 STEPS = ("verify", "choose", "production_checkpoint", "standard_checkpoint", "export_production",
-         "export_standard", "retention", "merge")  # fmt: skip
+         "export_standard", "retention_production", "retention_standard", "merge")  # fmt: skip
 
 
 def collect_report(ti: Any, groups: list[tuple[str, str]]) -> list[dict[str, Any]]:

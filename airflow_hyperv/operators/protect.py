@@ -112,17 +112,22 @@ def build_protection_chain(
         last = exports
         tasks["exports"] = exports
         if keep_exports:
-            retention = HyperVRetentionOperator(
-                task_id="retention",
-                export_root=export_root,
-                keep_last=keep_exports,
-                verified_export=_first_xcom([e.task_id for e in exports]),
-                trigger_rule=TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS,
-                **common,
-            )
-            exports >> retention
-            last = [retention]
-            tasks["retention"] = retention
+            # One retention per path too: Airflow skips a task when any setup upstream of it was skipped,
+            # and the branch always skips one of the two checkpoint setups.
+            retentions = [
+                HyperVRetentionOperator(
+                    task_id=f"retention_{kind}",
+                    export_root=export_root,
+                    keep_last=keep_exports,
+                    verified_export=export.output,
+                    **common,
+                )
+                for kind, export in zip(("production", "standard"), exports, strict=True)
+            ]
+            for export, retention in zip(exports, retentions, strict=True):
+                export >> retention
+            last = retentions
+            tasks["retention"] = retentions
     last >> merge
     merge.as_teardown(setups=[production, standard])
     # A teardown normally runs only if a setup succeeded; a create that failed after
@@ -130,9 +135,3 @@ def build_protection_chain(
     merge.trigger_rule = TriggerRule.ALL_DONE
     tasks["merge"] = merge
     return tasks
-
-
-def _first_xcom(task_ids: list[str]) -> str:
-    """A template for the XCom of whichever of ``task_ids`` ran (same map index)."""
-    pulls = " or ".join(f"ti.xcom_pull(task_ids={t!r}, map_indexes=ti.map_index)" for t in task_ids)
-    return "{{ (" + pulls + ") | tojson }}"
