@@ -1,0 +1,88 @@
+"""One base for sensors that wait on a host's state: poke in the worker, or defer to the one trigger."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import BaseSensorOperator
+from airflow.sdk.exceptions import AirflowException
+
+from airflow_hyperv.hyperv.waits import WaitTarget, judge
+from airflow_hyperv.operators.base import DEFAULT_CONN_ID, DeferrableMixin, HyperVOperatorMixin
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+
+class HyperVHostWaitSensor(DeferrableMixin, HyperVOperatorMixin, BaseSensorOperator):
+    """Subclasses say what they wait for (``wait_target``); polling and deferring are shared.
+
+    Deferred, every wait on the same host and interval shares one poll (one round trip per interval).
+    """
+
+    template_fields: Sequence[str] = ("vm", "hyperv_conn_id")
+
+    def __init__(
+        self,
+        *,
+        vm: str,
+        hyperv_conn_id: str = DEFAULT_CONN_ID,
+        deferrable: bool | None = None,
+        poll_interval: float = 10.0,
+        **kwargs: Any,
+    ) -> None:
+        kwargs.setdefault("poke_interval", poll_interval)
+        super().__init__(**kwargs)
+        self.vm = vm
+        self.hyperv_conn_id = hyperv_conn_id
+        self._init_deferrable(deferrable, poll_interval, self.timeout)
+        self._vm_id: str | None = None
+
+    def wait_target(self, vm_id: str) -> WaitTarget:
+        raise NotImplementedError
+
+    def validate(self) -> None:
+        """Check the sensor's own arguments before anything is contacted."""
+
+    def _target(self) -> WaitTarget:
+        if self._vm_id is None:
+            with self.hyperv_hook() as hv, self.final_errors():
+                self._vm_id = str(hv.resolve_vm(self.vm).id)
+        return self.wait_target(self._vm_id)
+
+    def execute(self, context: Context) -> Any:
+        with self.final_errors():
+            self.validate()
+        target = self._target()
+        if not self.deferrable:
+            return super().execute(context)
+        if self.poke(context):
+            return None
+        from airflow_hyperv.triggers.hyperv import HyperVWaitTrigger
+
+        self.defer_to(
+            HyperVWaitTrigger(
+                hyperv_conn_id=self.hyperv_conn_id,
+                wait_for=target.kind.value,
+                vm_id=target.vm_id,
+                target_state=target.target_state,
+                require_heartbeat=target.require_heartbeat,
+                checkpoint_id=target.checkpoint_id,
+                avhdx_paths=list(target.avhdx_paths),
+                poll_interval=self.poll_interval,
+            )
+        )
+
+    def poke(self, context: Context) -> bool:
+        target = self._target()
+        with self.hyperv_hook() as hv:
+            snapshot = hv.host_state()
+        done, observed = judge(target, snapshot)
+        if done and target.vm_id.lower() not in snapshot.vms:
+            raise AirflowException(observed)
+        self.log.info("%s", observed)
+        return done
+
+    def execute_complete(self, context: Context, event: dict[str, Any]) -> None:
+        self.check_event(event)
