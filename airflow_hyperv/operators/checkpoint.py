@@ -178,7 +178,8 @@ class HyperVMergeCheckpointOperator(DeferrableMixin, HyperVBaseOperator):
                 raise AirflowFailException(
                     f"refusing to merge {checkpoint.name!r}: not made by this provider"
                 )
-            newest = max(checkpoints, key=lambda c: c.creation_time or 0)  # type: ignore[arg-type, return-value]
+            oldest = dt.datetime.min.replace(tzinfo=dt.timezone.utc)
+            newest = max(checkpoints, key=lambda c: c.creation_time or oldest)
             drives = hv.vm_overview(vm.id).drives
             # The VM writes into the newest checkpoint's AVHDX; merging that one moves it back down.
             avhdx = _avhdx([d.path for d in drives]) if newest.id == checkpoint.id else []
