@@ -49,6 +49,10 @@ emulator: setup
 bench: setup
 	$(PY) -m bench.run
 
+# The benchmarks slower than ~2 minutes: full bench.parse, bench.triggerer (~3 min), bench.fleet (~15 min).
+bench-slow: setup
+	$(PY) -m bench.run --slow
+
 constraints:
 	rm -rf /tmp/airflow-hyperv-constraints && $(PYTHON) -m venv /tmp/airflow-hyperv-constraints
 	/tmp/airflow-hyperv-constraints/bin/pip install --quiet -e ".[dev]"

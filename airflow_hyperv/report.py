@@ -49,7 +49,8 @@ def row_for(host: str, vm: str, policy: str, pulled: dict[str, Any]) -> dict[str
         "checkpoint": made["checkpoint_name"] if made else None,
         "export_path": export["path"] if export else None,
         "export_bytes": export.get("total_bytes") if export else None,
-        "merged": bool(merge and merge.get("merged")),
+        # Cleaned up: the merge task ended with no checkpoint of this run left (whichever try removed it).
+        "merged": bool(merge) and not merge.get("checkpoint_left", True),
         "duration_s": None,
         "outcome": "",
         "reason": "",

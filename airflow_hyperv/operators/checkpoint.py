@@ -170,7 +170,8 @@ class HyperVMergeCheckpointOperator(DeferrableMixin, HyperVBaseOperator):
                     "vm_id": str(vm.id),
                     "vm_name": vm.name,
                     "checkpoint_name": name,
-                    "merged": False,
+                    "merged": False,  # this try removed nothing (an earlier try may have)
+                    "checkpoint_left": False,
                     "finished_at": dt.datetime.now(dt.timezone.utc).isoformat(),
                 }
             checkpoint = found[0]
@@ -248,6 +249,7 @@ class HyperVMergeCheckpointOperator(DeferrableMixin, HyperVBaseOperator):
             "vm_name": self.vm,
             "checkpoint_name": name,
             "merged": True,
+            "checkpoint_left": False,
             "chain_depths": [c.depth for c in chains],
             "finished_at": dt.datetime.now(dt.timezone.utc).isoformat(),
         }
