@@ -50,7 +50,7 @@ def row_for(host: str, vm: str, policy: str, pulled: dict[str, Any]) -> dict[str
         "export_path": export["path"] if export else None,
         "export_bytes": export.get("total_bytes") if export else None,
         # Cleaned up: the merge task ended with no checkpoint of this run left (whichever try removed it).
-        "merged": bool(merge) and not merge.get("checkpoint_left", True),
+        "merged": isinstance(merge, dict) and not merge.get("checkpoint_left", True),
         "duration_s": None,
         "outcome": "",
         "reason": "",
