@@ -47,7 +47,6 @@ from airflow_hyperv.emulator.counters import CountersSnapshot
 from bench.common import Auth, median, print_machine_info, print_table, start_emulator
 from bench.hook_requests import (
     PSRP_CONN_ID,
-    _count,
     _env,
     _number,
     psrp_connection_uri,
@@ -93,7 +92,7 @@ class StepMeter:
 Variant = Callable[[Emulator, StepMeter, str], None]
 
 
-def _context(run_id: str) -> dict[str, Any]:
+def _context(run_id: str) -> Any:
     """What the operators read from a task's context (all of it, for these four steps)."""
     when = dt.datetime(2026, 11, 26, 1, 0, tzinfo=dt.timezone.utc)
     dag_run = SimpleNamespace(
@@ -119,7 +118,7 @@ def run_hyperv_operators(emu: Emulator, meter: StepMeter, run_id: str) -> None:
             task_id="choose", report=report, vm=VM_NAME, policy="require",
             production_task_id="production_checkpoint", standard_task_id="standard_checkpoint",
         )  # fmt: skip
-        if branch.choose_branch(context) != "production_checkpoint":  # type: ignore[arg-type]
+        if branch.choose_branch(context) != "production_checkpoint":
             raise RuntimeError(f"{VM_NAME} was not cleared for a production checkpoint: {report}")
         meter.done("verify")
         made = HyperVCreateCheckpointOperator(
@@ -208,16 +207,23 @@ def run_once(variant: str, auth: Auth) -> CycleSample:
         return CycleSample(emu.counters.snapshot() - before, seconds, meter.steps, meter.cmdlets)
 
 
+def _count(samples: Sequence[CycleSample], pick: Callable[[CountersSnapshot], int]) -> int | str:
+    """The median count; ``"m (a-b)"`` when the runs disagreed (a Receive more or less is timing)."""
+    values = sorted(pick(s.counters) for s in samples)
+    mid = values[len(values) // 2]
+    return mid if values[0] == values[-1] else f"{mid} ({values[0]}-{values[-1]})"
+
+
 def summarize(variant: str, auth: Auth, samples: Sequence[CycleSample]) -> dict[str, Any]:
     row: dict[str, Any] = {
         "auth": auth,
         "variant": variant,
         "runs": len(samples),
-        "pools": _count(samples, lambda c: c.pools_opened),  # type: ignore[arg-type]
-        "pipelines": _count(samples, lambda c: c.pipelines_run),  # type: ignore[arg-type]
-        "cmdlets": _count(samples, lambda c: c.cmdlets_run),  # type: ignore[arg-type]
-        "wsman_requests": _count(samples, lambda c: c.wsman_requests),  # type: ignore[arg-type]
-        "http_requests": _count(samples, lambda c: c.http_requests),  # type: ignore[arg-type]
+        "pools": _count(samples, lambda c: c.pools_opened),
+        "pipelines": _count(samples, lambda c: c.pipelines_run),
+        "cmdlets": _count(samples, lambda c: c.cmdlets_run),
+        "wsman_requests": _count(samples, lambda c: c.wsman_requests),
+        "http_requests": _count(samples, lambda c: c.http_requests),
         "wall_ms_median": round(median(s.seconds for s in samples) * 1000.0, 1),
     }
     for step in STEPS:
@@ -242,7 +248,11 @@ def add_ratios(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
             ref = by_variant.get(ref_name)
             if ref is None:
                 continue
-            for key, short in (("wsman_requests", "wsman"), ("http_requests", "http"), ("wall_ms_median", "wall")):
+            for key, short in (
+                ("wsman_requests", "wsman"),
+                ("http_requests", "http"),
+                ("wall_ms_median", "wall"),
+            ):
                 row[f"{short}_vs_{suffix}"] = round(_number(row[key]) / _number(ref[key]), 2)
     return rows
 
@@ -282,7 +292,9 @@ RATIO_COLUMNS = (
 def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
     parser = argparse.ArgumentParser(prog="python -m bench.cycle", description=__doc__.splitlines()[0])
     parser.add_argument("--iterations", type=int, default=5, help="measured cycles per variant (default 5)")
-    parser.add_argument("--warmup", type=int, default=1, help="unmeasured cycles per variant first (default 1)")
+    parser.add_argument(
+        "--warmup", type=int, default=1, help="unmeasured cycles per variant first (default 1)"
+    )
     parser.add_argument("--auth", choices=("basic", "ntlm", "both"), default="both")
     parser.add_argument("--variants", nargs="+", choices=tuple(VARIANTS), default=list(VARIANTS))
     args = parser.parse_args(argv)

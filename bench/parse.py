@@ -203,13 +203,15 @@ FILE_COLUMNS = (
 def main(argv: Sequence[str] | None = None) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     parser = argparse.ArgumentParser(prog="python -m bench.parse", description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=20, help="in-process parses per file (median)")
-    parser.add_argument("--runs", type=int, default=5, help="fresh interpreters per file / layer (median)")
+    parser.add_argument("--runs", type=int, default=3, help="fresh interpreters per file / layer (median)")
     parser.add_argument("--no-layers", action="store_true", help="skip the per-layer import times")
     args = parser.parse_args(argv)
 
     print("\n## DAG parse time and import time\n")
     print_machine_info()
-    print(f"In-process: median of {args.repeat} after one unmeasured run; fresh interpreter: median of {args.runs}.")
+    print(
+        f"In-process: median of {args.repeat} after one unmeasured run; fresh interpreter: median of {args.runs}."
+    )
     with baseline_file() as baseline:
         files = add_ratios(measure_files([baseline, *DAG_FILES], repeat=args.repeat, runs=args.runs))
     print_table(files, FILE_COLUMNS, title="DAG files (ratios vs the one-EmptyOperator baseline)")

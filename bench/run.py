@@ -1,17 +1,33 @@
-"""Run every benchmark: ``make bench`` (``python -m bench.run``)."""
+"""Run every benchmark: ``make bench`` (``python -m bench.run``, a few minutes); the slow ones with
+``make bench-slow`` (``python -m bench.run --slow``, about half an hour on 2 cores)."""
 
 from __future__ import annotations
 
+import argparse
 import importlib
 from collections.abc import Sequence
 
-# Each module has ``main()``; add new benchmarks here.
-MODULES: Sequence[str] = ("bench.hook_requests",)
+# (module, argv): each module has ``main(argv)``; add new benchmarks here.
+MODULES: Sequence[tuple[str, Sequence[str]]] = (
+    ("bench.hook_requests", ()),
+    ("bench.cycle", ()),
+    ("bench.parse", ("--runs", "1", "--no-layers")),  # the quick pass; the full one is slow
+)
+# Slower than ~2 minutes each on 2 cores: parse with 3 fresh interpreters per file and the layers
+# (~3-6 min), 1,000 deferred waits in one loop (~3 min), the fleet makespan (~15 min).
+SLOW_MODULES: Sequence[tuple[str, Sequence[str]]] = (
+    ("bench.parse", ()),
+    ("bench.triggerer", ()),
+    ("bench.fleet", ()),
+)
 
 
-def main() -> None:
-    for name in MODULES:
-        importlib.import_module(name).main([])
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.splitlines()[0])
+    parser.add_argument("--slow", action="store_true", help="run the slow benchmarks instead")
+    args = parser.parse_args(argv)
+    for name, module_argv in SLOW_MODULES if args.slow else MODULES:
+        importlib.import_module(name).main(list(module_argv))
 
 
 if __name__ == "__main__":

@@ -141,13 +141,23 @@ class HyperVExportCheckpointOperator(DeferrableMixin, HyperVBaseOperator):
 
     def _promote(self, context: Context, hv: HyperVHook, plan: dict[str, Any]) -> dict[str, Any]:
         try:
-            self._verify(hv, plan, plan["staging"])
+            manifest = self._verify(hv, plan, plan["staging"])
         except Exception:
             self._discard(hv, plan["staging"])
             raise
         hv.move_item(plan["staging"], plan["final"])
+        # A rename on one volume moves no data: checking that every verified file arrived with its
+        # size is enough; hashing again would read the whole export a second time.
+        moved = {
+            f.path[len(plan["final"]) :].lstrip("\\").lower(): f.length for f in hv.list_files(plan["final"])
+        }
+        expected = {f["path"]: f["length"] for f in manifest["files"]}
+        if moved != expected:
+            raise AirflowException(
+                f"export of {plan['vm_name']} changed while it was promoted to {plan['final']}"
+            )
         self.log.info("Export verified and promoted to %s", plan["final"])
-        return self._publish(context, self._verify(hv, plan, plan["final"]))
+        return self._publish(context, {**manifest, "path": plan["final"]})
 
     def _discard(self, hv: HyperVHook, staging: str) -> None:
         try:

@@ -1,0 +1,295 @@
+"""Fleet makespan of the nightly DAG: 10 VMs vs 100 VMs (``make bench-slow``).
+
+What it is, exactly: NOT a real Airflow deployment (no scheduler, no executor, no triggerer). The
+real ``dags/nightly_checkpoint.py`` is parsed with a generated inventory (``AIRFLOW_HYPERV_INVENTORY``:
+``--hosts`` hosts, each with its own connection and pool of ``--pool-slots`` slots, ``--vms`` VMs
+spread evenly) and run with ``dag.test()``, against an emulated fleet of the same shape (every VM a
+Windows guest with VSS healthy, ProductionOnly: every VM takes the full chain verify -> choose ->
+production checkpoint -> export -> retention -> merge). ``dag.test()`` runs one task at a time in
+this process, so **pools do not limit anything and nothing runs in parallel**: the measured
+makespan is the sum of the task times (the sequential makespan).
+
+From the same run, two lower bounds a real deployment with per-host pools could reach:
+
+* ``pool_bound_measured_s``: from the measured task durations. Per host, the pooled tasks'
+  durations summed and divided by the pool's slots, or the longest single VM chain if that is longer;
+  the fleet's bound is the slowest host plus the unpooled tasks on the critical path (each host's
+  VM-list task and the final report). Task start-up of a real worker (process fork, DB round trips:
+  typically seconds per task) is not in it.
+* ``pool_bound_hyperv_s``: from the emulated operation times at real Hyper-V speed (the fleet's
+  ``timing``: checkpoint seconds, export MB/s over each VM's disk, merge MB/s over its AVHDX churn),
+  summed per host, divided by the slots; the time the hosts themselves need.
+
+Each size runs in a child process with its own Airflow home (a SQLite metadata DB migrated once and
+copied). Emulator time_scale 1000. Run: ``.venv/bin/python -m bench.fleet`` (``--sizes``, ``--hosts``,
+``--pool-slots``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from bench.common import print_machine_info, print_table
+
+ROOT = Path(__file__).resolve().parents[1]
+TIMING = {"checkpoint_seconds": 3, "restore_seconds": 2, "export_mb_per_s": 250, "merge_mb_per_s": 150}
+DISK_FILE_GB = 20
+CHURN_MB = 1024
+UNPOOLED = ("_vms", "report")  # task ids of the tasks without a host pool (suffixes)
+
+
+def layout(hosts: int, vms: int) -> list[list[str]]:
+    """VM names per host: ``vms`` spread as evenly as possible over ``hosts``."""
+    return [[f"vm-{h:02d}-{v:03d}" for v in range(vms) if v % hosts == h] for h in range(hosts)]
+
+
+def fleet(hosts: int, vms: int) -> dict[str, Any]:
+    return {
+        "timing": TIMING,
+        "hosts": [
+            {
+                "name": f"hv-{h:02d}",
+                "volumes": {"C": {"capacity_gb": 8000, "used_gb": 100}, "D": {"capacity_gb": 20000, "used_gb": 100}},
+                "vms": [
+                    {"name": name, "guest": "windows", "checkpoint_type": "ProductionOnly", "churn_mb": CHURN_MB,
+                     "disks": [{"size_gb": 60, "file_gb": DISK_FILE_GB}]}
+                    for name in names
+                ],
+            }
+            for h, names in enumerate(layout(hosts, vms))
+        ],
+    }  # fmt: skip
+
+
+def inventory(hosts: int, vms: int, slots: int) -> dict[str, Any]:
+    return {
+        "timezone": "UTC",
+        "schedule": None,
+        "keep_exports": 3,
+        "hosts": [
+            {
+                "name": f"hv-{h:02d}", "conn_id": f"hyperv_hv_{h:02d}", "pool": f"hyperv_hv_{h:02d}",
+                "pool_slots": slots, "export_root": "D:\\Backups",
+                "vms": [{"name": name, "policy": "require"} for name in names],
+            }
+            for h, names in enumerate(layout(hosts, vms))
+        ],
+    }  # fmt: skip
+
+
+def hyperv_bound(hosts: int, vms: int, slots: int) -> float:
+    """Seconds the hosts need at real Hyper-V speed, with ``slots`` VMs at a time per host."""
+    per_vm = (
+        TIMING["checkpoint_seconds"]
+        + DISK_FILE_GB * 1024 / TIMING["export_mb_per_s"]
+        + CHURN_MB / TIMING["merge_mb_per_s"]
+    )
+    return max(len(names) * per_vm / slots if names else 0.0 for names in layout(hosts, vms))
+
+
+# -- the child: one size, one Airflow home --------------------------------------------------------------
+def _child(home: Path, hosts: int, vms: int, slots: int) -> dict[str, Any]:
+    import contextlib
+    import io
+    import logging
+
+    from airflow.models.pool import Pool
+
+    for h in range(hosts):
+        Pool.create_or_update_pool(f"hyperv_hv_{h:02d}", slots, "one Hyper-V host", include_deferred=True)
+
+    from airflow_hyperv.emulator.api import Emulator
+
+    with Emulator(fleet=fleet(hosts, vms), root_dir=home / "hosts", time_scale=1000.0) as emu:
+        for name in emu.host_names:
+            os.environ[f"AIRFLOW_CONN_HYPERV_{name.upper().replace('-', '_')}"] = emu.connection_uri(name)
+        import importlib.util
+
+        spec = importlib.util.spec_from_file_location(
+            "nightly_checkpoint", ROOT / "dags" / "nightly_checkpoint.py"
+        )
+        assert spec and spec.loader
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        sink = io.StringIO()
+        if not os.environ.get("BENCH_FLEET_DEBUG"):
+            logging.disable(logging.INFO)
+        started = time.perf_counter()
+        with contextlib.redirect_stdout(sink if not os.environ.get("BENCH_FLEET_DEBUG") else sys.stderr):
+            dag_run = module.dag.test()
+        makespan = time.perf_counter() - started
+        counters = emu.counters.snapshot()
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        tis = session.query(TaskInstance).filter_by(dag_id=dag_run.dag_id, run_id=dag_run.run_id).all()
+        tasks = [
+            {"task_id": ti.task_id, "map_index": ti.map_index, "state": str(ti.state), "pool": ti.pool,
+             "duration": float(ti.duration or 0.0)}
+            for ti in tis
+        ]  # fmt: skip
+    return {
+        "state": str(dag_run.state),
+        "makespan_s": makespan,
+        "tasks": tasks,
+        "wsman_requests": counters.wsman_requests,
+        "pools_opened": counters.pools_opened,
+        "pipelines": counters.pipelines_run,
+    }
+
+
+def measured_bound(tasks: list[dict[str, Any]], slots: int) -> float:
+    """Seconds a deployment with per-host pools of ``slots`` could not beat, from task durations."""
+    per_host: dict[str, float] = {}
+    chains: dict[tuple[str, str, int], float] = {}
+    unpooled: dict[str, float] = {}
+    for t in tasks:
+        if t["task_id"].endswith(UNPOOLED):
+            unpooled[t["task_id"]] = max(unpooled.get(t["task_id"], 0.0), t["duration"])
+            continue
+        group = t["task_id"].split(".", 1)[0]
+        per_host[group] = per_host.get(group, 0.0) + t["duration"]
+        key = (group, t["pool"], t["map_index"])
+        chains[key] = chains.get(key, 0.0) + t["duration"]
+    host_bound = max(
+        (max(total / slots, max((d for (g, _, _), d in chains.items() if g == group), default=0.0))
+         for group, total in per_host.items()),
+        default=0.0,
+    )  # fmt: skip
+    lists = max((d for k, d in unpooled.items() if k.endswith("_vms")), default=0.0)
+    return host_bound + lists + unpooled.get("report", 0.0)
+
+
+def migrated_home(base: Path) -> Path:
+    """An Airflow home with a migrated SQLite DB, made once per bench run."""
+    home = base / "template"
+    (home / "dags").mkdir(parents=True)
+    subprocess.run(
+        [sys.executable, "-m", "airflow", "db", "migrate"], check=True, env=airflow_env(home),
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=600,
+    )  # fmt: skip
+    return home
+
+
+def airflow_env(home: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update({
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(home / "dags"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home}/airflow.db",
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH", "")])),
+    })  # fmt: skip
+    return env
+
+
+def run_size(template: Path, base: Path, hosts: int, vms: int, slots: int) -> dict[str, Any]:
+    import yaml
+
+    home = base / f"size-{vms}"
+    shutil.copytree(template, home)
+    (home / "airflow.cfg").unlink(missing_ok=True)  # it names the template's folders; the env says the rest
+    # dag.test() serializes the DAG from the DAGs folder (its bundle), as make demo does.
+    shutil.copytree(ROOT / "dags", home / "dags", dirs_exist_ok=True)
+    inv_path = home / "inventory.yaml"
+    inv_path.write_text(yaml.safe_dump(inventory(hosts, vms, slots)))
+    env = {**airflow_env(home), "AIRFLOW_HYPERV_INVENTORY": str(inv_path)}
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.fleet", "--child", str(home), str(hosts), str(vms), str(slots)],
+        env=env, cwd=ROOT, capture_output=True, text=True, timeout=3600,
+    )  # fmt: skip
+    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
+    if done.returncode != 0 or not lines:
+        raise RuntimeError(f"{vms} VMs: the run failed:\n{done.stderr[-3000:]}")
+    result: dict[str, Any] = json.loads(lines[-1])
+    tasks = result["tasks"]
+    states: dict[str, int] = {}
+    for t in tasks:
+        states[t["state"]] = states.get(t["state"], 0) + 1
+    ran = [t for t in tasks if t["state"] == "success"]
+    return {
+        "vms": vms,
+        "hosts": hosts,
+        "pool_slots": slots,
+        "dag_run": result["state"],
+        "task_instances": len(tasks),
+        "states": ", ".join(f"{k} {v}" for k, v in sorted(states.items())),
+        "sequential_makespan_s": round(result["makespan_s"], 1),
+        "sum_task_durations_s": round(sum(t["duration"] for t in tasks), 1),
+        "mean_task_s": round(sum(t["duration"] for t in ran) / len(ran), 3) if ran else 0.0,
+        "pool_bound_measured_s": round(measured_bound(tasks, slots), 1),
+        "pool_bound_hyperv_s": round(hyperv_bound(hosts, vms, slots), 1),
+        "wsman_requests": result["wsman_requests"],
+        "wsman_per_vm": round(result["wsman_requests"] / vms, 1),
+        "pools_opened": result["pools_opened"],
+    }
+
+
+def add_growth(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    if len(rows) < 2:
+        return []
+    small, big = rows[0], rows[-1]
+    out = []
+    for key in ("vms", "task_instances", "sequential_makespan_s", "pool_bound_measured_s", "pool_bound_hyperv_s", "wsman_requests", "wsman_per_vm"):  # fmt: skip
+        ratio = round(big[key] / small[key], 2) if small[key] else "n/a"
+        out.append(
+            {
+                "measure": key,
+                f"{small['vms']} VMs": small[key],
+                f"{big['vms']} VMs": big[key],
+                "growth": ratio,
+            }
+        )
+    return out
+
+
+def measure(sizes: Sequence[int] = (10, 100), *, hosts: int = 10, slots: int = 2) -> list[dict[str, Any]]:
+    with tempfile.TemporaryDirectory(prefix="bench-fleet-") as tmp:
+        base = Path(tmp)
+        template = migrated_home(base)
+        return [run_size(template, base, min(hosts, n), n, slots) for n in sizes]
+
+
+COLUMNS = (
+    "vms", "hosts", "pool_slots", "dag_run", "task_instances", "sequential_makespan_s", "sum_task_durations_s",
+    "mean_task_s", "pool_bound_measured_s", "pool_bound_hyperv_s", "wsman_requests", "wsman_per_vm", "pools_opened",
+)  # fmt: skip
+
+
+def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["--child"]:
+        home, hosts, vms, slots = Path(argv[1]), int(argv[2]), int(argv[3]), int(argv[4])
+        print(json.dumps(_child(home, hosts, vms, slots)))
+        return []
+    parser = argparse.ArgumentParser(prog="python -m bench.fleet", description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[10, 100], help="VM counts (default 10 100)")
+    parser.add_argument("--hosts", type=int, default=10, help="emulated hosts (fewer if fewer VMs)")
+    parser.add_argument("--pool-slots", type=int, default=2, help="slots of each host's pool")
+    args = parser.parse_args(argv)
+
+    print("\n## Fleet makespan of the nightly DAG (dag.test(): sequential, pools not enforced)\n")
+    print_machine_info()
+    rows = measure(args.sizes, hosts=args.hosts, slots=args.pool_slots)
+    print_table(rows, COLUMNS, title="Per fleet size")
+    for row in rows:
+        print(f"* {row['vms']} VMs: {row['states']}")
+    growth = add_growth(rows)
+    if growth:
+        print_table(growth, title="Growth")
+    return rows
+
+
+if __name__ == "__main__":
+    main()
