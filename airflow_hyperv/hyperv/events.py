@@ -37,7 +37,13 @@ EVENT_KINDS: dict[tuple[str, int], str] = {
 DEFAULT_CHANNELS: tuple[str, ...] = (WORKER_ADMIN, VMMS_ADMIN)
 # Kinds after which a VM is about to be worked on (maintenance) or its protection just failed.
 CHANGE_KINDS = frozenset(
-    {"vm_turned_off", "vm_shut_down", "vm_shut_down_by_guest", "production_checkpoint_impossible", "checkpoint_failed"}
+    {
+        "vm_turned_off",
+        "vm_shut_down",
+        "vm_shut_down_by_guest",
+        "production_checkpoint_impossible",
+        "checkpoint_failed",
+    }
 )
 NO_EVENTS_ID = "NoMatchingEventsFound"
 _GUID = re.compile(r"\b[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}\b")

@@ -51,7 +51,9 @@ def import_copy(vmcx: str, work: str) -> Pipeline:
 
 
 def rename(vm_id: uuid.UUID, new_name: str) -> Pipeline:
-    return one(cmd("Get-VM", Id=vm_id), cmd("Rename-VM", NewName=new_name, Passthru=SWITCH), label="rename-vm")
+    return one(
+        cmd("Get-VM", Id=vm_id), cmd("Rename-VM", NewName=new_name, Passthru=SWITCH), label="rename-vm"
+    )
 
 
 def isolate(vm_id: uuid.UUID) -> Pipeline:
@@ -108,10 +110,14 @@ def verify_against_manifest(hv: Any, manifest: dict[str, Any]) -> list[str]:
     present = [rel for rel in sorted(expected) if rel in files]
     for rel in present:
         if files[rel].length != int(expected[rel]["length"]):
-            problems.append(f"{rel} is {files[rel].length} bytes, the manifest says {expected[rel]['length']}")
+            problems.append(
+                f"{rel} is {files[rel].length} bytes, the manifest says {expected[rel]['length']}"
+            )
     hashes = {h.path.lower(): h.hash.upper() for h in hv.file_hashes([files[r].path for r in present])}
     for rel in present:
         got = hashes.get(files[rel].path.lower(), "")
         if got != str(expected[rel]["sha256"]).upper():
-            problems.append(f"{rel}: SHA-256 {got[:16] or 'unreadable'}… differs from the manifest's {str(expected[rel]['sha256'])[:16]}…")
+            problems.append(
+                f"{rel}: SHA-256 {got[:16] or 'unreadable'}… differs from the manifest's {str(expected[rel]['sha256'])[:16]}…"
+            )
     return problems

@@ -57,7 +57,10 @@ def newest_export(events: Sequence[Any], vm: str | None = None) -> dict[str, Any
         extra = dict(getattr(event, "extra", None) or {})
         if not extra.get("path") or not extra.get("files"):
             continue
-        if vm and vm.lower() not in (str(extra.get("vm_name", "")).lower(), str(extra.get("vm_id", "")).lower()):
+        if vm and vm.lower() not in (
+            str(extra.get("vm_name", "")).lower(),
+            str(extra.get("vm_id", "")).lower(),
+        ):
             continue
         when = getattr(event, "timestamp", None)
         key = (str(when), extra.get("checkpoint_name", ""))
@@ -151,14 +154,18 @@ class HyperVRestoreTestOperator(HyperVOperatorMixin, BaseOperator):
                 imported = hv.run_pipeline(import_copy(config_path(manifest), work))
                 copies = [o for o in imported.output if any(t.endswith(VM_TYPE) for t in o.types)]
                 if not copies:
-                    message = imported.errors[0].message if imported.errors else "Import-VM returned nothing"
+                    message = (
+                        imported.errors[0].describe() if imported.errors else "Import-VM returned nothing"
+                    )
                     raise AirflowFailException(f"import of {manifest['path']} failed: {message}")
                 from airflow_hyperv.hyperv.records import VirtualMachine
 
                 copy = VirtualMachine.decode(copies[0])
                 copy_id = copy.id
                 if str(copy_id).lower() == str(manifest["vm_id"]).lower():
-                    raise AirflowFailException("the imported copy kept the original's Id; refusing to boot it")
+                    raise AirflowFailException(
+                        "the imported copy kept the original's Id; refusing to boot it"
+                    )
                 hv.read(rename(copy_id, copy_name))
                 self._isolate(hv, copy_id)
                 hv.start_vm(copy_id)
@@ -217,7 +224,9 @@ class HyperVRestoreTestOperator(HyperVOperatorMixin, BaseOperator):
         if copy_id is not None:
             try:
                 result = hv.run_pipeline(remove_copy(copy_id))
-                real = [e for e in result.errors if not e.fully_qualified_error_id.startswith("ObjectNotFound")]
+                real = [
+                    e for e in result.errors if not e.fully_qualified_error_id.startswith("ObjectNotFound")
+                ]
                 if real and not _gone(hv, copy_id):
                     errors.append(real[0].message)
             except Exception as exc:
@@ -230,7 +239,9 @@ class HyperVRestoreTestOperator(HyperVOperatorMixin, BaseOperator):
                 errors.append(str(exc))
         if errors:
             self.log.error("The restore copy %s was NOT fully removed: %s", copy_id, "; ".join(errors))
-            raise AirflowFailException(f"the restore copy {copy_id} was not fully removed: {'; '.join(errors)}")
+            raise AirflowFailException(
+                f"the restore copy {copy_id} was not fully removed: {'; '.join(errors)}"
+            )
 
 
 def _gone(hv: HyperVHook, vm_id: uuid.UUID) -> bool:
@@ -263,9 +274,7 @@ class HyperVRestoreCleanupOperator(HyperVOperatorMixin, BaseOperator):
                     hv.run_pipeline(remove_copy(vm.id))
                     removed.append(str(vm.id))
             if hv.path_exists(root):
-                folders = {
-                    f.path[len(root) :].lstrip("\\").split("\\", 1)[0] for f in hv.list_files(root)
-                }
+                folders = {f.path[len(root) :].lstrip("\\").split("\\", 1)[0] for f in hv.list_files(root)}
                 for folder in sorted(folders):
                     if folder.lower().startswith(COPY_PREFIX):
                         hv.remove_item(join_host_path(root, folder))

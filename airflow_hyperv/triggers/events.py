@@ -24,6 +24,7 @@ Airflow trigger shares.) ``extra["payload"]`` of the asset event carries ``recor
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
@@ -121,7 +122,7 @@ class HyperVEventTrigger(BaseEventTrigger):
                 watermark = {}
                 for channel in self.channels:
                     watermark[channel] = (
-                        await hook.call(lambda hv, c=channel: newest_record_id(hv, c))
+                        await hook.call(functools.partial(_newest, channel=channel))
                         if self.start_from == "latest"
                         else 0
                     )
@@ -134,14 +135,21 @@ class HyperVEventTrigger(BaseEventTrigger):
                         after = int(watermark.get(channel, 0))
                         try:
                             events = await hook.call(
-                                lambda hv, c=channel, a=after: read_events(
-                                    hv, c, a, self.event_ids[c], self.max_events, host
+                                functools.partial(
+                                    _read,
+                                    channel=channel,
+                                    after=after,
+                                    event_ids=self.event_ids[channel],
+                                    max_events=self.max_events,
+                                    host=host,
                                 )
                             )
                             failures = 0
                         except Exception as exc:  # keep watching: a watcher that ends watches nothing
                             failures += 1
-                            self.log.warning("Reading %s on %s failed (%d in a row): %s", channel, host, failures, exc)
+                            self.log.warning(
+                                "Reading %s on %s failed (%d in a row): %s", channel, host, failures, exc
+                            )
                             break
                         for event in events:
                             watermark = advance(watermark, event)
@@ -152,3 +160,13 @@ class HyperVEventTrigger(BaseEventTrigger):
                         if len(events) < self.max_events:
                             break
                 await asyncio.sleep(min(self.poll_interval * (2 ** min(failures, 5)), 600.0))
+
+
+def _newest(hv: Any, *, channel: str) -> int:
+    return newest_record_id(hv, channel)
+
+
+def _read(
+    hv: Any, *, channel: str, after: int, event_ids: list[int], max_events: int, host: str
+) -> list[HostEvent]:
+    return read_events(hv, channel, after, event_ids, max_events, host)

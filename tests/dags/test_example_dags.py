@@ -21,6 +21,8 @@ def test_dag_files_import_no_transport_code():
         "    assert module.dag.tasks, name\n"
         "loaded = [m for m in sys.modules if m.split('.')[0] in ('pypsrp', 'psrpcore', 'spnego', 'requests')\n"
         "          or m.startswith(('airflow_hyperv.hooks', 'airflow_hyperv.emulator', 'airflow_hyperv.triggers'))]\n"
+        # An Asset watcher needs its trigger at parse time; that module imports no transport code.
+        "loaded = [m for m in loaded if m not in ('airflow_hyperv.triggers', 'airflow_hyperv.triggers.events')]\n"
         "print(loaded)\n"
         "assert not loaded, loaded\n"
     )

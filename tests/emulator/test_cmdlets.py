@@ -223,11 +223,11 @@ def test_production_only_error_and_silent_fallback(env: dict[str, Any]) -> None:
 
 def test_unknown_cmdlet_and_scripts_are_refused(env: dict[str, Any]) -> None:
     with pytest.raises(TerminatingError) as info:
-        run(env["host"], cmd("Remove-VM", ("Name", "*")))
+        run(env["host"], cmd("Remove-VMSwitch", ("Name", "*")))
     err = info.value.error
     assert err.fully_qualified_error_id == "CommandNotFoundException" and err.category == "ObjectNotFound"
     assert err.exception_type == "System.Management.Automation.CommandNotFoundException"
-    assert "The term 'Remove-VM' is not recognized" in err.message
+    assert "The term 'Remove-VMSwitch' is not recognized" in err.message
     with pytest.raises(TerminatingError) as info:
         run(env["host"], cmd("Get-VM | Remove-VM", script=True))
     assert info.value.error.fully_qualified_error_id == "ScriptsNotAllowed"

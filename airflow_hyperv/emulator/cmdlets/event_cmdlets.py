@@ -18,7 +18,7 @@ from typing import Any
 from airflow_hyperv.emulator.cmdlets import binding
 from airflow_hyperv.emulator.cmdlets.base import Call, cmdlet, target_vms
 from airflow_hyperv.emulator.cmdlets.binding import Param
-from airflow_hyperv.emulator.cmdlets.serialize import DT, EXTRA_SERIALIZERS, G, I32, I64, S, _fill, _pstype
+from airflow_hyperv.emulator.cmdlets.serialize import DT, EXTRA_SERIALIZERS, I32, I64, G, S, _fill, _pstype
 from airflow_hyperv.emulator.cmdlets.vm_cmdlets import COMPUTER, PASSTHRU, VM_NAME, VM_OBJ, _local_only
 from airflow_hyperv.emulator.model.clock import to_datetime
 from airflow_hyperv.emulator.model.errors import HyperVError, ParameterBindingError
@@ -45,7 +45,7 @@ class LogNotFoundError(HyperVError):
     exception_type = "System.Exception"
 
     def __init__(self, name: str) -> None:
-        super().__init__(f"There is not an event log on the localhost computer that matches \"{name}\".")
+        super().__init__(f'There is not an event log on the localhost computer that matches "{name}".')
 
 
 class InvalidQueryError(HyperVError):
@@ -84,7 +84,14 @@ ADAPTER_TYPE = _pstype(
         "Microsoft.HyperV.PowerShell.VirtualizationObject",
         "System.Object",
     ],
-    [("Name", S), ("VMName", S), ("VMId", G), ("SwitchName", S), ("Connected", None), ("IsManagementOs", None)],
+    [
+        ("Name", S),
+        ("VMName", S),
+        ("VMId", G),
+        ("SwitchName", S),
+        ("Connected", None),
+        ("IsManagementOs", None),
+    ],
 )
 
 
@@ -268,7 +275,12 @@ def import_vm_cmdlet(call: Call) -> Iterator[Any]:
     yield vm
 
 
-@cmdlet("Remove-VM", HV + "RemoveVM", [VM_NAME, VM_OBJ, Param("Force", "switch"), PASSTHRU, COMPUTER], should_process=True)
+@cmdlet(
+    "Remove-VM",
+    HV + "RemoveVM",
+    [VM_NAME, VM_OBJ, Param("Force", "switch"), PASSTHRU, COMPUTER],
+    should_process=True,
+)
 def remove_vm(call: Call) -> Iterator[Any]:
     _local_only(call)
     if not call.flag("Force") and call.get("Confirm", True) is not False:

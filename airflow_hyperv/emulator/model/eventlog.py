@@ -30,7 +30,10 @@ TEMPLATES: dict[tuple[str, int], tuple[int, str]] = {
     (VMMS_ADMIN, 13002): (4, "A new virtual machine '{name}' was created. (Virtual machine ID {vm_id})"),
     (VMMS_ADMIN, 13003): (4, "A virtual machine '{name}' was deleted. (Virtual machine ID {vm_id})"),
     # Checkpoint failures: the texts are confirmed (facts "Error texts"), the ids are *unconfirmed*.
-    (VMMS_ADMIN, 18016): (2, "Production checkpoints cannot be created for '{name}'. (Virtual machine ID {vm_id})"),
+    (VMMS_ADMIN, 18016): (
+        2,
+        "Production checkpoints cannot be created for '{name}'. (Virtual machine ID {vm_id})",
+    ),
     (VMMS_ADMIN, 18012): (2, "Checkpoint operation for '{name}' failed. (Virtual machine ID {vm_id})"),
 }
 LEVEL_NAMES = {1: "Critical", 2: "Error", 3: "Warning", 4: "Information"}

@@ -27,7 +27,6 @@ from airflow_hyperv.emulator.model.disk import (
     flattened_size,
 )
 from airflow_hyperv.emulator.model.enums import CheckpointType, VhdType, VMState
-from airflow_hyperv.emulator.model.eventlog import VMMS_ADMIN, WORKER_ADMIN, HostEventLog
 from airflow_hyperv.emulator.model.errors import (
     CheckpointsDisabledError,
     ExportExistsError,
@@ -38,6 +37,7 @@ from airflow_hyperv.emulator.model.errors import (
     VhdNotFoundError,
     VMNotFoundError,
 )
+from airflow_hyperv.emulator.model.eventlog import VMMS_ADMIN, WORKER_ADMIN, HostEventLog
 from airflow_hyperv.emulator.model.paths import HostFileSystem, Volume, read_standin_header
 from airflow_hyperv.emulator.model.vm import VirtualMachine
 from airflow_hyperv.emulator.model.wildcard import WildcardPattern
@@ -122,7 +122,9 @@ class HostModel:
         with self.lock:
             if vm.id in self._vms:
                 raise ValueError(f"duplicate VM id {vm.id}")
-            if not allow_duplicate_name and any(v.name.lower() == vm.name.lower() for v in self._vms.values()):
+            if not allow_duplicate_name and any(
+                v.name.lower() == vm.name.lower() for v in self._vms.values()
+            ):
                 raise ValueError(f"duplicate VM name {vm.name!r}")
             for drive in vm.hard_drives:
                 for disk in reversed(drive.disk.chain()):
