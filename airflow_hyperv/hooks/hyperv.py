@@ -17,7 +17,10 @@ from airflow_hyperv.hyperv.errors import (
     CommandFailedError,
     ErrorInfo,
     HyperVError,
+    InvalidStateError,
+    OperationInProgressError,
     ProductionCheckpointImpossibleError,
+    StorageFullError,
     VMNotFoundError,
     classify,
 )
@@ -243,7 +246,11 @@ class HyperVHook(HyperVBaseHook):
         if not result.errors:
             raise CommandFailedError(f"Checkpoint-VM on {vm.name} returned neither a checkpoint nor an error")
         error = classify(result.errors[0])
-        if attempt is CheckpointType.ProductionOnly and not isinstance(error, VMNotFoundError):
+        # Only a failed checkpoint itself means "production impossible": a VM busy with another
+        # operation (InvalidState / ResourceBusy) or a full disk is not the guest's fault.
+        if attempt is CheckpointType.ProductionOnly and not isinstance(
+            error, (VMNotFoundError, InvalidStateError, OperationInProgressError, StorageFullError)
+        ):
             raise ProductionCheckpointImpossibleError(
                 f"a production (application-consistent) checkpoint of {vm.name} is impossible: the guest could "
                 f"not quiesce ({error})",

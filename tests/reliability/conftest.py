@@ -97,7 +97,12 @@ class RestartableEmulator:
         self.restarts += 1
 
     def restart_when(
-        self, condition: Callable[[], bool], *, delay: float = 0.0, downtime: float = 0.0, timeout: float = 60.0
+        self,
+        condition: Callable[[], bool],
+        *,
+        delay: float = 0.0,
+        downtime: float = 0.0,
+        timeout: float = 60.0,
     ) -> threading.Thread:
         """Restart the server from a watcher thread as soon as ``condition()`` holds."""
 

@@ -9,6 +9,7 @@ exception text, the protection report, and ``repr()`` / ``str()`` of the setting
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import importlib.util
 import json
 import os
@@ -105,7 +106,9 @@ def xcom_texts(run: Any) -> list[str]:
 
     with create_session() as session:
         rows = session.query(XComModel).filter_by(dag_id=run.dag_id, run_id=run.run_id).all()
-        return [f"{r.task_id}/{r.key}: {json.dumps(XComModel.deserialize_value(r), default=str)}" for r in rows]
+        return [
+            f"{r.task_id}/{r.key}: {json.dumps(XComModel.deserialize_value(r), default=str)}" for r in rows
+        ]
 
 
 def rendered_texts(run: Any) -> list[str]:
@@ -113,11 +116,7 @@ def rendered_texts(run: Any) -> list[str]:
     from airflow.utils.session import create_session
 
     with create_session() as session:
-        rows = (
-            session.query(RenderedTaskInstanceFields)
-            .filter_by(dag_id=run.dag_id, run_id=run.run_id)
-            .all()
-        )
+        rows = session.query(RenderedTaskInstanceFields).filter_by(dag_id=run.dag_id, run_id=run.run_id).all()
         return [f"{r.task_id}: {json.dumps(r.rendered_fields, default=str)} {r.k8s_pod_yaml}" for r in rows]
 
 
@@ -153,6 +152,9 @@ def report_text(run: Any) -> str:
 def test_password_and_tls_key_never_leak(airflow_db: None, tls_emulator: Any, capfd: Any) -> None:
     emu = tls_emulator
     needles = password_needles() + private_key_needles(emu)
+    # positive control: the needles do find the secret where it legitimately is
+    assert leaks(os.environ["AIRFLOW_CONN_HYPERV_DEFAULT"], needles)
+    assert leaks(Path(emu.server.ca_cert_path).with_name("key.pem").read_text(), needles)
     dag = load_dag("sec_secrets")
 
     ok = dag.test()
@@ -161,7 +163,7 @@ def test_password_and_tls_key_never_leak(airflow_db: None, tls_emulator: Any, ca
 
     # the same DAG once more, with the host rejecting the (right) credentials from the start
     emu.faults.inject(Fault.REJECT_CREDENTIALS, times=None)
-    bad = dag.test(logical_date=ok.logical_date.add(days=1))
+    bad = dag.test(logical_date=ok.logical_date + dt.timedelta(days=1))
     bad_states = {ti.task_id.split(".")[-1]: str(ti.state) for ti in bad.get_task_instances()}
     assert str(bad.state) == "failed" and bad_states["verify"] == "failed", bad_states
     emu.faults.clear()
@@ -193,24 +195,26 @@ def test_exception_text_never_holds_the_password(tls_emulator: Any) -> None:
     needles = password_needles() + private_key_needles(emu)
     emu.faults.inject(Fault.REJECT_CREDENTIALS, times=None)
     hook = HyperVHook(settings=emu.connection_settings("hv-01"))
-    with pytest.raises(AuthenticationFailedError) as info:
-        with hook:
-            hook.get_vm(name=VM)
+    with pytest.raises(AuthenticationFailedError) as info, hook:
+        hook.get_vm(name=VM)
     emu.faults.clear()
     chain = []
     exc: BaseException | None = info.value
     while exc is not None:  # the whole chain, as a traceback would print it
         chain.append(f"{type(exc).__name__}: {exc!s} {exc!r} {getattr(exc, 'args', '')}")
         exc = exc.__cause__ or exc.__context__
-    text = "\n".join(chain) + "\n" + "".join(info.traceback.format() if hasattr(info.traceback, "format") else "")
+    text = (
+        "\n".join(chain)
+        + "\n"
+        + "".join(info.traceback.format() if hasattr(info.traceback, "format") else "")
+    )
     assert leaks(text, needles) == [], text
     # a wrong password is named as such, without echoing either password
     wrong = HyperVHook(settings=emu.connection_settings("hv-01"))
     object.__setattr__(wrong.settings, "password", PASSWORD + "-wrong")
-    with pytest.raises(AuthenticationFailedError) as info2:
-        with wrong:
-            wrong.get_vm(name=VM)
-    assert leaks(f"{info2.value!s} {info2.value!r}", needles + [PASSWORD + "-wrong"]) == []
+    with pytest.raises(AuthenticationFailedError) as info2, wrong:
+        wrong.get_vm(name=VM)
+    assert leaks(f"{info2.value!s} {info2.value!r}", [*needles, PASSWORD + "-wrong"]) == []
 
 
 def test_repr_and_str_of_settings_and_hook(tls_emulator: Any) -> None:
@@ -228,11 +232,23 @@ def test_repr_and_str_of_settings_and_hook(tls_emulator: Any) -> None:
         port=emu.port,
         login=USERNAME,
         password=PASSWORD,
-        extra={"auth": "certificate", "use_tls": True, "certificate_pem": cert_pem, "certificate_key_pem": key_pem},
+        extra={
+            "auth": "certificate",
+            "use_tls": True,
+            "certificate_pem": cert_pem,
+            "certificate_key_pem": key_pem,
+        },
     )
     with HyperVHook(settings=settings) as hook:
         hook.get_vm(name=VM)  # an open pool: its WSMan object holds the password
-        texts = [repr(settings), str(settings), repr(cert_settings), str(cert_settings), repr(hook), str(hook)]
+        texts = [
+            repr(settings),
+            str(settings),
+            repr(cert_settings),
+            str(cert_settings),
+            repr(hook),
+            str(hook),
+        ]
         texts += [settings.endpoint, cert_settings.endpoint, repr(vars(hook).get("_settings"))]
     for text in texts:
         assert leaks(text, needles) == [], text

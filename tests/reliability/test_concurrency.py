@@ -1,0 +1,232 @@
+"""Two protections of one VM at once, and a merge racing a new checkpoint.
+
+Hyper-V runs one checkpoint operation per VM at a time and refuses a new checkpoint while a removed one
+is merging. Whoever loses must wait or fail clearly (a Hyper-V state error, never "the guest could not
+quiesce"), and the disk chain must never be corrupted: every checkpoint's frozen disks exist, the VM's
+chain leads back to its base disks, and after every checkpoint is merged nothing is left over.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from typing import Any
+
+import pytest
+
+from airflow_hyperv.hyperv.enums import Consistency
+from airflow_hyperv.hyperv.errors import (
+    HyperVError,
+    InvalidStateError,
+    OperationInProgressError,
+    ProductionCheckpointImpossibleError,
+)
+
+VM = "web-01"
+CLEAR_ERRORS = (OperationInProgressError, InvalidStateError)
+
+
+@pytest.fixture
+def slow(make_emulator: Any) -> Any:
+    """Checkpoints take 0.4 s and merges ~1 s of real time, so the racers really overlap."""
+    return make_emulator(checkpoint_seconds=400.0, merge_mb_per_s=0.25).emu
+
+
+def new_hook(emu: Any) -> Any:
+    from airflow_hyperv.hooks.hyperv import HyperVHook
+
+    return HyperVHook(settings=emu.connection_settings("hv-01"))
+
+
+def model_vm(emu: Any) -> Any:
+    return next(v for v in emu.host("hv-01").vms() if v.name == VM)
+
+
+def assert_chain_consistent(emu: Any) -> None:
+    """Every checkpoint's frozen disks and the VM's current chain exist on disk, parents included."""
+    host = emu.host("hv-01")
+    vm = model_vm(emu)
+    with host.lock:
+        disks = [d.disk for d in vm.hard_drives] + [d for c in vm.checkpoints for d in c.frozen.values()]
+        for disk in disks:
+            for link in disk.chain():
+                assert host.fs.to_real(link.path).is_file(), f"{link.path} is in a chain but not on disk"
+        on_disk = {
+            host.fs.to_windows(p).lower()
+            for p in host.fs.to_real("C:\\").rglob("*")
+            if p.suffix.lower() == ".avhdx" and VM in str(p).lower()
+        }
+        referenced = {link.path.lower() for disk in disks for link in disk.chain()}
+    assert on_disk <= referenced, f"orphaned AVHDX: {sorted(on_disk - referenced)}"
+
+
+def merge_everything(emu: Any, hook: Any, vm_id: uuid.UUID) -> None:
+    for checkpoint in hook.list_checkpoints(vm_id):
+        for _ in range(100):
+            try:
+                hook.remove_checkpoint(checkpoint.id)
+                break
+            except CLEAR_ERRORS:  # a merge still runs: wait like an operator would
+                time.sleep(0.1)
+    deadline = time.monotonic() + 20
+    while model_vm(emu).merge_until is not None and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+def assert_clean(emu: Any, drives_before: list[str]) -> None:
+    emu.host("hv-01").settle()
+    vm = model_vm(emu)
+    assert emu.host("hv-01").snapshots(vm) == []
+    assert [d.disk.path for d in vm.hard_drives] == drives_before
+    assert_chain_consistent(emu)
+    root = emu.host("hv-01").fs.to_real("C:\\")
+    assert not [p for p in root.rglob("*") if p.suffix.lower() == ".avhdx"], "AVHDX left after the merges"
+
+
+def race(*jobs: Any) -> list[Any]:
+    """Run callables at the same instant; return each one's result or exception."""
+    barrier = threading.Barrier(len(jobs))
+    results: list[Any] = [None] * len(jobs)
+
+    def run(i: int, job: Any) -> None:
+        barrier.wait()
+        try:
+            results[i] = job()
+        except BaseException as exc:  # the race loser is what we inspect
+            results[i] = exc
+
+    threads = [threading.Thread(target=run, args=(i, j)) for i, j in enumerate(jobs)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    return results
+
+
+def test_two_runs_protect_the_same_vm_at_once(slow: Any) -> None:
+    emu = slow
+    type_before = model_vm(emu).checkpoint_type
+    drives_before = [d.disk.path for d in model_vm(emu).hard_drives]
+    hooks = [new_hook(emu), new_hook(emu)]
+    names = ["airflow-hyperv 20260301T0100Z 0000000000a1", "airflow-hyperv 20260301T0100Z 0000000000b2"]
+    vm_id = hooks[0].get_vm(name=VM).id
+
+    def protect(i: int) -> Any:
+        hv = hooks[i]
+        for _ in range(100):  # the caller's retry: wait while the VM is busy with the other run
+            try:
+                return hv.create_checkpoint(vm_id, names[i], consistency=Consistency.APPLICATION)
+            except CLEAR_ERRORS as exc:
+                last = exc
+                time.sleep(0.1)
+        raise last
+
+    first = race(lambda: hooks[0].create_checkpoint(vm_id, names[0], consistency=Consistency.APPLICATION),
+                 lambda: hooks[1].create_checkpoint(vm_id, names[1], consistency=Consistency.APPLICATION))  # fmt: skip
+    errors = [r for r in first if isinstance(r, BaseException)]
+    assert len(errors) <= 1, errors
+    for error in errors:  # the loser is told the VM is busy; never "production impossible"
+        assert not isinstance(error, ProductionCheckpointImpossibleError), repr(error)
+        assert isinstance(error, CLEAR_ERRORS), repr(error)
+    assert model_vm(emu).checkpoint_type == type_before  # the loser's Set-VM pair put the type back too
+    assert_chain_consistent(emu)
+    # whoever lost tries again once the VM is idle: both runs end up with their own checkpoint
+    made = {r.checkpoint.name: r for r in first if not isinstance(r, BaseException)}
+    for i, name in enumerate(names):
+        if name not in made:
+            made[name] = protect(i)
+    assert sorted(c.name for c in hooks[0].list_checkpoints(vm_id)) == sorted(names)
+    assert_chain_consistent(emu)
+
+    # both export their own checkpoint at once, to their own folders
+    paths = ["D:\\Backups\\race-a", "D:\\Backups\\race-b"]
+    for hv, path in zip(hooks, paths, strict=True):
+        hv.make_directory(path)
+    exported = race(
+        *[
+            (lambda hv=hv, r=made[n], p=p: hv.export_checkpoint(r.checkpoint.id, p))
+            for hv, n, p in zip(hooks, names, paths, strict=True)
+        ]
+    )
+    for result in exported:
+        assert result is None or isinstance(result, CLEAR_ERRORS), repr(result)
+    for path, result in zip(paths, exported, strict=True):
+        files = hooks[0].list_files(path)
+        if result is None:  # a finished export is whole: configuration and the disk, none empty
+            assert {f.path.rsplit("\\", 1)[-1].lower() for f in files} >= {"web-01.vhdx"}
+            assert all(f.length > 0 for f in files)
+    assert_chain_consistent(emu)
+
+    merge_everything(emu, hooks[0], vm_id)
+    for hv in hooks:
+        hv.close()
+    assert model_vm(emu).checkpoint_type == type_before
+    assert_clean(emu, drives_before)
+
+
+def test_a_merge_racing_a_new_checkpoint(slow: Any) -> None:
+    emu = slow
+    drives_before = [d.disk.path for d in model_vm(emu).hard_drives]
+    type_before = model_vm(emu).checkpoint_type
+    with new_hook(emu) as a, new_hook(emu) as b:
+        vm_id = a.get_vm(name=VM).id
+        old = a.create_checkpoint(
+            vm_id, "airflow-hyperv 20260301T0100Z 0000000000c3", consistency="application"
+        )
+        new_name = "airflow-hyperv 20260302T0100Z 0000000000d4"
+        results = race(
+            lambda: a.remove_checkpoint(old.checkpoint.id),
+            lambda: b.create_checkpoint(vm_id, new_name, consistency=Consistency.APPLICATION),
+        )
+        removed, created = results
+        assert removed is True or isinstance(removed, CLEAR_ERRORS), repr(removed)
+        if isinstance(created, BaseException):
+            assert isinstance(created, CLEAR_ERRORS), repr(created)  # "the VM is merging disks"
+            assert not isinstance(created, ProductionCheckpointImpossibleError)
+        assert model_vm(emu).checkpoint_type == type_before
+        assert_chain_consistent(emu)
+        # neither is lost: the merge finishes and the new checkpoint can be taken afterwards
+        if isinstance(removed, BaseException):
+            merge_everything(emu, a, vm_id)
+        deadline = time.monotonic() + 20
+        while isinstance(created, BaseException) and time.monotonic() < deadline:
+            try:
+                created = b.create_checkpoint(vm_id, new_name, consistency=Consistency.APPLICATION)
+            except CLEAR_ERRORS:
+                time.sleep(0.1)
+        assert not isinstance(created, BaseException), repr(created)
+        names = [c.name for c in a.list_checkpoints(vm_id)]
+        assert names == [new_name], names
+        assert_chain_consistent(emu)
+        merge_everything(emu, a, vm_id)
+    assert_clean(emu, drives_before)
+
+
+def test_the_losing_error_is_a_hyperv_error_not_a_transport_one(slow: Any) -> None:
+    """A checkpoint during another's checkpoint answers at once with a state error (no retry storm)."""
+    emu = slow
+    with new_hook(emu) as a, new_hook(emu) as b:
+        vm_id = a.get_vm(name=VM).id
+        started = threading.Event()
+
+        def long_checkpoint() -> Any:
+            started.set()
+            return a.create_checkpoint(
+                vm_id, "airflow-hyperv 20260301T0100Z 0000000000e5", consistency="crash"
+            )
+
+        thread_result: list[Any] = []
+        thread = threading.Thread(target=lambda: thread_result.append(long_checkpoint()))
+        thread.start()
+        started.wait(5)
+        deadline = time.monotonic() + 5
+        while not any(e.outcome == "running" for e in emu.audit.entries(cmdlet="Checkpoint-VM")):
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        with pytest.raises(HyperVError) as info:
+            b.create_checkpoint(vm_id, "airflow-hyperv 20260301T0100Z 0000000000f6", consistency="crash")
+        thread.join(30)
+        assert isinstance(info.value, CLEAR_ERRORS), repr(info.value)
+        assert len(emu.audit.entries(cmdlet="Checkpoint-VM")) == 2
+        merge_everything(emu, a, vm_id)
