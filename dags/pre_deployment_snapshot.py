@@ -72,6 +72,8 @@ with DAG(
         from airflow.sdk.exceptions import AirflowFailException
 
         ti = context["ti"]
+        if not ti.xcom_pull(task_ids="merge"):
+            raise AirflowFailException("the checkpoint merge failed: see the merge task (an orphaned AVHDX?)")
         restored = ti.xcom_pull(task_ids="rollback")
         if restored:
             raise AirflowFailException(

@@ -83,7 +83,10 @@ class DeferrableMixin:
     def defer_to(self, trigger: BaseTrigger) -> None:
         """Hand the wait to the triggerer; ``execute_complete(context, event)`` resumes, and finds
         what it needs in ``event["echo"]`` (the trigger's ``echo``)."""
-        timeout = dt.timedelta(seconds=self.wait_timeout) if self.wait_timeout else None
+        # The trigger gives up at wait_timeout and says why; Airflow's timeout is only a backstop.
+        timeout = dt.timedelta(seconds=self.wait_timeout * 1.1 + 60) if self.wait_timeout else None
+        if self.wait_timeout and hasattr(trigger, "give_up_after") and not trigger.give_up_after:
+            trigger.give_up_after = float(self.wait_timeout)
         self.defer(trigger=trigger, method_name="execute_complete", timeout=timeout)  # type: ignore[attr-defined]
 
     @staticmethod

@@ -164,35 +164,32 @@ class HyperVMergeCheckpointOperator(DeferrableMixin, HyperVBaseOperator):
                     name = run_checkpoint_name(context, str(vm.id))
             vm, checkpoints = hv.vm_with_checkpoints(vm.id)
             found = [c for c in checkpoints if c.name == name]
-            if not found:
-                self.log.info("No checkpoint %r on %s: nothing to merge", name, vm.name)
-                return {
-                    "vm_id": str(vm.id),
-                    "vm_name": vm.name,
-                    "checkpoint_name": name,
-                    "merged": False,  # this try removed nothing (an earlier try may have)
-                    "checkpoint_left": False,
-                    "finished_at": dt.datetime.now(dt.timezone.utc).isoformat(),
-                }
-            checkpoint = found[0]
-            if not self.checkpoint_name and not is_provider_checkpoint(checkpoint.name):
-                raise AirflowFailException(
-                    f"refusing to merge {checkpoint.name!r}: not made by this provider"
+            if found:
+                checkpoint_id: str | None = str(found[0].id)
+                avhdx = self._remove(hv, vm, found[0], checkpoints, name)
+            else:
+                # Nothing to remove. But a VM with no checkpoint that still runs on a differencing
+                # disk is mid-merge (an earlier try removed it and was stopped) or its merge failed:
+                # wait for it like any merge, so a failed merge never ends as a clean run.
+                checkpoint_id = None
+                drives = hv.vm_overview(vm.id).drives
+                avhdx = _avhdx([d.path for d in drives]) if not checkpoints else []
+                if not avhdx:
+                    self.log.info("No checkpoint %r on %s: nothing to merge", name, vm.name)
+                    return {
+                        "vm_id": str(vm.id),
+                        "vm_name": vm.name,
+                        "checkpoint_name": name,
+                        "merged": False,  # this try removed nothing (an earlier try may have)
+                        "checkpoint_left": False,
+                        "finished_at": dt.datetime.now(dt.timezone.utc).isoformat(),
+                    }
+                self.log.warning(
+                    "%s has no checkpoint but runs on %s: a merge is still running or failed; waiting for it",
+                    vm.name,
+                    ", ".join(avhdx),
                 )
-            oldest = dt.datetime.min.replace(tzinfo=dt.timezone.utc)
-            newest = max(checkpoints, key=lambda c: c.creation_time or oldest)
-            drives = hv.vm_overview(vm.id).drives
-            # The VM writes into the newest checkpoint's AVHDX; merging that one moves it back down.
-            avhdx = _avhdx([d.path for d in drives]) if newest.id == checkpoint.id else []
-            hv.remove_checkpoint(checkpoint.id)
-            self.log.info(
-                "Removed checkpoint %r of %s; the host is merging %s", name, vm.name, avhdx or "its disks"
-            )
-        target: dict[str, Any] = {
-            "vm_id": str(vm.id),
-            "checkpoint_id": str(checkpoint.id),
-            "avhdx_paths": avhdx,
-        }
+        target: dict[str, Any] = {"vm_id": str(vm.id), "checkpoint_id": checkpoint_id, "avhdx_paths": avhdx}
         if self.deferrable:
             from airflow_hyperv.triggers.hyperv import HyperVWaitTrigger
 
@@ -208,6 +205,23 @@ class HyperVMergeCheckpointOperator(DeferrableMixin, HyperVBaseOperator):
         self._wait_here(target)
         return self._confirm(target, name)
 
+    def _remove(
+        self, hv: HyperVHook, vm: Any, checkpoint: Any, checkpoints: list[Any], name: str
+    ) -> list[str]:
+        """Remove ``checkpoint``; return the AVHDX paths whose disappearance means the merge ended."""
+        if not self.checkpoint_name and not is_provider_checkpoint(checkpoint.name):
+            raise AirflowFailException(f"refusing to merge {checkpoint.name!r}: not made by this provider")
+        oldest = dt.datetime.min.replace(tzinfo=dt.timezone.utc)
+        newest = max(checkpoints, key=lambda c: c.creation_time or oldest)
+        drives = hv.vm_overview(vm.id).drives
+        # The VM writes into the newest checkpoint's AVHDX; merging that one moves it back down.
+        avhdx = _avhdx([d.path for d in drives]) if newest.id == checkpoint.id else []
+        hv.remove_checkpoint(checkpoint.id)
+        self.log.info(
+            "Removed checkpoint %r of %s; the host is merging %s", name, vm.name, avhdx or "its disks"
+        )
+        return avhdx
+
     def _wait_here(self, target: dict[str, Any]) -> None:
         wait = WaitTarget(
             WaitFor.MERGE_DONE, target["vm_id"], checkpoint_id=target["checkpoint_id"],
@@ -220,11 +234,15 @@ class HyperVMergeCheckpointOperator(DeferrableMixin, HyperVBaseOperator):
                 if done:
                     return
                 if time.monotonic() > deadline:
-                    raise AirflowException(f"merge did not finish within {self.wait_timeout}s: {observed}")
+                    raise AirflowException(
+                        _merge_not_finished(f"not done after {self.wait_timeout:g}s: {observed}")
+                    )
                 self.log.info("Waiting for the merge: %s", observed)
                 time.sleep(self.poll_interval)
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> Any:
+        if event and event.get("timed_out"):
+            raise AirflowException(_merge_not_finished(event.get("message", "")))
         echo = self.check_event(event)["echo"]
         return self._confirm(echo["target"], echo["name"])
 
@@ -234,7 +252,7 @@ class HyperVMergeCheckpointOperator(DeferrableMixin, HyperVBaseOperator):
 
         vm_id = uuid.UUID(target["vm_id"])
         with self.hyperv_hook() as hv:
-            if hv.get_checkpoint(uuid.UUID(target["checkpoint_id"])) is not None:
+            if target["checkpoint_id"] and hv.get_checkpoint(uuid.UUID(target["checkpoint_id"])) is not None:
                 raise AirflowException(f"checkpoint {name!r} is still on the VM after the merge")
             chains = hv.disk_chains(vm_id)
             in_chain = {d.path.lower() for c in chains for d in c.disks}
@@ -353,6 +371,14 @@ class HyperVSetCheckpointTypeOperator(HyperVBaseOperator):
             "previous": vm.checkpoint_type.name,
             "checkpoint_type": updated.checkpoint_type.name,
         }
+
+
+def _merge_not_finished(observed: str) -> str:
+    return (
+        f"the merge did not finish ({observed}). If the host is no longer merging, the merge failed and "
+        "left an orphaned AVHDX that the VM still runs on: see docs/operators.md (When a merge fails); "
+        "never delete AVHDX files by hand."
+    )
 
 
 def skip_unless_followed(op: Any, context: Context) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from airflow.providers.standard.operators.empty import EmptyOperator
 from airflow.sdk import TaskGroup, TriggerRule
 
 from airflow_hyperv.hyperv.verify import Policy
@@ -133,5 +134,11 @@ def build_protection_chain(
     # A teardown normally runs only if a setup succeeded; a create that failed after
     # Checkpoint-VM ran must still be cleaned up, and the merge is a no-op when nothing exists.
     merge.trigger_rule = TriggerRule.ALL_DONE
+    # A failed merge leaves an AVHDX behind, and a teardown's failure does not fail the run; this leaf
+    # does (upstream_failed). Not on_failure_fail_dagrun: that would hide the exports' own failures,
+    # as Airflow then stops counting the teardown's upstream tasks as leaves.
+    cleaned_up = EmptyOperator(task_id="cleaned_up", **task_kwargs)
+    merge >> cleaned_up
     tasks["merge"] = merge
+    tasks["cleaned_up"] = cleaned_up
     return tasks

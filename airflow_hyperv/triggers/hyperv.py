@@ -10,6 +10,7 @@ worker thread, so the triggerer's event loop never blocks.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Hashable
 from dataclasses import asdict
 from typing import Any
@@ -36,6 +37,7 @@ class HyperVWaitTrigger(BaseEventTrigger):
         avhdx_paths: list[str] | None = None,
         operation: dict[str, Any] | None = None,
         echo: dict[str, Any] | None = None,
+        give_up_after: float | None = None,
     ) -> None:
         super().__init__()
         self.hyperv_conn_id = hyperv_conn_id
@@ -50,6 +52,9 @@ class HyperVWaitTrigger(BaseEventTrigger):
         # Handed back in the event: what the resuming operator needs (deferral kwargs are not
         # returned by every runner, e.g. dag.test() replaces them with the event).
         self.echo = dict(echo) if echo else {}
+        # Our own deadline, so the failure event can say what was last observed (Airflow's deferral
+        # timeout, a backstop set a little later, can only say "timed out").
+        self.give_up_after = float(give_up_after) if give_up_after else None
         if self.wait_for is WaitFor.OPERATION_DONE and not self.operation:
             raise ValueError("waiting for an operation needs the operation")
 
@@ -67,6 +72,7 @@ class HyperVWaitTrigger(BaseEventTrigger):
                 "avhdx_paths": self.avhdx_paths,
                 "operation": self.operation,
                 "echo": self.echo,
+                "give_up_after": self.give_up_after,
             },
         )
 
@@ -104,6 +110,7 @@ class HyperVWaitTrigger(BaseEventTrigger):
             avhdx_paths=tuple(self.avhdx_paths),
         )
         errors = 0
+        started = time.monotonic()
         async for snapshot in shared_stream:
             if snapshot.error:
                 errors += 1
@@ -117,6 +124,11 @@ class HyperVWaitTrigger(BaseEventTrigger):
             if done:
                 gone = self.vm_id not in snapshot.vms
                 yield self._event("error" if gone else "success", observed)
+                return
+            if self.give_up_after and time.monotonic() - started > self.give_up_after:
+                yield self._event(
+                    "error", f"not done after {self.give_up_after:g}s: {observed}", timed_out=True
+                )
                 return
             self.log.info("Waiting for %s: %s", self.wait_for.value, observed)
 
@@ -139,6 +151,7 @@ class HyperVWaitTrigger(BaseEventTrigger):
         op = DisconnectedOperation.from_dict(self.operation)
         settings = await HyperVAsyncHook(self.hyperv_conn_id).settings()
         errors = 0
+        started = time.monotonic()
         while True:
             try:
                 poll = await asyncio.to_thread(poll_disconnected, settings, op, wait_seconds=1.0)
@@ -152,6 +165,11 @@ class HyperVWaitTrigger(BaseEventTrigger):
                 continue
             errors = 0
             if poll.state == "running":
+                if self.give_up_after and time.monotonic() - started > self.give_up_after:
+                    yield self._event(
+                        "error", f"{op.label} still running after {self.give_up_after:g}s", timed_out=True
+                    )
+                    return
                 await asyncio.sleep(self.poll_interval)
                 continue
             if poll.state == "gone":

@@ -154,17 +154,15 @@ DOWNTIME = 0.0  # extra seconds the port stays closed (stopping the server itsel
 DOC_NOTES = [
     "- Transport faults are armed on the request that carries the step's cmdlet; the Set-VM statements "
     "travel in the same round trip as Checkpoint-VM (set type, then checkpoint, then the VM's own type back).",
-    "- A merge failure is bounded here with a 5 s wait: the merge wait judges completion from the disk "
-    "chain and cannot tell a failed merge (VM left on the AVHDX) from one still running. That case polls "
-    "in the worker: `dag.test()` runs a trigger inline without its deferral timeout.",
+    "- A merge failure is bounded here with a 5 s wait (`wait_timeout`; 6 h by default): the host gives no "
+    "non-localized signal that a merge ended, so the merge task judges completion from the disk chain, "
+    "gives up at its timeout naming the AVHDX the VM still runs on, and, being a teardown with "
+    "`on_failure_fail_dagrun`, fails the run. A retry that finds no checkpoint but a VM still on a "
+    "differencing disk waits again instead of reporting 'nothing to merge'. That case polls in the worker: "
+    "`dag.test()` runs a trigger inline without its deferral timeout.",
 ]
 # Cases that show a bug not fixed yet: the row says FAILED and the test xfails; once fixed, they pass.
-KNOWN_BUGS = {
-    ("merge", "merge failure"): (
-        "the merge wait cannot tell a failed merge from a running one; it times out, and the task's retry "
-        "finds no checkpoint and reports 'nothing to merge': the run succeeds over an orphaned AVHDX"
-    ),
-}
+KNOWN_BUGS: dict[tuple[str, str], str] = {}
 CASES = [(s, f) for s in STEPS for f in FAULTS]
 
 
