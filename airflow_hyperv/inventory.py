@@ -107,3 +107,11 @@ def vms_for_host(path: str | Path, host: str, variable: str | None) -> list[dict
     """The VMs to protect on ``host`` now: from the Variable (JSON) when set, else from the file."""
     inventory = parse(json.loads(variable), f"Variable {VARIABLE}") if variable else load(path)
     return inventory.host(host).vms
+
+
+def conn_id_for_host(path: str | Path, host: str) -> str:
+    """The connection of ``host``: from the inventory when it lists the host, else ``hyperv_<host>``."""
+    try:
+        return load(path).host(host).conn_id
+    except (InventoryError, OSError):
+        return "hyperv_" + "".join(c if c.isalnum() else "_" for c in host.lower())

@@ -9,12 +9,17 @@ copy the export there and verify the copy the same way.
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import pendulum
 from airflow.sdk import DAG, AssetAlias, task
 
 from airflow_hyperv.operators.export import EXPORT_ALIAS
 
-CONN = "hyperv_hv_01"
+INVENTORY = Path(
+    os.environ.get("AIRFLOW_HYPERV_INVENTORY", Path(__file__).parent / "inventory" / "nightly.yaml")
+)
 
 with DAG(
     dag_id="verify_new_export",
@@ -31,20 +36,24 @@ with DAG(
 
         from airflow_hyperv.hooks.hyperv import HyperVHook
         from airflow_hyperv.hyperv.restore import verify_against_manifest
+        from airflow_hyperv.inventory import conn_id_for_host
 
-        manifests = [dict(m) for m in (context["dag_run"].conf or {}).get("manifests") or []]
+        found = [dict(m) for m in (context["dag_run"].conf or {}).get("manifests") or []]
         for events in (context.get("triggering_asset_events") or {}).values():
-            manifests.extend(dict(e.extra) for e in events if (e.extra or {}).get("files"))
+            found.extend(dict(e.extra) for e in events if (e.extra or {}).get("files"))
+        # An alias event arrives under both the alias and the asset: verify each export once.
+        manifests = list({(m.get("host"), m["path"]): m for m in found}.values())
         if not manifests:
             print("No export manifest in the triggering events: nothing to verify")
             return []
         results, failures = [], []
-        with HyperVHook(CONN) as hv:
-            for manifest in manifests:
+        for manifest in manifests:
+            # Each export is checked on the host that wrote it (the manifest names it).
+            with HyperVHook(conn_id_for_host(INVENTORY, manifest.get("host", ""))) as hv:
                 problems = verify_against_manifest(hv, manifest)
-                results.append({"vm": manifest["vm_name"], "path": manifest["path"], "problems": problems})
-                if problems:
-                    failures.append(f"{manifest['vm_name']} at {manifest['path']}: " + "; ".join(problems))
+            results.append({"vm": manifest["vm_name"], "path": manifest["path"], "problems": problems})
+            if problems:
+                failures.append(f"{manifest['vm_name']} at {manifest['path']}: " + "; ".join(problems))
         for r in results:
             print(f"{r['vm']:<16} {r['path']}: {'intact' if not r['problems'] else 'DAMAGED'}")
         if failures:

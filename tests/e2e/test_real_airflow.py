@@ -34,6 +34,11 @@ ROOT = Path(__file__).parents[2]
 POSTGRES_SH = ROOT / "scripts" / "postgres.sh"
 COMPONENTS = ("scheduler", "dag-processor", "api-server", "triggerer")
 DAG_IDS = ("nightly_checkpoint", "pre_deployment_snapshot")
+# The Asset-driven DAGs (docs/events.md): paused until their test, so the events and exports of the
+# tests before it do not schedule them.
+EVENT_DAG_IDS = ("protect_on_change", "verify_new_export")
+WATCHED_ASSET = "hyperv-events/hv-01"
+WATCHER_POLL_INTERVAL = 2  # seconds; the DAG's 30 would make this test wait longer for nothing
 STARTUP_TIMEOUT = 180.0
 RUN_TIMEOUT = 240.0
 # The nightly DAG's mapped groups: (group, map index) of each VM of dags/inventory/nightly.yaml.
@@ -100,7 +105,7 @@ class AirflowStack:
         return result.stdout
 
     def start(self, component: str) -> None:
-        with (self.logs / f"{component}.log").open("wb") as log:
+        with (self.logs / f"{component}.log").open("ab") as log:
             self.procs[component] = subprocess.Popen(
                 [sys.executable, "-m", "airflow", component],
                 env=self.env, cwd=self.home, stdout=log, stderr=subprocess.STDOUT,
@@ -112,26 +117,27 @@ class AirflowStack:
             if proc.poll() is not None:
                 raise AssertionError(f"airflow {name} exited with {proc.returncode}\n{self.tails()}")
 
-    def stop(self) -> list[int]:
-        """SIGTERM every component's group, then SIGKILL whatever is left in their sessions.
-        Returns the processes still alive afterwards (none, unless something escaped)."""
-        for proc in self.procs.values():
+    def stop(self, *components: str) -> list[int]:
+        """SIGTERM the given components' groups (default: all), then SIGKILL whatever is left in their
+        sessions. Returns the processes still alive afterwards (none, unless something escaped)."""
+        procs = [self.procs[c] for c in components] if components else list(self.procs.values())
+        for proc in procs:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGTERM)
         deadline = time.monotonic() + 20
-        for proc in self.procs.values():
+        for proc in procs:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(timeout=max(0.1, deadline - time.monotonic()))
         left: list[int] = []
         for _ in range(50):
-            left = [pid for proc in self.procs.values() for pid in session_members(proc.pid)]
+            left = [pid for proc in procs for pid in session_members(proc.pid)]
             if not left:
                 break
             for pid in left:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
             time.sleep(0.2)
-        for proc in self.procs.values():
+        for proc in procs:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(timeout=5)
         return left
@@ -316,8 +322,13 @@ def airflow(workdir: Path, postgres: str, fleet: Any) -> Iterator[AirflowStack]:
     home = workdir / "airflow"
     # The DAGs under test and their inventory (not every example DAG: less to parse on a small machine).
     shutil.copytree(ROOT / "dags" / "inventory", home / "dags" / "inventory")
-    for dag_id in DAG_IDS:
+    for dag_id in DAG_IDS + EVENT_DAG_IDS:
         shutil.copy2(ROOT / "dags" / f"{dag_id}.py", home / "dags" / f"{dag_id}.py")
+    # The watcher polls the event log every WATCHER_POLL_INTERVAL seconds instead of 30.
+    watched = home / "dags" / "protect_on_change.py"
+    source = watched.read_text()
+    assert source.count("poll_interval=30)") == 1, "dags/protect_on_change.py changed: adapt this test"
+    watched.write_text(source.replace("poll_interval=30)", f"poll_interval={WATCHER_POLL_INTERVAL})"))
     # Manual runs only: a cron schedule would add a scheduled run as soon as the DAG is unpaused.
     inventory_file = home / "dags" / "inventory" / "nightly.yaml"
     inventory = yaml.safe_load(inventory_file.read_text())
@@ -349,7 +360,7 @@ def wait_until_ready(stack: AirflowStack) -> None:
         stack.check_alive()
         try:
             health = stack.api("GET", "/monitor/health")
-            for dag_id in DAG_IDS:
+            for dag_id in DAG_IDS + EVENT_DAG_IDS:
                 stack.api("GET", f"/dags/{dag_id}")
             unhealthy = [
                 name
@@ -488,3 +499,129 @@ def test_pre_deployment_snapshot_merges_on_success_and_rolls_back_on_failure(
         assert_no_checkpoint_left(fleet)
         # The rollback waited for the heartbeat of the restarted VM in the triggerer.
         assert_waited_in_the_triggerer(airflow, bad, [("rollback", -1), ("merge", -1)])
+
+
+# -- the Asset-driven DAGs, scheduled from a real event ----------------------------------------------
+def wait_for(what: str, probe: Any, stack: AirflowStack, timeout: float = 120.0) -> Any:
+    """Poll ``probe()`` until it returns something truthy, and return that."""
+    deadline = time.monotonic() + timeout
+    while True:
+        stack.check_alive()
+        if result := probe():
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"waited {timeout:.0f}s for {what}\n{stack.tails()}")
+        time.sleep(0.5)
+
+
+def dag_runs(stack: AirflowStack, dag_id: str) -> list[dict[str, Any]]:
+    return list(stack.api("GET", f"/dags/{dag_id}/dagRuns", params={"limit": 100})["dag_runs"])
+
+
+def watcher_events(stack: AirflowStack, asset_id: int) -> list[dict[str, Any]]:
+    return list(
+        stack.api("GET", "/assets/events", params={"asset_id": asset_id, "limit": 100})["asset_events"]
+    )
+
+
+def watermark(stack: AirflowStack, asset_id: int) -> Any:
+    entries = stack.api("GET", f"/assets/{asset_id}/state-store")["asset_state_store"]
+    return next((e["value"] for e in entries if e["key"] == "hyperv-event-watermark"), None)
+
+
+def event_log_reads(fleet: Any) -> int:
+    """How many times the watcher read hv-01's event log (Get-WinEvent, one call per channel)."""
+    return len([e for e in fleet.audit.entries(cmdlet="Get-WinEvent") if e.host == "hv-01"])
+
+
+def test_a_vm_stop_on_the_host_runs_protect_on_change_through_the_asset_watcher_and_its_export_is_verified(
+    airflow: AirflowStack, fleet: Any
+) -> None:
+    with explained(airflow):
+        host = fleet.host("hv-01")
+        web = next(v for v in host.vms() if v.name == "web-01")
+        checkpoints_before = len(fleet.audit.entries(cmdlet="Checkpoint-VM"))
+        assert not dag_runs(airflow, "protect_on_change") and not dag_runs(airflow, "verify_new_export")
+
+        # Unpausing does not start the watcher: the dag-processor registers an asset's watchers only
+        # when it parses the file of an unpaused DAG (Airflow 3.3, add_asset_trigger_references). So,
+        # as an operator would: unpause, then ask for a reparse (REST parseDagFile).
+        airflow.api("PATCH", "/dags/verify_new_export", json={"is_paused": False})
+        dag = airflow.api("PATCH", "/dags/protect_on_change", json={"is_paused": False})
+        airflow.api("PUT", f"/parseDagFile/{dag['file_token']}")
+        started = time.monotonic()
+
+        def asset_with_watcher() -> dict[str, Any] | None:
+            assets = airflow.api("GET", "/assets", params={"name_pattern": WATCHED_ASSET})["assets"]
+            return next((a for a in assets if a["name"] == WATCHED_ASSET and a["watchers"]), None)
+
+        asset = wait_for("the watcher to be registered", asset_with_watcher, airflow)
+        assert [w["name"] for w in asset["watchers"]] == ["hv-01-vm-changes"], asset["watchers"]
+        # The triggerer runs it: it wrote its starting watermark (the newest records) to the asset's
+        # state store in Airflow's database.
+        start_mark = wait_for(
+            "the watcher's first watermark", lambda: watermark(airflow, asset["id"]), airflow
+        )
+        print(f"e2e: watcher running {time.monotonic() - started:.1f}s after the unpause: {start_mark}")
+        assert not watcher_events(airflow, asset["id"])
+
+        # The real event: maintenance shuts web-01 down (the model writes 18504 to its event log).
+        assert host.stop_vm(web)
+        stopped = time.monotonic()
+        runs = wait_for("a protect_on_change run", lambda: dag_runs(airflow, "protect_on_change"), airflow)
+        print(f"e2e: protect_on_change run created {time.monotonic() - stopped:.1f}s after the VM stopped")
+        assert len(runs) == 1, runs
+        assert runs[0]["run_type"] == "asset_triggered", runs[0]
+        run = airflow.wait_for_run("protect_on_change", runs[0]["dag_run_id"])
+        assert run.state == "success", run.states()
+
+        # The asset event the triggerer created from the watcher's TriggerEvent, and the run it created.
+        events = watcher_events(airflow, asset["id"])
+        assert len(events) == 1, events
+        event = events[0]
+        assert event["source_dag_id"] is None and (event["extra"] or {}).get("from_trigger") is True, event
+        payload = event["extra"]["payload"]
+        assert payload["vm_id"] == str(web.id) and payload["kind"] == "vm_shut_down", payload
+        assert (payload["event_id"], payload["host"]) == (18504, "hv-01"), payload
+        assert [r["run_id"] for r in event["created_dagruns"]] == [run.run_id], event["created_dagruns"]
+
+        # The host: one new checkpoint, of web-01, merged back; its export under the DAG's root.
+        new = fleet.audit.entries(cmdlet="Checkpoint-VM")[checkpoints_before:]
+        assert [e.targets[0].lower() for e in new] == [str(web.id).lower()], new
+        assert_no_checkpoint_left(fleet)
+        exports = host.fs.to_real("D:\\Backups\\on-change")
+        assert [p.name.lower() for p in exports.iterdir()] == [str(web.id).lower()], list(exports.iterdir())
+
+        # No repeat: the watcher keeps reading the event log past that record and fires nothing more.
+        reads = event_log_reads(fleet)
+        wait_for("three more polls", lambda: event_log_reads(fleet) >= reads + 6, airflow, timeout=60)
+        assert len(watcher_events(airflow, asset["id"])) == 1
+        assert len(dag_runs(airflow, "protect_on_change")) == 1
+        mark = watermark(airflow, asset["id"])
+        assert mark != start_mark, (start_mark, mark)
+
+        # ... not even from a new triggerer: the watermark is in Airflow's database, not in the process.
+        assert not airflow.stop("triggerer")
+        airflow.start("triggerer")
+        restarted = time.monotonic()
+        reads = event_log_reads(fleet)
+        wait_for("the new triggerer's polls", lambda: event_log_reads(fleet) >= reads + 6, airflow)
+        print(f"e2e: the new triggerer polled again {time.monotonic() - restarted:.1f}s after its start")
+        assert len(watcher_events(airflow, asset["id"])) == 1
+        assert len(dag_runs(airflow, "protect_on_change")) == 1
+        assert watermark(airflow, asset["id"]) == mark
+
+        # The export's asset event (through the hyperv-exports alias) scheduled verify_new_export.
+        verify_runs = wait_for(
+            "a verify_new_export run", lambda: dag_runs(airflow, "verify_new_export"), airflow
+        )
+        assert len(verify_runs) == 1 and verify_runs[0]["run_type"] == "asset_triggered", verify_runs
+        verified = airflow.wait_for_run("verify_new_export", verify_runs[0]["dag_run_id"])
+        lines = [str(e.get("event", "")) for e in airflow.task_log(
+            verified.dag_id, verified.run_id, verified.final[("verify", -1)])]  # fmt: skip
+        on_change = [line for line in lines if line.startswith("web-01") and "\\on-change\\" in line]
+        assert on_change and all(line.endswith("intact") for line in on_change), lines[-30:]
+        assert verified.state == "success", (
+            verified.states(),
+            [ln for ln in lines if ln.endswith(("intact", "DAMAGED"))],
+        )

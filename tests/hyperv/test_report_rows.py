@@ -35,3 +35,14 @@ def test_refusal_and_skip_and_table():
     assert failed_rows([refused, skipped]) == [refused]
     table = render_table([refused, skipped])
     assert "why: AirflowFailException: VSS disabled" in table and "why: disabled" in table
+
+
+def test_conn_id_for_host_reads_the_inventory(tmp_path):
+    from pathlib import Path
+
+    from airflow_hyperv.inventory import conn_id_for_host
+
+    inventory = Path(__file__).parents[2] / "dags" / "inventory" / "nightly.yaml"
+    assert conn_id_for_host(inventory, "hv-02") == "hyperv_hv_02"
+    assert conn_id_for_host(inventory, "HV-09") == "hyperv_hv_09"  # not listed: the naming convention
+    assert conn_id_for_host(tmp_path / "missing.yaml", "hv-01") == "hyperv_hv_01"
