@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import shutil
 import threading
@@ -145,8 +146,15 @@ class HostFileSystem:
     def used(self, letter: str) -> int:
         vol = self.volumes[letter.upper()]
         return vol.reserved + sum(
-            self.logical_size(f) for f in self._walk_files(self.root / vol.letter.upper())
+            self._size_if_present(f) for f in self._walk_files(self.root / vol.letter.upper())
         )
+
+    def _size_if_present(self, real: Path) -> int:
+        """A file another pipeline removes while the volume is being summed counts as gone."""
+        try:
+            return self.logical_size(real)
+        except FileNotFoundError:
+            return 0
 
     def free(self, letter: str) -> int:
         vol = self.volumes[letter.upper()]
@@ -154,14 +162,16 @@ class HostFileSystem:
 
     @staticmethod
     def _walk_files(top: Path) -> Iterator[Path]:
-        for entry in top.rglob("*"):
-            if entry.is_file():
-                yield entry
+        # os.walk skips folders that vanish mid-walk (a concurrent Remove-Item of a staging folder);
+        # Path.rglob raises FileNotFoundError there.
+        for folder, _, files in os.walk(top):
+            for name in files:
+                yield Path(folder) / name
 
     def tree_size(self, real: Path) -> int:
         if real.is_file():
             return self.logical_size(real)
-        return sum(self.logical_size(f) for f in self._walk_files(real))
+        return sum(self._size_if_present(f) for f in self._walk_files(real))
 
     # --- file operations (what the model and the file cmdlets do) ------------------------------------
 

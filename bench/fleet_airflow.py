@@ -1,0 +1,268 @@
+"""Fleet makespan of the nightly DAG on REAL Airflow, against the bound the per-host pools allow
+(``make bench-slow``; ``.venv/bin/python -m bench.fleet_airflow``).
+
+A real deployment (``bench/cluster.py``): PostgreSQL, scheduler, dag-processor, api-server and triggerer,
+LocalExecutor with ``[core] parallelism`` 8, deferrable operators on (exports and merges wait in the
+triggerer, and with ``--include-deferred`` pools they keep their pool slot while they wait). The real
+``dags/nightly_checkpoint.py`` reads a generated inventory (``AIRFLOW_HYPERV_INVENTORY``): ``--hosts``
+hosts, each with its own connection and a pool of ``--pool-slots`` slots. One emulated fleet of the
+largest size serves every run; each size's run protects the first VMs of each host (the inventory's
+VM list is read when the run starts, so one deployment serves every size).
+
+Emulated operation times (``bench.fleet.TIMING``: 3 s checkpoint, 20 GB exported at 250 MB/s, 1 GB of
+churn merged at 150 MB/s) at ``--time-scale`` 2: 45.9 s of real host time per VM, so Hyper-V work
+dominates a VM's chain. The bound: per host, ``ceil(VMs / slots)`` VMs pass through each slot one after
+the other (identical VMs: the exact bound for that host's Hyper-V work), the slowest host, plus the
+unavoidable latency of one VM's chain around it, measured in the same run: its host's VM-list task,
+the non-Hyper-V tasks of the fastest VM (verify, choose, retention, cleaned_up) and the report task.
+
+Every process is ended at the end (their sessions), all traffic stays on 127.0.0.1, and the whole
+bench stops itself after ``--deadline`` seconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from bench.cluster import AirflowCluster, Postgres, RunTimeout, airflow_env, cpu_busy, free_port, parse_time
+from bench.common import print_machine_info, print_table
+from bench.fleet import CHURN_MB, DISK_FILE_GB, TIMING, fleet, inventory, layout
+
+ROOT = Path(__file__).resolve().parents[1]
+DAG_ID = "nightly_checkpoint"
+HYPERV_TASKS = (
+    "production_checkpoint",
+    "standard_checkpoint",
+    "export_production",
+    "export_standard",
+    "merge",
+)
+STARTUP_TIMEOUT = 300.0
+
+
+def per_vm_seconds(time_scale: float) -> float:
+    """Real seconds of Hyper-V work per VM: checkpoint + export of its disk + merge of its churn."""
+    emulated = (
+        TIMING["checkpoint_seconds"]
+        + DISK_FILE_GB * 1024 / TIMING["export_mb_per_s"]
+        + CHURN_MB / TIMING["merge_mb_per_s"]
+    )
+    return emulated / time_scale
+
+
+def hyperv_bound(hosts: int, vms: int, slots: int, time_scale: float) -> float:
+    return max(math.ceil(len(names) / slots) * per_vm_seconds(time_scale) for names in layout(hosts, vms))
+
+
+def chain_latency(tis: list[dict[str, Any]]) -> tuple[float, dict[str, float]]:
+    """Measured non-Hyper-V latency one VM's chain cannot avoid (see the module's doc)."""
+    lists = [float(t["duration"] or 0) for t in tis if t["task_id"].endswith("_vms")]
+    report = max((float(t["duration"] or 0) for t in tis if t["task_id"] == "report"), default=0.0)
+    per_vm: dict[tuple[str, int], float] = {}
+    for t in tis:
+        if "." not in t["task_id"] or t["state"] != "success":
+            continue
+        group, task_id = t["task_id"].split(".", 1)
+        if task_id not in HYPERV_TASKS:
+            key = (group, int(t["map_index"]))
+            per_vm[key] = per_vm.get(key, 0.0) + float(t["duration"] or 0)
+    parts = {
+        "vm_list_s": min(lists, default=0.0),
+        "vm_other_tasks_s": min(per_vm.values(), default=0.0),
+        "report_s": report,
+    }
+    return sum(parts.values()), parts
+
+
+def run_size(
+    cluster: AirflowCluster,
+    inv_path: Path,
+    hosts: int,
+    vms: int,
+    slots: int,
+    time_scale: float,
+    timeout: float,
+) -> dict[str, Any]:
+    inv_path.write_text(yaml.safe_dump(inventory(hosts, vms, slots)))  # read by each host's VM-list task
+    busy0, total0 = cpu_busy()
+    wall0 = time.time()
+    run_id = cluster.trigger(DAG_ID)
+    try:
+        run = cluster.wait_for_run(DAG_ID, run_id, timeout)
+    except RunTimeout as exc:  # the deadline: report how far it got (its makespan is at least the wall time)
+        print(f"fleet_airflow: {exc}", file=sys.stderr)
+        run = {"state": "unfinished at the deadline", "start_date": None, "end_date": None}
+    wall = time.time() - wall0
+    busy1, total1 = cpu_busy()
+    tis = cluster.task_instances(DAG_ID, run_id)
+    start, end = parse_time(run.get("start_date")), parse_time(run.get("end_date"))
+    makespan = (end - start) if start and end else wall
+    states: dict[str, int] = {}
+    for t in tis:
+        states[str(t["state"])] = states.get(str(t["state"]), 0) + 1
+    ran = [t for t in tis if t["state"] == "success"]
+    # Start-up latency of each task: queued -> started (the executor forks a task runner).
+    lags = [
+        s - q
+        for t in ran
+        if (q := parse_time(t.get("queued_when"))) and (s := parse_time(t.get("start_date"))) and s >= q
+    ]
+    hv = hyperv_bound(hosts, vms, slots, time_scale)
+    latency, parts = chain_latency(tis)
+    bound = hv + latency
+    return {
+        "vms": vms,
+        "hosts": hosts,
+        "pool_slots": slots,
+        "dag_run": run["state"],
+        "task_instances": len(tis),
+        "states": ", ".join(f"{k} {v}" for k, v in sorted(states.items())),
+        "makespan_s": round(makespan, 1),
+        "wall_s": round(wall, 1),
+        "hyperv_bound_s": round(hv, 1),
+        "chain_latency_s": round(latency, 1),
+        **{k: round(v, 1) for k, v in parts.items()},
+        "lower_bound_s": round(bound, 1),
+        "makespan_over_bound": round(makespan / bound, 2),
+        "sum_task_durations_s": round(sum(float(t["duration"] or 0) for t in tis), 1),
+        "mean_task_s": round(sum(float(t["duration"] or 0) for t in ran) / len(ran), 2) if ran else 0.0,
+        "mean_queued_to_start_s": round(sum(lags) / len(lags), 2) if lags else 0.0,
+        "cpu_busy_pct": round(100.0 * (busy1 - busy0) / max(1.0, total1 - total0), 1),
+    }
+
+
+def measure(
+    sizes: Sequence[int], *, hosts: int, slots: int, time_scale: float, parallelism: int, deadline: float
+) -> tuple[list[dict[str, Any]], float]:
+    from airflow_hyperv.emulator.api import Emulator
+
+    stop_at = time.monotonic() + deadline
+    biggest = max(sizes)
+    tmp = Path(tempfile.mkdtemp(prefix="bench-fleet-airflow-"))
+    keep = False
+    postgres = Postgres(tmp / "postgres")
+    cluster: AirflowCluster | None = None
+    try:
+        db_url = postgres.start()
+        with Emulator(
+            fleet=fleet(hosts, biggest), root_dir=tmp / "hosts", auth="basic", time_scale=time_scale
+        ) as emu:
+            home = tmp / "airflow"
+            (home / "dags").mkdir(parents=True)
+            shutil.copy2(ROOT / "dags" / f"{DAG_ID}.py", home / "dags" / f"{DAG_ID}.py")
+            inv_path = tmp / "inventory.yaml"  # outside the DAGs folder
+            inv_path.write_text(yaml.safe_dump(inventory(hosts, biggest, slots)))
+            conns = {
+                f"AIRFLOW_CONN_HYPERV_{name.upper().replace('-', '_')}": emu.connection_uri(name)
+                for name in emu.host_names
+            }
+            api_port = free_port()
+            env = airflow_env(
+                home, db_url, api_port, parallelism=parallelism,
+                extra={**conns, "AIRFLOW_HYPERV_INVENTORY": str(inv_path)},
+            )  # fmt: skip
+            cluster = AirflowCluster(home, env, f"http://127.0.0.1:{api_port}")
+            started = time.monotonic()
+            cluster.cli("db", "migrate", timeout=600)
+            for h in range(hosts):
+                cluster.cli(
+                    "pools", "set", f"hyperv_hv_{h:02d}", str(slots), "Hyper-V host", "--include-deferred"
+                )
+            cluster.start()
+            cluster.wait_ready((DAG_ID,), min(STARTUP_TIMEOUT, stop_at - time.monotonic()))
+            ready_s = time.monotonic() - started
+            print(f"fleet_airflow: Airflow ready in {ready_s:.1f}s", file=sys.stderr)
+            rows = []
+            for n in sizes:
+                remaining = stop_at - time.monotonic()
+                if remaining < 30:
+                    print(f"fleet_airflow: deadline reached, {n} VMs not run", file=sys.stderr)
+                    break
+                row = run_size(cluster, inv_path, min(hosts, n), n, slots, time_scale, remaining)
+                print(f"fleet_airflow: {row}", file=sys.stderr)
+                rows.append(row)
+            return rows, ready_s
+    except BaseException:
+        keep = True
+        if cluster is not None:
+            print(cluster.tails(30), file=sys.stderr)
+        raise
+    finally:
+        left = cluster.stop() if cluster is not None else []
+        postgres.stop()
+        if left:
+            print(f"fleet_airflow: processes survived the cleanup: {left}", file=sys.stderr)
+        if keep:
+            print(
+                f"fleet_airflow: kept {tmp} (logs in airflow/process-logs and airflow/logs)", file=sys.stderr
+            )
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+COLUMNS = (
+    "vms", "hosts", "pool_slots", "dag_run", "task_instances", "makespan_s", "hyperv_bound_s",
+    "chain_latency_s", "lower_bound_s", "makespan_over_bound", "sum_task_durations_s", "mean_task_s",
+    "mean_queued_to_start_s", "cpu_busy_pct",
+)  # fmt: skip
+
+
+def growth(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    if len(rows) < 2:
+        return []
+    small, big = rows[0], rows[-1]
+    keys = ("vms", "task_instances", "makespan_s", "lower_bound_s", "hyperv_bound_s", "makespan_over_bound",
+            "sum_task_durations_s", "mean_queued_to_start_s")  # fmt: skip
+    return [
+        {"measure": k, f"{small['vms']} VMs": small[k], f"{big['vms']} VMs": big[k],
+         "growth": round(big[k] / small[k], 2) if small[k] else "n/a"}
+        for k in keys
+    ]  # fmt: skip
+
+
+def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.fleet_airflow", description=__doc__.splitlines()[0]
+    )
+    parser.add_argument("--sizes", type=int, nargs="+", default=[10, 100], help="VM counts (default 10 100)")
+    parser.add_argument("--hosts", type=int, default=10, help="emulated hosts (fewer if fewer VMs)")
+    parser.add_argument("--pool-slots", type=int, default=2, help="slots of each host's pool")
+    parser.add_argument("--time-scale", type=float, default=2.0, help="emulated seconds per real second")
+    parser.add_argument("--parallelism", type=int, default=8, help="Airflow [core] parallelism")
+    parser.add_argument("--deadline", type=float, default=2400.0, help="stop after this many seconds")
+    args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
+
+    print("\n## Fleet makespan of the nightly DAG on real Airflow (LocalExecutor, PostgreSQL, triggerer)\n")
+    print_machine_info()
+    print(
+        f"\nparallelism {args.parallelism}, pools of {args.pool_slots} slots (include deferred), time_scale "
+        f"{args.time_scale}: {per_vm_seconds(args.time_scale):.1f} s of Hyper-V work per VM\n"
+    )
+    rows, ready_s = measure(
+        args.sizes, hosts=args.hosts, slots=args.pool_slots, time_scale=args.time_scale,
+        parallelism=args.parallelism, deadline=args.deadline,
+    )  # fmt: skip
+    print(f"Airflow start-up (migrate, pools, four components healthy, DAG parsed): {ready_s:.1f} s\n")
+    print_table(rows, COLUMNS, title="Per fleet size")
+    for row in rows:
+        print(
+            f"* {row['vms']} VMs: {row['states']}; chain latency = VM list {row['vm_list_s']} s + the VM's "
+            f"other tasks {row['vm_other_tasks_s']} s + report {row['report_s']} s; wall {row['wall_s']} s"
+        )
+    if g := growth(rows):
+        print_table(g, title="Growth")
+    return rows
+
+
+if __name__ == "__main__":
+    main()
