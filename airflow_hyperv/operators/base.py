@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-from collections.abc import Iterator, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator, conf
@@ -19,6 +20,7 @@ from airflow_hyperv.hyperv.errors import (
     VMNotFoundError,
 )
 from airflow_hyperv.hyperv.names import checkpoint_name
+from airflow_hyperv.hyperv.waits import WaitTarget, judge
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -88,6 +90,23 @@ class DeferrableMixin:
         if self.wait_timeout and hasattr(trigger, "give_up_after") and not trigger.give_up_after:
             trigger.give_up_after = float(self.wait_timeout)
         self.defer(trigger=trigger, method_name="execute_complete", timeout=timeout)  # type: ignore[attr-defined]
+
+    def wait_in_worker(self, target: WaitTarget, explain: Callable[[str], str] = str) -> None:
+        """The non-deferrable path: poll the host until ``target`` is reached, a VM vanishes, or
+        ``wait_timeout`` passes (``explain`` turns the timeout text into the task's error)."""
+        deadline = time.monotonic() + (self.wait_timeout or float("inf"))
+        with self.hyperv_hook() as hv:  # type: ignore[attr-defined]
+            while True:
+                snapshot = hv.host_state()
+                done, observed = judge(target, snapshot)
+                if done:
+                    if target.vm_id.lower() not in snapshot.vms:
+                        raise AirflowException(observed)
+                    return
+                if time.monotonic() > deadline:
+                    raise AirflowException(explain(f"not done after {self.wait_timeout:g}s: {observed}"))
+                self.log.info("Waiting for %s: %s", target.kind.value, observed)  # type: ignore[attr-defined]
+                time.sleep(self.poll_interval)
 
     @staticmethod
     def check_event(event: dict[str, Any] | None) -> dict[str, Any]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -14,7 +13,7 @@ from airflow_hyperv.hyperv.errors import (
     ProductionCheckpointImpossibleError,
 )
 from airflow_hyperv.hyperv.names import is_provider_checkpoint, require_exact_name
-from airflow_hyperv.hyperv.waits import WaitFor, WaitTarget, judge
+from airflow_hyperv.hyperv.waits import WaitFor, WaitTarget
 from airflow_hyperv.operators.base import (
     FINAL_ERRORS,
     DeferrableMixin,
@@ -227,18 +226,7 @@ class HyperVMergeCheckpointOperator(DeferrableMixin, HyperVBaseOperator):
             WaitFor.MERGE_DONE, target["vm_id"], checkpoint_id=target["checkpoint_id"],
             avhdx_paths=tuple(target["avhdx_paths"]),
         )  # fmt: skip
-        deadline = time.monotonic() + (self.wait_timeout or float("inf"))
-        with self.hyperv_hook() as hv:
-            while True:
-                done, observed = judge(wait, hv.host_state())
-                if done:
-                    return
-                if time.monotonic() > deadline:
-                    raise AirflowException(
-                        _merge_not_finished(f"not done after {self.wait_timeout:g}s: {observed}")
-                    )
-                self.log.info("Waiting for the merge: %s", observed)
-                time.sleep(self.poll_interval)
+        self.wait_in_worker(wait, explain=_merge_not_finished)
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> Any:
         if event and event.get("timed_out"):
@@ -341,7 +329,9 @@ class HyperVRestoreCheckpointOperator(DeferrableMixin, HyperVBaseOperator):
                     echo=summary,
                 )
             )
-        wait_for_state(self, str(vm.id), "Running", heartbeat=True)
+        self.wait_in_worker(
+            WaitTarget(WaitFor.VM_STATE, str(vm.id), target_state="Running", require_heartbeat=True)
+        )
         return summary
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
@@ -398,22 +388,6 @@ def skip_unless_followed(op: Any, context: Context) -> None:
         decision = decision[0] if decision else None
     if isinstance(decision, dict) and op.task_id not in decision.get(XCOM_SKIPMIXIN_FOLLOWED, []):
         raise AirflowSkipException(f"{op.branch_task_id} did not choose {op.task_id}")
-
-
-def wait_for_state(op: Any, vm_id: str, state: str, *, heartbeat: bool) -> None:
-    """Poll in the worker (the non-deferrable path) until the VM reaches ``state``."""
-    wait = WaitTarget(WaitFor.VM_STATE, vm_id, target_state=state, require_heartbeat=heartbeat)
-    deadline = time.monotonic() + (op.wait_timeout or float("inf"))
-    with op.hyperv_hook() as hv:
-        while True:
-            done, observed = judge(wait, hv.host_state())
-            if done:
-                if vm_id.lower() not in hv.host_state().vms:
-                    raise AirflowException(observed)
-                return
-            if time.monotonic() > deadline:
-                raise AirflowException(f"{observed} after {op.wait_timeout}s")
-            time.sleep(op.poll_interval)
 
 
 __all__ = [
