@@ -83,21 +83,11 @@ def run_demo() -> int:
         _say(
             f"emulated Hyper-V hosts {', '.join(emulator.host_names)} listening on {emulator.url} (NTLM, encrypted)"
         )
-        for host in emulator.host_names:
-            os.environ[f"AIRFLOW_CONN_HYPERV_{host.upper().replace('-', '_')}"] = emulator.connection_uri(
-                host
-            )
-        import importlib.util
-
-        spec = importlib.util.spec_from_file_location(
-            "nightly_checkpoint", HOME / "dags" / "nightly_checkpoint.py"
-        )
-        assert spec and spec.loader
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
+        set_connections(emulator)
+        dag = load_dag("nightly_checkpoint")
         _say("running the nightly_checkpoint DAG (verify, checkpoint, export, verify export, merge) ...")
         with _quiet(log):
-            dag_run = module.dag.test()
+            dag_run = dag.test()
         rows = _report(dag_run)
         leftovers = [
             f"{host}/{vm.name}"
@@ -147,41 +137,68 @@ def load_dag(dag_id: str) -> Any:
     return module.dag
 
 
+UI_HOME = Path(".airflow").resolve()  # apart from the demo's home: the UI does not open on the demo's run
+UI_STARTUP_SECONDS = 240.0
+
+
 def run_airflow_ui(port: int = 8080) -> int:
-    """``make airflow``: the real Airflow (standalone) with the emulator and the DAGs, until Ctrl-C."""
+    """``make airflow``: the real Airflow (standalone) with the emulator and the DAGs, until Ctrl-C.
+
+    Airflow's standalone starts its components by running ``airflow`` from PATH, so this interpreter's
+    scripts folder goes first on PATH (a plain shell has no activated venv). The emulator's hosts are
+    stored as real connections (visible and editable in the UI). It fails loudly, with the log's tail,
+    if standalone or one of its components does not come up or dies later.
+    """
     import signal
 
-    DEMO.mkdir(parents=True, exist_ok=True)
-    log = DEMO / "airflow.log"
-    prepare_airflow_home()
+    UI_HOME.mkdir(parents=True, exist_ok=True)
+    log = UI_HOME / "airflow.log"
+    prepare_airflow_home(UI_HOME)
     _airflow("db", "migrate", log=log)
     for pool, slots in POOLS.items():
         _airflow("pools", "set", pool, str(slots), "one Hyper-V host", "--include-deferred", log=log)
     from airflow_hyperv.emulator.api import Emulator
 
-    with Emulator(auth="ntlm", root_dir=DEMO / "ui-hosts", time_scale=60.0) as emulator:
-        set_connections(emulator)
+    with Emulator(auth="ntlm", root_dir=UI_HOME / "hosts", time_scale=60.0) as emulator:
+        names = store_connections(emulator, log)
         env = {
             **os.environ,
+            "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
             "AIRFLOW__API__HOST": "127.0.0.1",
             "AIRFLOW__API__PORT": str(port),
             "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/",
             "AIRFLOW__CORE__PARALLELISM": "4",
             "AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE": "True",
         }
-        _say(
-            f"emulator on {emulator.url}; Airflow UI on http://127.0.0.1:{port} (login printed by standalone)"
-        )
-        _say(f"logs: {log}; Ctrl-C stops everything")
+        _say(f"starting Airflow in {UI_HOME} (log: {log}) ...")
         with log.open("a") as out:
             proc = subprocess.Popen(
                 [sys.executable, "-m", "airflow", "standalone"], env=env, stdout=out, stderr=out,
                 start_new_session=True,
             )  # fmt: skip
             try:
-                proc.wait()
+                problem = _wait_until_healthy(proc, port, UI_STARTUP_SECONDS)
+                if problem:
+                    _fail_loudly(problem, log)
+                    return 1
+                _say(f"Airflow UI: http://127.0.0.1:{port}")
+                _say(login_hint(UI_HOME))
+                _say(
+                    f"emulated Hyper-V hosts on {emulator.url} (NTLM) as connections {', '.join(names)}; "
+                    f"user {emulator.username}, password in {emulator.write_credentials_file()}"
+                )
+                _say("Ctrl-C stops everything")
+                while proc.poll() is None:
+                    problem = _health_problem(port)
+                    if problem:
+                        _fail_loudly(f"an Airflow component stopped: {problem}", log)
+                        return 1
+                    with contextlib.suppress(subprocess.TimeoutExpired):
+                        proc.wait(timeout=10)
+                _fail_loudly(f"airflow standalone exited with code {proc.returncode}", log)
+                return 1
             except KeyboardInterrupt:
-                pass
+                return 0
             finally:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(proc.pid, signal.SIGTERM)
@@ -189,7 +206,69 @@ def run_airflow_ui(port: int = 8080) -> int:
                     proc.wait(timeout=30)
                 except subprocess.TimeoutExpired:
                     os.killpg(proc.pid, signal.SIGKILL)
-    return 0
+
+
+def store_connections(emulator: Any, log: Path) -> list[str]:
+    """One real connection per emulated host (``hyperv_hv_01`` ...), replaced at every start: the
+    emulator's password is new each time."""
+    names = []
+    for host in emulator.host_names:
+        conn_id = f"hyperv_{host.replace('-', '_')}"
+        with contextlib.suppress(subprocess.CalledProcessError):  # absent on the first start
+            _airflow("connections", "delete", conn_id, log=log)
+        _airflow("connections", "add", conn_id, "--conn-uri", emulator.connection_uri(host), log=log)
+        names.append(conn_id)
+    return names
+
+
+def login_hint(home: Path) -> str:
+    """How to log in: standalone's simple auth manager keeps the generated password in a file."""
+    import json
+
+    path = home / "simple_auth_manager_passwords.json.generated"
+    try:
+        users = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return f"log in as admin; the password is in {path} once Airflow has generated it"
+    user, password = next(iter(users.items()), ("admin", "?"))
+    return f"log in as {user} with password {password} (kept in {path})"
+
+
+def _health_problem(port: int) -> str | None:
+    """None when the API server answers and the scheduler, dag-processor and triggerer are healthy."""
+    import requests
+
+    try:
+        health = requests.get(f"http://127.0.0.1:{port}/api/v2/monitor/health", timeout=5).json()
+    except (requests.RequestException, ValueError) as exc:
+        return f"the API server does not answer ({type(exc).__name__})"
+    unhealthy = [
+        name
+        for name in ("metadatabase", "scheduler", "triggerer", "dag_processor")
+        if (health.get(name) or {}).get("status") != "healthy"
+    ]
+    return f"not healthy: {', '.join(unhealthy)}" if unhealthy else None
+
+
+def _wait_until_healthy(proc: subprocess.Popen, port: int, seconds: float) -> str | None:  # type: ignore[type-arg]
+    import time
+
+    deadline = time.monotonic() + seconds
+    problem: str | None = "not started"
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            return f"airflow standalone exited with code {proc.returncode}"
+        problem = _health_problem(port)
+        if problem is None:
+            return None
+        time.sleep(2)
+    return f"Airflow did not come up within {seconds:.0f}s ({problem})"
+
+
+def _fail_loudly(problem: str, log: Path) -> None:
+    lines = log.read_text(encoding="utf-8", errors="replace").splitlines()[-40:] if log.exists() else []
+    print("\n".join(lines), file=sys.stderr)
+    _say(f"FAILED: {problem}; the last lines of {log} are above")
 
 
 def _report(dag_run) -> list[dict] | None:  # type: ignore[no-untyped-def, type-arg]
