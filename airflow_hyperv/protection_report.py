@@ -19,6 +19,9 @@ from pathlib import Path
 from typing import Any
 
 REPORT_FILE = "protection-report.html"
+# What the newest nightly run did with each VM (written by nightly_checkpoint's report task, read here):
+# a Variable, because a failed report task publishes no asset event and every component reads Variables.
+LAST_OUTCOMES_VARIABLE = "hyperv_last_protection_outcomes"
 _STAMP = re.compile(r"\b(\d{8}T\d{4}Z)\b")
 
 
@@ -81,8 +84,11 @@ def collect(
     now: dt.datetime,
     policy: Policy = Policy(),
     expected_vms: Iterable[tuple[str, str]] = (),
+    last_outcomes: Iterable[dict[str, Any]] = (),
 ) -> list[VMProtection]:
-    """One row per VM seen in any event (or listed in ``expected_vms`` as (host, name)), sorted."""
+    """One row per VM seen in any event or listed in ``expected_vms`` as (host, name), sorted: a VM
+    that was never protected is in the report, with why. ``last_outcomes`` (the nightly report's rows:
+    host, vm, outcome, reason) says what its last protection run did when that was not a protection."""
     rows: dict[str, VMProtection] = {}
 
     def row(extra: dict[str, Any]) -> VMProtection:
@@ -112,9 +118,16 @@ def collect(
         if r.last_restore_test is None or when > r.last_restore_test:
             r.last_restore_test = when
     for host, name in expected_vms:
-        if not any(r.vm_name.lower() == name.lower() for r in rows.values()):
-            rows[name.lower()] = VMProtection(host, name, "")
+        if not any(_same_vm(r, host, name) for r in rows.values()):
+            rows[f"{host}/{name}".lower()] = VMProtection(host, name, "")
     for r in rows.values():
+        for last in last_outcomes:
+            outcome = str(last.get("outcome") or "")
+            if _same_vm(r, str(last.get("host") or ""), str(last.get("vm") or "")) and not outcome.startswith(
+                "protected"
+            ):
+                reason = str(last.get("reason") or "").strip()
+                r.problems.append(f"last protection run: {outcome}" + (f" ({reason})" if reason else ""))
         age = r.export_age_hours(now)
         if age is None:
             r.problems.append("no verified export")
@@ -129,6 +142,17 @@ def collect(
         elif (now - r.last_restore_test).days > policy.max_restore_test_age_days:
             r.problems.append(f"last restore test {(now - r.last_restore_test).days} days ago")
     return sorted(rows.values(), key=lambda r: (r.in_policy, r.host, r.vm_name.lower()))
+
+
+def outcome_summary(rows: Iterable[dict[str, Any]]) -> list[dict[str, str]]:
+    """The part of the nightly report's rows the fleet report needs (no paths, no sizes)."""
+    return [
+        {k: str(r.get(k) or "") for k in ("host", "vm", "outcome", "reason")} for r in rows if r.get("vm")
+    ]
+
+
+def _same_vm(row: VMProtection, host: str, name: str) -> bool:
+    return row.vm_name.lower() == name.lower() and (not row.host or not host or row.host == host)
 
 
 # --- HTML ------------------------------------------------------------------------------------------------

@@ -72,6 +72,12 @@ with DAG(
         rows = collect_report(context["ti"], [(h.group_id, h.name) for h in inventory.hosts])
         print(render_table(rows))
         context["ti"].xcom_push(key="report", value=rows)  # kept even when this task fails below
+        # The fleet report (protection_report DAG) shows why a VM was not protected last night.
+        from airflow.sdk import Variable
+
+        from airflow_hyperv.protection_report import LAST_OUTCOMES_VARIABLE, outcome_summary
+
+        Variable.set(LAST_OUTCOMES_VARIABLE, outcome_summary(rows), serialize_json=True)
         if failed := failed_rows(rows):
             # The run fails when a VM is not protected as its policy asks: never report success.
             raise AirflowFailException(

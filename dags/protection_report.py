@@ -9,12 +9,19 @@ through ``hyperv-restore-tests``), writes a self-contained HTML page with an inl
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import pendulum
 from airflow.sdk import DAG, AssetAlias, task
 
 from airflow_hyperv.operators.export import EXPORT_ALIAS
 
 RESTORE_ALIAS = "hyperv-restore-tests"  # airflow_hyperv.operators.restore_test.RESTORE_ALIAS
+# Every VM of the nightly inventory is in the report, protected or not (the nightly DAG's inventory).
+INVENTORY = Path(
+    os.environ.get("AIRFLOW_HYPERV_INVENTORY", Path(__file__).parent / "inventory" / "nightly.yaml")
+)
 
 with DAG(
     dag_id="protection_report",
@@ -29,7 +36,11 @@ with DAG(
     def report(**context) -> list[dict]:  # type: ignore[no-untyped-def]
         import datetime as dt
 
+        from airflow.sdk import Variable
+
+        from airflow_hyperv.inventory import VARIABLE, load, vms_for_host
         from airflow_hyperv.protection_report import (
+            LAST_OUTCOMES_VARIABLE,
             REPORT_FILE,
             collect,
             render_html,
@@ -37,11 +48,25 @@ with DAG(
             rows_to_dicts,
         )
 
+        variable = Variable.get(VARIABLE, default=None)
+        expected = [
+            (host.name, vm["vm"])
+            for host in load(INVENTORY).hosts
+            for vm in vms_for_host(INVENTORY, host.name, variable)
+        ]
+        # What the newest nightly run did with each VM (refused, skipped, failed), when there is one.
+        last = Variable.get(LAST_OUTCOMES_VARIABLE, default=None, deserialize_json=True)
         inlet_events = context["inlet_events"]
         exports = list(inlet_events[AssetAlias(name=EXPORT_ALIAS)])
         restores = list(inlet_events[AssetAlias(name=RESTORE_ALIAS)])
         now = dt.datetime.now(dt.timezone.utc)
-        rows = collect(exports, restores, now=now)
+        rows = collect(
+            exports,
+            restores,
+            now=now,
+            expected_vms=expected,
+            last_outcomes=last if isinstance(last, list) else [],
+        )
         folder = report_dir()
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / REPORT_FILE

@@ -155,3 +155,32 @@ if __name__ == "__main__":  # regenerate docs/protection-report.png
         page.write_text(render_html(sample(), now=NOW))
         screenshot(page, out, chromium() or "chromium")
     print(out)
+
+
+def test_every_inventory_vm_is_in_the_report_with_why_it_is_not_protected(
+    fleet_dags, tmp_path, monkeypatch
+):
+    """After a nightly run on the example fleet, the fleet report lists all seven inventory VMs: the
+    refused (file-01) and skipped (build-01) ones too, each with what its last nightly run did."""
+    monkeypatch.setenv("AIRFLOW_HYPERV_REPORT_DIR", str(tmp_path))
+    nightly = fleet_dags("nightly_checkpoint").test()
+    assert str(nightly.state) == "failed"  # file-01 is refused under policy require: the run says so
+    report = fleet_dags("protection_report").test()
+    assert str(report.state) == "success"
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        value = (
+            session.query(XComModel)
+            .filter_by(dag_id="protection_report", run_id=report.run_id, task_id="report", key="return_value")
+            .one()
+        )
+        rows = {r["vm"]: r for r in XComModel.deserialize_value(value)}
+    assert set(rows) == {"dc-01", "sql-01", "web-01", "app-01", "build-01", "legacy-01", "file-01"}
+    assert any(p.startswith("last protection run: refused") for p in rows["file-01"]["problems"]), rows
+    assert any(p.startswith("last protection run: skipped") for p in rows["build-01"]["problems"]), rows
+    assert not rows["file-01"]["in_policy"] and not rows["build-01"]["in_policy"]
+    assert rows["sql-01"]["last_export"], rows["sql-01"]  # protected VMs carry their export
+    page = (tmp_path / "protection-report.html").read_text()
+    assert 'data-vm="file-01"' in page and 'data-vm="build-01"' in page
