@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
+from dataclasses import fields
 from typing import Any
+
+
+def _default(name: str) -> Any:
+    """The connection's own default (ConnectionSettings), so the form and the hook never disagree."""
+    from airflow_hyperv.hooks.connection import ConnectionSettings
+
+    return next(f.default for f in fields(ConnectionSettings) if f.name == name)
 
 
 def _field(label: str, type_: Any, description: str, **extra: Any) -> dict[str, Any]:
@@ -33,6 +41,7 @@ def get_provider_info() -> dict[str, Any]:
         "connection-types": [
             {
                 "connection-type": "hyperv",
+                "hook-name": "Hyper-V",
                 "hook-class-name": "airflow_hyperv.hooks.hyperv.HyperVHook",
                 "ui-field-behaviour": {
                     "hidden-fields": ["schema"],
@@ -47,7 +56,9 @@ def get_provider_info() -> dict[str, Any]:
                         enum=["negotiate", "ntlm", "kerberos", "credssp", "basic", "certificate"],
                         default="negotiate",
                     ),
-                    "use_tls": _field("Use TLS (HTTPS, port 5986)", "boolean", "", default=False),
+                    "use_tls": _field(
+                        "Use TLS (HTTPS, port 5986)", "boolean", "HTTPS to the WinRM listener", default=False
+                    ),
                     "cert_validation": _field(
                         "Validate the server certificate", "boolean", "Keep on outside tests.", default=True
                     ),
@@ -64,16 +75,47 @@ def get_provider_info() -> dict[str, Any]:
                         ["string", "null"],
                         "Session configuration name; default Microsoft.PowerShell",
                     ),
-                    "operation_timeout": _field("Operation timeout (s)", "number", "WS-Man OperationTimeout"),
-                    "read_timeout": _field("Read timeout (s)", "number", "HTTP read timeout"),
-                    "connection_timeout": _field("Connection timeout (s)", "number", "TCP connect timeout"),
+                    "operation_timeout": _field(
+                        "Operation timeout (s)",
+                        ["number", "null"],
+                        "WS-Man OperationTimeout",
+                        default=_default("operation_timeout"),
+                    ),
+                    "read_timeout": _field(
+                        "Read timeout (s)",
+                        ["number", "null"],
+                        "HTTP read timeout",
+                        default=_default("read_timeout"),
+                    ),
+                    "connection_timeout": _field(
+                        "Connection timeout (s)",
+                        ["number", "null"],
+                        "TCP connect timeout",
+                        default=_default("connection_timeout"),
+                    ),
                     "proxy": _field("HTTP proxy", ["string", "null"], "Proxy URL; empty: no proxy"),
-                    "retry_attempts": _field("Retry attempts", "integer", "Transient transport faults only"),
-                    "retry_max_seconds": _field("Retry budget (s)", "number", "Total time for retries"),
+                    "retry_attempts": _field(
+                        "Retry attempts",
+                        ["integer", "null"],
+                        "Tries per call on transient transport faults (never on rejected credentials)",
+                        default=_default("retry_attempts"),
+                    ),
+                    "retry_max_seconds": _field(
+                        "Retry budget (s)",
+                        ["number", "null"],
+                        "Total time for retries of one call",
+                        default=_default("retry_max_seconds"),
+                    ),
                     "wsman_path": _field("WS-Man path", ["string", "null"], "URL path, default wsman"),
-                    "certificate_pem": _field("Client certificate (PEM path)", ["string", "null"], ""),
+                    "certificate_pem": _field(
+                        "Client certificate (PEM path)",
+                        ["string", "null"],
+                        "Path of the client certificate on the worker (auth: certificate)",
+                    ),
                     "certificate_key_pem": _field(
-                        "Client certificate key (PEM path)", ["string", "null"], "", format="password"
+                        "Client certificate key (PEM path)",
+                        ["string", "null"],
+                        "Path of the certificate's private key on the worker (a path, not the key)",
                     ),
                 },
             }

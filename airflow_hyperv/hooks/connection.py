@@ -28,7 +28,9 @@ def _flag(extra: dict[str, Any], key: str, default: bool) -> bool:
 
 
 def _number(extra: dict[str, Any], key: str, default: float, *, minimum: float = 0) -> float:
-    value = extra.get(key, default)
+    value = extra.get(key)
+    if value is None or (isinstance(value, str) and not value.strip()):
+        value = default  # a form field left empty (saved as null) means the default
     try:
         number = float(value)
     except (TypeError, ValueError):

@@ -1,0 +1,59 @@
+"""The provider's metadata as Airflow reads it: valid, and a connection form a user can save."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import fields
+from pathlib import Path
+
+import airflow
+import jsonschema
+
+from airflow_hyperv.get_provider_info import get_provider_info
+from airflow_hyperv.hooks.connection import ConnectionSettings
+
+NUMBER_FIELDS = (
+    "operation_timeout",
+    "read_timeout",
+    "connection_timeout",
+    "retry_attempts",
+    "retry_max_seconds",
+)
+
+
+def _connection_type() -> dict:
+    return next(c for c in get_provider_info()["connection-types"] if c["connection-type"] == "hyperv")
+
+
+def test_provider_info_matches_airflows_schema():
+    schema = json.loads((Path(airflow.__file__).parent / "provider_info.schema.json").read_text())
+    jsonschema.validate(get_provider_info(), schema)
+
+
+def test_the_connection_type_is_named_hyper_v():
+    assert _connection_type()["hook-name"] == "Hyper-V"
+
+
+def test_every_number_field_has_the_hooks_default_so_the_form_can_be_saved():
+    conn_fields = _connection_type()["conn-fields"]
+    defaults = {f.name: f.default for f in fields(ConnectionSettings)}
+    for name in NUMBER_FIELDS:
+        schema = conn_fields[name]["schema"]
+        assert schema["default"] == defaults[name], name
+        assert "null" in schema["type"], f"{name}: an emptied field must still be valid"
+
+
+def test_emptied_number_fields_mean_the_defaults():
+    settings = ConnectionSettings.from_connection(
+        host="hv-01", port=None, login="u", password="p", extra={name: None for name in NUMBER_FIELDS}
+    )
+    assert (settings.operation_timeout, settings.retry_attempts, settings.retry_max_seconds) == (
+        20.0,
+        4,
+        60.0,
+    )
+
+
+def test_the_key_path_field_is_not_masked_as_a_password():
+    # certificate_key_pem holds a file path; masking it hides what a user typed without protecting anything
+    assert "format" not in _connection_type()["conn-fields"]["certificate_key_pem"]["schema"]
