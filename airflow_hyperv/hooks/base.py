@@ -6,7 +6,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 from airflow.sdk import BaseHook
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt, stop_after_delay
@@ -53,6 +53,9 @@ class HyperVBaseHook(BaseHook):
         self._wsman: Any = None
         self._pool: Any = None
         self._rejected: AuthenticationFailedError | None = None
+        # What to raise instead of AuthenticationFailedError (operators raise AirflowFailException,
+        # so Airflow does not retry the task); the original stays the exception's cause.
+        self.on_rejected: Callable[[AuthenticationFailedError], BaseException] | None = None
 
     # -- connection -------------------------------------------------------------------------------
     @property
@@ -76,7 +79,7 @@ class HyperVBaseHook(BaseHook):
         if self._pool is not None:
             return
         if self._rejected is not None:
-            raise AuthenticationFailedError(str(self._rejected)) from None
+            self._raise_rejected(AuthenticationFailedError(str(self._rejected)))
         from pypsrp.powershell import RunspacePool
         from pypsrp.wsman import WSMan
 
@@ -92,6 +95,7 @@ class HyperVBaseHook(BaseHook):
             error = translate(exc, settings.endpoint)
             if isinstance(error, AuthenticationFailedError):
                 self._rejected = error
+                self._raise_rejected(error)
             raise error from None
         self._pool = pool
         log.info("Opened a runspace pool on %s", settings.endpoint)
@@ -106,6 +110,12 @@ class HyperVBaseHook(BaseHook):
                     "Closing the runspace pool on %s failed: %s", self.settings.endpoint, type(exc).__name__
                 )
         self._drop_pool()
+
+    def _raise_rejected(self, error: AuthenticationFailedError) -> NoReturn:
+        log.error("%s; not logging in again with this hook (retries lock accounts out)", error)
+        if self.on_rejected is not None:
+            raise self.on_rejected(error) from error
+        raise error from None
 
     def abandon(self) -> None:
         """Forget the pool without deleting it on the host (no Delete, no request at all).
@@ -167,6 +177,7 @@ class HyperVBaseHook(BaseHook):
             if isinstance(error, AuthenticationFailedError):
                 self._rejected = error
                 self._drop_pool()  # any further request would be one more rejected login
+                self._raise_rejected(error)
             elif isinstance(error, TransientTransportError):
                 # The pool's state is unknown after a lost answer, and the host may still be running
                 # the pipeline: abandon the pool (never Delete it, which would stop the pipeline) and
