@@ -98,7 +98,7 @@ class HyperVWaitTrigger(BaseEventTrigger):
             yield snapshot
 
     @staticmethod
-    async def _poll_host(conn_id: str, interval: float) -> AsyncIterator[HostSnapshot]:
+    async def _poll_host(conn_id: str, interval: float) -> AsyncIterator[HostSnapshot | LoginRejected]:
         from airflow_hyperv.hooks.async_hyperv import HyperVAsyncHook
 
         async with HyperVAsyncHook(conn_id) as hook:
