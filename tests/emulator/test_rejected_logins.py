@@ -4,14 +4,16 @@ an account's lockout; a bare authentication challenge is not a rejected login.""
 from __future__ import annotations
 
 import pytest
-from pypsrp.exceptions import AuthenticationError
+from pypsrp.exceptions import AuthenticationError, WinRMTransportError
 from pypsrp.powershell import RunspacePool
 from pypsrp.wsman import WSMan
+from spnego.exceptions import BadBindingsError, InvalidTokenError
 
 from airflow_hyperv.emulator.api import Emulator
 from airflow_hyperv.emulator.faults import Fault
 from airflow_hyperv.hooks.connection import ConnectionSettings
 from airflow_hyperv.hooks.hyperv import HyperVHook
+from airflow_hyperv.hooks.transport import translate
 from airflow_hyperv.hyperv.errors import AuthenticationFailedError
 
 
@@ -72,3 +74,33 @@ def test_a_401_in_the_middle_of_a_session_is_not_retried_either(emulator):
             hv.host_info()
     assert emulator.counters.rejected_logins("hv-01") == 1
     assert emulator.faults.count_fired(Fault.REJECT_CREDENTIALS) == 1
+
+
+def test_the_hook_over_ntlm_counts_one_rejected_login(tmp_path):
+    with Emulator(root_dir=tmp_path / "h", auth="ntlm") as emu:
+        settings = emu.connection_settings("hv-01")
+        wrong = ConnectionSettings.from_connection(
+            host=settings.host, port=settings.port, login=settings.username, password="not-the-password",
+            extra=emu.connection_extra("hv-01"),
+        )  # fmt: skip
+        hv = HyperVHook(settings=wrong)
+        for _ in range(2):
+            with pytest.raises(AuthenticationFailedError):
+                hv.host_info()
+        assert emu.counters.rejected_logins("hv-01") == 1
+
+
+@pytest.mark.parametrize(
+    "exc",
+    [
+        AuthenticationError("Failed to authenticate the user someone with ntlm"),
+        WinRMTransportError("http", 401, ""),
+        InvalidTokenError(context_msg="bad token"),
+        BadBindingsError(context_msg="channel binding"),
+    ],
+    ids=["pypsrp-401", "http-401", "spnego-token", "spnego-bindings"],
+)
+def test_every_refused_login_is_classified_as_an_authentication_failure(exc):
+    error = translate(exc, "https://hv-01:5986/wsman")
+    assert isinstance(error, AuthenticationFailedError) and not error.retryable
+    assert "someone" not in str(error)  # pypsrp's text names the user; ours names the endpoint only
