@@ -15,10 +15,16 @@ class CountersSnapshot:
     pools_opened: int
     pipelines_run: int
     cmdlets_run: int
+    # Logins the listener refused although the client presented credentials (wrong password, the
+    # REJECT_CREDENTIALS fault): each one counts against an AD account's lockout threshold.
+    rejected_logins: int = 0
+    rejected_logins_by_host: dict[str, int] = field(default_factory=dict)
 
     def __sub__(self, other: CountersSnapshot) -> CountersSnapshot:
         actions = Counter(self.by_action)
         actions.subtract(other.by_action)
+        rejected = Counter(self.rejected_logins_by_host)
+        rejected.subtract(other.rejected_logins_by_host)
         return CountersSnapshot(
             http_requests=self.http_requests - other.http_requests,
             wsman_requests=self.wsman_requests - other.wsman_requests,
@@ -26,6 +32,8 @@ class CountersSnapshot:
             pools_opened=self.pools_opened - other.pools_opened,
             pipelines_run=self.pipelines_run - other.pipelines_run,
             cmdlets_run=self.cmdlets_run - other.cmdlets_run,
+            rejected_logins=self.rejected_logins - other.rejected_logins,
+            rejected_logins_by_host={k: v for k, v in rejected.items() if v},
         )
 
 
@@ -37,6 +45,7 @@ class Counters:
     pools_opened: int = 0
     pipelines_run: int = 0
     cmdlets_run: int = 0
+    rejected_logins_by_host: Counter[str] = field(default_factory=Counter)
 
     def count_http(self) -> None:
         with self._lock:
@@ -55,6 +64,17 @@ class Counters:
             self.pipelines_run += 1
             self.cmdlets_run += cmdlets
 
+    def count_rejected_login(self, host: str) -> None:
+        with self._lock:
+            self.rejected_logins_by_host[host] += 1
+
+    def rejected_logins(self, host: str | None = None) -> int:
+        """Rejected logins on ``host``, or on every host of this listener."""
+        with self._lock:
+            if host is None:
+                return sum(self.rejected_logins_by_host.values())
+            return self.rejected_logins_by_host[host]
+
     def snapshot(self) -> CountersSnapshot:
         with self._lock:
             return CountersSnapshot(
@@ -64,10 +84,13 @@ class Counters:
                 pools_opened=self.pools_opened,
                 pipelines_run=self.pipelines_run,
                 cmdlets_run=self.cmdlets_run,
+                rejected_logins=sum(self.rejected_logins_by_host.values()),
+                rejected_logins_by_host=dict(self.rejected_logins_by_host),
             )
 
     def reset(self) -> None:
         with self._lock:
             self.http_requests = 0
             self.by_action.clear()
+            self.rejected_logins_by_host.clear()
             self.pools_opened = self.pipelines_run = self.cmdlets_run = 0

@@ -17,6 +17,7 @@ class Fault(str, Enum):
     # Transport: acted out by the WS-Man server.
     DROP_BEFORE_RUN = "drop-before-run"  # connection closed on the Command request; nothing ran
     DROP_AFTER_RUN = "drop-after-run"  # the pipeline ran to the end; the connection with its answer dropped
+    DROP_WHILE_RUNNING = "drop-while-running"  # a Receive answer is lost while the pipeline still runs
     WSMAN_BUSY = "wsman-busy"  # a WS-Man fault saying the service cannot take the request now
     WSMAN_TIMEOUT = "wsman-timeout"  # the request times out on the server; nothing ran
     REJECT_CREDENTIALS = "reject-credentials"  # 401 for credentials that are otherwise right
@@ -34,6 +35,7 @@ class Fault(str, Enum):
 _TRANSPORT = {
     Fault.DROP_BEFORE_RUN,
     Fault.DROP_AFTER_RUN,
+    Fault.DROP_WHILE_RUNNING,
     Fault.WSMAN_BUSY,
     Fault.WSMAN_TIMEOUT,
     Fault.REJECT_CREDENTIALS,

@@ -352,6 +352,8 @@ class _Handler(BaseHTTPRequestHandler):
     def _post(self, owner: WSManServer, host: str, body: bytes) -> None:
         result = self.auth.authenticate(self.headers.get("Authorization"))
         if result.user is None:
+            if result.rejected_login:
+                owner.counters.count_rejected_login(host)
             self._answer(result.status, headers=result.headers)
             return
         content_type = self.headers.get("Content-Type", "")

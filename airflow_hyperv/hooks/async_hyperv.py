@@ -15,6 +15,7 @@ from airflow.sdk import BaseHook
 
 from airflow_hyperv.hooks.connection import ConnectionSettings
 from airflow_hyperv.hooks.hyperv import HyperVHook
+from airflow_hyperv.hyperv.errors import AuthenticationFailedError
 
 T = TypeVar("T")
 
@@ -40,6 +41,7 @@ class HyperVAsyncHook:
         self._settings = settings
         self._hook: HyperVHook | None = None
         self._lock = asyncio.Lock()
+        self._rejected: AuthenticationFailedError | None = None
 
     async def settings(self) -> ConnectionSettings:
         if self._settings is None:
@@ -51,12 +53,22 @@ class HyperVAsyncHook:
         return self._settings
 
     async def call(self, fn: Callable[[HyperVHook], T]) -> T:
-        """Run ``fn(hook)`` in a thread on this async hook's runspace pool."""
+        """Run ``fn(hook)`` in a thread on this async hook's runspace pool.
+
+        Once the host rejected the login, every later call raises that ``AuthenticationFailedError``
+        at once, without logging in again, even after ``close()``.
+        """
+        if self._rejected is not None:
+            raise AuthenticationFailedError(str(self._rejected))
         settings = await self.settings()
         async with self._lock, _slots():
             if self._hook is None:
                 self._hook = HyperVHook(self.hyperv_conn_id, settings=settings)
-            return await asyncio.to_thread(fn, self._hook)
+            try:
+                return await asyncio.to_thread(fn, self._hook)
+            except AuthenticationFailedError as exc:
+                self._rejected = exc
+                raise
 
     async def close(self) -> None:
         async with self._lock:

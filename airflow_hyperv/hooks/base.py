@@ -6,14 +6,14 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 from airflow.sdk import BaseHook
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt, stop_after_delay
 from tenacity.wait import wait_random_exponential
 
 from airflow_hyperv.hooks.connection import ConnectionSettings
-from airflow_hyperv.hyperv.errors import HyperVError, TransientTransportError
+from airflow_hyperv.hyperv.errors import AuthenticationFailedError, HyperVError, TransientTransportError
 from airflow_hyperv.hyperv.pipelines import Pipeline
 
 T = TypeVar("T")
@@ -21,13 +21,18 @@ log = logging.getLogger(__name__)
 
 
 def _is_transient(exc: BaseException) -> bool:
-    return isinstance(exc, TransientTransportError)
+    # A rejected login is never transient: every repeat is one more bad-password count on the account.
+    return isinstance(exc, TransientTransportError) and not isinstance(exc, AuthenticationFailedError)
 
 
 class HyperVBaseHook(BaseHook):
     """Opens one runspace pool on first use and reuses it for every call until ``close()``.
 
     Use it as a context manager (``with HyperVHook(...) as hv:``) so the pool is closed on the host.
+
+    Once the host rejects the credentials, this hook never logs in again: every later ``open()``
+    raises the same ``AuthenticationFailedError`` without contacting the host (an AD account locks
+    after a handful of rejected logins). Make a new hook once the credentials are fixed.
     """
 
     conn_name_attr = "hyperv_conn_id"
@@ -47,6 +52,10 @@ class HyperVBaseHook(BaseHook):
         self._settings = settings
         self._wsman: Any = None
         self._pool: Any = None
+        self._rejected: AuthenticationFailedError | None = None
+        # What to raise instead of AuthenticationFailedError (operators raise AirflowFailException,
+        # so Airflow does not retry the task); the original stays the exception's cause.
+        self.on_rejected: Callable[[AuthenticationFailedError], BaseException] | None = None
 
     # -- connection -------------------------------------------------------------------------------
     @property
@@ -69,6 +78,8 @@ class HyperVBaseHook(BaseHook):
         """Open the runspace pool (one Create and one Receive on the wire) if it is not open yet."""
         if self._pool is not None:
             return
+        if self._rejected is not None:
+            self._raise_rejected(AuthenticationFailedError(str(self._rejected)))
         from pypsrp.powershell import RunspacePool
         from pypsrp.wsman import WSMan
 
@@ -81,7 +92,11 @@ class HyperVBaseHook(BaseHook):
             pool.open()
         except Exception as exc:
             self._drop_pool()
-            raise translate(exc, settings.endpoint) from None
+            error = translate(exc, settings.endpoint)
+            if isinstance(error, AuthenticationFailedError):
+                self._rejected = error
+                self._raise_rejected(error)
+            raise error from None
         self._pool = pool
         log.info("Opened a runspace pool on %s", settings.endpoint)
 
@@ -94,6 +109,28 @@ class HyperVBaseHook(BaseHook):
                 log.warning(
                     "Closing the runspace pool on %s failed: %s", self.settings.endpoint, type(exc).__name__
                 )
+        self._drop_pool()
+
+    def _raise_rejected(self, error: AuthenticationFailedError) -> NoReturn:
+        log.error("%s; not logging in again with this hook (retries lock accounts out)", error)
+        if self.on_rejected is not None:
+            raise self.on_rejected(error) from error
+        raise error from None
+
+    def abandon(self) -> None:
+        """Forget the pool without deleting it on the host (no Delete, no request at all).
+
+        After a transient fault a pipeline may still be running there (e.g. the final ``Set-VM``
+        that restores the VM's checkpoint type); a Delete would stop it. An abandoned shell keeps
+        running its pipeline to the end and is removed by the host after its idle timeout
+        (WinRM IdleTimeout, 2 h by default). The next call opens a fresh pool.
+        """
+        if self._pool is not None:
+            log.warning(
+                "Abandoning the runspace pool on %s without deleting it: a pipeline may still be "
+                "running there; the host removes the shell after its idle timeout",
+                self.settings.endpoint,
+            )
         self._drop_pool()
 
     def _drop_pool(self) -> None:
@@ -137,9 +174,15 @@ class HyperVBaseHook(BaseHook):
             raise
         except Exception as exc:
             error = translate(exc, self.settings.endpoint)
-            if isinstance(error, TransientTransportError):
-                # The pool's state is unknown after a lost answer: start the next try on a fresh one.
-                self.close()
+            if isinstance(error, AuthenticationFailedError):
+                self._rejected = error
+                self._drop_pool()  # any further request would be one more rejected login
+                self._raise_rejected(error)
+            elif isinstance(error, TransientTransportError):
+                # The pool's state is unknown after a lost answer, and the host may still be running
+                # the pipeline: abandon the pool (never Delete it, which would stop the pipeline) and
+                # start the next try on a fresh one.
+                self.abandon()
             raise error from None
         log.info(
             "%s on %s: %d object(s), %d error(s) in %.2fs",

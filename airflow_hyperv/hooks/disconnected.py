@@ -49,7 +49,7 @@ from pypsrp.wsman import SelectorSet, WSMan
 
 from airflow_hyperv.hooks import transport
 from airflow_hyperv.hooks.connection import ConnectionSettings
-from airflow_hyperv.hyperv.errors import HyperVError, InvalidInputError
+from airflow_hyperv.hyperv.errors import AuthenticationFailedError, HyperVError, InvalidInputError
 from airflow_hyperv.hyperv.pipelines import Pipeline
 
 log = logging.getLogger(__name__)
@@ -154,9 +154,11 @@ def start_disconnected(
             started_at=started_at,
         )
     except Exception as exc:
-        if pool is not None and pool.state == RunspacePoolState.OPENED:
+        error = transport.translate(exc, settings.endpoint)
+        # After a rejected login, any further request is one more rejected login: send none.
+        if pool is not None and pool.state == RunspacePoolState.OPENED and not _rejected(error):
             _best_effort(pool.close, "delete the runspace pool", settings)
-        raise transport.translate(exc, settings.endpoint) from None
+        raise error from None
     finally:
         _close_session(wsman)
     log.info("Started %s on %s in disconnected shell %s", op.label, settings.endpoint, op.shell_id)
@@ -206,10 +208,12 @@ def poll_disconnected(
     except HyperVError:
         raise
     except Exception as exc:
-        # Leave the pipeline running for the next poll: disconnect if we got as far as connecting.
-        if pool.state == RunspacePoolState.OPENED:
+        error = transport.translate(exc, settings.endpoint)
+        # Leave the pipeline running for the next poll: disconnect if we got as far as connecting
+        # (not after a rejected login: that request would be one more rejected login).
+        if pool.state == RunspacePoolState.OPENED and not _rejected(error):
             _best_effort(pool.disconnect, "disconnect the runspace pool", settings)
-        raise transport.translate(exc, settings.endpoint) from None
+        raise error from None
     finally:
         _close_session(wsman)
 
@@ -301,6 +305,10 @@ def _connect(
         _best_effort(pool.close, "delete the runspace pool", settings)
         return False
     return True
+
+
+def _rejected(error: HyperVError) -> bool:
+    return isinstance(error, AuthenticationFailedError)
 
 
 def _has_streams(ps: PowerShell) -> bool:

@@ -11,6 +11,7 @@ from typing import Any
 import requests
 from pypsrp.exceptions import AuthenticationError, WinRMTransportError, WSManFaultError
 from pypsrp.powershell import PowerShell, RunspacePool
+from spnego.exceptions import SpnegoError
 
 from airflow_hyperv.hyperv.errors import (
     AuthenticationFailedError,
@@ -77,11 +78,24 @@ def _category_name(category: Any) -> str:
 
 
 def translate(exc: BaseException, endpoint: str) -> HyperVError:
-    """A transport exception as a domain error. Messages name the endpoint, never the credentials."""
+    """A transport exception as a domain error. Messages name the endpoint, never the credentials.
+
+    Every way a login can be refused becomes ``AuthenticationFailedError``, which nothing retries:
+    pypsrp's ``AuthenticationError`` (HTTP 401 after the Basic or Negotiate/NTLM exchange, or no
+    offered scheme matches), an HTTP 401 that reaches us as a transport error, and a pyspnego error
+    raised while building or checking the NTLM/Kerberos tokens (wrong password on the client side,
+    bad channel binding, no credential). pypsrp's message names the user, so it is not copied.
+    """
     if isinstance(exc, HyperVError):
         return exc
-    if isinstance(exc, AuthenticationError):
-        return AuthenticationFailedError(f"{endpoint} rejected the credentials ({type(exc).__name__})")
+    if isinstance(exc, AuthenticationError) or (isinstance(exc, WinRMTransportError) and exc.code == 401):
+        return AuthenticationFailedError(
+            f"{endpoint} rejected the credentials (HTTP 401, {type(exc).__name__})"
+        )
+    if isinstance(exc, SpnegoError):
+        return AuthenticationFailedError(
+            f"authenticating with {endpoint} failed ({type(exc).__name__}); the credentials were not accepted"
+        )
     if isinstance(exc, requests.exceptions.SSLError):
         return TransportError(f"TLS with {endpoint} failed: {_first_line(exc)}")
     if isinstance(exc, (requests.exceptions.ConnectionError, requests.exceptions.Timeout)):

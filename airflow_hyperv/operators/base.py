@@ -29,6 +29,58 @@ if TYPE_CHECKING:
     from airflow_hyperv.hooks.hyperv import HyperVHook
 
 DEFAULT_CONN_ID = "hyperv_default"
+REJECTED_LOGIN_REASON = (
+    "the Hyper-V host rejected the credentials: failing without retries, since every retry is one more "
+    "rejected login towards the account's lockout"
+)
+
+try:  # Airflow 3.3+: per-exception retry decisions, made in the worker with the real exception
+    from airflow.sdk.definitions.retry_policy import RetryDecision, RetryPolicy
+except ImportError:  # pragma: no cover - older Airflow: AirflowFailException below is the guard
+    RetryPolicy = None  # type: ignore[assignment,misc]
+
+
+def is_rejected_login(exc: BaseException | None) -> bool:
+    """Whether ``exc``, or an exception it was raised from, is a rejected login."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, AuthenticationFailedError):
+            return True
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+if RetryPolicy is not None:
+
+    class NeverRetryRejectedLogins(RetryPolicy):
+        """FAIL (no task retry) when the host rejected the credentials anywhere in the exception's chain;
+        otherwise ask ``inner`` (the user's own policy), or Airflow's standard retries.
+
+        Every Hyper-V operator and sensor carries it: a user's ``retry_policy`` is wrapped, not replaced.
+        """
+
+        def __init__(self, inner: RetryPolicy | None = None) -> None:
+            self.inner = inner
+
+        def evaluate(
+            self, exception: BaseException, try_number: int, max_tries: int, context: Any = None
+        ) -> RetryDecision:
+            if is_rejected_login(exception):
+                return RetryDecision.fail(REJECTED_LOGIN_REASON)
+            if self.inner is not None:
+                return self.inner.evaluate(exception, try_number, max_tries, context)
+            return RetryDecision.default()
+
+        def serialize(self) -> dict[str, Any]:
+            return {
+                "__type": "NeverRetryRejectedLogins",
+                "inner": self.inner.serialize() if self.inner is not None else None,
+            }
+
+
+def _fail_task(error: AuthenticationFailedError) -> AirflowFailException:
+    return AirflowFailException(str(error))
 
 
 # Errors no retry can fix: the task fails at once (no Airflow retries) with the reason.
@@ -43,19 +95,33 @@ FINAL_ERRORS = (
 
 
 class HyperVOperatorMixin:
-    """Connection and VM handling; operators and sensors add only what is their own."""
+    """Connection and VM handling; operators and sensors add only what is their own.
+
+    Rejected credentials fail the task at once, wherever they surface: the task's ``retry_policy``
+    FAILs on them (``NeverRetryRejectedLogins``, wrapping any policy the user gives), and the hook an
+    operator opens raises AirflowFailException when the host rejects the login, even where that
+    happens before an operator's ``final_errors`` guard.
+    """
 
     hyperv_conn_id: str
     vm: str
 
+    def _convert_retry_policy(self, policy: Any) -> Any:
+        """BaseOperator.__setattr__ passes every ``retry_policy`` assignment through this."""
+        if RetryPolicy is None or isinstance(policy, NeverRetryRejectedLogins):
+            return policy
+        return NeverRetryRejectedLogins(policy)
+
     def hyperv_hook(self) -> HyperVHook:
         from airflow_hyperv.hooks.hyperv import HyperVHook  # transport code loads at run time only
 
-        return HyperVHook(self.hyperv_conn_id)
+        hook = HyperVHook(self.hyperv_conn_id)
+        hook.on_rejected = _fail_task
+        return hook
 
     @contextlib.contextmanager
     def final_errors(self) -> Iterator[None]:
-        """Bad input and Hyper-V refusals fail the task without retries, with the reason."""
+        """Bad input, rejected credentials and Hyper-V refusals fail the task without retries."""
         try:
             yield
         except FINAL_ERRORS as exc:
@@ -108,10 +174,20 @@ class DeferrableMixin:
                 self.log.info("Waiting for %s: %s", target.kind.value, observed)  # type: ignore[attr-defined]
                 time.sleep(self.poll_interval)
 
+    def resume_execution(self, next_method: str, next_kwargs: dict[str, Any] | None, context: Any) -> Any:
+        """A wait that ended because the host rejected the trigger's login fails the task here, before
+        ``execute_complete`` could log in again with the same credentials (one more rejected login)."""
+        event = (next_kwargs or {}).get("event")
+        if isinstance(event, dict) and event.get("rejected_login"):
+            raise AirflowFailException(event.get("message") or REJECTED_LOGIN_REASON)
+        return super().resume_execution(next_method, next_kwargs, context)  # type: ignore[misc]
+
     @staticmethod
     def check_event(event: dict[str, Any] | None) -> dict[str, Any]:
         if not event:
             raise AirflowException("the trigger ended without an event")
+        if event.get("rejected_login"):  # the trigger's login was refused: retrying locks accounts out
+            raise AirflowFailException(event.get("message") or REJECTED_LOGIN_REASON)
         if event.get("status") != "success":
             raise AirflowException(event.get("message") or f"the wait failed: {event}")
         return event

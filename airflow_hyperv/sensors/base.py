@@ -47,7 +47,7 @@ class HyperVHostWaitSensor(DeferrableMixin, HyperVOperatorMixin, BaseSensorOpera
 
     def _target(self) -> WaitTarget:
         if self._vm_id is None:
-            with self.hyperv_hook() as hv, self.final_errors():
+            with self.final_errors(), self.hyperv_hook() as hv:
                 self._vm_id = str(hv.resolve_vm(self.vm).id)
         return self.wait_target(self._vm_id)
 
@@ -76,7 +76,7 @@ class HyperVHostWaitSensor(DeferrableMixin, HyperVOperatorMixin, BaseSensorOpera
 
     def poke(self, context: Context) -> bool:
         target = self._target()
-        with self.hyperv_hook() as hv:
+        with self.final_errors(), self.hyperv_hook() as hv:
             snapshot = hv.host_state()
         done, observed = judge(target, snapshot)
         if done and target.vm_id.lower() not in snapshot.vms:

@@ -19,17 +19,28 @@ one fires it again; a queued event is never fired twice. (A triggerer *killed* i
 between queueing an event and committing it to the database loses that event: the window every
 Airflow trigger shares.) ``extra["payload"]`` of the asset event carries ``record_id`` and
 ``channel``, so a consumer can also de-duplicate on them.
+
+Rejected credentials: the watcher stops contacting the host at the first rejected login and logs an
+ERROR saying why; it does not end. (An AssetWatcher trigger whose ``run()`` returns or raises is
+started again by the triggerer on its next loop, because its Trigger row stays assigned to the
+asset: ``Trigger.ids_for_triggerer`` / ``TriggerRunnerSupervisor.update_triggers`` in Airflow 3.3.
+Ending would log in again every few seconds and lock the account out.) While it stands by it only
+re-reads the Airflow connection (no host contact) and resumes once its host, login, password or
+extra change; restarting the triggerer also makes it try once more.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
+import hashlib
+import time
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 from airflow.triggers.base import BaseEventTrigger, TriggerEvent
 
+from airflow_hyperv.hyperv.errors import AuthenticationFailedError
 from airflow_hyperv.hyperv.events import (
     DEFAULT_CHANNELS,
     HostEvent,
@@ -43,6 +54,8 @@ from airflow_hyperv.hyperv.events import (
 CLASSPATH = "airflow_hyperv.triggers.events.HyperVEventTrigger"
 WATERMARK_KEY = "hyperv-event-watermark"
 START_FROM = ("latest", "beginning")
+STAND_BY_CHECK_SECONDS = 60.0  # how often a watcher whose login was rejected re-reads its connection
+STAND_BY_REMINDER_SECONDS = 3600.0  # how often it repeats the ERROR while standing by
 
 
 class HyperVEventTrigger(BaseEventTrigger):
@@ -111,10 +124,46 @@ class HyperVEventTrigger(BaseEventTrigger):
 
     # -- the watch ---------------------------------------------------------------------------------
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        from airflow_hyperv.hooks.async_hyperv import HyperVAsyncHook
-
         if self.asset_state_store is None:
             self.log.warning("No asset state store: the watermark is kept in memory only")
+        while True:
+            try:
+                async for event in self._watch():
+                    yield event
+            except AuthenticationFailedError as exc:
+                await self._stand_by(exc)
+
+    async def _connection_fingerprint(self) -> str:
+        """A digest of what the login depends on, kept in memory only (never logged or stored)."""
+        from airflow.sdk import BaseHook
+
+        conn = await BaseHook.aget_connection(self.hyperv_conn_id)
+        parts = (conn.host, conn.port, conn.login, conn.password, conn.extra)
+        return hashlib.sha256(repr(parts).encode()).hexdigest()
+
+    async def _stand_by(self, exc: AuthenticationFailedError) -> None:
+        """After a rejected login: no more logins until the connection changes. Logs why, loudly."""
+        fingerprint = await self._connection_fingerprint()
+        why = (
+            f"Stopped watching the Hyper-V event log of connection {self.hyperv_conn_id!r}: {exc}. "
+            "The watcher does not log in again (every rejected login counts towards the account's "
+            "lockout) until the connection's host, login, password or extra change; fix them, or "
+            "restart the triggerer to try once more. No events are fired meanwhile."
+        )
+        self.log.error("%s", why)
+        reminded = time.monotonic()
+        while True:
+            await asyncio.sleep(min(self.poll_interval, STAND_BY_CHECK_SECONDS))
+            if await self._connection_fingerprint() != fingerprint:
+                self.log.info("Connection %r changed: watching again", self.hyperv_conn_id)
+                return
+            if time.monotonic() - reminded >= STAND_BY_REMINDER_SECONDS:
+                self.log.error("%s", why)
+                reminded = time.monotonic()
+
+    async def _watch(self) -> AsyncIterator[TriggerEvent]:
+        from airflow_hyperv.hooks.async_hyperv import HyperVAsyncHook
+
         async with HyperVAsyncHook(self.hyperv_conn_id) as hook:
             host = (await hook.settings()).host_label
             watermark = await self._load()
@@ -145,6 +194,8 @@ class HyperVEventTrigger(BaseEventTrigger):
                                 )
                             )
                             failures = 0
+                        except AuthenticationFailedError:
+                            raise  # never retried: run() stands by
                         except Exception as exc:  # keep watching: a watcher that ends watches nothing
                             failures += 1
                             self.log.warning(

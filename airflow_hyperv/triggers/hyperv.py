@@ -12,15 +12,25 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Hashable
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from airflow.triggers.base import BaseEventTrigger, TriggerEvent
 
+from airflow_hyperv.hyperv.errors import AuthenticationFailedError
 from airflow_hyperv.hyperv.waits import HostSnapshot, WaitFor, WaitTarget, judge
 
 CLASSPATH = "airflow_hyperv.triggers.hyperv.HyperVWaitTrigger"
-MAX_CONSECUTIVE_ERRORS = 5
+MAX_CONSECUTIVE_ERRORS = 5  # transient faults only: a rejected login ends the wait at once
+
+
+@dataclass(frozen=True)
+class LoginRejected:
+    """What the shared host poll yields once the host rejected its login. It never logs in again
+    (each try would count towards the account's lockout); every waiter ends with an error event
+    marked ``rejected_login``, which fails the resuming task without retries."""
+
+    message: str
 
 
 class HyperVWaitTrigger(BaseEventTrigger):
@@ -88,15 +98,22 @@ class HyperVWaitTrigger(BaseEventTrigger):
             yield snapshot
 
     @staticmethod
-    async def _poll_host(conn_id: str, interval: float) -> AsyncIterator[HostSnapshot]:
+    async def _poll_host(conn_id: str, interval: float) -> AsyncIterator[HostSnapshot | LoginRejected]:
         from airflow_hyperv.hooks.async_hyperv import HyperVAsyncHook
 
         async with HyperVAsyncHook(conn_id) as hook:
+            rejected: LoginRejected | None = None
             while True:
-                try:
-                    snapshot = await hook.call(lambda hv: hv.host_state())
-                except Exception as exc:  # reported to every waiter, which keeps an error budget
-                    snapshot = HostSnapshot(error=f"{type(exc).__name__}: {exc}")
+                snapshot: HostSnapshot | LoginRejected
+                if rejected is not None:
+                    snapshot = rejected  # told to every waiter that joins later; no new login
+                else:
+                    try:
+                        snapshot = await hook.call(lambda hv: hv.host_state())
+                    except AuthenticationFailedError as exc:
+                        rejected = snapshot = LoginRejected(str(exc))
+                    except Exception as exc:  # reported to every waiter, which keeps an error budget
+                        snapshot = HostSnapshot(error=f"{type(exc).__name__}: {exc}")
                 yield snapshot
                 await asyncio.sleep(interval)
 
@@ -112,6 +129,10 @@ class HyperVWaitTrigger(BaseEventTrigger):
         errors = 0
         started = time.monotonic()
         async for snapshot in shared_stream:
+            if isinstance(snapshot, LoginRejected):
+                self.log.error("%s: ending the wait without retrying", snapshot.message)
+                yield self._event("error", snapshot.message, rejected_login=True)
+                return
             if snapshot.error:
                 errors += 1
                 self.log.warning("Polling the host failed (%d in a row): %s", errors, snapshot.error)
@@ -155,6 +176,10 @@ class HyperVWaitTrigger(BaseEventTrigger):
         while True:
             try:
                 poll = await asyncio.to_thread(poll_disconnected, settings, op, wait_seconds=1.0)
+            except AuthenticationFailedError as exc:
+                self.log.error("%s: ending the wait without retrying", exc)
+                yield self._event("error", f"polling {op.label}: {exc}", rejected_login=True)
+                return
             except Exception as exc:
                 errors += 1
                 self.log.warning("Polling %s failed (%d in a row): %s", op.label, errors, exc)

@@ -339,7 +339,10 @@ def arm(step: Step, fault: str, holder: Any, dag: Any) -> tuple[str, list[Any]]:
 
         restore_hooks.append((task, "_pre_execute_hook", task._pre_execute_hook))
         task._pre_execute_hook = reject_once
-        return f"401 on the first connection of {step.task}'s first try", restore_hooks
+        return (
+            f"401 on the first connection of {step.task}'s first try: it fails at once, no task retry",
+            restore_hooks,
+        )
     plan = RESTART[step.name]
     timing = emu.fleet.timing
     if plan.get("latency"):
@@ -408,6 +411,13 @@ def test_fault_matrix(
         ("merge", "merge failure"): "merge",
     }
     expected_failed = expect_fail.get((step.name, fault))
+    # Rejected credentials are never retried (a retry is one more rejected login towards the account's
+    # lockout): the task whose login was refused fails at once, on its first try, after one rejected login.
+    auth_case = fault == "credentials rejected"
+    if auth_case:
+        expected_failed = step.task
+    # A merge teardown whose login was refused cannot remove the checkpoint: it stays, and the run fails.
+    auth_keeps_checkpoint = auth_case and step.name == "merge"
     fired = [f for f in emu.faults.fired if f.fault is not Fault.LATENCY]
     merge_reason = failure_reason(run, "merge") if expected_failed == "merge" else ""
 
@@ -424,6 +434,12 @@ def test_fault_matrix(
         notes.append("the merge task fails and names the orphaned AVHDX")
     if merging_at_end:
         notes.append("RUN ENDED WHILE THE HOST WAS STILL MERGING")
+    if auth_case:
+        tries = {ti.task_id.split(".")[-1]: ti.try_number for ti in run.get_task_instances()}
+        rejected = emu.counters.rejected_logins("hv-01")
+        notes.append(f"{rejected} rejected login, {step.task} failed on try {tries.get(step.task)}")
+        if auth_keeps_checkpoint:
+            notes.append("the merge could not log in: the checkpoint stays and the run fails")
     row = {
         "outcome": "ok",
         "made": str(len(made)),
@@ -440,9 +456,14 @@ def test_fault_matrix(
     }
 
     problems: list[str] = []
+    if auth_case:
+        if emu.faults.count_fired(Fault.REJECT_CREDENTIALS) != 1 or rejected != 1:
+            problems.append(f"expected exactly one rejected login, counted {rejected}")
+        if tries.get(step.task) != 1:
+            problems.append(f"{step.task} was retried after a rejected login: try {tries.get(step.task)}")
     if len(made) > 1 or len(left) > 1:
         problems.append(f"two checkpoints for one run: {len(made)} made, {len(left)} on the VM")
-    if left:
+    if left and not auth_keeps_checkpoint:
         problems.append(f"checkpoint left behind: {[c.name for c in left]}")
     if vm.checkpoint_type.name != type_before:
         problems.append(f"checkpoint type {vm.checkpoint_type.name}, was {type_before}")
@@ -457,12 +478,12 @@ def test_fault_matrix(
             )
     elif state != "success":
         problems.append(f"expected success after retries; state {state}, {dict(sorted(states.items()))}")
-    if expected_failed == "merge":
+    if expected_failed == "merge" and not auth_case:
         if not orphans:
             problems.append("merge failure left no orphaned AVHDX (the fault did not bite?)")
         if "orphan" not in merge_reason.lower():
             problems.append(f"the merge failure does not say the AVHDX is orphaned: {merge_reason!r}")
-    else:
+    elif not auth_keeps_checkpoint:
         if orphans:
             problems.append(f"orphaned AVHDX: {orphans}")
         if [d.disk.path for d in vm.hard_drives] != drives_before:

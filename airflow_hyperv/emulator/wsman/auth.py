@@ -82,11 +82,18 @@ def split_user(username: str) -> tuple[str, str]:
 
 @dataclass
 class AuthResult:
-    """``user`` is set when the request may proceed; otherwise answer ``status`` with ``headers``."""
+    """``user`` is set when the request may proceed; otherwise answer ``status`` with ``headers``.
+
+    ``rejected_login`` marks a 401 for credentials the client did present (a wrong password, an NTLM
+    token that does not verify, the REJECT_CREDENTIALS fault): what a domain controller counts
+    towards an account's lockout. A bare challenge (no Authorization header, or a Negotiate leg that
+    needs another round) is not a rejected login.
+    """
 
     user: str | None
     status: int = 200
     headers: list[tuple[str, str]] = field(default_factory=list)
+    rejected_login: bool = False
 
 
 @dataclass
@@ -138,6 +145,12 @@ class ConnectionAuth:
         headers = [("WWW-Authenticate", f"{scheme} {token}")] if token else self.config.challenges()
         return AuthResult(None, 401, headers)
 
+    def reject(self) -> AuthResult:
+        """Refuse credentials the client presented: a 401 that counts as a rejected login."""
+        result = self.deny()
+        result.rejected_login = True
+        return result
+
     def authenticate(self, authorization: str | None) -> AuthResult:
         scheme, _, value = (authorization or "").strip().partition(" ")
         kind = scheme.lower()
@@ -153,12 +166,12 @@ class ConnectionAuth:
         try:
             user, _, password = base64.b64decode(value, validate=True).decode("utf-8").partition(":")
         except (binascii.Error, UnicodeDecodeError, ValueError):
-            return self.deny()
+            return self.reject()
         ok = hmac.compare_digest(user.lower(), self.config.username.lower()) and hmac.compare_digest(
             password, self.config.password
         )
         if not ok or self.config.rejected():
-            return self.deny()
+            return self.reject()
         return AuthResult(self.config.username)
 
     def _negotiate(self, scheme: str, value: str) -> AuthResult:
@@ -172,13 +185,13 @@ class ConnectionAuth:
         try:
             out = self.context.step(token)
         except Exception:  # wrong password, bad MIC, bad channel binding, garbage token
-            return self.deny()
+            return self.reject()
         encoded = base64.b64encode(out).decode() if out else None
         if not self.context.complete:
             return AuthResult(None, 401, [("WWW-Authenticate", f"{scheme} {encoded}")])
         _, user = split_user(str(self.context.client_principal or ""))
         if user.lower() != split_user(self.config.username)[1].lower() or self.config.rejected():
-            return self.deny()
+            return self.reject()
         self.user = self.config.username
         # SPNEGO ends with the acceptor's mechListMIC; pypsrp needs it on the successful answer.
         return AuthResult(self.user, 200, [("WWW-Authenticate", f"{scheme} {encoded}")] if encoded else [])

@@ -293,6 +293,14 @@ class WSManService:
             if pipeline.drop_final and pipeline.delivered:
                 outcome.drop = True  # DROP_AFTER_RUN: the end of the pipeline never reaches the client
                 return outcome
+            if pipeline.state is CommandState.RUNNING and self.faults.take(
+                Fault.DROP_WHILE_RUNNING,
+                cmdlets=pipeline.cmdlets,
+                vms=pipeline.vms,
+                detail=f"Receive while running: {', '.join(pipeline.cmdlets)}",
+            ):
+                outcome.drop = True  # the client loses this answer and its connection; the host runs on
+                return outcome
         answer = soap.element("rsp", "ReceiveResponse")
         attrs = {"Name": "stdout"} | ({"CommandId": command_id.upper()} if command_id else {})
         for message in messages:
