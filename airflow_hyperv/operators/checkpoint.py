@@ -124,17 +124,18 @@ class HyperVCreateCheckpointOperator(DeferrableMixin, HyperVBaseOperator):
         started = busy_since if busy_since is not None else time.time()
         while True:
             claim = hv.acquire_lease(candidate)
-            if not claim.ours:
-                state = holder_run_state(context, claim.lease)
-                if is_stale(state):
-                    self.log.warning(
-                        "Taking over the lease of %s from %s; its checkpoint %r is left alone",
-                        vm.name, describe_holder(claim.lease, state), claim.lease.checkpoint_name,
-                    )  # fmt: skip
-                    claim = hv.take_over_lease(claim.lease, candidate)
+            state = None if claim.ours else holder_run_state(context, claim.lease)
+            if not claim.ours and is_stale(state):
+                self.log.warning(
+                    "Taking over the lease of %s from %s; its checkpoint %r is left alone",
+                    vm.name, describe_holder(claim.lease, state), claim.lease.checkpoint_name,
+                )  # fmt: skip
+                claim = hv.take_over_lease(claim.lease, candidate)
+                if not claim.ours:
+                    continue  # a third run was faster: judge that holder afresh
             if claim.ours:
                 break
-            holder = describe_holder(claim.lease, holder_run_state(context, claim.lease))
+            holder = describe_holder(claim.lease, state)
             if self.on_busy == "skip":
                 raise AirflowSkipException(
                     f"{vm.name} is being protected by {holder}; skipping (on_busy='skip')"

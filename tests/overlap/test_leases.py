@@ -360,3 +360,28 @@ def test_lease_ids_are_guids_only():
     )
     with pytest.raises(ValueError):
         lease_path("C:\\leases", "web-01*")
+
+
+def test_in_a_dag_run_the_second_run_defers_and_fails_naming_the_holder_after_busy_timeout(
+    create_only_dag, dag_factory, emulator, hook
+):
+    """dag.test() runs the trigger inline: B's checkpoint task defers on A's lease (the failure text
+    comes from execute_complete, reached only through the trigger), gives up after busy_timeout and
+    changes nothing; A keeps its checkpoint and its lease."""
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+
+    run_a, a_checkpoint = run_a_holds_web01(create_only_dag, emulator, hook)
+    set_run_state(run_a, "running")
+    dag_b = dag_factory("overlap_b_deferred", vm="web-01", deferrable=True, busy_timeout=1)
+    run_b = dag_b.test(logical_date=DAY.add(hours=1))
+    states = {ti.task_id: str(ti.state) for ti in run_b.get_task_instances()}
+    assert str(run_b.state) == "failed"
+    assert states["protect_web-01.production_checkpoint"] == "failed", states
+    with create_session() as session:
+        rows = session.query(XComModel).filter_by(run_id=run_b.run_id, key="hyperv_failure").all()
+        reasons = [XComModel.deserialize_value(r)["reason"] for r in rows]
+    assert any("stayed busy" in r and run_a.run_id in r for r in reasons), reasons
+    assert checkpoint_names(emulator) == [a_checkpoint]
+    assert hook.read_lease(vm_model(emulator).id).run_id == run_a.run_id
+    assert vm_model(emulator).checkpoint_type.name == "Production"
