@@ -385,3 +385,21 @@ def test_in_a_dag_run_the_second_run_defers_and_fails_naming_the_holder_after_bu
     assert checkpoint_names(emulator) == [a_checkpoint]
     assert hook.read_lease(vm_model(emulator).id).run_id == run_a.run_id
     assert vm_model(emulator).checkpoint_type.name == "Production"
+
+
+def test_verify_reports_another_runs_lease_and_checkpoint_as_theirs(hook, emulator, monkeypatch):
+    """Old text: another run's checkpoint "will be removed by the retention task"; no lease finding."""
+    from airflow_hyperv.operators.verify import HyperVVerifyOperator
+
+    monkeypatch.setenv("AIRFLOW_CONN_HYPERV_DEFAULT", emulator.connection_uri("hv-01"))
+    vm = hook.get_vm(name="web-01")
+    other = foreign_lease(vm.id)
+    assert hook.acquire_lease(other).ours
+    hook.create_checkpoint(vm.id, other.checkpoint_name, consistency=Consistency.APPLICATION)
+    report = HyperVVerifyOperator(task_id="verify", vm="web-01").execute(context_for("overlap_b", "run_b"))
+    findings = {f["code"]: f for f in report["findings"]}
+    assert "will not touch" in findings["leftover-ours"]["message"]
+    assert "retention" not in findings["leftover-ours"]["message"]
+    assert findings["lease-held"]["severity"] == "info"
+    assert "other_deployment" in findings["lease-held"]["message"]
+    assert report["verdict"] == "production"  # reported, not blocking: the checkpoint task waits
