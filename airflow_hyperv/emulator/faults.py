@@ -26,6 +26,10 @@ class Fault(str, Enum):
     GUEST_CANNOT_QUIESCE = "guest-cannot-quiesce"  # VSS / fsfreeze fails inside the guest
     DISK_FULL_DURING_EXPORT = "disk-full-during-export"  # the export target runs out of space half-way
     MERGE_FAILURE = "merge-failure"  # the host's background merge of a removed checkpoint fails
+    SET_VM_FAILURE = "set-vm-failure"  # Set-VM cannot change the VM's settings (an OperationFailed error)
+    # Checkpoint-VM made the snapshot under its default name and the session ended before the rename:
+    # the rest of the invocation never runs (arm DROP_AFTER_RUN too so the client loses the answer)
+    SESSION_LOST_BEFORE_RENAME = "session-lost-before-rename"
 
     @property
     def is_transport(self) -> bool:

@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from airflow_hyperv.hyperv.errors import InvalidInputError
+from airflow_hyperv.hyperv.lease import DEFAULT_LEASE_FOLDER
+from airflow_hyperv.hyperv.names import require_host_path
 
 AUTH_CHOICES = ("negotiate", "ntlm", "kerberos", "credssp", "basic", "certificate")
 ENCRYPTION_CHOICES = ("auto", "always", "never")
@@ -63,6 +65,7 @@ class ConnectionSettings:
     certificate_pem: str | None = None
     certificate_key_pem: str | None = field(default=None, repr=False)
     proxy: str | None = None
+    lease_folder: str = DEFAULT_LEASE_FOLDER  # on the host: one lease file per VM (docs/operations.md)
 
     @property
     def endpoint(self) -> str:
@@ -129,6 +132,10 @@ class ConnectionSettings:
             raise InvalidInputError(
                 f"connection extra 'wsman_path' {path!r} has characters a URL path cannot hold"
             )
+        lease_folder = require_host_path(
+            str(extra.get("lease_folder") or DEFAULT_LEASE_FOLDER).rstrip("\\"),
+            "connection extra 'lease_folder'",
+        )
         return cls(
             host=host,
             port=int(port) if port else (HTTPS_PORT if use_tls else HTTP_PORT),
@@ -149,6 +156,7 @@ class ConnectionSettings:
             certificate_pem=extra.get("certificate_pem") or None,
             certificate_key_pem=extra.get("certificate_key_pem") or None,
             proxy=extra.get("proxy") or None,
+            lease_folder=lease_folder,
         )
 
     def wsman_kwargs(self) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -9,7 +10,7 @@ from typing import Any
 
 from airflow_hyperv.hooks.base import HyperVBaseHook
 from airflow_hyperv.hyperv import pipelines
-from airflow_hyperv.hyperv.enums import CheckpointType, Consistency
+from airflow_hyperv.hyperv.enums import CheckpointType, Consistency, SnapshotType
 from airflow_hyperv.hyperv.errors import (
     AmbiguousVMNameError,
     CheckpointNotFoundError,
@@ -24,6 +25,7 @@ from airflow_hyperv.hyperv.errors import (
     VMNotFoundError,
     classify,
 )
+from airflow_hyperv.hyperv.lease import Lease, lease_path
 from airflow_hyperv.hyperv.names import require_exact_name, require_host_path
 from airflow_hyperv.hyperv.records import (
     Checkpoint,
@@ -38,6 +40,8 @@ from airflow_hyperv.hyperv.records import (
     VMHost,
 )
 from airflow_hyperv.hyperv.waits import HostSnapshot
+
+log = logging.getLogger(__name__)
 
 VM_TYPE = "Microsoft.HyperV.PowerShell.VirtualMachine"
 SNAPSHOT_TYPE = "Microsoft.HyperV.PowerShell.VMSnapshot"
@@ -60,6 +64,15 @@ class CheckpointResult:
     checkpoint: Checkpoint
     consistency: Consistency
     created: bool  # False when a previous try of the same run had already made it
+
+
+@dataclass(frozen=True)
+class LeaseClaim:
+    """The lease on the host after an attempt to acquire it: ``ours`` or held by another run."""
+
+    lease: Lease
+    ours: bool
+    resumed: bool = False  # ours already: an earlier try of this run acquired it
 
 
 @dataclass(frozen=True)
@@ -213,19 +226,26 @@ class HyperVHook(HyperVBaseHook):
             _raise_first(result.errors, what=f"reading checkpoint {checkpoint_id}")
         return None
 
-    def create_checkpoint(self, vm_id: uuid.UUID, name: str, *, consistency: Consistency) -> CheckpointResult:
+    def create_checkpoint(
+        self, vm_id: uuid.UUID, name: str, *, consistency: Consistency, lease: Lease | None = None
+    ) -> CheckpointResult:
         """Make the checkpoint ``name`` once. Application consistency is attempted with ProductionOnly
-        so it can never fall back silently; the VM's own checkpoint type is restored in the same
-        round trip, whatever happens. A checkpoint of that name already there (an earlier try whose
-        answer was lost) is returned instead of making a second one."""
+        (set with ``-ErrorAction Stop``: if that fails nothing is attempted) so it never falls back
+        silently; the VM's type is put back to the one recorded in ``lease`` in the same round trip.
+        A checkpoint of that name already there (an earlier try whose answer was lost) is returned,
+        and so is one the host made but never renamed (it appeared after ``lease`` was taken): it is
+        renamed, never made twice. The label says what the host did, not what was asked."""
         consistency = Consistency(consistency)
         vm, existing = self.vm_with_checkpoints(vm_id)
+        restore = CheckpointType.parse(lease.checkpoint_type_before) if lease else vm.checkpoint_type
         for checkpoint in existing:
             if checkpoint.name == name:
-                # An earlier try made it. Memory state means it was taken as a standard checkpoint
-                # (a fallback whose answer was lost): report what it is, not what was asked.
-                found = Consistency.CRASH if checkpoint.has_memory_state else consistency
-                return CheckpointResult(checkpoint, found, created=False)
+                return CheckpointResult(checkpoint, _label(checkpoint, consistency), created=False)
+        if lease is not None:
+            adopted = self._adopt_unnamed(vm, name, existing, set(lease.existing_checkpoint_ids))
+            if adopted is not None:
+                self.ensure_checkpoint_type(vm_id, restore)
+                return CheckpointResult(adopted, _label(adopted, consistency), created=False)
         if vm.checkpoint_type is CheckpointType.Disabled:
             raise CheckpointsDisabledError(
                 f"checkpoints are disabled on VM {vm.name} ({vm.id}); enable them (Set-VM -CheckpointType) "
@@ -236,16 +256,34 @@ class HyperVHook(HyperVBaseHook):
             if consistency is Consistency.APPLICATION
             else CheckpointType.Standard
         )
-        pipeline = pipelines.checkpoint_with_type(vm_id, name, attempt, vm.checkpoint_type)
-        result = self.write(pipeline, already_done=lambda: self.find_checkpoint(vm_id, name))
+        before = {str(c.id).lower() for c in existing}
+
+        def made_meanwhile() -> Checkpoint | None:
+            """After a lost answer: the checkpoint the lost try made, named or not yet renamed."""
+            current, checkpoints = self.vm_with_checkpoints(vm_id)
+            found = next((c for c in checkpoints if c.name == name), None)
+            found = found or self._adopt_unnamed(current, name, checkpoints, before)
+            if found is not None:
+                self.ensure_checkpoint_type(vm_id, restore)
+            return found
+
+        pipeline = pipelines.checkpoint_with_type(vm_id, name, attempt, restore)
+        result = self.write(pipeline, already_done=made_meanwhile)
         if isinstance(result, Checkpoint):
-            return CheckpointResult(result, consistency, created=True)
+            return CheckpointResult(result, _label(result, consistency), created=True)
         made = [Checkpoint.decode(o) for o in result.output if _is(o, SNAPSHOT_TYPE)]
         if made:
-            return CheckpointResult(made[0], consistency, created=True)
+            return CheckpointResult(made[0], _label(made[0], consistency), created=True)
         if not result.errors:
             raise CommandFailedError(f"Checkpoint-VM on {vm.name} returned neither a checkpoint nor an error")
         error = classify(result.errors[0])
+        if error.info is not None and error.info.command.endswith(".SetVM"):
+            # -ErrorAction Stop: the invocation ended at the first Set-VM; nothing else ran.
+            raise type(error)(
+                f"setting checkpoint type {attempt.name} on {vm.name} failed, so no checkpoint was attempted: "
+                f"{error.info.message or error}",
+                error.info,
+            )
         # Only a failed checkpoint itself means "production impossible": a VM busy with another
         # operation (InvalidState / ResourceBusy) or a full disk is not the guest's fault.
         if attempt is CheckpointType.ProductionOnly and not isinstance(
@@ -257,6 +295,156 @@ class HyperVHook(HyperVBaseHook):
                 error.info,
             )
         raise type(error)(f"checkpoint of {vm.name}: {error}", error.info)
+
+    def _adopt_unnamed(
+        self, vm: VirtualMachine, name: str, checkpoints: list[Checkpoint], before: set[str]
+    ) -> Checkpoint | None:
+        """A checkpoint Checkpoint-VM made under its default name "<vm> - (<date>)" and never renamed
+        (the session ended in between), made after ``before`` was recorded: give it ``name``."""
+        new = [
+            c
+            for c in checkpoints
+            if str(c.id).lower() not in before
+            and c.snapshot_type is SnapshotType.Standard
+            and c.name.startswith(f"{vm.name} - (")
+        ]
+        if not new:
+            return None
+        if len(new) > 1:
+            raise HyperVError(
+                f"{vm.name} has {len(new)} new checkpoints with default names ({', '.join(c.name for c in new)}); "
+                f"cannot tell which one is {name!r}: check the VM by hand"
+            )
+        log.warning(
+            "Adopting checkpoint %r (%s) of %s as %r: its rename never ran",
+            new[0].name,
+            new[0].id,
+            vm.name,
+            name,
+        )
+        result = self.write(
+            pipelines.rename_checkpoint(new[0].id, name),
+            already_done=lambda: self._named(new[0].id, name),
+        )
+        if isinstance(result, Checkpoint):
+            return result
+        _raise_first(result.errors, what=f"renaming checkpoint {new[0].id} to {name!r}")
+        renamed = [Checkpoint.decode(o) for o in result.output if _is(o, SNAPSHOT_TYPE)]
+        return renamed[0] if renamed else self.get_checkpoint(new[0].id)
+
+    def _named(self, checkpoint_id: uuid.UUID, name: str) -> Checkpoint | None:
+        found = self.get_checkpoint(checkpoint_id)
+        return found if found is not None and found.name == name else None
+
+    def ensure_checkpoint_type(self, vm_id: uuid.UUID, wanted: CheckpointType) -> bool:
+        """Put the VM's checkpoint type back to ``wanted``; True if it had to be repaired."""
+        vm = self.get_vm(vm_id=vm_id)
+        if vm.checkpoint_type is wanted:
+            return False
+        log.warning(
+            "VM %s has checkpoint type %s; putting back %s", vm.name, vm.checkpoint_type.name, wanted.name
+        )
+        self.set_checkpoint_type(vm_id, wanted)
+        return True
+
+    # -- protection leases (docs/operations.md, Overlapping runs) -----------------------------------
+    def lease_file(self, vm_id: uuid.UUID | str) -> str:
+        return lease_path(self.settings.lease_folder, vm_id)
+
+    def read_lease(self, vm_id: uuid.UUID | str) -> Lease | None:
+        """The lease on the VM, or None if nobody holds it."""
+        path = self.lease_file(vm_id)
+        result = self.read(pipelines.read_text(path))
+        if result.errors:
+            info = result.errors[0]
+            if info.error_id == "PathNotFound" or info.category == "ObjectNotFound":
+                return None
+            _raise_first(result.errors, what=f"reading lease {path}")
+        text = "".join(str(o) for o in result.output).strip()
+        if not text:
+            raise HyperVError(f"the lease file {path} is empty: a run is writing it, or it was left damaged")
+        return Lease.decode(text)
+
+    def acquire_lease(self, candidate: Lease) -> LeaseClaim:
+        """Create the VM's lease file atomically (New-Item without -Force). If it exists: this run's
+        own lease is resumed (with what it recorded), another run's is returned as the holder."""
+        path = self.lease_file(candidate.vm_id)
+        for _ in range(3):  # the holder may release between our create and our read
+            result = self.write(
+                pipelines.create_lease(self.settings.lease_folder, path, candidate.encode()),
+                already_done=lambda: self._own_lease(candidate),
+            )
+            if isinstance(result, Lease):
+                return LeaseClaim(result, ours=True, resumed=False)
+            exists = [e for e in result.errors if e.error_id == "NewItemIOError"]
+            others = [e for e in result.errors if e.error_id != "NewItemIOError"]
+            if others:
+                _raise_first(others, what=f"creating lease {path}")
+            if not exists:
+                return LeaseClaim(candidate, ours=True)
+            held = self.read_lease(candidate.vm_id)
+            if held is None:
+                continue
+            if held.same_owner(candidate):
+                return LeaseClaim(held, ours=True, resumed=True)
+            return LeaseClaim(held, ours=False)
+        raise OperationInProgressError(f"the lease {path} keeps changing hands; try again")
+
+    def _own_lease(self, candidate: Lease) -> Lease | None:
+        held = self.read_lease(candidate.vm_id)
+        return held if held is not None and held.same_owner(candidate) else None
+
+    def record_lease(self, lease: Lease) -> Lease:
+        """Rewrite this run's own lease (New-Item -Force) with what it must restore."""
+        path = self.lease_file(lease.vm_id)
+        held = self.read_lease(lease.vm_id)
+        if held is None or not held.same_owner(lease):
+            raise HyperVError(
+                f"the lease {path} is no longer this run's ({held.describe() if held else 'gone'})"
+            )
+        result = self.read(pipelines.write_text(path, lease.encode()))  # overwriting is idempotent
+        _raise_first(result.errors, what=f"writing lease {path}")
+        return lease
+
+    def release_lease(self, lease: Lease) -> bool:
+        """Remove the VM's lease file if it is still ``lease``'s owner's; False if it was not."""
+        held = self.read_lease(lease.vm_id)
+        if held is None:
+            return False
+        if not held.same_owner(lease):
+            log.info("Not releasing the lease of VM %s: it is held by %s", lease.vm_id, held.describe())
+            return False
+        path = self.lease_file(lease.vm_id)
+        result = self.write(
+            pipelines.remove_file(path),
+            already_done=lambda: True if self.read_lease(lease.vm_id) is None else None,
+        )
+        if result is not True:
+            _raise_first(result.errors, what=f"removing lease {path}")
+        return True
+
+    def finish_lease(self, vm_id: uuid.UUID | str, checkpoint_name: str) -> Lease | None:
+        """End of a run's work on a VM: if the VM's lease is the one taken for ``checkpoint_name``,
+        put the checkpoint type it recorded back (a dropped connection may have left ProductionOnly)
+        and release it. Returns the released lease, None if there was none of ours."""
+        held = self.read_lease(vm_id)
+        if held is None or held.checkpoint_name != checkpoint_name or held.vm_id != str(vm_id).lower():
+            return None
+        before = CheckpointType.parse(held.checkpoint_type_before) if held.checkpoint_type_before else None
+        if before is not None and self.ensure_checkpoint_type(uuid.UUID(str(vm_id)), before):
+            log.warning(
+                "Repaired the checkpoint type of VM %s to %s, as recorded in the lease",
+                vm_id,
+                held.checkpoint_type_before,
+            )
+        self.release_lease(held)
+        return held
+
+    def take_over_lease(self, stale: Lease, candidate: Lease) -> LeaseClaim:
+        """Replace a stale holder's lease (its run is over) by ours; its checkpoint is not touched."""
+        if self.release_lease(stale):
+            log.warning("Took over the stale lease of VM %s from %s", stale.vm_id, stale.describe())
+        return self.acquire_lease(candidate)
 
     def remove_checkpoint(self, checkpoint_id: uuid.UUID) -> bool:
         """Remove (merge) a checkpoint. False if it was already gone. The merge goes on on the host
@@ -378,6 +566,14 @@ class HyperVHook(HyperVBaseHook):
         )
         if result is not True:
             _raise_first(result.errors, what=f"removing {path}")
+
+
+def _label(checkpoint: Checkpoint, asked: Consistency) -> Consistency:
+    """What the host did: saved memory state means a standard (crash-consistent) checkpoint whatever
+    was asked; "application" only when ProductionOnly was in force (asked) and there is none."""
+    if checkpoint.has_memory_state:
+        return Consistency.CRASH
+    return asked
 
 
 def _running(vm: VirtualMachine) -> bool:

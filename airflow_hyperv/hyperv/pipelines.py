@@ -97,14 +97,48 @@ def checkpoint_with_type(
 ) -> Pipeline:
     """Set the type for this attempt, checkpoint, and put the VM's own type back: one round trip.
 
-    The statements run on the host in order even if the client goes away, and a failed checkpoint
-    is a non-terminating error, so the third statement restores the type whatever happened.
+    The first Set-VM runs with ``-ErrorAction Stop``: if the type cannot be set, the invocation
+    stops there, so no checkpoint is ever attempted under the VM's own (possibly falling-back) type.
+    A failed checkpoint is a non-terminating error, so the third statement restores the type
+    (``restore``: the type recorded in the run's lease) whatever the checkpoint did.
     """
-    return (
-        set_checkpoint_type(vm_id, attempt)
-        .then(checkpoint_vm(vm_id, name))
-        .then(set_checkpoint_type(vm_id, restore))
+    first = one(
+        _vm(vm_id),
+        cmd("Set-VM", CheckpointType=attempt.name, Passthru=SWITCH, ErrorAction="Stop"),
+        label="set-checkpoint-type",
     )
+    return first.then(checkpoint_vm(vm_id, name)).then(set_checkpoint_type(vm_id, restore))
+
+
+def rename_checkpoint(checkpoint_id: uuid.UUID, new_name: str) -> Pipeline:
+    """Give a checkpoint (found by Id) its run's name: adopting one whose rename never ran."""
+    return one(
+        _checkpoint(checkpoint_id),
+        cmd("Rename-VMSnapshot", NewName=require_exact_name(new_name, "checkpoint name"), Passthru=SWITCH),
+        label="rename-checkpoint",
+    )
+
+
+def create_lease(folder: str, path: str, content: str) -> Pipeline:
+    """Make the lease folder (``-Force``: repeating is harmless), then the lease file WITHOUT
+    ``-Force``: New-Item fails (NewItemIOError) when the file exists, so one run wins."""
+    return make_directory(folder).then(
+        one(cmd("New-Item", ItemType="File", Path=path, Value=content), label="create-lease")
+    )
+
+
+def write_text(path: str, content: str) -> Pipeline:
+    """New-Item -ItemType File -Force: creates or overwrites (FileMode.Create)."""
+    return one(cmd("New-Item", ItemType="File", Path=path, Value=content, Force=SWITCH), label="write-text")
+
+
+def read_text(path: str) -> Pipeline:
+    return one(cmd("Get-Content", LiteralPath=path, Raw=SWITCH), label="read-text")
+
+
+def remove_file(path: str) -> Pipeline:
+    """One file (no ``-Recurse``), ``-Force`` for a read-only or hidden one."""
+    return one(cmd("Remove-Item", LiteralPath=path, Force=SWITCH), label="remove-file")
 
 
 def vm_overview(vm_id: uuid.UUID) -> Pipeline:

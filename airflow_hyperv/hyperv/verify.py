@@ -86,6 +86,7 @@ def verify(
     export_free: int | None = None,
     own_checkpoint_name: str | None = None,
     max_chain_depth: int = MAX_CHAIN_DEPTH,
+    lease_holder: str | None = None,  # another run holding the VM's lease, described
 ) -> VerifyReport:
     findings: list[Finding] = []
 
@@ -121,8 +122,13 @@ def verify(
 
     leftovers = [c for c in checkpoints if is_provider_checkpoint(c.name) and c.name != own_checkpoint_name]
     if leftovers:
-        add("leftover-ours", "warning", f"{len(leftovers)} checkpoint(s) of earlier runs are still on {vm.name} "
-            f"({', '.join(c.name for c in leftovers)}): a merge failed or was skipped; the retention task removes them.")  # fmt: skip
+        add("leftover-ours", "warning", f"{len(leftovers)} checkpoint(s) of other runs are on {vm.name} "
+            f"({', '.join(c.name for c in leftovers)}): each belongs to another run, which may still use it; this run "
+            "will not touch them. If that run is over, its merge failed: merge it by name "
+            "(HyperVMergeCheckpointOperator(checkpoint_name=...)).")  # fmt: skip
+    if lease_holder:
+        add("lease-held", "info", f"{vm.name} is being protected by {lease_holder}; this run's checkpoint "
+            "waits for it (or skips, with on_busy='skip').")  # fmt: skip
     recovery = [c for c in checkpoints if c.snapshot_type is SnapshotType.Recovery]
     if recovery:
         add("recovery-checkpoints", "warning", f"{vm.name} has {len(recovery)} recovery checkpoint(s) left by a "

@@ -10,11 +10,14 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
+from airflow_hyperv.hyperv.lease import Lease
+
 
 class WaitFor(str, Enum):
     VM_STATE = "vm_state"  # the VM reaches a state (and, if asked, a healthy heartbeat)
     MERGE_DONE = "merge_done"  # a removed checkpoint's differencing disks are merged away
     OPERATION_DONE = "operation_done"  # a pipeline started in a disconnected session has ended
+    LEASE_FREE = "lease_free"  # another run's protection lease on the VM is gone (or changed hands)
 
 
 @dataclass(frozen=True)
@@ -56,3 +59,13 @@ def judge(target: WaitTarget, snapshot: HostSnapshot) -> tuple[bool, str]:
             return False, f"{vm['name']} still runs on {', '.join(pending)} (merging)"
         return True, f"{vm['name']} no longer runs on the checkpoint's differencing disks"
     raise ValueError(f"{target.kind} is not judged from a host snapshot")
+
+
+def lease_released(holder: Lease, current: Lease | None) -> tuple[bool, str]:
+    """(done, observed) for a LEASE_FREE wait: done once ``holder`` no longer holds the VM (the
+    waiting task then tries to acquire it; another waiter may have been faster)."""
+    if current is None:
+        return True, f"the lease of VM {holder.vm_id} was released by {holder.describe()}"
+    if not current.same_owner(holder):
+        return True, f"the lease of VM {holder.vm_id} passed to {current.describe()}"
+    return False, f"VM {holder.vm_id} is held by {holder.describe()}"

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+import logging
+import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -12,6 +15,7 @@ from airflow_hyperv.hyperv.enums import CheckpointType, Consistency
 from airflow_hyperv.hyperv.errors import (
     ProductionCheckpointImpossibleError,
 )
+from airflow_hyperv.hyperv.lease import Lease, describe_holder, is_stale, new_lease
 from airflow_hyperv.hyperv.names import is_provider_checkpoint, require_exact_name
 from airflow_hyperv.hyperv.waits import WaitFor, WaitTarget
 from airflow_hyperv.operators.base import (
@@ -27,18 +31,27 @@ if TYPE_CHECKING:
     from airflow_hyperv.hooks.hyperv import HyperVHook
 
 
+log = logging.getLogger(__name__)
+DEFAULT_BUSY_TIMEOUT = 6 * 3600.0
+
+
 def _avhdx(paths: list[str]) -> list[str]:
     return [p for p in paths if p.lower().endswith(".avhdx")]
 
 
-class HyperVCreateCheckpointOperator(HyperVBaseOperator):
-    """Take this run's checkpoint of a VM, once.
+class HyperVCreateCheckpointOperator(DeferrableMixin, HyperVBaseOperator):
+    """Take this run's checkpoint of a VM, once, while holding the VM's protection lease.
 
     ``consistency="application"`` attempts a production checkpoint with ProductionOnly (it never
     falls back silently); with ``fallback_to_crash=True`` a failed attempt is followed by a standard
     checkpoint that is *recorded* as crash-consistent. The name is deterministic per DAG run and VM,
     so a retry finds the checkpoint an earlier try made. If anything fails after Checkpoint-VM may
-    have run, the checkpoint is removed before the task fails.
+    have run, the checkpoint is removed and the lease released before the task fails.
+
+    Before anything changes the task takes the VM's lease (docs/operations.md, Overlapping runs).
+    If another run holds it: ``on_busy="wait"`` waits up to ``busy_timeout`` seconds (deferred, no
+    worker slot held, when ``deferrable``), ``on_busy="skip"`` skips naming the holder. A holder
+    whose DAG run is over is stale: its lease is taken over, its checkpoint is never touched.
 
     Returns (XCom): vm_id, vm_name, host, checkpoint_id, checkpoint_name, consistency, created_at,
     created (False if an earlier try made it), fell_back, avhdx_paths.
@@ -53,6 +66,10 @@ class HyperVCreateCheckpointOperator(HyperVBaseOperator):
         fallback_to_crash: bool = False,
         policy: str | None = None,
         branch_task_id: str | None = None,
+        on_busy: str = "wait",
+        busy_timeout: float = DEFAULT_BUSY_TIMEOUT,
+        deferrable: bool | None = None,
+        poll_interval: float = 10.0,
         **kwargs: Any,
     ):
         super().__init__(**kwargs)
@@ -60,12 +77,16 @@ class HyperVCreateCheckpointOperator(HyperVBaseOperator):
         self.fallback_to_crash = fallback_to_crash
         self.policy = policy  # "fallback" allows the standard fallback too (templated, so it can be mapped)
         self.branch_task_id = branch_task_id
+        self.on_busy = parse_on_busy(on_busy)
+        if busy_timeout <= 0:
+            raise ValueError(f"busy_timeout must be above 0 seconds, not {busy_timeout}")
+        self._init_deferrable(deferrable, poll_interval, float(busy_timeout))
 
     @property
     def _may_fall_back(self) -> bool:
         return self.fallback_to_crash or str(self.policy or "").strip().lower() == "fallback"
 
-    def execute(self, context: Context) -> dict[str, Any]:
+    def execute(self, context: Context, busy_since: float | None = None) -> dict[str, Any]:
         skip_unless_followed(self, context)
         try:
             wanted = Consistency(str(self.consistency).lower())
@@ -77,22 +98,102 @@ class HyperVCreateCheckpointOperator(HyperVBaseOperator):
             with self.final_errors():
                 vm = hv.resolve_vm(self.vm)
             name = run_checkpoint_name(context, str(vm.id))
+            lease = self._claim(context, hv, vm, name, busy_since)
             try:
-                return self._create(hv, vm, name, wanted)
+                return self._create(hv, vm, name, wanted, lease)
             except BaseException:
-                self._remove_partial(hv, vm.id, name)
+                self._remove_partial(hv, vm.id, name, lease)
                 raise
 
-    def _create(self, hv: HyperVHook, vm: Any, name: str, wanted: Consistency) -> dict[str, Any]:
+    def execute_complete(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
+        """The holder released the VM (or it is time to look at the holder again): try once more."""
+        echo = (event or {}).get("echo") or {}
+        if event and event.get("timed_out"):
+            raise AirflowException(f"{self.vm} stayed busy: {event.get('message', '')}")
+        self.check_event(event)
+        return self.execute(context, busy_since=float(echo.get("busy_since") or time.time()))
+
+    def _claim(self, context: Context, hv: HyperVHook, vm: Any, name: str, busy_since: float | None) -> Lease:
+        """This run's lease on ``vm``: acquired, resumed (a retry), taken over from a finished run, or
+        waited for. Records the VM's checkpoint type and checkpoints once, right after acquiring."""
+        dag_run = context["dag_run"]
+        candidate = new_lease(
+            dag_id=dag_run.dag_id, run_id=dag_run.run_id, vm_id=str(vm.id), checkpoint_name=name,
+            checkpoint_type_before="", host=hv.settings.host_label,
+        )  # fmt: skip
+        started = busy_since if busy_since is not None else time.time()
+        while True:
+            claim = hv.acquire_lease(candidate)
+            state = None if claim.ours else holder_run_state(context, claim.lease)
+            if not claim.ours and is_stale(state):
+                self.log.warning(
+                    "Taking over the lease of %s from %s; its checkpoint %r is left alone",
+                    vm.name, describe_holder(claim.lease, state), claim.lease.checkpoint_name,
+                )  # fmt: skip
+                claim = hv.take_over_lease(claim.lease, candidate)
+                if not claim.ours:
+                    continue  # a third run was faster: judge that holder afresh
+            if claim.ours:
+                break
+            holder = describe_holder(claim.lease, state)
+            if self.on_busy == "skip":
+                raise AirflowSkipException(
+                    f"{vm.name} is being protected by {holder}; skipping (on_busy='skip')"
+                )
+            waited = time.time() - started
+            if self.wait_timeout is not None and waited >= self.wait_timeout:
+                raise AirflowException(
+                    f"{vm.name} is still being protected by {holder} after {waited:.0f}s (busy_timeout "
+                    f"{self.wait_timeout:g}s); nothing was changed"
+                )
+            self.log.info("%s is being protected by %s; waiting for it", vm.name, holder)
+            if self.deferrable:
+                self._defer_for_lease(vm, claim.lease, started, waited)
+            time.sleep(self.poll_interval)
+        lease = claim.lease
+        if claim.resumed:
+            self.log.info("Resuming this run's lease of %s (taken %s)", vm.name, lease.acquired_at)
+        if not lease.checkpoint_type_before:
+            current, checkpoints = hv.vm_with_checkpoints(vm.id)
+            lease = hv.record_lease(
+                dataclasses.replace(
+                    lease,
+                    checkpoint_type_before=current.checkpoint_type.name,
+                    existing_checkpoint_ids=tuple(str(c.id).lower() for c in checkpoints),
+                )
+            )
+        return lease
+
+    def _defer_for_lease(self, vm: Any, holder: Lease, started: float, waited: float) -> None:
+        from airflow_hyperv.triggers.hyperv import HyperVWaitTrigger
+
+        remaining = max((self.wait_timeout or 0) - waited, 1.0) if self.wait_timeout else None
+        self.defer(
+            trigger=HyperVWaitTrigger(
+                hyperv_conn_id=self.hyperv_conn_id,
+                wait_for=WaitFor.LEASE_FREE.value,
+                vm_id=str(vm.id),
+                poll_interval=self.poll_interval,
+                holder=holder.encode(),
+                echo={"busy_since": started},
+                give_up_after=remaining,
+            ),
+            method_name="execute_complete",
+            timeout=dt.timedelta(seconds=remaining * 1.1 + 60) if remaining else None,
+        )
+
+    def _create(
+        self, hv: HyperVHook, vm: Any, name: str, wanted: Consistency, lease: Lease
+    ) -> dict[str, Any]:
         fell_back = False
         reason = None
         try:
-            result = hv.create_checkpoint(vm.id, name, consistency=wanted)
+            result = hv.create_checkpoint(vm.id, name, consistency=wanted, lease=lease)
         except ProductionCheckpointImpossibleError as exc:
             if not self._may_fall_back:
                 raise AirflowFailException(str(exc)) from exc
             self.log.warning("%s; taking a standard checkpoint, recorded as crash-consistent", exc)
-            result = hv.create_checkpoint(vm.id, name, consistency=Consistency.CRASH)
+            result = hv.create_checkpoint(vm.id, name, consistency=Consistency.CRASH, lease=lease)
             fell_back, reason = True, str(exc)
         except FINAL_ERRORS as exc:
             raise AirflowFailException(str(exc)) from exc
@@ -119,15 +220,41 @@ class HyperVCreateCheckpointOperator(HyperVBaseOperator):
             "avhdx_paths": _avhdx([d.path for d in drives]),
         }
 
-    def _remove_partial(self, hv: HyperVHook, vm_id: Any, name: str) -> None:
-        """A failed create must not leave its checkpoint behind (it may exist if an answer was lost)."""
+    def _remove_partial(self, hv: HyperVHook, vm_id: Any, name: str, lease: Lease) -> None:
+        """A failed create must not leave its checkpoint behind (it may exist if an answer was lost,
+        named or, if the rename never ran, with its default name), nor hold the VM's lease."""
         try:
             found = hv.find_checkpoint(vm_id, name)
+            if found is None:
+                vm, checkpoints = hv.vm_with_checkpoints(vm_id)
+                known = set(lease.existing_checkpoint_ids)
+                found = next(
+                    (c for c in checkpoints if str(c.id).lower() not in known and c.name.startswith(f"{vm.name} - (")),
+                    None,
+                ) if lease.checkpoint_type_before else None  # fmt: skip
             if found is not None:
-                self.log.warning("Removing checkpoint %r left by the failed attempt", name)
+                self.log.warning("Removing checkpoint %r left by the failed attempt", found.name)
                 hv.remove_checkpoint(found.id)
-        except Exception as exc:  # the merge teardown looks it up by name again
-            self.log.warning("Could not check for a checkpoint left by the failed attempt: %s", exc)
+            hv.finish_lease(vm_id, name)
+        except Exception as exc:  # the merge teardown looks it up by name again and releases the lease
+            self.log.warning("Could not clean up after the failed attempt: %s", exc)
+
+
+def parse_on_busy(value: Any) -> str:
+    text = str(value).strip().lower()
+    if text not in ("wait", "skip"):
+        raise ValueError(f"on_busy must be 'wait' or 'skip', not {value!r}")
+    return text
+
+
+def holder_run_state(context: Context, lease: Lease) -> str | None:
+    """The state of the lease holder's DAG run in this Airflow, or None if it cannot be told."""
+    try:
+        state = context["ti"].get_dagrun_state(dag_id=lease.dag_id, run_id=lease.run_id)
+    except Exception as exc:  # not in this Airflow's database (another deployment?) or no API
+        log.info("Cannot read the state of %s: %s", lease.describe(), exc)
+        return None
+    return str(getattr(state, "value", state)) if state is not None else None
 
 
 class HyperVMergeCheckpointOperator(DeferrableMixin, HyperVBaseOperator):
@@ -175,6 +302,7 @@ class HyperVMergeCheckpointOperator(DeferrableMixin, HyperVBaseOperator):
                 avhdx = _avhdx([d.path for d in drives]) if not checkpoints else []
                 if not avhdx:
                     self.log.info("No checkpoint %r on %s: nothing to merge", name, vm.name)
+                    self._finish_lease(hv, vm.id, name)
                     return {
                         "vm_id": str(vm.id),
                         "vm_name": vm.name,
@@ -221,6 +349,12 @@ class HyperVMergeCheckpointOperator(DeferrableMixin, HyperVBaseOperator):
         )
         return avhdx
 
+    def _finish_lease(self, hv: HyperVHook, vm_id: Any, name: str) -> None:
+        """This run is done with the VM: its recorded checkpoint type back, its lease released."""
+        released = hv.finish_lease(vm_id, name)
+        if released is not None:
+            self.log.info("Released the lease of %s (type %s)", vm_id, released.checkpoint_type_before)
+
     def _wait_here(self, target: dict[str, Any]) -> None:
         wait = WaitTarget(
             WaitFor.MERGE_DONE, target["vm_id"], checkpoint_id=target["checkpoint_id"],
@@ -245,6 +379,8 @@ class HyperVMergeCheckpointOperator(DeferrableMixin, HyperVBaseOperator):
             chains = hv.disk_chains(vm_id)
             in_chain = {d.path.lower() for c in chains for d in c.disks}
             stuck = [p for p in target["avhdx_paths"] if p.lower() in in_chain or hv.path_exists(p)]
+            if not stuck:
+                self._finish_lease(hv, vm_id, name)
         if stuck:
             raise AirflowException(
                 f"the merge of {name!r} did not complete: {', '.join(stuck)} still exists. A failed merge leaves "

@@ -232,10 +232,12 @@ class HyperVExportCheckpointOperator(DeferrableMixin, HyperVBaseOperator):
 
 class HyperVRetentionOperator(HyperVBaseOperator):
     """Keep the newest ``keep_last`` verified exports of a VM (and none older than ``max_age_days``,
-    except the newest), and merge leftover checkpoints of earlier runs.
+    except the newest).
 
     Deletes nothing unless ``verified_export`` (this run's export XCom) says a newer export was
-    verified: a failed export never costs an older good one.
+    verified: a failed export never costs an older good one. It never merges a checkpoint: another
+    run's checkpoint may be in use (docs/operations.md, Overlapping runs); merge a leftover one by
+    name with ``HyperVMergeCheckpointOperator(checkpoint_name=...)``.
     """
 
     template_fields: Sequence[str] = ("vm", "hyperv_conn_id", "export_root", "verified_export")
@@ -247,12 +249,22 @@ class HyperVRetentionOperator(HyperVBaseOperator):
         verified_export: Any = None,
         keep_last: int = 3,
         max_age_days: float | None = None,
-        merge_leftover_checkpoints: bool = True,
+        merge_leftover_checkpoints: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         if keep_last < 1:
             raise ValueError(f"keep_last must be at least 1, not {keep_last}")
+        if merge_leftover_checkpoints:
+            raise ValueError(
+                "merge_leftover_checkpoints is no longer supported: retention cannot tell a leftover "
+                "checkpoint from one another run is still using. Merge a leftover by name with "
+                "HyperVMergeCheckpointOperator(checkpoint_name=...)"
+            )
+        if max_age_days is not None and max_age_days <= 0:
+            raise ValueError(
+                f"max_age_days must be above 0, not {max_age_days} (0 or less would delete every older export)"
+            )
         self.export_root = export_root
         self.verified_export = verified_export
         self.keep_last = keep_last
@@ -269,17 +281,10 @@ class HyperVRetentionOperator(HyperVBaseOperator):
             newest = json.loads(newest) if newest.strip() not in ("", "null", "None") else None
         newest = newest if isinstance(newest, dict) else None
         removed_exports: list[str] = []
-        merged: list[str] = []
+        merged: list[str] = []  # always empty: retention merges nothing (kept for XCom readers)
         with self.hyperv_hook() as hv:
             with self.final_errors():
                 vm = hv.resolve_vm(self.vm)
-            own = run_checkpoint_name(context, str(vm.id))
-            if self.merge_leftover_checkpoints:
-                for cp in hv.list_checkpoints(vm.id):
-                    if is_provider_checkpoint(cp.name) and cp.name != own:
-                        self.log.info("Merging leftover checkpoint %r of %s", cp.name, vm.name)
-                        hv.remove_checkpoint(cp.id)
-                        merged.append(cp.name)
             if not newest or not newest.get("path"):
                 self.log.warning("No verified export in this run: keeping every export of %s", vm.name)
                 return {
@@ -314,9 +319,8 @@ class HyperVRetentionOperator(HyperVBaseOperator):
                     hv.remove_item(join_host_path(base, folder))
                     removed_exports.append(folder)
         self.log.info(
-            "Removed %d export(s) and merged %d leftover checkpoint(s) of %s",
+            "Removed %d export(s) of %s",
             len(removed_exports),
-            len(merged),
             vm.name,
         )
         return {

@@ -13,7 +13,11 @@ from airflow.sdk import TaskGroup, TriggerRule
 
 from airflow_hyperv.hyperv.verify import Policy
 from airflow_hyperv.operators.base import DEFAULT_CONN_ID
-from airflow_hyperv.operators.checkpoint import HyperVCreateCheckpointOperator, HyperVMergeCheckpointOperator
+from airflow_hyperv.operators.checkpoint import (
+    DEFAULT_BUSY_TIMEOUT,
+    HyperVCreateCheckpointOperator,
+    HyperVMergeCheckpointOperator,
+)
 from airflow_hyperv.operators.export import HyperVExportCheckpointOperator, HyperVRetentionOperator
 from airflow_hyperv.operators.verify import HyperVCheckpointBranchOperator, HyperVVerifyOperator
 from airflow_hyperv.report import record_failure
@@ -55,6 +59,8 @@ def build_protection_chain(
     pool: str | None = None,
     deferrable: bool | None = None,
     poll_interval: float = 10.0,
+    on_busy: str = "wait",
+    busy_timeout: float = DEFAULT_BUSY_TIMEOUT,
     **task_kwargs: Any,
 ) -> dict[str, Any]:
     """Create the chain's tasks in the current DAG / task group (also a mapped ``@task_group``, where
@@ -62,6 +68,8 @@ def build_protection_chain(
 
     ``policy``: require (application-consistent or fail), fallback (standard checkpoint recorded as
     crash-consistent), skip. ``pool`` caps concurrent host work (one pool per Hyper-V host).
+    ``on_busy`` / ``busy_timeout``: what the checkpoint task does while another run holds the VM's
+    lease (wait, deferred when ``deferrable``, up to ``busy_timeout`` seconds; or skip).
     """
     if isinstance(policy, str):
         Policy.parse(policy)  # a bad literal policy fails at parse time, before any run
@@ -74,6 +82,7 @@ def build_protection_chain(
     if pool:
         common["pool"] = pool
     waits: dict[str, Any] = {"deferrable": deferrable, "poll_interval": poll_interval}
+    busy: dict[str, Any] = {"on_busy": on_busy, "busy_timeout": busy_timeout, **waits}
     verify = HyperVVerifyOperator(task_id="verify", export_path=export_root, **common)
     branch = HyperVCheckpointBranchOperator(
         task_id="choose",
@@ -89,10 +98,11 @@ def build_protection_chain(
         consistency="application",
         policy=policy,
         branch_task_id=branch.task_id,
+        **busy,
         **common,
     )
     standard = HyperVCreateCheckpointOperator(
-        task_id="standard_checkpoint", consistency="crash", branch_task_id=branch.task_id, **common
+        task_id="standard_checkpoint", consistency="crash", branch_task_id=branch.task_id, **busy, **common
     )
     merge = HyperVMergeCheckpointOperator(task_id="merge", **waits, **common)
     verify >> branch >> [production, standard]

@@ -53,6 +53,7 @@ class HyperVVerifyOperator(HyperVBaseOperator):
                 disk_drive_free=disk_free,
                 export_free=export_free,
                 own_checkpoint_name=run_checkpoint_name(context, str(vm.id)),
+                lease_holder=_other_holder(hv, vm.id, run_checkpoint_name(context, str(vm.id))),
             )
         self.log.info("%s: verdict %s", report.vm_name, report.verdict.value)
         for finding in report.findings:
@@ -60,6 +61,15 @@ class HyperVVerifyOperator(HyperVBaseOperator):
         data = report.to_dict()
         data["checked_at"] = _now()
         return data
+
+
+def _other_holder(hv: Any, vm_id: Any, own_name: str) -> str | None:
+    """Who else holds the VM's protection lease (reported, never acted on here)."""
+    try:
+        held = hv.read_lease(vm_id)
+    except Exception as exc:  # an unreadable lease is the create task's problem, not verify's
+        return f"an unreadable lease ({exc})"
+    return held.describe() if held is not None and held.checkpoint_name != own_name else None
 
 
 def _now() -> str:

@@ -18,10 +18,12 @@ from typing import Any
 from airflow.triggers.base import BaseEventTrigger, TriggerEvent
 
 from airflow_hyperv.hyperv.errors import AuthenticationFailedError
-from airflow_hyperv.hyperv.waits import HostSnapshot, WaitFor, WaitTarget, judge
+from airflow_hyperv.hyperv.lease import Lease
+from airflow_hyperv.hyperv.waits import HostSnapshot, WaitFor, WaitTarget, judge, lease_released
 
 CLASSPATH = "airflow_hyperv.triggers.hyperv.HyperVWaitTrigger"
 MAX_CONSECUTIVE_ERRORS = 5  # transient faults only: a rejected login ends the wait at once
+LEASE_RECHECK_SECONDS = 300.0
 
 
 @dataclass(frozen=True)
@@ -48,6 +50,8 @@ class HyperVWaitTrigger(BaseEventTrigger):
         operation: dict[str, Any] | None = None,
         echo: dict[str, Any] | None = None,
         give_up_after: float | None = None,
+        holder: str | None = None,
+        recheck_after: float = LEASE_RECHECK_SECONDS,
     ) -> None:
         super().__init__()
         self.hyperv_conn_id = hyperv_conn_id
@@ -67,6 +71,12 @@ class HyperVWaitTrigger(BaseEventTrigger):
         self.give_up_after = float(give_up_after) if give_up_after else None
         if self.wait_for is WaitFor.OPERATION_DONE and not self.operation:
             raise ValueError("waiting for an operation needs the operation")
+        # LEASE_FREE: the holder's lease (JSON); the wait also ends every ``recheck_after`` seconds so
+        # the task can ask Airflow whether the holder's run is over (a stale lease is taken over).
+        self.holder = holder
+        self.recheck_after = float(recheck_after)
+        if self.wait_for is WaitFor.LEASE_FREE and not self.holder:
+            raise ValueError("waiting for a lease needs its holder")
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -83,13 +93,15 @@ class HyperVWaitTrigger(BaseEventTrigger):
                 "operation": self.operation,
                 "echo": self.echo,
                 "give_up_after": self.give_up_after,
+                "holder": self.holder,
+                "recheck_after": self.recheck_after,
             },
         )
 
     # -- shared host-state stream -----------------------------------------------------------------
     def shared_stream_key(self) -> Hashable | None:
-        if self.wait_for is WaitFor.OPERATION_DONE:
-            return None  # each operation is its own session on the host
+        if self.wait_for in (WaitFor.OPERATION_DONE, WaitFor.LEASE_FREE):
+            return None  # an operation is its own session; a lease is a file read on its own
         return ("airflow-hyperv-host-state", self.hyperv_conn_id, self.poll_interval)
 
     @classmethod
@@ -159,6 +171,10 @@ class HyperVWaitTrigger(BaseEventTrigger):
             async for event in self._wait_operation():
                 yield event
             return
+        if self.wait_for is WaitFor.LEASE_FREE:
+            async for event in self._wait_lease():
+                yield event
+            return
         async for event in self.filter_shared_stream(
             self._poll_host(self.hyperv_conn_id, self.poll_interval)
         ):
@@ -208,6 +224,48 @@ class HyperVWaitTrigger(BaseEventTrigger):
             message = errs[0]["message"] if errs else f"{op.label} ended {poll.state}"
             yield self._event(status, message, errors=errs, state=poll.state)
             return
+
+    async def _wait_lease(self) -> AsyncIterator[TriggerEvent]:
+        from airflow_hyperv.hooks.async_hyperv import HyperVAsyncHook
+
+        assert self.holder is not None
+        holder = Lease.decode(self.holder)
+        errors = 0
+        started = time.monotonic()
+        async with HyperVAsyncHook(self.hyperv_conn_id) as hook:
+            while True:
+                try:
+                    current = await hook.call(lambda hv: hv.read_lease(self.vm_id))
+                except AuthenticationFailedError as exc:
+                    self.log.error("%s: ending the wait without retrying", exc)
+                    yield self._event("error", f"reading the lease: {exc}", rejected_login=True)
+                    return
+                except Exception as exc:
+                    errors += 1
+                    self.log.warning("Reading the lease failed (%d in a row): %s", errors, exc)
+                    if errors >= MAX_CONSECUTIVE_ERRORS:
+                        yield self._event("error", f"reading the lease failed {errors} times: {exc}")
+                        return
+                    await asyncio.sleep(self.poll_interval)
+                    continue
+                errors = 0
+                done, observed = lease_released(holder, current)
+                elapsed = time.monotonic() - started
+                if done:
+                    yield self._event("success", observed)
+                    return
+                if self.give_up_after and elapsed > self.give_up_after:
+                    yield self._event(
+                        "error", f"not free after {self.give_up_after:g}s: {observed}", timed_out=True
+                    )
+                    return
+                if elapsed > self.recheck_after:
+                    yield self._event(
+                        "success", f"still busy, checking the holder's run: {observed}", recheck=True
+                    )
+                    return
+                self.log.info("Waiting for %s: %s", self.wait_for.value, observed)
+                await asyncio.sleep(self.poll_interval)
 
     def _event(self, status: str, message: str, **extra: Any) -> TriggerEvent:
         return TriggerEvent(

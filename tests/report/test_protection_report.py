@@ -157,9 +157,7 @@ if __name__ == "__main__":  # regenerate docs/protection-report.png
     print(out)
 
 
-def test_every_inventory_vm_is_in_the_report_with_why_it_is_not_protected(
-    fleet_dags, tmp_path, monkeypatch
-):
+def test_every_inventory_vm_is_in_the_report_with_why_it_is_not_protected(fleet_dags, tmp_path, monkeypatch):
     """After a nightly run on the example fleet, the fleet report lists all seven inventory VMs: the
     refused (file-01) and skipped (build-01) ones too, each with what its last nightly run did."""
     monkeypatch.setenv("AIRFLOW_HYPERV_REPORT_DIR", str(tmp_path))

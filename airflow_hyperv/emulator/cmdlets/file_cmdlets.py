@@ -48,6 +48,19 @@ class FileInUseError(HyperVError):
         )
 
 
+class FileExistsError_(HyperVError):
+    """New-Item -ItemType File (no -Force) on an existing file: the provider opens it with
+    FileMode.CreateNew and reports the IOException as ``NewItemIOError`` / WriteError (PowerShell's
+    FileSystemProvider.NewItem; see docs/emulator.md, Leases)."""
+
+    error_id = "NewItemIOError"
+    category = "WriteError"
+    exception_type = "System.IO.IOException"
+
+    def __init__(self, path: str) -> None:
+        super().__init__(f"The file '{path}' already exists.", target_name=path, target_type="String")
+
+
 def _paths(call: Call) -> list[str]:
     paths = (call.get("LiteralPath") or []) + (call.get("Path") or [])
     if not paths:
@@ -184,7 +197,12 @@ def new_item(call: Call) -> Iterator[Any]:
         call.touch(fs.to_windows(real))
         if call.flag("WhatIf"):
             continue
-        if real.exists():
+        if item_type == "File" and real.is_file():
+            if not call.flag("Force"):
+                call.error(FileExistsError_(fs.to_windows(real)), target)
+                continue
+            real.write_text(call.get("Value", ""), encoding="utf-8")  # FileMode.Create truncates
+        elif real.exists():
             if not (call.flag("Force") and real.is_dir() and item_type == "Directory"):
                 call.error(ItemExistsError(fs.to_windows(real)), target)
                 continue
@@ -196,8 +214,43 @@ def new_item(call: Call) -> Iterator[Any]:
                     call.error(PathNotFoundError(fs.to_windows(real.parent)), target)
                     continue
                 real.parent.mkdir(parents=True)
-            real.write_text(call.get("Value", ""), encoding="utf-8")
+            try:  # FileMode.CreateNew: atomic, so two clients racing for one file get one winner
+                with real.open("x", encoding="utf-8") as handle:
+                    handle.write(call.get("Value", ""))
+            except FileExistsError:
+                call.error(FileExistsError_(fs.to_windows(real)), target)
+                continue
         yield FileItem(call.host, real)
+
+
+@cmdlet(
+    "Get-Content",
+    NS + "GetContentCommand",
+    [PATH, LITERAL, Param("Raw", "switch"), Param("Encoding", "string")],
+    aliases=("gc", "cat", "type"),
+)
+def get_content(call: Call) -> Iterator[Any]:
+    """A text file's lines (or, with -Raw, its whole text as one string); a folder is an error."""
+    for p, real in _each(call, _paths(call)):
+        if real.is_dir():
+            call.error(UnauthorizedAccessError(call.host.fs.to_windows(real)), p)
+            continue
+        text = real.read_text(encoding="utf-8")
+        if call.flag("Raw"):
+            yield text
+        else:
+            yield from text.splitlines()
+
+
+class UnauthorizedAccessError(HyperVError):
+    """Get-Content on a directory: ``GetContentReaderUnauthorizedAccessError`` (PermissionDenied)."""
+
+    error_id = "GetContentReaderUnauthorizedAccessError"
+    category = "PermissionDenied"
+    exception_type = "System.UnauthorizedAccessException"
+
+    def __init__(self, path: str) -> None:
+        super().__init__(f"Access to the path '{path}' is denied.", target_name=path, target_type="String")
 
 
 @cmdlet(

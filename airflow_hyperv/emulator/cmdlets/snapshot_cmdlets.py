@@ -1,4 +1,4 @@
-"""Checkpoint-VM, Get-VMSnapshot, Export-VMSnapshot, Remove-VMSnapshot, Restore-VMSnapshot (+ Checkpoint aliases)."""
+"""Checkpoint-VM, Get-VMSnapshot, Export-, Remove-, Restore-, Rename-VMSnapshot (+ Checkpoint aliases)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from typing import Any
 from airflow_hyperv.emulator.cmdlets.base import Call, cmdlet, target_snapshots, target_vms
 from airflow_hyperv.emulator.cmdlets.binding import Param
 from airflow_hyperv.emulator.cmdlets.vm_cmdlets import AS_JOB, COMPUTER, PASSTHRU, _local_only, _no_job
+from airflow_hyperv.emulator.faults import Fault
 from airflow_hyperv.emulator.model.enums import SnapshotType
 from airflow_hyperv.emulator.model.errors import (
     ConfirmationRequiredError,
@@ -49,10 +50,54 @@ def checkpoint_vm(call: Call) -> Iterator[Any]:
         call.touch(vm.id)
         if call.flag("WhatIf"):
             continue
-        cp = call.host.checkpoint_vm(vm, call.get("SnapshotName"), call.cancelled)
+        # Like the real cmdlet, the snapshot is made under the default name "<vm> - (<date>)" and
+        # renamed to -SnapshotName after (docs/emulator.md, Leases): a session lost in between
+        # leaves a checkpoint with the default name.
+        cp = call.host.checkpoint_vm(vm, None, call.cancelled)
         if cp is None:  # the client stopped the pipeline
             return
         call.touch(cp.id)
+        wanted = call.get("SnapshotName")
+        if wanted and call.host.faults.take(
+            Fault.SESSION_LOST_BEFORE_RENAME,
+            cmdlets=["Checkpoint-VM"],
+            vms=[vm.name, str(vm.id)],
+            detail=f"{call.host.name}/{vm.name}",
+        ):
+            call.cancelled.set()  # the session went away: PowerShell stops the rest of the invocation
+            return
+        if wanted:
+            _rename(call, cp, wanted)
+        if call.flag("Passthru"):
+            yield cp
+
+
+def _rename(call: Call, cp: Any, new_name: str) -> None:
+    with call.host.lock:
+        cp.name = new_name
+        for vm in call.host.vms():
+            for other in vm.checkpoints:
+                if other.parent_id == cp.id:
+                    other.parent_name = new_name
+
+
+@cmdlet(
+    "Rename-VMSnapshot",
+    NS + "RenameVMSnapshot",
+    [*SNAP_TARGETING, Param("NewName", "string", position=2), PASSTHRU, COMPUTER],
+    aliases=("Rename-VMCheckpoint",),
+    should_process=True,
+)
+def rename_snapshot(call: Call) -> Iterator[Any]:
+    _local_only(call)
+    if not call.has("NewName"):
+        raise ParameterBindingError.missing_mandatory(["NewName"])
+    for vm, cp in target_snapshots(call):
+        call.touch(vm.id)
+        call.touch(cp.id)
+        if call.flag("WhatIf"):
+            continue
+        _rename(call, cp, call.get("NewName"))
         if call.flag("Passthru"):
             yield cp
 

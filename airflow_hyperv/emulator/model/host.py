@@ -32,6 +32,7 @@ from airflow_hyperv.emulator.model.errors import (
     ExportExistsError,
     InvalidStateError,
     NotEnoughSpaceError,
+    OperationFailedError,
     ProductionCheckpointError,
     SnapshotNotFoundError,
     VhdNotFoundError,
@@ -206,6 +207,12 @@ class HostModel:
     ) -> None:
         with self.lock:
             self.settle()
+            if self.faults.take(Fault.SET_VM_FAILURE, cmdlets=["Set-VM"], vms=[vm.name, str(vm.id)]):
+                raise OperationFailedError(
+                    f"Failed to modify settings of '{vm.name}'. (Virtual machine ID {str(vm.id).upper()})",
+                    target_name=vm.name,
+                    target_type="VirtualMachine",
+                )
             if checkpoint_type is not None:
                 vm.checkpoint_type = checkpoint_type
             if automatic_checkpoints is not None:
