@@ -5,6 +5,7 @@ emit. Each behaviour has its source in docs/emulator.md, Conformance ("States, d
 from __future__ import annotations
 
 import re
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -13,6 +14,9 @@ from typing import Any
 import pytest
 
 from airflow_hyperv.emulator.api import EXAMPLE_FLEET, Emulator
+from airflow_hyperv.emulator.faults import FaultPlan
+from airflow_hyperv.emulator.model import Fleet, ManualClock
+from airflow_hyperv.emulator.model.fleet import FleetError
 from airflow_hyperv.hooks.hyperv import HyperVHook
 from airflow_hyperv.hyperv import pipelines
 from airflow_hyperv.hyperv.errors import PermissionDeniedError, VMNotFoundError
@@ -137,9 +141,14 @@ def test_get_vm_by_a_missing_name_answers_invalid_parameter_and_the_hook_says_no
             caught.value.info.exception_message
             == 'Hyper-V was unable to find a virtual machine with name "nope".'
         )
-        # -VMName cmdlets answer ObjectNotFound for the same situation
+        # -VMName cmdlets answer ObjectNotFound for the same situation, and so does Get-VM -Id
         snapshots = hook.read(pipelines.one(pipelines.cmd("Get-VMSnapshot", VMName="nope"))).errors[0]
         assert snapshots.category == "ObjectNotFound" and snapshots.error_id == "ObjectNotFound"
+        missing = uuid.uuid4()
+        by_id = hook.read(pipelines.get_vm_by_id(missing)).errors[0]
+        assert by_id.category == "ObjectNotFound" and by_id.error_id == "ObjectNotFound"
+        with pytest.raises(VMNotFoundError):
+            hook.get_vm(vm_id=missing)
 
 
 def test_a_permission_error_on_get_vm_is_not_read_as_a_missing_vm(tmp_path):
@@ -148,3 +157,18 @@ def test_a_permission_error_on_get_vm_is_not_read_as_a_missing_vm(tmp_path):
         with pytest.raises(PermissionDeniedError) as caught:
             hook.get_vm(name="dc-01")
         assert "required permission" in str(caught.value) and "not found" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("locale", "fr-FR", "not one of en-US, de-DE, da-DK"),
+        ("utc_offset", "+1", "not an offset"),
+        ("windows", "2008", "not one of 2012R2"),
+        ("hyperv_admin", "no", "expected true or false"),
+    ],
+)
+def test_a_bad_host_culture_in_a_fleet_file_names_the_field(tmp_path, field, value, message):
+    fleet = {"hosts": [{"name": "hv-01", field: value}]}
+    with pytest.raises(FleetError, match=f"field '{field}': .*{message}"):
+        Fleet.load(fleet, root_dir=tmp_path, clock=ManualClock(), faults=FaultPlan())
