@@ -18,12 +18,11 @@ from airflow_hyperv.hyperv.errors import (
     CommandFailedError,
     ErrorInfo,
     HyperVError,
-    InvalidStateError,
     OperationInProgressError,
     ProductionCheckpointImpossibleError,
-    StorageFullError,
     VMNotFoundError,
     classify,
+    means_production_impossible,
 )
 from airflow_hyperv.hyperv.lease import Lease, lease_path
 from airflow_hyperv.hyperv.names import require_exact_name, require_host_path
@@ -107,10 +106,12 @@ class HyperVHook(HyperVBaseHook):
         vms = [VirtualMachine.decode(o) for o in result.output]
         if not vms:
             if result.errors:
+                # Only a not-found record means "not found": a permission error hides whether the VM
+                # exists, and any other failure is reported with the host's own reason.
                 error = classify(result.errors[0])
-                if isinstance(error, (VMNotFoundError, CommandFailedError)):
+                if isinstance(error, VMNotFoundError):
                     raise VMNotFoundError(f"{what} was not found on {self.settings.host}", error.info)
-                raise type(error)(f"{what}: {error}", error.info)
+                raise type(error)(f"{what} on {self.settings.host}: {error}", error.info)
             raise VMNotFoundError(f"{what} was not found on {self.settings.host}")
         if len(vms) > 1:
             ids = ", ".join(str(v.id) for v in vms)
@@ -284,11 +285,9 @@ class HyperVHook(HyperVBaseHook):
                 f"{error.info.message or error}",
                 error.info,
             )
-        # Only a failed checkpoint itself means "production impossible": a VM busy with another
-        # operation (InvalidState / ResourceBusy) or a full disk is not the guest's fault.
-        if attempt is CheckpointType.ProductionOnly and not isinstance(
-            error, (VMNotFoundError, InvalidStateError, OperationInProgressError, StorageFullError)
-        ):
+        # Only a failed checkpoint job itself means "production impossible": a busy VM, a full disk
+        # or a permission error is not the guest's fault (errors.means_production_impossible).
+        if attempt is CheckpointType.ProductionOnly and means_production_impossible(error):
             raise ProductionCheckpointImpossibleError(
                 f"a production (application-consistent) checkpoint of {vm.name} is impossible: the guest could "
                 f"not quiesce ({error})",

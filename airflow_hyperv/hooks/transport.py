@@ -54,7 +54,17 @@ def error_info(record: Any) -> ErrorInfo:
         reason=str(getattr(record, "reason", "") or ""),
         target_name=str(getattr(record, "target_name", "") or ""),
         message=str(getattr(record, "message", "") or record),
+        exception_message=_exception_message(exception),
     )
+
+
+def _exception_message(exception: Any) -> str:
+    """Exception.Message: the host's own reason, which the category line leaves out."""
+    for attr in ("adapted_properties", "extended_properties"):
+        value = (getattr(exception, attr, None) or {}).get("Message")
+        if value:
+            return str(value)
+    return ""
 
 
 # System.Management.Automation.ErrorCategory: the record carries the integer.

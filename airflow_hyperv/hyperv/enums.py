@@ -15,10 +15,14 @@ E = TypeVar("E", bound="HyperVEnum")
 class HyperVEnum(IntEnum):
     @classmethod
     def parse(cls: type[E], value: Any) -> E:
-        """Decode an enum from an int, a name, or a remoting enum object (``property_sets``/``to_string``)."""
+        """Decode an enum from an int, a name, or a remoting enum object (``property_sets``/``to_string``).
+
+        A remoting enum object is decoded by its name first: the name is the .NET identifier (never
+        localized), while some numbers differ between Windows versions (VMState past ForceShutdown)."""
         sets = getattr(value, "property_sets", None)
         if sets:
-            return cls(int(sets[0]))
+            by_name = cls._by_name(str(getattr(value, "to_string", "") or ""))
+            return by_name if by_name is not None else cls(int(sets[0]))
         if isinstance(value, bool):
             raise ValueError(f"{value!r} is not a {cls.__name__}")
         if isinstance(value, int):
@@ -26,16 +30,26 @@ class HyperVEnum(IntEnum):
         text = str(value).strip()
         if text.lstrip("-").isdigit():
             return cls(int(text))
-        for member in cls:
-            if member.name.lower() == text.lower():
-                return member
+        by_name = cls._by_name(text)
+        if by_name is not None:
+            return by_name
         raise ValueError(
             f"{text!r} is not a {cls.__name__} (expected one of {', '.join(m.name for m in cls)})"
         )
 
+    @classmethod
+    def _by_name(cls: type[E], text: str) -> E | None:
+        wanted = text.strip().lower()
+        return next((m for m in cls if m.name.lower() == wanted), None) if wanted else None
+
 
 class VMState(HyperVEnum):
-    """Microsoft.HyperV.PowerShell.VMState."""
+    """Microsoft.HyperV.PowerShell.VMState (decompiled module; see docs/emulator.md, Conformance).
+
+    A VM whose health is not OK reports the *Critical* twin of its state (PausedCritical when the
+    storage under it is full). A value this list does not know (a newer Windows) decodes to an
+    ``Unknown<n>`` pseudo-member that keeps the number, so one odd VM never breaks a host-wide read.
+    """
 
     Other = 1
     Running = 2
@@ -50,6 +64,47 @@ class VMState(HyperVEnum):
     Resuming = 32777
     FastSaved = 32779
     FastSaving = 32780
+    ForceShutdown = 32781
+    ForceReboot = 32782
+    Hibernated = 32783
+    ComponentServicing = 32784
+    RunningCritical = 32785
+    OffCritical = 32786
+    StoppingCritical = 32787
+    SavedCritical = 32788
+    PausedCritical = 32789
+    StartingCritical = 32790
+    ResetCritical = 32791
+    SavingCritical = 32792
+    PausingCritical = 32793
+    ResumingCritical = 32794
+    FastSavedCritical = 32795
+    FastSavingCritical = 32796
+
+    @classmethod
+    def _missing_(cls, value: object) -> VMState | None:
+        if isinstance(value, int) and not isinstance(value, bool):
+            pseudo = int.__new__(cls, value)
+            pseudo._name_ = f"Unknown{value}"
+            pseudo._value_ = value
+            return pseudo
+        return None
+
+    @property
+    def is_known(self) -> bool:
+        return self._name_ in type(self).__members__
+
+    @property
+    def is_critical(self) -> bool:
+        """Hyper-V reports the VM's health as not OK (storage full or unreachable, a failed device)."""
+        return self.is_known and self._name_.endswith("Critical")
+
+    @property
+    def base(self) -> VMState:
+        """The state without its health: RunningCritical -> Running; others are themselves."""
+        if self.is_critical:
+            return type(self)[self._name_.removesuffix("Critical")]
+        return self
 
 
 class CheckpointType(HyperVEnum):

@@ -1,14 +1,21 @@
 """Errors a Hyper-V host can raise, classified from what the ErrorRecord carries.
 
 We match on FullyQualifiedErrorId, category and exception type, never on the message: messages are
-localized and differ between servers. Where two failures share an id (Checkpoint-VM reports
-"checkpoints disabled" and "production checkpoints cannot be created" both as OperationFailed), the
-caller refines with what it knows (the VM's checkpoint type) via ``refine``.
+localized and differ between servers. The one exception is a Win32 error code (``0x80070070``) that
+Hyper-V appends to a message: a number, not prose, so no locale changes it. Where two failures share
+an id (Checkpoint-VM reports "checkpoints disabled" and "production checkpoints cannot be created"
+both as OperationFailed), the caller refines with what it knows (``means_production_impossible``).
+What each real host emits, with sources: docs/emulator.md, Conformance.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+
+_HRESULT = re.compile(r"\(0x([0-9a-fA-F]{8})\)")
+# Win32 errors a full volume produces, as HRESULTs: ERROR_DISK_FULL (112), ERROR_HANDLE_DISK_FULL (39).
+DISK_FULL_HRESULTS = frozenset({0x80070070, 0x80070027})
 
 
 @dataclass(frozen=True)
@@ -20,7 +27,8 @@ class ErrorInfo:
     exception_type: str = ""  # full .NET type name
     reason: str = ""
     target_name: str = ""
-    message: str = ""  # for humans only
+    message: str = ""  # the category line ("ObjectNotFound: (x:String) [Get-VM], ..."): for humans only
+    exception_message: str = ""  # the Hyper-V reason (Exception.Message): for humans only
 
     @property
     def error_id(self) -> str:
@@ -36,9 +44,16 @@ class ErrorInfo:
     def exception_name(self) -> str:
         return self.exception_type.rsplit(".", 1)[-1].removeprefix("Deserialized.")
 
+    @property
+    def win32_codes(self) -> frozenset[int]:
+        """HRESULTs written into the text as ``(0x8007xxxx)``: numbers, the same in every locale."""
+        text = f"{self.exception_message}\n{self.message}"
+        return frozenset(int(code, 16) for code in _HRESULT.findall(text))
+
     def describe(self) -> str:
+        """The Hyper-V reason (the exception's message), with the FQID that identifies it."""
         where = f" [{self.fully_qualified_error_id}]" if self.fully_qualified_error_id else ""
-        return f"{self.message}{where}"
+        return f"{(self.exception_message or self.message).strip()}{where}"
 
 
 class HyperVError(Exception):
@@ -88,7 +103,16 @@ class InvalidStateError(HyperVError):
 
 
 class StorageFullError(HyperVError):
-    pass
+    """The volume ran out of space (Win32 ERROR_DISK_FULL in the host's answer)."""
+
+
+class PermissionDeniedError(HyperVError):
+    """The account may not do this on the host (PermissionDenied / AccessDenied). Never read as "not
+    found": the VM may well exist. Grant the rights (Hyper-V Administrators, or the JEA role)."""
+
+
+class PathNotFoundError(HyperVError):
+    """A file or folder on the host does not exist (file cmdlets: ItemNotFoundException, PathNotFound)."""
 
 
 class ScriptRefusedError(HyperVError):
@@ -113,32 +137,60 @@ class AuthenticationFailedError(TransportError):
     """Credentials rejected. Never retried: retries lock accounts out."""
 
 
-# (error id, category, exception name) -> class; "" matches anything. First match wins.
-_RULES: list[tuple[str, str, str, type[HyperVError]]] = [
-    ("ScriptsNotAllowed", "", "", ScriptRefusedError),
-    ("CommandNotFoundException", "", "", CommandFailedError),
-    ("", "ObjectNotFound", "VirtualizationException", VMNotFoundError),
-    ("InvalidParameter", "InvalidArgument", "VirtualizationException", VMNotFoundError),
-    ("", "ResourceBusy", "", OperationInProgressError),
-    ("", "ResourceUnavailable", "", StorageFullError),
-    ("", "InvalidOperation", "VirtualizationException", InvalidStateError),
-    ("", "", "IOException", StorageFullError),
+# (error id, category, exception name, command class suffix) -> class; "" matches anything; first
+# match wins. Sources for each row: docs/emulator.md, Conformance ("States, dates, names, errors").
+_RULES: list[tuple[str, str, str, str, type[HyperVError]]] = [
+    ("ScriptsNotAllowed", "", "", "", ScriptRefusedError),
+    ("CommandNotFoundException", "", "", "", CommandFailedError),
+    ("", "PermissionDenied", "", "", PermissionDeniedError),
+    ("AccessDenied", "", "", "", PermissionDeniedError),
+    ("", "", "UnauthorizedAccessException", "", PermissionDeniedError),
+    ("", "", "ItemNotFoundException", "", PathNotFoundError),
+    ("", "", "DriveNotFoundException", "", PathNotFoundError),
+    ("PathNotFound", "", "", "", PathNotFoundError),
+    ("", "ObjectNotFound", "", ".GetVHD", PathNotFoundError),  # a disk file, not a VM
+    # Get-VM -Name with no match: InvalidArgument / InvalidParameter (minikube#8970, PS-AutoLab-Env#133).
+    ("InvalidParameter", "InvalidArgument", "VirtualizationException", ".GetVM", VMNotFoundError),
+    # -VMName cmdlets and Get-VM -Id with no match; Get-VMSnapshot filters (Lability#294, multipass#3748).
+    ("", "ObjectNotFound", "VirtualizationException", "", VMNotFoundError),
+    ("", "ResourceBusy", "", "", OperationInProgressError),
+    ("", "InvalidOperation", "VirtualizationException", "", InvalidStateError),
 ]
 
 
 def classify(info: ErrorInfo) -> HyperVError:
     """Map an error record to the narrowest class its identifiers justify."""
-    for error_id, category, exception, cls in _RULES:
+    if info.win32_codes & DISK_FULL_HRESULTS:
+        return StorageFullError(info.describe(), info)
+    for error_id, category, exception, command, cls in _RULES:
         if error_id and info.error_id != error_id:
             continue
         if category and info.category != category:
             continue
         if exception and info.exception_name != exception:
             continue
+        if command and not info.command.lower().endswith(command.lower()):
+            continue
         if cls is VMNotFoundError and _is_snapshot_command(info.command):
             cls = CheckpointNotFoundError
         return cls(info.describe(), info)
     return CommandFailedError(info.describe(), info)
+
+
+def means_production_impossible(error: HyperVError) -> bool:
+    """Whether a failed ProductionOnly Checkpoint-VM says "the guest could not quiesce". Real hosts
+    report that as a plain failed job (OperationFailed, VirtualizationException): anything narrower
+    (full disk, no permission, VM gone, busy, wrong state) is the host's problem, not the guest's,
+    and a standard attempt would fail the same way."""
+    return (
+        type(error) is CommandFailedError
+        and error.info is not None
+        and error.info.error_id
+        in (
+            "OperationFailed",
+            "",
+        )
+    )
 
 
 def _is_snapshot_command(command: str) -> bool:

@@ -7,6 +7,7 @@ adapted and extended properties of whatever the transport produced, so this modu
 from __future__ import annotations
 
 import datetime as dt
+import re
 import uuid
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
@@ -68,7 +69,37 @@ class Props:
             return None
         if isinstance(value, dt.datetime):
             return value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)
-        return dt.datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+        return parse_clixml_datetime(str(value))
+
+
+# .NET round-trip ("o") DateTime as CLIXML carries it: 0-7 fractional digits (trailing zeros trimmed),
+# then "Z", a local offset, or nothing (DateTimeKind.Unspecified). Parsed here rather than with
+# ``datetime.fromisoformat``, whose accepted shapes changed between Python versions.
+_CLIXML_DATETIME = re.compile(
+    r"(?P<date>\d{4}-\d{2}-\d{2})[T ](?P<h>\d{2}):(?P<m>\d{2}):(?P<s>\d{2})"
+    r"(?:\.(?P<frac>\d{1,9}))?"
+    r"(?P<tz>Z|[+-]\d{2}:?\d{2})?"
+)
+
+
+def parse_clixml_datetime(text: str) -> dt.datetime:
+    """An aware datetime from a CLIXML DateTime; no offset is read as UTC. Ticks below a microsecond
+    (the 7th digit) are dropped: Python keeps microseconds."""
+    match = _CLIXML_DATETIME.fullmatch(text.strip())
+    if match is None:
+        raise ValueError(f"{text!r} is not a CLIXML DateTime (yyyy-MM-ddTHH:mm:ss[.fffffff][Z|+hh:mm])")
+    year, month, day = (int(part) for part in match["date"].split("-"))
+    micro = int((match["frac"] or "0")[:6].ljust(6, "0"))
+    tz = match["tz"]
+    if tz is None or tz == "Z":
+        zone = dt.timezone.utc
+    else:
+        digits = tz[1:].replace(":", "")
+        offset = dt.timedelta(hours=int(digits[:2]), minutes=int(digits[2:]))
+        zone = dt.timezone(-offset if tz[0] == "-" else offset)
+    return dt.datetime(
+        year, month, day, int(match["h"]), int(match["m"]), int(match["s"]), micro, tzinfo=zone
+    )
 
 
 def _to_jsonable(value: Any) -> Any:
@@ -165,21 +196,41 @@ class Checkpoint(Record):
         )
 
 
-BACKUP_SERVICE_NAMES = frozenset({"vss", "backup (volume shadow copy)"})
+class ServiceComponent:
+    """The fixed component GUIDs at the end of a VMIntegrationComponent ``Id``
+    (``Microsoft:<VMId>\\<GUID>``). Names are localized ("Takt" on a German host) and changed between
+    Windows versions ("Backup (volume shadow copy)" on Server 2012 R2): identify a service by these."""
+
+    VSS = "5ced1297-4598-4915-a5fc-ad21bb4d02a4"
+    HEARTBEAT = "84eaae65-2f2e-45f5-9bb5-0e857dc8eb47"
+    KEY_VALUE_PAIR_EXCHANGE = "2a34b1c2-fd73-4043-8a5b-dd2159bc743f"
+    SHUTDOWN = "9f8233ac-be49-4c79-8ee3-e7e1985b2077"
+    TIME_SYNCHRONIZATION = "2497f4de-e9fa-4204-80e4-4b75c46419c0"
+    GUEST_SERVICE_INTERFACE = "6c09bb55-d683-4da0-8931-c9bf705f6480"
+
+
+def component_id(service_id: str) -> str | None:
+    """The lower-case component GUID at the end of a service ``Id``; None if there is none."""
+    tail = service_id.strip().rsplit("\\", 1)[-1]
+    try:
+        return str(uuid.UUID(tail))
+    except ValueError:
+        return None
 
 
 @dataclass(frozen=True)
 class IntegrationService(Record):
-    name: str
+    name: str  # localized display text: show it, never branch on it
     enabled: bool
     primary_status: OperationalStatus | None
     status_description: str  # localized display text
     vm_id: uuid.UUID | None = None
+    component: str | None = None  # ServiceComponent GUID, from the Id
 
     @property
     def is_backup_service(self) -> bool:
-        """The VSS ("Backup (volume shadow copy)") service, by its PowerShell or Manager name."""
-        return self.name.strip().lower() in BACKUP_SERVICE_NAMES
+        """The VSS ("Backup (volume shadow copy)") service, by its component GUID: never by name."""
+        return self.component == ServiceComponent.VSS
 
     @property
     def healthy(self) -> bool:
@@ -195,6 +246,7 @@ class IntegrationService(Record):
             primary_status=None if status in (None, "") else OperationalStatus.parse(status),
             status_description=p.text("PrimaryStatusDescription"),
             vm_id=p.guid("VMId"),
+            component=component_id(p.text("Id")),
         )
 
 

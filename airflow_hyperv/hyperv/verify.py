@@ -2,7 +2,8 @@
 
 Pure: it takes what the host reported and returns a report a human can act on. Rules follow
 shared/hyperv-facts.md: a production checkpoint needs the guest's VSS / fsfreeze, reached through the
-"VSS" integration service and a live heartbeat; an Off VM has nothing to quiesce.
+VSS integration service (found by its component GUID, as names are localized) and a live heartbeat;
+an Off VM has nothing to quiesce. A Critical state (health not OK) blocks.
 """
 
 from __future__ import annotations
@@ -96,7 +97,14 @@ def verify(
     if vm.checkpoint_type is CheckpointType.Disabled:
         add("checkpoints-disabled", "blocks", f"Checkpoints are disabled on {vm.name}: Set-VM -CheckpointType "
             "Production to allow them, or give this VM the skip policy.")  # fmt: skip
-    if vm.state not in (VMState.Running, VMState.Off):
+    if vm.state.is_critical:
+        add("vm-critical", "blocks", f"{vm.name} is {vm.state.name}: Hyper-V reports its health is not OK "
+            "(e.g. the storage under its files is full or unreachable). Fix the host side first; a "
+            "checkpoint now would add a differencing disk to failing storage.")  # fmt: skip
+    elif not vm.state.is_known:
+        add("vm-state-unknown", "blocks", f"{vm.name} reports state {int(vm.state)}, which this provider "
+            "does not know (a newer Hyper-V?): it is left alone until its state is understood.")  # fmt: skip
+    elif vm.state not in (VMState.Running, VMState.Off):
         add("vm-state", "blocks", f"{vm.name} is {vm.state.name}; checkpoint it Running or Off.")
     if vm.automatic_checkpoints:
         add("automatic-checkpoints", "warning", f"{vm.name} takes automatic checkpoints at start; they add "
@@ -108,7 +116,7 @@ def verify(
             add("vss-missing", "prevents-production", f"{vm.name} has no VSS (backup) integration service.")
         elif not vss[0].enabled:
             add("vss-disabled", "prevents-production", f"The VSS (backup) integration service of {vm.name} is "
-                "disabled: Enable-VMIntegrationService -Name VSS.")  # fmt: skip
+                f"disabled: Enable-VMIntegrationService -Name '{vss[0].name}'.")  # fmt: skip
         elif not vss[0].healthy:
             status = vss[0].primary_status.name if vss[0].primary_status else "unknown"
             add("vss-unhealthy", "prevents-production", f"The guest's VSS / fsfreeze service of {vm.name} does not "

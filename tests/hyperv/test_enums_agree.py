@@ -29,3 +29,10 @@ def test_shared_members_have_the_same_values(ours, theirs):
 def test_every_value_the_emulator_sends_decodes(ours, theirs):
     for member in theirs:
         assert ours.parse(member.value).name == member.name
+
+
+def test_client_and_emulator_know_the_same_vm_states():
+    """Every real VMState (Critical twins included) on both sides: the emulator can send each one and
+    the client decodes it by name."""
+    assert dict(client.VMState.__members__.items()).keys() == dict(host.VMState.__members__.items()).keys()
+    assert {m.name: m.value for m in client.VMState} == {m.name: m.value for m in host.VMState}

@@ -61,8 +61,16 @@ def test_checkpoint_memory_state_and_backup_service_names():
         {"Id": str(uuid.uuid4()), "VMId": str(uuid.uuid4()), "Name": "x", "SnapshotType": 0, "State": "Saved"}
     )
     assert cp.has_memory_state
-    svc = IntegrationService.decode({"Name": "Backup (volume shadow copy)", "Enabled": True})
+    vm_id = str(uuid.uuid4()).upper()
+    svc = IntegrationService.decode(
+        {
+            "Name": "Backup (volume shadow copy)",
+            "Id": f"Microsoft:{vm_id}\\5CED1297-4598-4915-A5FC-AD21BB4D02A4",
+            "Enabled": True,
+        }
+    )
     assert svc.is_backup_service
+    assert not IntegrationService.decode({"Name": "VSS", "Enabled": True}).is_backup_service  # no Id: unknown
 
 
 @pytest.mark.parametrize(

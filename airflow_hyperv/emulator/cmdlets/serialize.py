@@ -14,7 +14,6 @@ from enum import IntEnum
 from typing import Any
 
 from psrpcore.types import (
-    PSDateTime,
     PSEnumBase,
     PSGuid,
     PSInt,
@@ -25,6 +24,7 @@ from psrpcore.types import (
     PSType,
     PSUInt64,
 )
+from psrpcore.types import _serializer as _psrp_serializer
 
 from airflow_hyperv.emulator.cmdlets.views import (
     DriveInfoView,
@@ -36,12 +36,27 @@ from airflow_hyperv.emulator.cmdlets.views import (
 )
 from airflow_hyperv.emulator.model.checkpoint import Checkpoint
 from airflow_hyperv.emulator.model.clock import to_datetime
+from airflow_hyperv.emulator.model.culture import HostDateTime
 from airflow_hyperv.emulator.model.enums import ENUM_TYPE_NAMES, VhdFormat
 from airflow_hyperv.emulator.model.host import HostModel, VhdInfo
-from airflow_hyperv.emulator.model.vm import STATUS_TEXT, VirtualMachine
+from airflow_hyperv.emulator.model.vm import VirtualMachine
 
 HV = "Microsoft.HyperV.PowerShell."
 _ZERO = uuid.UUID(int=0)
+
+# --- dates ---------------------------------------------------------------------------------------------
+
+_psrp_serialize_datetime = _psrp_serializer._serialize_datetime
+
+
+def _serialize_host_datetime(value: Any) -> str:
+    """psrpcore writes six fractional digits, untrimmed; a real host writes .NET's round-trip form
+    (0-7 digits, trailing zeros trimmed, local offset). A ``HostDateTime`` carries that exact text."""
+    text = getattr(value, "clixml", None) if isinstance(value, HostDateTime) else None
+    return text if text is not None else _psrp_serialize_datetime(value)
+
+
+_psrp_serializer._serialize_datetime = _serialize_host_datetime
 
 # --- enums ---------------------------------------------------------------------------------------------
 
@@ -71,7 +86,9 @@ def _pstype(class_name: str, type_names: Sequence[str], props: Sequence[tuple[st
     )(cls)
 
 
-S, G, DT, I64, U64, I32 = PSString, PSGuid, PSDateTime, PSInt64, PSUInt64, PSInt
+# DateTime properties stay untyped: a typed property would coerce a HostDateTime into a PSDateTime and
+# lose the host's exact text; any datetime still goes out as <DT>.
+S, G, DT, I64, U64, I32 = PSString, PSGuid, None, PSInt64, PSUInt64, PSInt
 VM_TYPE = _pstype(
     "VirtualMachineObj",
     [HV + "VirtualMachine", HV + "VirtualMachineBase", HV + "VirtualizationObject", "System.Object"],
@@ -337,7 +354,9 @@ def _vm(vm: VirtualMachine, host: HostModel) -> PSObject:
             "VMId": vm.id,
             "VMName": vm.name,
             "State": ps_enum(vm.state),
-            "Status": vm.status,
+            "Status": host.culture.texts.merging_disks
+            if vm.is_merging
+            else host.culture.texts.operating_normally,
             "Heartbeat": ps_enum(vm.heartbeat),
             "CheckpointType": ps_enum(vm.checkpoint_type),
             "AutomaticCheckpointsEnabled": vm.automatic_checkpoints_enabled,
@@ -352,7 +371,7 @@ def _vm(vm: VirtualMachine, host: HostModel) -> PSObject:
             "MemoryStartup": vm.memory_startup,
             "MemoryAssigned": vm.memory_startup if vm.state.name == "Running" else 0,
             "Uptime": _uptime(vm.uptime(now)),
-            "CreationTime": to_datetime(vm.creation_time),
+            "CreationTime": host.culture.local_time(vm.creation_time),
             "Notes": vm.notes,
             "HardDrives": _drive_strings(vm.name, [(d.name, d.disk.path) for d in vm.hard_drives]),
             "ComputerName": host.name,
@@ -375,7 +394,7 @@ def _snapshot(cp: Checkpoint, host: HostModel) -> PSObject:
             "State": ps_enum(cp.state),
             "ParentSnapshotId": cp.parent_id,
             "ParentSnapshotName": cp.parent_name or None,
-            "CreationTime": to_datetime(cp.creation_time),
+            "CreationTime": host.culture.local_time(cp.creation_time),
             "Path": cp.path,
             "Generation": 2,
             "Version": "9.0",
@@ -393,11 +412,11 @@ def _snapshot(cp: Checkpoint, host: HostModel) -> PSObject:
 def _integration(view: IntegrationView, host: HostModel) -> PSObject:
     vm, svc = view.vm, view.service
     status = vm.service_status(svc)
-    text = STATUS_TEXT.get(status, status.name) if status is not None else None
+    text = host.culture.status_text(status) if status is not None else None
     return _fill(
         INTEGRATION_TYPE(),
         {
-            "Name": svc.name,
+            "Name": host.culture.service_name(svc.name),
             "Id": f"Microsoft:{str(vm.id).upper()}\\{svc.service_id}",
             "VMId": vm.id,
             "VMName": vm.name,
@@ -478,7 +497,7 @@ def _file(item: FileItem) -> PSObject:
         "Mode": "d-----" if is_dir else "-a----",
         "CreationTimeUtc": mtime,
         "LastWriteTimeUtc": mtime,
-        "LastWriteTime": mtime,
+        "LastWriteTime": item.host.culture.local_time(st.st_mtime),
         "PSPath": f"Microsoft.PowerShell.Core\\FileSystem::{win}",
         "PSParentPath": f"Microsoft.PowerShell.Core\\FileSystem::{parent_win}",
         "PSChildName": real.name,

@@ -9,7 +9,12 @@ from airflow_hyperv.emulator.cmdlets.base import Call, cmdlet, target_vms
 from airflow_hyperv.emulator.cmdlets.binding import Param
 from airflow_hyperv.emulator.cmdlets.views import HostView, IntegrationView
 from airflow_hyperv.emulator.model.enums import CheckpointType
-from airflow_hyperv.emulator.model.errors import OperationFailedError
+from airflow_hyperv.emulator.model.errors import (
+    AccessDeniedError,
+    GetVMNameNotFoundError,
+    OperationFailedError,
+    VMNotFoundError,
+)
 from airflow_hyperv.emulator.model.wildcard import WildcardPattern
 
 NS = "Microsoft.HyperV.PowerShell.Commands."
@@ -26,6 +31,8 @@ def _no_job(call: Call) -> None:
 
 
 def _local_only(call: Call) -> None:
+    if not call.host.caller_is_hyperv_admin:
+        raise AccessDeniedError(call.host.name)
     for name in call.get("ComputerName") or []:
         if name.lower() not in (call.host.name.lower(), "localhost", "."):
             raise OperationFailedError(f"Hyper-V was unable to connect to computer '{name}' from this host.")
@@ -39,9 +46,23 @@ def get_vm(call: Call) -> Iterator[Any]:
         call.touch(vm.id)
         yield vm
         return
-    for vm in target_vms(call, required=False):
-        call.touch(vm.id)
-        yield vm
+    if not call.has("Name"):
+        for vm in call.host.vms():
+            call.touch(vm.id)
+            yield vm
+        return
+    found: list[Any] = []
+    for pattern in call.get("Name"):
+        try:
+            matches = call.host.find_vms(pattern)
+        except VMNotFoundError:  # Get-VM -Name says InvalidParameter where -VMName cmdlets say ObjectNotFound
+            call.error(GetVMNameNotFoundError(pattern), pattern)
+            continue
+        for vm in matches:
+            if vm not in found:
+                found.append(vm)
+                call.touch(vm.id)
+                yield vm
 
 
 @cmdlet(
@@ -123,12 +144,14 @@ def stop_vm(call: Call) -> Iterator[Any]:
 )
 def get_integration(call: Call) -> Iterator[Any]:
     _local_only(call)
+    # -Name matches the names this host prints, which are localized (PlagueHO/LabBuilder#183: "Heartbeat"
+    # finds nothing on a German host, whose service is "Takt").
     patterns = [WildcardPattern(p) for p in call.get("Name") or ["*"]]
-    backup_alias = [p for p in call.get("Name") or [] if p.lower().startswith("backup")]
+    culture = call.host.culture
     for vm in target_vms(call, name_param="VMName"):
         call.touch(vm.id)
         for svc in vm.integration:
-            if any(p.match(svc.name) for p in patterns) or (svc.name == "VSS" and backup_alias):
+            if any(p.match(culture.service_name(svc.name)) for p in patterns):
                 yield IntegrationView(vm, svc)
 
 

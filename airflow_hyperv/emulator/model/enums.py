@@ -14,6 +14,9 @@ E = TypeVar("E", bound=IntEnum)
 
 
 class VMState(IntEnum):
+    """Microsoft.HyperV.PowerShell.VMState as the decompiled module declares it (Windows Server 2019+;
+    eryph-org/eryph notes the numbers after ForceShutdown differ on older Windows)."""
+
     Other = 1
     Running = 2
     Off = 3
@@ -25,6 +28,25 @@ class VMState(IntEnum):
     Saving = 32773
     Pausing = 32776
     Resuming = 32777
+    FastSaved = 32779
+    FastSaving = 32780
+    ForceShutdown = 32781
+    ForceReboot = 32782
+    Hibernated = 32783
+    ComponentServicing = 32784
+    # The Critical twins: the VM's health is not OK (e.g. PausedCritical when its storage is full).
+    RunningCritical = 32785
+    OffCritical = 32786
+    StoppingCritical = 32787
+    SavedCritical = 32788
+    PausedCritical = 32789
+    StartingCritical = 32790
+    ResetCritical = 32791
+    SavingCritical = 32792
+    PausingCritical = 32793
+    ResumingCritical = 32794
+    FastSavedCritical = 32795
+    FastSavingCritical = 32796
 
 
 class CheckpointType(IntEnum):

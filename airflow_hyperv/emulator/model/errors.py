@@ -49,7 +49,9 @@ class HyperVError(Exception):
 
 
 class VMNotFoundError(HyperVError):
-    """Name/Id that matches no VM. Text, category and id from VirtualEngine/Lability#294."""
+    """-VMName (and Get-VM -Id) that matches no VM: ObjectNotFound. Text, category and id from
+    VirtualEngine/Lability#294 (Checkpoint-VM) and jamesstringer90/Easy-GPU-PV#449 (-VMName cmdlets).
+    ``Get-VM -Name`` answers differently: ``GetVMNameNotFoundError``."""
 
     error_id = "ObjectNotFound"
     category = "ObjectNotFound"
@@ -68,6 +70,37 @@ class VMNotFoundError(HyperVError):
             f'Hyper-V was unable to find a virtual machine with id "{vm_id}".',
             target_name=vm_id,
             target_type="Guid",
+        )
+
+
+class GetVMNameNotFoundError(HyperVError):
+    """``Get-VM -Name`` that matches no VM. Unlike the -VMName cmdlets, Get-VM answers InvalidArgument /
+    ``InvalidParameter,…GetVM`` (minikube#8970, pluralsight/PS-AutoLab-Env#133)."""
+
+    error_id = "InvalidParameter"
+    category = "InvalidArgument"
+
+    def __init__(self, name: str) -> None:
+        super().__init__(
+            f'Hyper-V was unable to find a virtual machine with name "{name}".',
+            target_name=name,
+            target_type="String",
+        )
+
+
+class AccessDeniedError(HyperVError):
+    """The caller is no Hyper-V administrator. Message seen in pawelgnatowski/WSL2-Network-Fix#4;
+    id ``AccessDenied`` and category PermissionDenied *unconfirmed*."""
+
+    error_id = "AccessDenied"
+    category = "PermissionDenied"
+
+    def __init__(self, host_name: str) -> None:
+        super().__init__(
+            "You do not have the required permission to complete this task. Contact the administrator of "
+            f"the authorization policy for the computer '{host_name}'.",
+            target_name=host_name,
+            target_type="String",
         )
 
 

@@ -7,8 +7,10 @@ fleet sees at once what to fix.
 from __future__ import annotations
 
 import dataclasses
+import re
 import uuid
 from collections.abc import Mapping
+from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -16,6 +18,7 @@ import yaml
 
 from airflow_hyperv.emulator.faults import FaultPlan
 from airflow_hyperv.emulator.model.clock import Clock
+from airflow_hyperv.emulator.model.culture import LOCALES, WINDOWS_VERSIONS, HostCulture
 from airflow_hyperv.emulator.model.disk import GiB, MiB, VirtualDisk
 from airflow_hyperv.emulator.model.enums import CheckpointType, VhdType, VMState
 from airflow_hyperv.emulator.model.host import HostModel, Timing
@@ -31,6 +34,7 @@ if TYPE_CHECKING:
     from airflow_hyperv.emulator.cmdlets import AuditLog, HyperVCommandHost
 
 _HOST_KEYS = {"name", "volumes", "vms", "vm_path", "logical_processors", "memory_gb"}
+_CULTURE_KEYS = {"locale", "utc_offset", "windows", "hyperv_admin"}  # what a host prints (model/culture.py)
 _VM_KEYS = {
     "name",
     "id",
@@ -49,7 +53,8 @@ _VM_KEYS = {
     "notes",
 }
 _DISK_KEYS = {"path", "name", "size_gb", "file_gb", "type", "volume"}
-_STATES = {"running": VMState.Running, "off": VMState.Off, "saved": VMState.Saved, "paused": VMState.Paused}
+# Every real VMState by name: a VM whose health is not OK sits in a Critical twin (PausedCritical).
+_STATES = {state.name.lower(): state for state in VMState}
 
 
 class FleetError(ValueError):
@@ -89,6 +94,25 @@ def _unknown(ctx: _Ctx, where: str, data: Mapping[str, Any], allowed: set[str]) 
     extra = sorted(set(map(str, data)) - allowed)
     if extra:
         raise ctx.fail(where, extra[0], f"unknown field (allowed: {', '.join(sorted(allowed))})")
+
+
+_OFFSET = re.compile(r"([+-])(\d{2}):(\d{2})")
+
+
+def _culture(ctx: _Ctx, where: str, raw: Mapping[str, Any]) -> HostCulture:
+    """``locale`` (en-US, de-DE, da-DK), ``utc_offset`` ("+01:00") and ``windows`` (2012R2 … 2025)."""
+    locale = str(raw.get("locale", "en-US"))
+    if locale not in LOCALES:
+        raise ctx.fail(where, "locale", f"{locale!r} is not one of {', '.join(LOCALES)}")
+    offset_text = str(raw.get("utc_offset", "+00:00"))
+    match = _OFFSET.fullmatch(offset_text)
+    if match is None or int(match[2]) > 14 or int(match[3]) > 59:
+        raise ctx.fail(where, "utc_offset", f"{offset_text!r} is not an offset like +01:00 or -05:30")
+    offset = timedelta(hours=int(match[2]), minutes=int(match[3])) * (-1 if match[1] == "-" else 1)
+    windows = str(raw.get("windows", "2022"))
+    if windows not in WINDOWS_VERSIONS:
+        raise ctx.fail(where, "windows", f"{windows!r} is not one of {', '.join(WINDOWS_VERSIONS)}")
+    return HostCulture(locale=locale, utc_offset=offset, windows=windows)
 
 
 class Fleet:
@@ -173,7 +197,7 @@ class Fleet:
         ):
             raise ctx.fail(where, "name", f"expected a host name without path characters, got {name!r}")
         where = f"hosts[{hi}] '{name}'"
-        _unknown(ctx, where, raw, _HOST_KEYS)
+        _unknown(ctx, where, raw, _HOST_KEYS | _CULTURE_KEYS)
         vols_raw = _mapping(ctx, where, "volumes", raw.get("volumes") or {"C": {"capacity_gb": 500}})
         volumes: dict[str, Volume] = {}
         for letter, spec in vols_raw.items():
@@ -203,6 +227,8 @@ class Fleet:
             vm_path=vm_path,
             vhd_path=vm_path,
         )
+        host.culture = _culture(ctx, where, raw)
+        host.caller_is_hyperv_admin = _bool(ctx, where, "hyperv_admin", raw.get("hyperv_admin", True))
         vms_raw = raw.get("vms") or []
         if not isinstance(vms_raw, list):
             raise ctx.fail(where, "vms", "expected a list of VMs")
@@ -233,7 +259,9 @@ class Fleet:
             )
         state = _STATES.get(str(raw.get("state", "Running")).lower())
         if state is None:
-            raise ctx.fail(where, "state", f"{raw.get('state')!r} is not one of Running, Off, Saved, Paused")
+            raise ctx.fail(
+                where, "state", f"{raw.get('state')!r} is not one of {', '.join(v.name for v in VMState)}"
+            )
         guest = str(raw.get("guest", "windows")).lower()
         if guest not in ("windows", "linux"):
             raise ctx.fail(where, "guest", f"{raw.get('guest')!r} is not one of windows, linux")

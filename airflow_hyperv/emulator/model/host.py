@@ -18,6 +18,7 @@ from pathlib import Path
 from airflow_hyperv.emulator.faults import Fault, FaultPlan
 from airflow_hyperv.emulator.model.checkpoint import Checkpoint, Consistency
 from airflow_hyperv.emulator.model.clock import Clock, to_datetime
+from airflow_hyperv.emulator.model.culture import HostCulture
 from airflow_hyperv.emulator.model.disk import (
     MiB,
     VirtualDisk,
@@ -114,6 +115,8 @@ class HostModel:
         self._vms: dict[uuid.UUID, VirtualMachine] = {}
         self._merge_fail: dict[uuid.UUID, bool] = {}
         self.events = HostEventLog(clock)  # Get-WinEvent (emulator/model/eventlog.py)
+        self.culture = HostCulture()  # language, time zone, Windows version (emulator/model/culture.py)
+        self.caller_is_hyperv_admin = True  # False: every Hyper-V cmdlet answers AccessDenied
 
     # --- building ---------------------------------------------------------------------------------------
 

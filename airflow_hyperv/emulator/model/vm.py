@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from airflow_hyperv.emulator.model.checkpoint import Checkpoint
+from airflow_hyperv.emulator.model.culture import EN_US, SERVICE_IDS
 from airflow_hyperv.emulator.model.disk import VirtualDisk
 from airflow_hyperv.emulator.model.enums import (
     CheckpointType,
@@ -24,26 +25,13 @@ from airflow_hyperv.emulator.model.enums import (
 
 GuestOS = Literal["windows", "linux"]
 
-# Integration service names as PowerShell prints them on en-US hosts, with their well-known ids
-# (the part after "Microsoft:<VMId>\\" in VMIntegrationComponent.Id). Ids *unconfirmed* beyond
-# community captures; clients must not depend on them.
-INTEGRATION_SERVICES: dict[str, str] = {
-    "Guest Service Interface": "6C09BB55-D683-4DA0-8931-C9BF705F6480",
-    "Heartbeat": "84EAAE65-2F2E-45F5-9BB5-0E857DC8EB47",
-    "Key-Value Pair Exchange": "2A34B1C2-FD73-4043-8A5B-DD2159BC743F",
-    "Shutdown": "9F8233AC-BE49-4C79-8EE3-E7E1985B2077",
-    "Time Synchronization": "2497F4DE-E9FA-4204-80E4-4B75C46419C0",
-    "VSS": "5CED1297-4598-4915-A5FC-AD21BB4D02A4",
-}
+# Integration services by their en-US PowerShell name, with the component GUID that ends their Id
+# (``Microsoft:<VMId>\\<GUID>``). What a host *prints* depends on its culture (model/culture.py).
+INTEGRATION_SERVICES: dict[str, str] = SERVICE_IDS
 DISPLAY_ALIASES = {"backup (volume shadow copy)": "VSS", "backup (volume checkpoint)": "VSS"}
-STATUS_TEXT = {
-    IntegrationStatus.Ok: "OK",
-    IntegrationStatus.NoContact: "No Contact",
-    IntegrationStatus.LostCommunication: "Lost Communication",
-    IntegrationStatus.Disabled: "Disabled",
-}
-OPERATING_NORMALLY = "Operating normally"
-MERGING_DISKS = "Merging disks"
+STATUS_TEXT = EN_US.status
+OPERATING_NORMALLY = EN_US.operating_normally
+MERGING_DISKS = EN_US.merging_disks
 
 
 @dataclass
@@ -103,7 +91,12 @@ class VirtualMachine:
 
     @property
     def status(self) -> str:
+        """The en-US Status text; the serializer sends the host culture's own (model/culture.py)."""
         return MERGING_DISKS if self.merge_until is not None else OPERATING_NORMALLY
+
+    @property
+    def is_merging(self) -> bool:
+        return self.merge_until is not None
 
     def service(self, name: str) -> IntegrationService | None:
         wanted = DISPLAY_ALIASES.get(name.lower(), name).lower()
