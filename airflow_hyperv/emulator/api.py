@@ -44,6 +44,14 @@ class Emulator:
         from airflow_hyperv.emulator.model.clock import ScaledClock
         from airflow_hyperv.emulator.model.fleet import Fleet
 
+        self.role: Any = None  # a JEA RoleCapability in restricted mode (loaded first: it may fail)
+        if restricted or role_capability is not None:
+            from airflow_hyperv.emulator.cmdlets.jea import RoleCapability, default_role_capability
+
+            source = Path(role_capability) if role_capability is not None else default_role_capability()
+            if source is None:
+                raise ValueError("restricted mode needs a role capability file (role_capability=...)")
+            self.role = RoleCapability.load(source)
         self.username = username
         self.password = password or secrets.token_urlsafe(18)
         self.auth = auth
@@ -60,14 +68,6 @@ class Emulator:
         self._bind, self._port = bind, port
         self._idle_timeout, self._receive_wait_cap = idle_timeout, receive_wait_cap
         self._server: Any = None
-        self.role: Any = None
-        if restricted or role_capability is not None:
-            from airflow_hyperv.emulator.cmdlets.jea import RoleCapability, default_role_capability
-
-            source = Path(role_capability) if role_capability is not None else default_role_capability()
-            if source is None:
-                raise ValueError("restricted mode needs a role capability file (role_capability=...)")
-            self.role = RoleCapability.load(source)
 
     # -- life cycle -------------------------------------------------------------------------------
     def start(self) -> Emulator:
