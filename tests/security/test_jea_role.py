@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from airflow_hyperv.emulator.cmdlets.jea import (
+    COMMON_PARAMETERS,
     FUNCTIONS,
     PROVIDER_COMMANDS,
     RoleCapability,
@@ -37,6 +38,7 @@ class Sent:
     name: str
     parameters: set[str] = field(default_factory=set)
     where: set[str] = field(default_factory=set)
+    literals: dict[str, set[str]] = field(default_factory=dict)  # fixed string values, e.g. ItemType
 
 
 def _command_name(node: ast.AST, helpers: dict[str, str]) -> str | None:
@@ -80,6 +82,8 @@ def commands_the_provider_sends() -> dict[str, Sent]:
                     for kw in node.keywords:
                         if kw.arg is not None:
                             entry.parameters.add(kw.arg)
+                            if isinstance(kw.value, ast.Constant) and isinstance(kw.value.value, str):
+                                entry.literals.setdefault(kw.arg, set()).add(kw.value.value)
                         else:
                             entry.parameters.update(dict_keys)
                 # a pipeline: a later command binds the output of the one before it
@@ -113,13 +117,26 @@ def role_problems(role: RoleCapability, sent: dict[str, Sent]) -> list[str]:
         missing = sorted(
             p
             for p in command.parameters
-            if entry.parameters is not None and p.lower() not in entry.parameters
+            if entry.parameters is not None
+            and p.lower() not in entry.parameters
+            and p.lower() not in COMMON_PARAMETERS  # always allowed
         )
         if missing:
             problems.append(
                 f"docs/connection.md: add {', '.join(f'@{{ Name = {p!r} }}' for p in missing)} to the Parameters "
                 f"of {command.name} (sent by {', '.join(sorted(command.where))})"
             )
+        for param, values in sorted(command.literals.items()):
+            rule = (entry.parameters or {}).get(param.lower())
+            allowed = (
+                {v.lower() for v in rule.validate_set} if rule is not None and rule.validate_set else None
+            )
+            refused = sorted(v for v in values if allowed is not None and v.lower() not in allowed)
+            if refused:
+                problems.append(
+                    f"docs/connection.md: add {', '.join(map(repr, refused))} to the ValidateSet of -{param} of "
+                    f"{command.name} (sent by {', '.join(sorted(command.where))})"
+                )
         if key in PROVIDER_COMMANDS and not role.provider_visible("FileSystem"):
             problems.append(f"docs/connection.md: {command.name} needs VisibleProviders = 'FileSystem'")
     return problems
@@ -158,6 +175,7 @@ def test_a_role_with_a_function_as_cmdlet_and_no_provider_is_caught() -> None:
                     @{ Name = 'Hyper-V\\Get-VM'; Parameters = @{ Name = 'Id' } }
                     @{ Name = 'Microsoft.PowerShell.Utility\\Get-FileHash'; Parameters = @{ Name = 'LiteralPath' } }
                     'Microsoft.PowerShell.Management\\Test-Path'
+                    @{ Name = 'New-Item'; Parameters = @{ Name = 'ItemType'; ValidateSet = 'Directory' } }
                 )
             }"""
         )
@@ -167,12 +185,15 @@ def test_a_role_with_a_function_as_cmdlet_and_no_provider_is_caught() -> None:
         "get-filehash": Sent("Get-FileHash", {"LiteralPath"}, {"x.py:2"}),
         "test-path": Sent("Test-Path", {"LiteralPath"}, {"x.py:3"}),
         "get-volume": Sent("Get-Volume", {"FilePath"}, {"x.py:4"}),
+        "new-item": Sent("New-Item", {"ItemType", "ErrorAction"}, {"x.py:5"}, {"ItemType": {"File"}}),
     }
     problems = "\n".join(role_problems(old, sent))
     assert "add @{ Name = 'Name' } to the Parameters of Get-VM" in problems
     assert "add Get-FileHash to VisibleFunctions (it is a function)" in problems
     assert "add Get-Volume to VisibleFunctions" in problems
     assert "Test-Path needs VisibleProviders = 'FileSystem'" in problems
+    assert "add 'File' to the ValidateSet of -ItemType of New-Item" in problems
+    assert "ErrorAction" not in problems  # a common parameter is always allowed
 
 
 def test_the_emulator_reads_the_role_from_the_docs_by_default() -> None:
