@@ -35,11 +35,23 @@ class Emulator:
         clock: Any = None,
         idle_timeout: float = 7200.0,
         receive_wait_cap: float = 0.5,
+        restricted: bool = False,
+        role_capability: Path | str | None = None,
     ) -> None:
+        """``restricted``: behave like a JEA endpoint with the role capability in ``role_capability``
+        (a ``.psrc``, or a Markdown file's role block; default: docs/connection.md of a checkout)."""
         from airflow_hyperv.emulator.cmdlets.audit import AuditLog
         from airflow_hyperv.emulator.model.clock import ScaledClock
         from airflow_hyperv.emulator.model.fleet import Fleet
 
+        self.role: Any = None  # a JEA RoleCapability in restricted mode (loaded first: it may fail)
+        if restricted or role_capability is not None:
+            from airflow_hyperv.emulator.cmdlets.jea import RoleCapability, default_role_capability
+
+            source = Path(role_capability) if role_capability is not None else default_role_capability()
+            if source is None:
+                raise ValueError("restricted mode needs a role capability file (role_capability=...)")
+            self.role = RoleCapability.load(source)
         self.username = username
         self.password = password or secrets.token_urlsafe(18)
         self.auth = auth
@@ -63,7 +75,7 @@ class Emulator:
 
         if self._server is None:
             server = WSManServer(
-                self.fleet.command_hosts(),
+                self.fleet.command_hosts(self.role),
                 username=self.username,
                 password=self.password,
                 auth=self.auth,

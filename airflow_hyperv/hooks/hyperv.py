@@ -37,6 +37,7 @@ from airflow_hyperv.hyperv.records import (
     VirtualDisk,
     VirtualMachine,
     VMHost,
+    VolumeSpace,
 )
 from airflow_hyperv.hyperv.waits import HostSnapshot
 
@@ -517,16 +518,30 @@ class HyperVHook(HyperVBaseHook):
             raise CommandFailedError(f"Get-VMHost returned nothing on {self.settings.host}")
         return HostInfo(hosts[0], drives[0] if drives else None)
 
-    def free_space(self, path: str) -> int:
-        """Free bytes on the drive that holds ``path`` (a drive-letter path)."""
+    def volume_of(self, path: str) -> VolumeSpace | None:
+        """The volume that holds ``path`` (a CSV, a mount point or a drive), or None when the host
+        cannot tell (a UNC share has no local volume). A folder that does not exist yet (a new
+        export root) is on the volume of its nearest existing parent: a volume can only be mounted
+        on an existing folder, so asking each parent in turn finds the right one."""
         path = require_host_path(path)
-        if path.startswith("\\\\"):
-            raise HyperVError(
-                f"free space of a UNC path ({path}) is not known to the host; give a drive path"
-            )
-        result = self.read(pipelines.drive_space(path[0].upper()))
-        _raise_first(result.errors, what=f"free space of {path}")
-        return DriveSpace.decode(result.output[0]).free
+        if path.startswith("\\\\") or path[1:3] != ":\\":
+            return None
+        parts = [p for p in path[3:].split("\\") if p]
+        candidates = ["\\".join([path[:2], *parts[:n]]) for n in range(len(parts), 0, -1)] + [path[:3]]
+        for candidate in candidates:
+            result = self.read(pipelines.volume_of(candidate))
+            volumes = [VolumeSpace.decode(o) for o in result.output]
+            if volumes:
+                return volumes[0]
+            if result.errors:
+                self.log.info("No volume for %s: %s", candidate, classify(result.errors[0]))
+        self.log.warning("The volume holding %s is unknown", path)
+        return None
+
+    def free_space(self, path: str) -> int | None:
+        """Free bytes on the volume that holds ``path``; None when unknown (never another volume's)."""
+        volume = self.volume_of(path)
+        return None if volume is None else volume.free
 
     def path_exists(self, path: str) -> bool:
         result = self.read(pipelines.test_path(require_host_path(path)))

@@ -211,8 +211,10 @@ def host_info(drive: str | None = None) -> Pipeline:
     return pipeline
 
 
-def drive_space(drive: str) -> Pipeline:
-    return one(cmd("Get-PSDrive", Name=drive, PSProvider="FileSystem"), label="drive-space")
+def volume_of(path: str) -> Pipeline:
+    """The volume that holds ``path`` (Storage module ``Get-Volume -FilePath``): the CSV or mount point
+    a folder is on, not the drive letter its path starts with."""
+    return one(cmd("Get-Volume", FilePath=path), label="volume-of")
 
 
 def list_files(path: str) -> Pipeline:

@@ -286,6 +286,12 @@ class VirtualDisk(Record):
     def is_differencing(self) -> bool:
         return self.vhd_type is VhdType.Differencing
 
+    @property
+    def is_checkpoint_disk(self) -> bool:
+        """A checkpoint's differencing disk: Hyper-V names it ``<disk>_<CHECKPOINT-GUID>.avhdx``
+        (``.avhd`` for VHD); a VM's own differencing disk over a golden image is a ``.vhdx``."""
+        return self.is_differencing and self.path.lower().endswith((".avhdx", ".avhd"))
+
     @classmethod
     def decode(cls, obj: Any) -> VirtualDisk:
         p = Props(obj)
@@ -307,7 +313,15 @@ class DiskChain(Record):
 
     @property
     def depth(self) -> int:
-        """Number of differencing disks above the base disk."""
+        """Checkpoint depth: the checkpoint disks (``.avhdx``/``.avhd``) above the VM's own disk.
+
+        A VM built on a differencing ``.vhdx`` over a golden parent runs at depth 0 with no checkpoint;
+        every checkpoint adds one ``<disk>_<GUID>.avhdx`` (see ``is_checkpoint_disk``)."""
+        return sum(1 for d in self.disks if d.is_checkpoint_disk)
+
+    @property
+    def differencing_depth(self) -> int:
+        """Every differencing level, golden-image parents included."""
         return sum(1 for d in self.disks if d.is_differencing)
 
     @property
@@ -347,6 +361,37 @@ class DriveSpace(Record):
     def decode(cls, obj: Any) -> DriveSpace:
         p = Props(obj)
         return cls(name=p.text("Name"), free=p.integer("Free"), used=p.integer("Used"))
+
+
+@dataclass(frozen=True)
+class VolumeSpace(Record):
+    """The volume that holds a path, as ``Get-Volume -FilePath`` reports it (MSFT_Volume).
+
+    ``drive_letter`` is empty for a volume mounted on a folder: a Cluster Shared Volume
+    (``C:\\ClusterStorage\\Volume1``, FileSystem CSVFS) or a mount point. Sizes are bytes.
+    """
+
+    path: str  # the volume's own \\?\Volume{GUID}\ path
+    drive_letter: str
+    file_system: str
+    label: str
+    size: int
+    free: int  # SizeRemaining
+
+    @classmethod
+    def decode(cls, obj: Any) -> VolumeSpace:
+        p = Props(obj)
+        letter = p.raw("DriveLetter")
+        if isinstance(letter, int):  # a [char] arrives as its code point
+            letter = chr(letter) if letter else ""
+        return cls(
+            path=p.text("Path"),
+            drive_letter=str(letter or "").strip("\x00"),
+            file_system=p.text("FileSystem"),
+            label=p.text("FileSystemLabel"),
+            size=p.integer("Size"),
+            free=p.integer("SizeRemaining"),
+        )
 
 
 @dataclass(frozen=True)

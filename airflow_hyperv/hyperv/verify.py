@@ -8,6 +8,7 @@ an Off VM has nothing to quiesce. A Critical state (health not OK) blocks.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from enum import Enum
 from typing import Any
@@ -43,6 +44,16 @@ class Finding:
     code: str  # stable identifier, e.g. "vss-disabled"
     severity: str  # "blocks", "prevents-production", "warning", "info"
     message: str  # what is wrong and what to do about it
+
+
+@dataclass(frozen=True)
+class SpaceReading:
+    """Free bytes of the volume holding ``path`` (``Get-Volume -FilePath``); ``free`` None: unknown
+    (a UNC share, or the host could not tell) — never another volume's number."""
+
+    path: str
+    free: int | None
+    volume: str = ""  # how the host names the volume: a drive, a CSV folder, \\?\Volume{GUID}\
 
 
 @dataclass(frozen=True)
@@ -83,8 +94,8 @@ def verify(
     chains: list[DiskChain],
     *,
     host: str,
-    disk_drive_free: int | None,
-    export_free: int | None = None,
+    disk_space: Sequence[SpaceReading] = (),
+    export_space: SpaceReading | None = None,
     own_checkpoint_name: str | None = None,
     max_chain_depth: int = MAX_CHAIN_DEPTH,
     lease_holder: str | None = None,  # another run holding the VM's lease, described
@@ -142,21 +153,34 @@ def verify(
         add("recovery-checkpoints", "warning", f"{vm.name} has {len(recovery)} recovery checkpoint(s) left by a "
             "backup tool; they hold AVHDX chains and may mean a backup is running.")  # fmt: skip
 
-    depths = [c.depth for c in chains]
+    depths = [c.depth for c in chains]  # checkpoint disks (.avhdx), not golden-image parents
     if not checkpoints and any(depths):
-        add("orphaned-avhdx", "blocks", f"{vm.name} runs on differencing disks ({', '.join(c.current_path for c in chains if c.depth)}) "
+        add("orphaned-avhdx", "blocks", f"{vm.name} runs on checkpoint disks ({', '.join(c.current_path for c in chains if c.depth)}) "
             "but has no checkpoint: a merge is still running or has failed. Wait for it, or see docs/operators.md "
             "(When a merge fails); never delete AVHDX files by hand.")  # fmt: skip
+    golden = [c for c in chains if c.differencing_depth > c.depth]
+    if golden:
+        add("differencing-base", "info", f"{vm.name} is built on differencing disks over a parent image "
+            f"({', '.join(c.disks[-1].path for c in golden if c.disks)}): a normal setup; keep the parent.")  # fmt: skip
     if depths and max(depths) >= max_chain_depth:
-        add("chain-depth", "blocks", f"{vm.name}'s disk chain is {max(depths)} deep (limit {max_chain_depth}): "
+        add("chain-depth", "blocks", f"{vm.name}'s disk chain is {max(depths)} checkpoints deep (limit {max_chain_depth}): "
             "merge old checkpoints first.")  # fmt: skip
     disk_bytes = sum(c.disks[-1].file_size for c in chains if c.disks)
     headroom = max(disk_bytes // 10, 1 << 30)  # a new AVHDX grows with guest writes
-    if disk_drive_free is not None and disk_drive_free < headroom:
-        add("checkpoint-space", "blocks", f"Only {disk_drive_free >> 20} MiB free where {vm.name}'s disks live; "
-            f"a checkpoint needs about {headroom >> 20} MiB for its differencing disks.")  # fmt: skip
-    if export_free is not None and export_free < disk_bytes:
-        add("export-space", "blocks", f"The export target has {export_free >> 20} MiB free; exporting {vm.name} "
+    for reading in disk_space:
+        where = reading.volume or reading.path
+        if reading.free is None:
+            add("checkpoint-space-unknown", "warning", f"The free space of the volume holding {reading.path} "
+                f"is unknown (a share, or the host could not tell): make sure it has about {headroom >> 20} MiB "
+                f"for {vm.name}'s differencing disks.")  # fmt: skip
+        elif reading.free < headroom:
+            add("checkpoint-space", "blocks", f"Only {reading.free >> 20} MiB free on {where}, where {vm.name}'s disks live; "
+                f"a checkpoint needs about {headroom >> 20} MiB for its differencing disks.")  # fmt: skip
+    if export_space is not None and export_space.free is None:
+        add("export-space-unknown", "warning", f"The free space of the export target {export_space.path} is "
+            f"unknown (a share, or the host could not tell); exporting {vm.name} needs about {disk_bytes >> 20} MiB.")  # fmt: skip
+    elif export_space is not None and export_space.free is not None and export_space.free < disk_bytes:
+        add("export-space", "blocks", f"The export target has {export_space.free >> 20} MiB free; exporting {vm.name} "
             f"needs about {disk_bytes >> 20} MiB.")  # fmt: skip
 
     if any(f.severity == "blocks" for f in findings):

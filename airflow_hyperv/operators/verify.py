@@ -8,11 +8,13 @@ from typing import TYPE_CHECKING, Any
 from airflow.providers.standard.operators.branch import BaseBranchOperator
 from airflow.sdk.exceptions import AirflowFailException
 
-from airflow_hyperv.hyperv.verify import Policy, VerifyReport, decide, verify
+from airflow_hyperv.hyperv.verify import Policy, SpaceReading, VerifyReport, decide, verify
 from airflow_hyperv.operators.base import DEFAULT_CONN_ID, HyperVBaseOperator, run_checkpoint_name
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
+
+    from airflow_hyperv.hooks.hyperv import HyperVHook
 
 
 class HyperVVerifyOperator(HyperVBaseOperator):
@@ -39,9 +41,8 @@ class HyperVVerifyOperator(HyperVBaseOperator):
                 vm = hv.resolve_vm(self.vm)
             overview = hv.vm_overview(vm.id)
             chains = hv.disk_chains(vm.id, overview.drives)
-            disk_drive = next((c.current_path[0] for c in chains if c.current_path[1:2] == ":"), None)
-            disk_free = hv.free_space(f"{disk_drive}:\\") if disk_drive else None
-            export_free = hv.free_space(export_path) if export_path and export_path[1:2] == ":" else None
+            disk_space = _disk_space(hv, [c.current_path for c in chains if c.current_path])
+            export_space = _space(hv, export_path) if export_path else None
             report = verify(
                 overview.vm,
                 overview.services,
@@ -50,8 +51,8 @@ class HyperVVerifyOperator(HyperVBaseOperator):
                 host=hv.settings.host
                 if not hv.settings.wsman_path.endswith("/wsman")
                 else hv.settings.wsman_path[:-6],
-                disk_drive_free=disk_free,
-                export_free=export_free,
+                disk_space=disk_space,
+                export_space=export_space,
                 own_checkpoint_name=run_checkpoint_name(context, str(vm.id)),
                 lease_holder=_other_holder(hv, vm.id, run_checkpoint_name(context, str(vm.id))),
             )
@@ -70,6 +71,25 @@ def _other_holder(hv: Any, vm_id: Any, own_name: str) -> str | None:
     except Exception as exc:  # an unreadable lease is the create task's problem, not verify's
         return f"an unreadable lease ({exc})"
     return held.describe() if held is not None and held.checkpoint_name != own_name else None
+
+
+def _space(hv: HyperVHook, path: str) -> SpaceReading:
+    """The volume that holds ``path`` (a CSV, a mount point, a drive), or unknown: never C:'s number."""
+    volume = hv.volume_of(path)
+    if volume is None:
+        return SpaceReading(path, None)
+    return SpaceReading(
+        path, volume.free, volume.drive_letter + ":\\" if volume.drive_letter else volume.path
+    )
+
+
+def _disk_space(hv: HyperVHook, paths: list[str]) -> list[SpaceReading]:
+    """One reading per volume the VM's current disks are on (a VM may span volumes)."""
+    readings: dict[str, SpaceReading] = {}
+    for path in paths:
+        reading = _space(hv, path)
+        readings.setdefault(reading.volume or path.lower(), reading)
+    return list(readings.values())
 
 
 def _now() -> str:

@@ -122,8 +122,11 @@ def test_fleet_errors_name_host_vm_and_field(tmp_path: Path, patch: dict[str, ob
 
 def test_fleet_file_errors_name_the_file(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
-    bad.write_text("hosts:\n  - name: hv-1\n    vms:\n      - {name: a}\n      - {name: A}\n")
-    with pytest.raises(FleetError, match=r"bad\.yaml: hosts\[0\] 'hv-1' vm 'A': field 'name': duplicate"):
+    twin_id = "id: 3f2a7c4e-1b2d-4c5e-8f90-a1b2c3d4e5f6"
+    bad.write_text(
+        f"hosts:\n  - name: hv-1\n    vms:\n      - {{name: a, {twin_id}}}\n      - {{name: b, {twin_id}}}\n"
+    )
+    with pytest.raises(FleetError, match=r"bad\.yaml: hosts\[0\] 'hv-1' vm 'b': field 'id': duplicate"):
         Fleet.load(bad, root_dir=tmp_path / "r", clock=ManualClock(), faults=FaultPlan())
     bad.write_text("hosts: [\n")
     with pytest.raises(FleetError, match=r"bad\.yaml: not valid YAML"):

@@ -67,7 +67,7 @@ class Step:
 
 
 STEPS = [
-    Step("verify", "Get-PSDrive", "verify", "rel_chain", "the read-only verify task"),
+    Step("verify", "Get-Volume", "verify", "rel_chain", "the read-only verify task"),
     Step(
         "set type", "Set-VM", "production_checkpoint", "rel_chain", "the Set-VM statements of the checkpoint"
     ),
@@ -119,7 +119,7 @@ def skip_reason(step: Step, fault: str) -> str | None:
 # How each restart lands: the timing that makes the step last, what the watcher waits for, and notes.
 RESTART = {
     "verify": dict(
-        timing={}, latency=True, note="WinRM restarted while the answer to Get-PSDrive was on its way"
+        timing={}, latency=True, note="WinRM restarted while the answer to Get-Volume was on its way"
     ),
     "set type": dict(
         timing={"checkpoint_seconds": 3000.0},

@@ -5,6 +5,11 @@ anything runs; then the first command runs once and each later command runs once
 previous one produced (pipeline input by value). Errors that PowerShell treats as terminating
 (parameter binding, unknown command, script text) fail the pipeline; operation failures are
 non-terminating error records unless ``-ErrorAction Stop``.
+
+With a ``RoleCapability`` (restricted mode) the host behaves like a JEA endpoint: a command the role
+does not make visible is not found, a parameter it does not list is unknown, a value outside its
+ValidateSet/ValidatePattern is refused, and provider cmdlets fail unless FileSystem is a visible
+provider (emulator/cmdlets/jea.py).
 """
 
 from __future__ import annotations
@@ -19,13 +24,21 @@ from airflow_hyperv.emulator.cmdlets import (  # noqa: F401  (registers the cmdl
     file_cmdlets,
     snapshot_cmdlets,
     vm_cmdlets,
+    volume_cmdlets,
 )
 from airflow_hyperv.emulator.cmdlets.audit import AuditEntry, AuditLog
 from airflow_hyperv.emulator.cmdlets.base import REGISTRY, Call
 from airflow_hyperv.emulator.cmdlets.binding import Cmdlet, as_text, bind
+from airflow_hyperv.emulator.cmdlets.jea import (
+    PROVIDER_COMMANDS,
+    RoleCapability,
+    VisibleCommand,
+    check_parameters,
+)
 from airflow_hyperv.emulator.cmdlets.serialize import serialize
 from airflow_hyperv.emulator.model.errors import (
     CommandNotFoundError,
+    DriveNotFoundError,
     HyperVError,
     ParameterBindingError,
     ScriptsNotAllowedError,
@@ -48,15 +61,19 @@ class _Step:
     params: dict[str, Any]
     audit: AuditEntry
     errors: list[str] = field(default_factory=list)
+    visible: VisibleCommand | None = None  # the role's entry, in restricted mode
 
 
 class HyperVCommandHost:
     """A PowerShell endpoint (NoLanguage, like JEA) in front of one emulated Hyper-V host."""
 
-    def __init__(self, host: HostModel, *, audit: AuditLog | None = None) -> None:
+    def __init__(
+        self, host: HostModel, *, audit: AuditLog | None = None, role: RoleCapability | None = None
+    ) -> None:
         self.host = host
         self.name = host.name
         self.audit = audit if audit is not None else AuditLog()
+        self.role = role  # restricted (JEA) mode when set
 
     def run(self, statements: Sequence[Statement], sink: PipelineSink, ctx: PipelineContext) -> None:
         for statement in statements:
@@ -92,17 +109,39 @@ class HyperVCommandHost:
                 entry = self._open(ctx, "<script>", {"Script": inv.name[:200]})
                 raise self._terminate(entry, ScriptsNotAllowedError(inv.name), None)
             cmdlet = REGISTRY.get(inv.name.strip().lower())
+            visible = None
+            if cmdlet is not None and self.role is not None:
+                # JEA shows a command under its own name only (no aliases unless VisibleAliases).
+                visible = (
+                    self.role.visible(cmdlet.name)
+                    if inv.name.strip().lower() == cmdlet.name.lower()
+                    else None
+                )
+                if visible is None:
+                    cmdlet = None
             if cmdlet is None:
                 entry = self._open(ctx, inv.name, raw)
                 raise self._terminate(entry, CommandNotFoundError(inv.name), None)
             try:
                 params = bind(cmdlet, inv.parameters)
+                if visible is not None:
+                    check_parameters(visible, params)
+                    self._require_provider(cmdlet, params)
             except HyperVError as err:
                 entry = self._open(ctx, cmdlet.name, raw, inv.name)
                 raise self._terminate(entry, err, cmdlet) from None
             entry = self._open(ctx, cmdlet.name, {k: as_text(v) for k, v in params.items()}, inv.name)
-            steps.append(_Step(inv, cmdlet, params, entry))
+            steps.append(_Step(inv, cmdlet, params, entry, visible=visible))
         return steps
+
+    def _require_provider(self, cmdlet: Cmdlet, params: dict[str, Any]) -> None:
+        """No provider is visible in a JEA session unless the role names it: the FileSystem drives
+        do not exist there (the exact error of each cmdlet is *unconfirmed*; DriveNotFound here)."""
+        if self.role is None or cmdlet.name.lower() not in PROVIDER_COMMANDS or self.role.provider_visible():
+            return
+        paths = [*(params.get("LiteralPath") or []), *(params.get("Path") or []), *(params.get("Name") or [])]
+        first = str(paths[0]) if paths else "C"
+        raise DriveNotFoundError(first[0].upper() if first[1:2] == ":" or len(first) == 1 else "C")
 
     def _run_statement(self, statement: Statement, sink: PipelineSink, ctx: PipelineContext) -> None:
         if not statement:
@@ -137,7 +176,18 @@ class HyperVCommandHost:
         self, step: _Step, obj: Any, sink: PipelineSink, ctx: PipelineContext
     ) -> list[Any]:
         param = step.cmdlet.pipeline_param_for(obj)
-        if param is None or param.name in step.params or any(x in step.params for x in param.excludes):
+        hidden = (
+            param is not None
+            and step.visible is not None
+            and step.visible.parameters is not None
+            and param.name.lower() not in step.visible.parameters
+        )  # a JEA proxy without the pipeline parameter cannot bind the input
+        if (
+            param is None
+            or hidden
+            or param.name in step.params
+            or any(x in step.params for x in param.excludes)
+        ):
             self._error(
                 step,
                 ParameterBindingError.input_not_bound().to_spec(step.cmdlet.name, step.cmdlet.command_type),

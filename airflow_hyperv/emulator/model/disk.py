@@ -35,6 +35,9 @@ class VirtualDisk:
     id: uuid.UUID = field(default_factory=uuid.uuid4)
     content: str = ""
     merge_blocked: bool = False  # a failed merge left its child orphaned; the host never retries it
+    # A shared parent (golden image) that VMs' own differencing .vhdx disks are built on: a VM with no
+    # checkpoint runs on a differencing disk, and the host never merges anything into this one.
+    golden: bool = False
 
     @property
     def vhd_format(self) -> VhdFormat:

@@ -32,8 +32,9 @@ from airflow_hyperv.emulator.model.vm import (
 
 if TYPE_CHECKING:
     from airflow_hyperv.emulator.cmdlets import AuditLog, HyperVCommandHost
+    from airflow_hyperv.emulator.cmdlets.jea import RoleCapability
 
-_HOST_KEYS = {"name", "volumes", "vms", "vm_path", "logical_processors", "memory_gb"}
+_HOST_KEYS = {"name", "volumes", "vms", "vm_path", "logical_processors", "memory_gb", "golden_images"}
 _CULTURE_KEYS = {"locale", "utc_offset", "windows", "hyperv_admin"}  # what a host prints (model/culture.py)
 _VM_KEYS = {
     "name",
@@ -51,8 +52,12 @@ _VM_KEYS = {
     "churn_mb",
     "disks",
     "notes",
+    "path",
 }
-_DISK_KEYS = {"path", "name", "size_gb", "file_gb", "type", "volume"}
+_DISK_KEYS = {"path", "name", "size_gb", "file_gb", "type", "volume", "parent"}
+_VOLUME_KEYS = {"capacity_gb", "used_gb", "label", "file_system"}
+_GOLDEN_KEYS = {"path", "size_gb", "file_gb"}
+_FILE_SYSTEMS = ("NTFS", "ReFS", "CSVFS")
 # Every real VMState by name: a VM whose health is not OK sits in a Critical twin (PausedCritical).
 _STATES = {state.name.lower(): state for state in VMState}
 
@@ -161,13 +166,16 @@ class Fleet:
             hosts[host.name] = host
         return cls(hosts, timing, audit)
 
-    def command_hosts(self) -> dict[str, HyperVCommandHost]:
-        """One PowerShell command host per Hyper-V host, in fleet order, sharing the audit log."""
+    def command_hosts(self, role: RoleCapability | None = None) -> dict[str, HyperVCommandHost]:
+        """One PowerShell command host per Hyper-V host, in fleet order, sharing the audit log;
+        restricted to a JEA role capability when ``role`` is given."""
         from airflow_hyperv.emulator.cmdlets import AuditLog, HyperVCommandHost
 
         if self.audit is None:
             self.audit = AuditLog()
-        return {name: HyperVCommandHost(host, audit=self.audit) for name, host in self.hosts.items()}
+        return {
+            name: HyperVCommandHost(host, audit=self.audit, role=role) for name, host in self.hosts.items()
+        }
 
     @staticmethod
     def _timing(ctx: _Ctx, raw: Any) -> Timing:
@@ -200,16 +208,44 @@ class Fleet:
         _unknown(ctx, where, raw, _HOST_KEYS | _CULTURE_KEYS)
         vols_raw = _mapping(ctx, where, "volumes", raw.get("volumes") or {"C": {"capacity_gb": 500}})
         volumes: dict[str, Volume] = {}
-        for letter, spec in vols_raw.items():
-            if not (isinstance(letter, str) and len(letter) == 1 and letter.isalpha()):
-                raise ctx.fail(where, f"volumes.{letter}", "a volume key must be one drive letter")
+        mounts: list[Volume] = []
+        for key, spec in vols_raw.items():
+            letter = str(key)
+            is_letter = len(letter) == 1 and letter.isalpha()
+            is_folder = len(letter) > 3 and letter[0].isalpha() and letter[1:3] == ":\\"
+            if not (is_letter or is_folder):
+                raise ctx.fail(
+                    where,
+                    f"volumes.{letter}",
+                    "a volume key is one drive letter, or the folder it is mounted on (C:\\ClusterStorage\\Volume1)",
+                )
             spec = _mapping(ctx, where, f"volumes.{letter}", spec)
-            _unknown(ctx, f"{where} volumes.{letter}", spec, {"capacity_gb", "used_gb", "label"})
+            _unknown(ctx, f"{where} volumes.{letter}", spec, _VOLUME_KEYS)
             cap = _num(ctx, where, f"volumes.{letter}.capacity_gb", spec.get("capacity_gb"), minimum=0.001)
             used = _num(ctx, where, f"volumes.{letter}.used_gb", spec.get("used_gb", 0))
-            volumes[letter.upper()] = Volume(
-                letter.upper(), int(cap * GiB), int(used * GiB), str(spec.get("label", ""))
+            fs_raw = str(
+                spec.get("file_system", "CSVFS" if "\\clusterstorage\\" in letter.lower() else "NTFS")
             )
+            file_system = next((f for f in _FILE_SYSTEMS if f.lower() == fs_raw.lower()), None)
+            if file_system is None:
+                raise ctx.fail(
+                    where,
+                    f"volumes.{letter}.file_system",
+                    f"{fs_raw!r} is not one of {', '.join(_FILE_SYSTEMS)}",
+                )
+            vol = Volume(
+                letter.upper() if is_letter else "",
+                int(cap * GiB),
+                int(used * GiB),
+                str(spec.get("label", "")),
+                mount_point="" if is_letter else letter,
+                file_system=file_system,
+                guid=str(uuid.uuid5(uuid.NAMESPACE_URL, f"volume:{name}/{letter.lower()}")),
+            )
+            if is_letter:
+                volumes[letter.upper()] = vol
+            else:
+                mounts.append(vol)
         if "C" not in volumes:
             raise ctx.fail(where, "volumes", "a host needs a C: volume")
         vm_path = str(raw.get("vm_path", "C:\\Hyper-V"))
@@ -229,15 +265,55 @@ class Fleet:
         )
         host.culture = _culture(ctx, where, raw)
         host.caller_is_hyperv_admin = _bool(ctx, where, "hyperv_admin", raw.get("hyperv_admin", True))
+        for vol in mounts:
+            if vol.mount_point[0].upper() not in volumes:
+                raise ctx.fail(
+                    where, f"volumes.{vol.mount_point}", f"host has no volume {vol.mount_point[0].upper()}:"
+                )
+            try:
+                host.fs.add_mount(vol)
+            except Exception as exc:
+                raise ctx.fail(where, f"volumes.{vol.mount_point}", str(exc)) from exc
+        golden = cls._golden_images(ctx, where, raw.get("golden_images") or [], host)
         vms_raw = raw.get("vms") or []
         if not isinstance(vms_raw, list):
             raise ctx.fail(where, "vms", "expected a list of VMs")
         for vi, vraw in enumerate(vms_raw):
-            cls._vm(ctx, where, vi, vraw, host, clock.now())
+            cls._vm(ctx, where, vi, vraw, host, clock.now(), golden)
         return host
 
     @staticmethod
-    def _vm(ctx: _Ctx, host_where: str, vi: int, raw: Any, host: HostModel, now: float) -> None:
+    def _golden_images(ctx: _Ctx, where: str, raw: Any, host: HostModel) -> dict[str, VirtualDisk]:
+        """Shared parent disks (golden images) that VMs' differencing ``.vhdx`` disks are built on."""
+        if not isinstance(raw, list):
+            raise ctx.fail(where, "golden_images", "expected a list of {path, size_gb, file_gb}")
+        images: dict[str, VirtualDisk] = {}
+        for gi, graw in enumerate(raw):
+            gwhere = f"{where} golden_images[{gi}]"
+            graw = _mapping(ctx, gwhere, "golden_images", graw)
+            _unknown(ctx, gwhere, graw, _GOLDEN_KEYS)
+            path = graw.get("path")
+            if not isinstance(path, str) or not path.lower().endswith((".vhdx", ".vhd")):
+                raise ctx.fail(gwhere, "path", f"expected the path of a .vhdx file, got {path!r}")
+            size = int(_num(ctx, gwhere, "size_gb", graw.get("size_gb", 40), minimum=0.001) * GiB)
+            file_size = int(_num(ctx, gwhere, "file_gb", graw.get("file_gb", size / GiB / 4)) * GiB)
+            try:
+                disk = VirtualDisk(path=host.fs.normalize(path), size=size, file_size=file_size, golden=True)
+            except Exception as exc:
+                raise ctx.fail(gwhere, "path", str(exc)) from exc
+            images[disk.path.lower()] = disk
+        return images
+
+    @staticmethod
+    def _vm(
+        ctx: _Ctx,
+        host_where: str,
+        vi: int,
+        raw: Any,
+        host: HostModel,
+        now: float,
+        golden: dict[str, VirtualDisk] | None = None,
+    ) -> None:
         where = f"{host_where} vms[{vi}]"
         raw = _mapping(ctx, where, "vms", raw)
         name = raw.get("name")
@@ -245,11 +321,14 @@ class Fleet:
             raise ctx.fail(where, "name", f"expected a VM name, got {name!r}")
         where = f"{host_where} vm '{name}'"
         _unknown(ctx, where, raw, _VM_KEYS)
+        # Hyper-V allows two VMs of one name on a host (Import-VM -Copy -GenerateNewId makes one):
+        # a second one gets an Id and a folder of its own.
+        twin = any(v.name.lower() == name.lower() for v in host.vms())
         try:
             vm_id = (
                 uuid.UUID(str(raw["id"]))
                 if "id" in raw
-                else uuid.uuid5(uuid.NAMESPACE_DNS, f"{host.name}/{name}")
+                else uuid.uuid5(uuid.NAMESPACE_DNS, f"{host.name}/{name}" + (f"#{vi}" if twin else ""))
             )
         except ValueError as exc:
             raise ctx.fail(where, "id", f"not a GUID: {raw['id']!r}") from exc
@@ -285,7 +364,8 @@ class Fleet:
                 )
             svc.enabled = _bool(ctx, where, f"integration_services.{sname}", enabled)
         safe = "".join("_" if c in '<>:"/\\|?*' else c for c in name)  # folder names cannot hold these
-        vm_dir = f"{host.vm_path}\\{safe}"
+        folder = safe if not twin else f"{safe} ({str(vm_id)[:8]})"
+        vm_dir = str(raw.get("path") or f"{host.vm_path}\\{folder}")
         vm = VirtualMachine(
             id=vm_id,
             name=name,
@@ -327,7 +407,7 @@ class Fleet:
             )
             if file_size > size:
                 raise ctx.fail(dwhere, "file_gb", "a disk file cannot be larger than its size_gb")
-            volume = str(draw.get("volume", "C")).upper()
+            volume = str(draw.get("volume", vm_dir[0])).upper()
             default_name = f"{safe}.vhdx" if di == 0 else f"{safe}-{di}.vhdx"
             dpath = (
                 draw.get("path")
@@ -335,16 +415,35 @@ class Fleet:
             )
             if volume not in host.fs.volumes:
                 raise ctx.fail(dwhere, "volume", f"host has no volume {volume}:")
+            parent: VirtualDisk | None = None
+            if "parent" in draw:
+                try:
+                    parent = (golden or {}).get(host.fs.normalize(str(draw["parent"])).lower())
+                except Exception:
+                    parent = None
+                if parent is None:
+                    raise ctx.fail(
+                        dwhere, "parent", f"{draw['parent']!r} is not one of the host's golden_images"
+                    )
+                if fixed:
+                    raise ctx.fail(dwhere, "type", "a disk with a parent is a differencing disk, not Fixed")
+                size = parent.size
+                file_size = int(_num(ctx, dwhere, "file_gb", draw.get("file_gb", 1)) * GiB)
             disk = VirtualDisk(
                 path=str(dpath),
                 size=size,
                 file_size=file_size,
-                vhd_type=VhdType.Fixed if fixed else VhdType.Dynamic,
+                vhd_type=VhdType.Differencing
+                if parent is not None
+                else VhdType.Fixed
+                if fixed
+                else VhdType.Dynamic,
+                parent=parent,
             )
             vm.hard_drives.append(HardDrive(disk=disk, controller_number=0, controller_location=di))
         try:
-            host.add_vm(vm)
+            host.add_vm(vm, allow_duplicate_name=True)
         except ValueError as exc:
-            raise ctx.fail(where, "name", str(exc)) from exc
+            raise ctx.fail(where, "id" if "id" in str(exc) else "name", str(exc)) from exc
         except Exception as exc:  # a path the host refuses (bad drive, illegal characters)
             raise ctx.fail(where, "disks", str(exc)) from exc

@@ -482,6 +482,7 @@ class HostModel:
             if id(d) not in pinned
             and id(d) not in current
             and not d.merge_blocked
+            and not d.golden  # a golden image is never merged into (model/disk.py)
             and len(children[id(d)]) == 1
         ]
 
@@ -539,7 +540,7 @@ class HostModel:
         with self.lock:
             self.settle()
             dest = self.fs.join(self.fs.normalize(path), vm.name)
-            drive, _ = self.fs.split(dest)
+            volume = self.fs.volume_for(dest)  # a CSV or mount point has its own free space
             uid = str(vm.id).upper()
             plan: list[tuple[str, dict[str, object], int]] = [
                 (
@@ -609,7 +610,7 @@ class HostModel:
                 while True:
                     step = min(size - done, int(rate))
                     with self.lock:
-                        allowed = min(step, self.fs.free(drive))
+                        allowed = min(step, self.fs.free(volume))
                         if fail_after is not None:
                             allowed = min(allowed, max(0, fail_after - written))
                         done += allowed

@@ -14,7 +14,7 @@ import os
 import re
 import shutil
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,19 +28,37 @@ STANDIN_MAGIC = "HVEMU"
 
 @dataclass
 class Volume:
-    """One drive letter of the host: its capacity and what is used outside the model (OS, other data)."""
+    """One volume of the host: its capacity and what is used outside the model (OS, other data).
+
+    A volume has a drive letter (``letter``) or is mounted on a folder of another volume
+    (``mount_point``, e.g. a Cluster Shared Volume at ``C:\\ClusterStorage\\Volume1`` or a mount
+    point like ``D:\\Mounts\\Fast``): its files live under that folder, and count for this volume,
+    not for the drive the folder is on.
+    """
 
     letter: str
     capacity: int
     reserved: int = 0
     label: str = ""
+    mount_point: str = ""  # "C:\\ClusterStorage\\Volume1"; empty for a drive-letter volume
+    file_system: str = "NTFS"  # NTFS, ReFS, CSVFS (a CSV reports CSVFS)
+    guid: str = ""  # the \\?\Volume{GUID}\ path's GUID; derived from the host and root when empty
+
+    @property
+    def root(self) -> str:
+        """Where the volume is reached: ``C:\\`` or ``C:\\ClusterStorage\\Volume1\\``."""
+        return f"{self.letter}:\\" if not self.mount_point else self.mount_point.rstrip("\\") + "\\"
 
 
 class HostFileSystem:
     """The host's drives mapped onto ``root``; thread-safe for the bookkeeping it keeps."""
 
     def __init__(
-        self, root: Path, volumes: dict[str, Volume], cwd: str = "C:\\Users\\Administrator\\Documents"
+        self,
+        root: Path,
+        volumes: dict[str, Volume],
+        cwd: str = "C:\\Users\\Administrator\\Documents",
+        mounts: Sequence[Volume] = (),
     ):
         self.root = root
         self.volumes = {k.upper(): v for k, v in volumes.items()}
@@ -50,6 +68,48 @@ class HostFileSystem:
         root.mkdir(parents=True, exist_ok=True)
         for letter in self.volumes:
             (root / letter).mkdir(exist_ok=True)
+        self.mounts: list[Volume] = []
+        for vol in mounts:
+            self.add_mount(vol)
+
+    def add_mount(self, vol: Volume) -> None:
+        """Mount ``vol`` on an (empty or new) folder of a drive-letter volume."""
+        drive, parts = self.split(vol.mount_point)
+        if not parts:
+            raise InvalidPathError(
+                vol.mount_point, f"A volume cannot be mounted on a drive root ({vol.mount_point})."
+            )
+        vol.mount_point = drive + ":\\" + "\\".join(parts)
+        if any(m.mount_point.lower() == vol.mount_point.lower() for m in self.mounts):
+            raise InvalidPathError(vol.mount_point, f"A volume is already mounted at {vol.mount_point}.")
+        self.to_real(vol.mount_point).mkdir(parents=True, exist_ok=True)
+        self.mounts.append(vol)
+
+    def all_volumes(self) -> list[Volume]:
+        """Drive-letter volumes, then folder-mounted ones (Get-Volume lists both)."""
+        return [*self.volumes.values(), *self.mounts]
+
+    def volume_for(self, path: str) -> Volume:
+        """The volume that holds ``path``: the deepest mount point above it, else its drive's volume
+        (what GetVolumePathName answers on Windows)."""
+        drive, parts = self.split(path)
+        best: Volume | None = None
+        best_depth = -1
+        for vol in self.mounts:
+            mdrive, mparts = self.split(vol.mount_point)
+            if mdrive != drive or len(mparts) > len(parts):
+                continue
+            if [c.lower() for c in parts[: len(mparts)]] == [c.lower() for c in mparts] and len(
+                mparts
+            ) > best_depth:
+                best, best_depth = vol, len(mparts)
+        return best if best is not None else self.volumes[drive]
+
+    def _volume(self, which: str | Volume) -> Volume:
+        return which if isinstance(which, Volume) else self.volumes[which.upper()]
+
+    def _volume_real_root(self, vol: Volume) -> Path:
+        return self.to_real(vol.root)
 
     # --- path mapping -------------------------------------------------------------------------------
 
@@ -143,10 +203,20 @@ class HostFileSystem:
             for key in [k for k in self._logical if k == str(real) or k.startswith(prefix)]:
                 del self._logical[key]
 
-    def used(self, letter: str) -> int:
-        vol = self.volumes[letter.upper()]
+    def used(self, which: str | Volume) -> int:
+        """Bytes used on a volume (a drive letter or a Volume): files under its root, except those
+        under a volume mounted deeper, which belong to that one."""
+        vol = self._volume(which)
+        top = self._volume_real_root(vol)
+        nested = [
+            self._volume_real_root(m)
+            for m in self.mounts
+            if m is not vol and top in self._volume_real_root(m).parents
+        ]
         return vol.reserved + sum(
-            self._size_if_present(f) for f in self._walk_files(self.root / vol.letter.upper())
+            self._size_if_present(f)
+            for f in self._walk_files(top)
+            if not any(n == f or n in f.parents for n in nested)
         )
 
     def _size_if_present(self, real: Path) -> int:
@@ -156,9 +226,13 @@ class HostFileSystem:
         except FileNotFoundError:
             return 0
 
-    def free(self, letter: str) -> int:
-        vol = self.volumes[letter.upper()]
-        return max(0, vol.capacity - self.used(letter))
+    def free(self, which: str | Volume) -> int:
+        vol = self._volume(which)
+        return max(0, vol.capacity - self.used(vol))
+
+    def free_at(self, path: str) -> int:
+        """Free bytes of the volume that holds ``path``."""
+        return self.free(self.volume_for(path))
 
     @staticmethod
     def _walk_files(top: Path) -> Iterator[Path]:
