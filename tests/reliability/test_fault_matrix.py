@@ -176,6 +176,15 @@ DOC_NOTES = [
     "`on_failure_fail_dagrun`, fails the run. A retry that finds no checkpoint but a VM still on a "
     "differencing disk waits again instead of reporting 'nothing to merge'. That case polls in the worker: "
     "`dag.test()` runs a trigger inline without its deferral timeout.",
+    "- The restore step runs its own DAG, built like `protect_vm`'s chain: the merge teardown records its "
+    "failure reason and a `cleaned_up` leaf after it fails the run when the merge fails (a teardown's own "
+    "failure does not). A guest that cannot quiesce fails its application-consistent checkpoint at once "
+    "and nothing is restored; a merge failure after the restore fails the run and names the orphaned AVHDX. "
+    "A restore whose answer was lost is applied again by the retry (re-applying a checkpoint gives the "
+    "same state).",
+    "- *fired*: a case fails unless its fault happened exactly once: transport, host and credential "
+    "faults are counted by the emulator layer that acted them out; a restart by the watcher that saw the "
+    "step in flight.",
 ]
 # Cases that show a bug not fixed yet: the row says FAILED and the test xfails; once fixed, they pass.
 KNOWN_BUGS: dict[tuple[str, str], str] = {}
