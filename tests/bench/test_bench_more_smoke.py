@@ -5,6 +5,7 @@ Only shapes and counts are checked, never timings (they belong to docs/performan
 from __future__ import annotations
 
 import importlib
+import math
 from pathlib import Path
 
 import pytest
@@ -44,7 +45,8 @@ def test_triggerer_runs_both_paths_and_every_wait_fires(bench):
     assert [r["path"] for r in rows] == ["shared", "standalone"]
     for row in rows:
         assert row["fired"] == "10/10", row
-        assert row["host_polls_per_s"] > 0 and row["loop_lag_p99_ms"] >= 0
+        assert row["host_polls_per_s"] > 0
+        assert math.isfinite(row["loop_lag_p99_ms"]), row  # NaN: the loop-lag ticker never measured
     shared, alone = rows
     assert shared["poll_loops"] == 2 and alone["poll_loops"] == 10
     assert shared["pools_opened"] == 2 and alone["pools_opened"] == 10  # one pool per poll loop

@@ -11,7 +11,9 @@ be installed or started the module is skipped, and says why.
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import json
 import os
 import secrets
 import shutil
@@ -21,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -261,7 +264,8 @@ def postgres(workdir: Path) -> Iterator[str]:
 def fleet(workdir: Path) -> Iterator[Any]:
     from airflow_hyperv.emulator.api import Emulator
 
-    with Emulator(root_dir=workdir / "hosts", auth="basic", time_scale=1000.0) as emu:
+    # HTTPS: the server's TLS private key is one of the secrets the task logs must never hold.
+    with Emulator(root_dir=workdir / "hosts", auth="basic", tls=True, time_scale=1000.0) as emu:
         yield emu
 
 
@@ -625,3 +629,75 @@ def test_a_vm_stop_on_the_host_runs_protect_on_change_through_the_asset_watcher_
             verified.states(),
             [ln for ln in lines if ln.endswith(("intact", "DAMAGED"))],
         )
+
+
+# -- secrets: every real task log file --------------------------------------------------------------
+def secret_needles(fleet: Any) -> dict[str, str]:
+    """The connection's password and the emulator's TLS private key, as they would look if leaked."""
+    password = fleet.password
+    key_pem = Path(fleet.server.ca_cert_path).with_name("key.pem").read_text()
+    needles = {
+        "password": password,
+        "password (URL-quoted)": urllib.parse.quote(password, safe=""),
+        "Basic credentials": base64.b64encode(f"{fleet.username}:{password}".encode()).decode(),
+        "TLS key header": "PRIVATE KEY",
+    }
+    body = [line for line in key_pem.splitlines() if line and not line.startswith("-----")]
+    needles.update({f"TLS key line {i}": line for i, line in enumerate(body)})
+    return needles
+
+
+def searchable_text(path: Path) -> str:
+    """A log file as written, plus every string inside its JSON lines decoded (task logs are JSON
+    lines: a secret with a backslash or a quote would be escaped in the raw text)."""
+    raw = path.read_text(errors="replace")
+    decoded: list[str] = []
+
+    def strings(value: Any) -> None:
+        if isinstance(value, str):
+            decoded.append(value)
+        elif isinstance(value, dict):
+            for item in value.values():
+                strings(item)
+        elif isinstance(value, list):
+            for item in value:
+                strings(item)
+
+    for line in raw.splitlines():
+        with contextlib.suppress(ValueError):
+            strings(json.loads(line))
+    return raw + "\n" + "\n".join(decoded)
+
+
+def test_no_secret_in_any_task_log_file(airflow: AirflowStack, fleet: Any) -> None:
+    """Runs last: every task (and trigger) log file of every run so far, and the Airflow processes'
+    own logs, are searched for the password and the TLS key. Positive control: a run whose VM name is
+    a fresh secret-shaped marker fails at verify, and the same search finds the marker in its task log."""
+    with explained(airflow):
+        marker = f"planted-{secrets.token_hex(12)}"
+        planted = airflow.wait_for_run(
+            "pre_deployment_snapshot",
+            airflow.trigger("pre_deployment_snapshot", {"vm": marker, "simulate_failure": False}),
+        )
+        assert planted.state == "failed" and planted.state_of("verify") == "failed", planted.states()
+
+        task_logs = sorted(p for p in (airflow.home / "logs").rglob("*") if p.is_file())
+        process_logs = sorted(airflow.logs.glob("*.log"))
+        texts = {p: searchable_text(p) for p in task_logs + process_logs}
+        holding_marker = [p for p in task_logs if marker in texts[p]]
+        assert holding_marker, "the search misses what a task log holds: " + str(
+            [str(p.relative_to(airflow.home)) for p in task_logs][-20:]
+        )
+        print(
+            "e2e: the planted marker was found in", [str(p.relative_to(airflow.home)) for p in holding_marker]
+        )
+        print(f"e2e: searched {len(task_logs)} task log files and {len(process_logs)} process logs")
+
+        needles = secret_needles(fleet)
+        found = {
+            f"{name} in {path.relative_to(airflow.home)}"
+            for path, text in texts.items()
+            for name, needle in needles.items()
+            if needle in text
+        }
+        assert not found, sorted(found)

@@ -122,11 +122,12 @@ class RestartableEmulator:
 
 @pytest.fixture
 def make_emulator(tmp_path: Path, emulator_port: int, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    """``make_emulator(**timing)`` -> a started ``RestartableEmulator``; the connection points at it."""
+    """``make_emulator(**timing)`` -> a started ``RestartableEmulator``; the connection points at it.
+    ``clock=ManualClock(...)`` gives the hosts a time that moves only when the test advances it."""
     made: list[RestartableEmulator] = []
 
-    def make(**timing: float) -> RestartableEmulator:
-        holder = RestartableEmulator(tmp_path / "hosts", emulator_port, fleet(**timing))
+    def make(*, clock: Any = None, **timing: float) -> RestartableEmulator:
+        holder = RestartableEmulator(tmp_path / "hosts", emulator_port, fleet(**timing), clock=clock)
         holder.__enter__()
         made.append(holder)
         monkeypatch.setenv("AIRFLOW_CONN_HYPERV_DEFAULT", holder.emu.connection_uri("hv-01"))

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from airflow_hyperv.emulator.model.clock import ManualClock
 from airflow_hyperv.hyperv.enums import Consistency
 from airflow_hyperv.hyperv.errors import (
     HyperVError,
@@ -165,41 +166,112 @@ def test_two_runs_protect_the_same_vm_at_once(slow: Any) -> None:
     assert_clean(emu, drives_before)
 
 
-def test_a_merge_racing_a_new_checkpoint(slow: Any) -> None:
-    emu = slow
-    drives_before = [d.disk.path for d in model_vm(emu).hard_drives]
-    type_before = model_vm(emu).checkpoint_type
+@pytest.fixture
+def held(make_emulator: Any) -> tuple[Any, ManualClock]:
+    """A host whose time moves only when the test advances it: a Checkpoint-VM stays in progress and a
+    removed checkpoint keeps merging until then, so each order of two operations is set up exactly."""
+    clock = ManualClock()  # auto_advance: setup steps run at once; a test turns it off to hold one
+    return make_emulator(clock=clock).emu, clock
+
+
+def wait_until(condition: Any, what: str) -> None:
+    """Wait (bounded, real time) for another thread to reach a state the test then acts on."""
+    deadline = time.monotonic() + 30
+    while not condition():
+        assert time.monotonic() < deadline, f"never saw {what}"
+        time.sleep(0.01)
+
+
+def finish_merge(emu: Any, clock: ManualClock) -> None:
+    """Move the host's time past the merge in progress; the VM is off the merged AVHDX afterwards."""
+    vm = model_vm(emu)
+    assert vm.merge_until is not None, "no merge in progress"
+    clock.advance(vm.merge_until - clock.now())
+    emu.host("hv-01").settle()
+    assert model_vm(emu).merge_until is None
+
+
+OLD_NAME = "airflow-hyperv 20260301T0100Z 0000000000c3"
+NEW_NAME = "airflow-hyperv 20260302T0100Z 0000000000d4"
+
+
+def test_a_checkpoint_that_reaches_the_host_first_holds_off_the_merge(held: Any) -> None:
+    """Checkpoint-VM first: Remove-VMSnapshot of the older checkpoint is refused while it runs, and
+    the retry afterwards merges only the older checkpoint (the new one, and its disks, stay)."""
+    emu, clock = held
+    vm_before = model_vm(emu)
+    drives_before, type_before = [d.disk.path for d in vm_before.hard_drives], vm_before.checkpoint_type
     with new_hook(emu) as a, new_hook(emu) as b:
         vm_id = a.get_vm(name=VM).id
-        old = a.create_checkpoint(
-            vm_id, "airflow-hyperv 20260301T0100Z 0000000000c3", consistency="application"
+        old = a.create_checkpoint(vm_id, OLD_NAME, consistency=Consistency.APPLICATION)
+        clock.auto_advance = False  # from here the new checkpoint takes time until the test moves it
+        created: list[Any] = []
+        worker = threading.Thread(
+            target=lambda: created.append(
+                b.create_checkpoint(vm_id, NEW_NAME, consistency=Consistency.APPLICATION)
+            )
         )
-        new_name = "airflow-hyperv 20260302T0100Z 0000000000d4"
-        results = race(
-            lambda: a.remove_checkpoint(old.checkpoint.id),
-            lambda: b.create_checkpoint(vm_id, new_name, consistency=Consistency.APPLICATION),
-        )
-        removed, created = results
-        assert removed is True or isinstance(removed, CLEAR_ERRORS), repr(removed)
-        if isinstance(created, BaseException):
-            assert isinstance(created, CLEAR_ERRORS), repr(created)  # "the VM is merging disks"
-            assert not isinstance(created, ProductionCheckpointImpossibleError)
+        worker.start()
+        wait_until(lambda: model_vm(emu).busy == "checkpoint", "Checkpoint-VM in progress on the host")
+
+        with pytest.raises(CLEAR_ERRORS) as refused:
+            a.remove_checkpoint(old.checkpoint.id)
+        assert not isinstance(refused.value, ProductionCheckpointImpossibleError)
+        removal = emu.audit.entries(cmdlet="Remove-VMSnapshot")[-1]
+        assert removal.outcome != "ok" and any("InvalidState" in e for e in removal.errors), removal
+        assert [c.name for c in emu.host("hv-01").snapshots(model_vm(emu))] == [OLD_NAME]
+        assert model_vm(emu).merge_until is None  # nothing started merging
+
+        clock.advance(emu.host("hv-01").timing.checkpoint_seconds)
+        worker.join(30)
+        assert not worker.is_alive() and len(created) == 1, created
+        assert created[0].created and created[0].checkpoint.name == NEW_NAME
         assert model_vm(emu).checkpoint_type == type_before
         assert_chain_consistent(emu)
-        # neither is lost: the merge finishes and the new checkpoint can be taken afterwards
-        if isinstance(removed, BaseException):
-            merge_everything(emu, a, vm_id)
-        deadline = time.monotonic() + 20
-        while isinstance(created, BaseException) and time.monotonic() < deadline:
-            try:
-                created = b.create_checkpoint(vm_id, new_name, consistency=Consistency.APPLICATION)
-            except CLEAR_ERRORS:
-                time.sleep(0.1)
-        assert not isinstance(created, BaseException), repr(created)
-        names = [c.name for c in a.list_checkpoints(vm_id)]
-        assert names == [new_name], names
+
+        # the remover's next try merges the older checkpoint only
+        assert a.remove_checkpoint(old.checkpoint.id) is True
+        finish_merge(emu, clock)
+        assert [c.name for c in a.list_checkpoints(vm_id)] == [NEW_NAME]
         assert_chain_consistent(emu)
-        merge_everything(emu, a, vm_id)
+
+        assert a.remove_checkpoint(created[0].checkpoint.id) is True
+        finish_merge(emu, clock)
+    assert_clean(emu, drives_before)
+
+
+def test_a_merge_that_reaches_the_host_first_holds_off_the_new_checkpoint(held: Any) -> None:
+    """Remove-VMSnapshot first: Checkpoint-VM is refused with a state error (never "the guest could not
+    quiesce") while the host merges, the VM's type is put back, and the checkpoint succeeds after."""
+    emu, clock = held
+    vm_before = model_vm(emu)
+    drives_before, type_before = [d.disk.path for d in vm_before.hard_drives], vm_before.checkpoint_type
+    with new_hook(emu) as a, new_hook(emu) as b:
+        vm_id = a.get_vm(name=VM).id
+        old = a.create_checkpoint(vm_id, OLD_NAME, consistency=Consistency.APPLICATION)
+        clock.auto_advance = False
+        assert a.remove_checkpoint(old.checkpoint.id) is True
+        assert model_vm(emu).merge_until is not None  # merging until the test moves the clock
+
+        with pytest.raises(CLEAR_ERRORS) as refused:
+            b.create_checkpoint(vm_id, NEW_NAME, consistency=Consistency.APPLICATION)
+        assert not isinstance(refused.value, ProductionCheckpointImpossibleError)
+        attempt = emu.audit.entries(cmdlet="Checkpoint-VM")[-1]  # the host refused it, made nothing
+        assert attempt.outcome != "ok" and any("InvalidState" in e for e in attempt.errors), attempt
+        assert model_vm(emu).checkpoint_type == type_before
+        assert a.list_checkpoints(vm_id) == []
+        assert_chain_consistent(emu)
+
+        finish_merge(emu, clock)
+        assert [d.disk.path for d in model_vm(emu).hard_drives] == drives_before
+        clock.auto_advance = True
+        created = b.create_checkpoint(vm_id, NEW_NAME, consistency=Consistency.APPLICATION)
+        assert created.created
+        assert [c.name for c in a.list_checkpoints(vm_id)] == [NEW_NAME]
+        assert_chain_consistent(emu)
+
+        assert a.remove_checkpoint(created.checkpoint.id) is True
+        finish_merge(emu, clock)
     assert_clean(emu, drives_before)
 
 

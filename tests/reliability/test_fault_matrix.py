@@ -40,20 +40,26 @@ with DAG({dag_id!r}, schedule=None, start_date=pendulum.datetime(2026, 1, 1, tz=
     protect_vm({vm!r}, policy="require", export_root={root!r}, deferrable={deferrable}, poll_interval=0.1)
 """
 
+# Built like protect_vm's chain: the merge teardown records its failure reason, and a leaf after it fails
+# the run when the merge fails (a teardown's own failure does not).
 RESTORE_BODY = """
+from airflow.providers.standard.operators.empty import EmptyOperator
 from airflow.sdk import TriggerRule
 from airflow_hyperv.operators.checkpoint import (
     HyperVCreateCheckpointOperator, HyperVMergeCheckpointOperator, HyperVRestoreCheckpointOperator,
 )
+from airflow_hyperv.report import record_failure
 
 with DAG({dag_id!r}, schedule=None, start_date=pendulum.datetime(2026, 1, 1, tz="UTC"), catchup=False,
          default_args={default_args}) as dag:
     checkpoint = HyperVCreateCheckpointOperator(task_id="checkpoint", vm={vm!r}, consistency="application")
     restore = HyperVRestoreCheckpointOperator(task_id="restore", vm={vm!r}, poll_interval=0.1, deferrable=False)
-    merge = HyperVMergeCheckpointOperator(task_id="merge", vm={vm!r}, poll_interval=0.1, deferrable=False)
+    merge = HyperVMergeCheckpointOperator(task_id="merge", vm={vm!r}, poll_interval=0.1, deferrable=False,
+                                          on_failure_callback=record_failure)
     checkpoint >> restore >> merge
     merge.as_teardown(setups=[checkpoint])
     merge.trigger_rule = TriggerRule.ALL_DONE
+    merge >> EmptyOperator(task_id="cleaned_up")
 """
 
 
@@ -93,21 +99,31 @@ TRANSPORT = {
     "WS-Man busy": Fault.WSMAN_BUSY,
     "WS-Man timeout": Fault.WSMAN_TIMEOUT,
 }
+# Host faults and the steps where they can happen. The restore step runs its own DAG (checkpoint >>
+# restore >> merge): a guest that cannot quiesce hits its checkpoint, a merge failure its merge.
 HOST_FAULTS = {
-    "guest cannot quiesce": (Fault.GUEST_CANNOT_QUIESCE, "checkpoint"),
-    "disk full during export": (Fault.DISK_FULL_DURING_EXPORT, "export"),
-    "merge failure": (Fault.MERGE_FAILURE, "merge"),
+    "guest cannot quiesce": (Fault.GUEST_CANNOT_QUIESCE, {"checkpoint", "restore"}),
+    "disk full during export": (Fault.DISK_FULL_DURING_EXPORT, {"export"}),
+    "merge failure": (Fault.MERGE_FAILURE, {"merge", "restore"}),
 }
-SKIP_REASONS = {
+WHY_IMPOSSIBLE = {
     "guest cannot quiesce": "only Checkpoint-VM asks the guest to quiesce (VSS / fsfreeze)",
     "disk full during export": "only Export-VMSnapshot writes to the backup target",
-    "merge failure": "only a removed checkpoint is merged; the merge row covers the restore DAG's merge too",
+    "merge failure": "only a removed checkpoint is merged (Remove-VMSnapshot)",
+}
+# The task that must fail the run, per case; every other case must succeed (after task retries).
+EXPECTED_FAILURE = {
+    ("checkpoint", "guest cannot quiesce"): "production_checkpoint",
+    ("merge", "merge failure"): "merge",
+    ("restore", "guest cannot quiesce"): "checkpoint",
+    ("restore", "merge failure"): "merge",
 }
 
 
-def skip_reason(step: Step, fault: str) -> str | None:
-    if fault in HOST_FAULTS and HOST_FAULTS[fault][1] != step.name:
-        return SKIP_REASONS[fault]
+def impossible(step: Step, fault: str) -> str | None:
+    """Why ``fault`` cannot happen at ``step`` (listed in the document, not run), or None."""
+    if fault in HOST_FAULTS and step.name not in HOST_FAULTS[fault][1]:
+        return WHY_IMPOSSIBLE[fault]
     if step.name == "set type" and fault == "credentials rejected":
         return (
             "credentials are checked when a connection opens, before any statement; the Set-VM statements "
@@ -160,10 +176,20 @@ DOC_NOTES = [
     "`on_failure_fail_dagrun`, fails the run. A retry that finds no checkpoint but a VM still on a "
     "differencing disk waits again instead of reporting 'nothing to merge'. That case polls in the worker: "
     "`dag.test()` runs a trigger inline without its deferral timeout.",
+    "- The restore step runs its own DAG, built like `protect_vm`'s chain: the merge teardown records its "
+    "failure reason and a `cleaned_up` leaf after it fails the run when the merge fails (a teardown's own "
+    "failure does not). A guest that cannot quiesce fails its application-consistent checkpoint at once "
+    "and nothing is restored; a merge failure after the restore fails the run and names the orphaned AVHDX. "
+    "A restore whose answer was lost is applied again by the retry (re-applying a checkpoint gives the "
+    "same state).",
+    "- *fired*: a case fails unless its fault happened exactly once: transport, host and credential "
+    "faults are counted by the emulator layer that acted them out; a restart by the watcher that saw the "
+    "step in flight.",
 ]
 # Cases that show a bug not fixed yet: the row says FAILED and the test xfails; once fixed, they pass.
 KNOWN_BUGS: dict[tuple[str, str], str] = {}
-CASES = [(s, f) for s in STEPS for f in FAULTS]
+CASES = [(s, f) for s in STEPS for f in FAULTS if impossible(s, f) is None]
+IMPOSSIBLE = [(s, f, why) for s in STEPS for f in FAULTS if (why := impossible(s, f)) is not None]
 
 
 def case_id(step: Step, fault: str) -> str:
@@ -177,8 +203,7 @@ def case_id(step: Step, fault: str) -> str:
 def matrix_rows() -> Any:
     rows: dict[tuple[str, str], dict[str, str]] = {}
     yield rows
-    ran = [c for c in CASES if skip_reason(*c) is None]
-    if not all((s.name, f) in rows for s, f in ran):
+    if not all((s.name, f) in rows for s, f in CASES):
         return  # a partial run (-k, -x) does not rewrite the document
     lines = [
         "# Reliability: the fault matrix",
@@ -196,28 +221,35 @@ def matrix_rows() -> Any:
         f"WS-Man server and starts a new one on the same port: sessions and running "
         "pipelines are lost, the host's VMs, disks and files persist.",
         "",
-        "Columns: *made* = Checkpoint-VM calls that completed; *left* = checkpoints on the VM after the run "
-        "(and orphaned AVHDX files); *type* = the VM's checkpoint type afterwards; *export* = a promoted "
-        "export folder and whether every file in it is whole (staging folders must be gone).",
+        "Columns: *fired* = the evidence that the fault really happened (the emulator's record of the "
+        "faults it acted out, or the server restarts); *made* = Checkpoint-VM calls that completed; "
+        "*left* = checkpoints on the VM after the run (and orphaned AVHDX files); *type* = the VM's "
+        "checkpoint type afterwards; *export* = a promoted export folder and whether every file in it is "
+        "whole (staging folders must be gone). A case whose fault did not fire fails.",
         "",
-        "| step | fault | outcome | made | left | type restored | export promoted | DAG state | note |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| step | fault | outcome | fired | made | left | type restored | export promoted | DAG state | note |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for step, fault in CASES:
-        reason = skip_reason(step, fault)
-        if reason:
-            lines.append(f"| {step.name} | {fault} | skipped | - | - | - | - | - | {reason} |")
-            continue
         r = rows[(step.name, fault)]
         lines.append(
-            f"| {step.name} | {fault} | {r['outcome']} | {r['made']} | {r['left']} | {r['type']} | "
-            f"{r['export']} | {r['state']} | {r['note']} |"
+            f"| {step.name} | {fault} | {r['outcome']} | {r['fired']} | {r['made']} | {r['left']} | "
+            f"{r['type']} | {r['export']} | {r['state']} | {r['note']} |"
         )
-    lines += ["", "## Notes", "", *DOC_NOTES]
-    ran_n, skipped_n = len(ran), len(CASES) - len(ran)
     lines += [
         "",
-        f"{len(CASES)} cases: {ran_n} run, {skipped_n} skipped (the fault cannot happen there).",
+        "## Combinations that cannot happen",
+        "",
+        "Not run: the fault has no way to occur at that step.",
+        "",
+        "| step | fault | why not |",
+        "|---|---|---|",
+        *(f"| {step.name} | {fault} | {why} |" for step, fault, why in IMPOSSIBLE),
+    ]
+    lines += ["", "## Notes", "", *DOC_NOTES]
+    lines += [
+        "",
+        f"{len(CASES)} cases run; {len(IMPOSSIBLE)} combinations cannot happen.",
         "",
     ]
     DOC.write_text("\n".join(lines), encoding="utf-8")
@@ -365,6 +397,33 @@ def arm(step: Step, fault: str, holder: Any, dag: Any) -> tuple[str, list[Any]]:
     return str(plan["note"]), restore_hooks
 
 
+# -- proof that the fault happened -------------------------------------------------------------------
+
+
+def fault_evidence(fault: str, holder: Any) -> tuple[str, str]:
+    """(what the emulator recorded of ``fault``, the problem if that is not exactly one occurrence).
+
+    Transport and host faults are recorded by the layer that acted them out (``FaultPlan.fired``);
+    rejected credentials by the authenticator's check of the same plan; a restart by the holder, after
+    its watcher saw the step in flight (the latency plans: the delayed answer was on its way)."""
+    emu = holder.emu
+    if fault == "emulator restarted":
+        delayed = emu.faults.count_fired(Fault.LATENCY)
+        text = f"{holder.restarts} restart" + (f", {delayed} delayed answer" if delayed else "")
+        return text, "" if holder.restarts == 1 else f"expected one restart, saw {holder.restarts}"
+    if fault in TRANSPORT:
+        kind = TRANSPORT[fault]
+    elif fault in HOST_FAULTS:
+        kind = HOST_FAULTS[fault][0]
+    else:
+        assert fault == "credentials rejected", fault
+        kind = Fault.REJECT_CREDENTIALS
+    count = emu.faults.count_fired(kind)
+    details = sorted({f.detail for f in emu.faults.fired if f.fault is kind})
+    text = f"{count} x {kind.value}"
+    return text, "" if count == 1 else f"the fault fired {count} times (expected once): {details}"
+
+
 # -- the matrix ---------------------------------------------------------------------------------------
 
 
@@ -373,16 +432,13 @@ def arm(step: Step, fault: str, holder: Any, dag: Any) -> tuple[str, list[Any]]:
 def test_fault_matrix(
     step: Step, fault: str, make_emulator: Any, dags: dict[str, Any], matrix_rows: Any
 ) -> None:
-    reason = skip_reason(step, fault)
-    if reason:
-        pytest.skip(reason)
     timing = RESTART[step.name]["timing"] if fault == "emulator restarted" else {}
     holder = make_emulator(**timing)  # type: ignore[arg-type]
     emu = holder.emu
     before = vm_model(emu)
     type_before, drives_before = before.checkpoint_type.name, [d.disk.path for d in before.hard_drives]
     # dag.test() runs a trigger inline without its deferral timeout: the bounded merge wait polls in the worker
-    dag = dags["rel_chain" if fault == "merge failure" else step.dag]
+    dag = dags["rel_chain" if (step.name, fault) == ("merge", "merge failure") else step.dag]
     note, put_back = arm(step, fault, holder, dag)
     index = CASES.index((step, fault))
     try:
@@ -406,11 +462,7 @@ def test_fault_matrix(
     failed = sorted(t for t, s in states.items() if s == "failed")
     state = str(run.state)
     is_chain = step.dag != "rel_restore"
-    expect_fail = {
-        ("checkpoint", "guest cannot quiesce"): "production_checkpoint",
-        ("merge", "merge failure"): "merge",
-    }
-    expected_failed = expect_fail.get((step.name, fault))
+    expected_failed = EXPECTED_FAILURE.get((step.name, fault))
     # Rejected credentials are never retried (a retry is one more rejected login towards the account's
     # lockout): the task whose login was refused fails at once, on its first try, after one rejected login.
     auth_case = fault == "credentials rejected"
@@ -418,18 +470,21 @@ def test_fault_matrix(
         expected_failed = step.task
     # A merge teardown whose login was refused cannot remove the checkpoint: it stays, and the run fails.
     auth_keeps_checkpoint = auth_case and step.name == "merge"
-    fired = [f for f in emu.faults.fired if f.fault is not Fault.LATENCY]
     merge_reason = failure_reason(run, "merge") if expected_failed == "merge" else ""
+    fired, fired_problem = fault_evidence(fault, holder)
+    restores = emu.audit.entries(cmdlet="Restore-VMSnapshot")
 
     notes = [n for n in [note] if n]
-    if fault != "emulator restarted" and fault != "credentials rejected" and not fired:
-        notes.append("the fault never fired")
     if fault == "disk full during export":
         notes.append(
             "the first try ran out of space half-way; its staging was removed and the retry exported again"
         )
     if expected_failed == "production_checkpoint":
         notes.append("require policy: the run fails, nothing fell back to a standard checkpoint")
+    if (step.name, expected_failed) == ("restore", "checkpoint"):
+        notes.append(
+            "the restore DAG's checkpoint fails at once (application consistency); nothing is restored"
+        )
     if expected_failed == "merge" and "orphan" in merge_reason.lower():
         notes.append("the merge task fails and names the orphaned AVHDX")
     if merging_at_end:
@@ -442,6 +497,7 @@ def test_fault_matrix(
             notes.append("the merge could not log in: the checkpoint stays and the run fails")
     row = {
         "outcome": "ok",
+        "fired": fired,
         "made": str(len(made)),
         "left": f"{len(left)}" + (f" (+{len(orphans)} orphaned AVHDX)" if orphans else ""),
         "type": "yes" if vm.checkpoint_type.name == type_before else f"NO: {vm.checkpoint_type.name}",
@@ -455,9 +511,9 @@ def test_fault_matrix(
         "note": "; ".join(notes),
     }
 
-    problems: list[str] = []
+    problems: list[str] = [fired_problem] if fired_problem else []
     if auth_case:
-        if emu.faults.count_fired(Fault.REJECT_CREDENTIALS) != 1 or rejected != 1:
+        if rejected != 1:
             problems.append(f"expected exactly one rejected login, counted {rejected}")
         if tries.get(step.task) != 1:
             problems.append(f"{step.task} was retried after a rejected login: try {tries.get(step.task)}")
@@ -490,6 +546,15 @@ def test_fault_matrix(
             problems.append("the VM does not run on its base disks again")
         if merging_at_end:
             problems.append("the run ended while the host was still merging")
+    completed_restores = len([r for r in restores if r.outcome == "ok"])
+    # The restore DAG restores unless a task up to and including the restore is expected to fail.
+    restore_expected = expected_failed in (None, "merge")
+    if not is_chain and restore_expected and not completed_restores:
+        problems.append("the restore DAG never completed a Restore-VMSnapshot")
+    if not is_chain and not restore_expected and completed_restores:
+        problems.append(
+            f"restored although {expected_failed} failed: {completed_restores} Restore-VMSnapshot"
+        )
     if is_chain and state == "success" and len(complete) != 1:
         problems.append(f"a successful run must promote one complete export, found {complete}")
     if problems:

@@ -10,20 +10,25 @@ MUTATING = {
     "Stop-VM", "New-Item", "Move-Item", "Remove-Item",
 }  # fmt: skip
 
-HOSTILE_VM_NAMES = [
-    "*",
-    "dc-0?",
-    "[ds]c-01",
-    "dc`-01",
+# Names the provider refuses before any round trip, with a word its error must contain.
+REFUSED_VM_NAMES = {
+    "*": "wildcard",
+    "dc-0?": "wildcard",
+    "[ds]c-01": "wildcard",
+    "dc`-01": "wildcard",
+    "dc-01\nRemove-VM dc-01": "control character",
+    "v" * 300: "characters long",
+}
+# Names that are legal VM names: looked up as one literal -Name value, found nowhere.
+LOOKED_UP_VM_NAMES = [
     "x'; Remove-VM -Name dc-01 -Force; '",
     '"; Stop-VM dc-01; "',
     "$(Remove-VM dc-01)",
-    "dc-01\nRemove-VM dc-01",
     "dc-01; Get-VM | Remove-VM",
     "..\\..\\Windows",
-    "v" * 300,
     "ΔΣ-数据库-01",
 ]
+HOSTILE_VM_NAMES = [*REFUSED_VM_NAMES, *LOOKED_UP_VM_NAMES]
 
 HOSTILE_PATHS = [
     "D:\\Backups\\..\\..\\Windows\\System32",
@@ -43,6 +48,33 @@ def _mutations(emulator):
     return [(e.cmdlet, e.parameters) for e in emulator.audit.entries() if e.cmdlet in MUTATING]
 
 
+def _bound_anywhere(emulator, value):
+    """Audit entries that bound ``value`` (or a value containing it) to any parameter."""
+    return [
+        (e.cmdlet, e.parameters)
+        for e in emulator.audit.entries()
+        if any(value in bound for bound in e.parameters.values())
+    ]
+
+
+def _failure_reason(run, task_short):
+    """The reason the task's on_failure_callback recorded (airflow_hyperv.report.record_failure)."""
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+
+    from airflow_hyperv.report import FAILURE_KEY
+
+    ti = next(t for t in run.get_task_instances() if t.task_id.split(".")[-1] == task_short)
+    with create_session() as session:
+        row = (
+            session.query(XComModel)
+            .filter_by(dag_id=ti.dag_id, run_id=ti.run_id, task_id=ti.task_id, key=FAILURE_KEY)
+            .one_or_none()
+        )
+        value = None if row is None else XComModel.deserialize_value(row)
+    return str((value or {}).get("reason", ""))
+
+
 def _task_states(run):
     return {ti.task_id.split(".", 1)[-1]: str(ti.state) for ti in run.get_task_instances()}
 
@@ -54,9 +86,17 @@ def test_hostile_vm_names_through_the_protection_chain(dag_factory, emulator, na
     states = _task_states(run)
     assert str(run.state) == "failed" and states["verify"] == "failed", states
     assert _mutations(emulator) == []
-    # Only exact-name look-ups ran, each with the name bound as one literal value.
-    lookups = emulator.audit.entries(cmdlet="Get-VM")
-    assert all(e.parameters.get("Name") in (None, name) for e in lookups)
+    reason = _failure_reason(run, "verify")
+    if name in REFUSED_VM_NAMES:
+        # refused by the provider: nothing reached the host at all
+        assert REFUSED_VM_NAMES[name] in reason.lower(), reason
+        assert emulator.audit.entries() == [], [(e.cmdlet, e.parameters) for e in emulator.audit.entries()]
+        return
+    # Looked up by each task that resolves the VM, the whole name bound as the one -Name value
+    # (byte for byte: not split, trimmed, escaped or quoted), and nothing but Get-VM ran.
+    assert "not found" in reason.lower(), reason
+    lookups = [(e.cmdlet, e.parameters) for e in emulator.audit.entries()]
+    assert lookups and all(entry == ("Get-VM", {"Name": name}) for entry in lookups), lookups
 
 
 @pytest.mark.parametrize("path", HOSTILE_PATHS, ids=range(len(HOSTILE_PATHS)))
@@ -68,10 +108,16 @@ def test_hostile_export_paths_fail_before_any_change(dag_factory, emulator, path
     if ("$(" in path or "`" in path) and ":" not in path[2:]:
         # Legal Windows file names: the export lands under that literal folder, nothing is executed.
         assert str(run.state) == "success", states
-        assert all("$(" not in e.cmdlet and "`" not in e.cmdlet for e in emulator.audit.entries())
+        exports = [e for e in emulator.audit.entries(cmdlet="Export-VMSnapshot") if e.outcome == "ok"]
+        assert len(exports) == 1, exports
+        assert exports[0].parameters["Path"].startswith(path + "\\"), exports[0].parameters
+        folder = emulator.host("hv-01").fs.to_real(path)
+        assert folder.is_dir() and any(p.is_file() for p in folder.rglob("*")), folder
         return
     assert str(run.state) == "failed" and states["verify"] == "failed", states
+    assert "export path" in _failure_reason(run, "verify"), _failure_reason(run, "verify")
     assert _mutations(emulator) == []
+    assert _bound_anywhere(emulator, path) == []  # the path never reached the host
 
 
 @pytest.mark.parametrize("checkpoint_name", ["*", "airflow-hyperv*", "[a]", "x\ny", "x" * 200])
@@ -95,6 +141,7 @@ def test_hostile_checkpoint_names_for_merge_and_restore(emulator, checkpoint_nam
         with pytest.raises(AirflowFailException, match="checkpoint name"):
             op.execute(context={})
     assert _mutations(emulator) == []
+    assert _bound_anywhere(emulator, checkpoint_name) == []  # never sent, not even to a read
 
 
 def test_hostile_dag_params_for_pre_deployment(fleet_dags, emulator):
@@ -103,3 +150,4 @@ def test_hostile_dag_params_for_pre_deployment(fleet_dags, emulator):
     states = {ti.task_id: str(ti.state) for ti in run.get_task_instances()}
     assert str(run.state) == "failed" and states["verify"] == "failed", states
     assert _mutations(emulator) == []
+    assert _bound_anywhere(emulator, "web-*") == []  # refused before it reached the host
