@@ -82,7 +82,9 @@ def test_failed_deployment_rolled_back_then_merged_fails_the_run_and_says_so(
     assert "checkpoint merged" in log
 
 
-def test_healthy_deployment_whose_merge_fails_is_not_green(pre_deployment: Any, emulator: Any, capfd: Any) -> None:
+def test_healthy_deployment_whose_merge_fails_is_not_green(
+    pre_deployment: Any, emulator: Any, capfd: Any
+) -> None:
     emulator.faults.inject(Fault.MERGE_FAILURE, vm="web-01")
     run = pre_deployment.test(run_conf={"vm": "web-01", "simulate_failure": False})
     log = task_output(capfd)
