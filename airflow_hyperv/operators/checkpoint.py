@@ -251,13 +251,13 @@ class HyperVMergeCheckpointOperator(DeferrableMixin, HyperVBaseOperator):
                     "Removed checkpoint %r of %s; waiting until the host has merged %s",
                     name,
                     vm.name,
-                    ", ".join(f"{d} into/with {p}" for d, p in plan.links)
-                    or "nothing (no chain holds its disks)",
+                    ", ".join(f"{d} -> {p}" for d, p in plan.links) or "nothing (no chain holds its disks)",
                 )
             else:
-                plan = self._earlier_try(store, str(vm.id), name)
-                if plan is None:
+                earlier = self._earlier_try(store, str(vm.id), name)
+                if earlier is None:
                     return self._nothing_to_merge(hv, vm, checkpoints, name)
+                plan = earlier
                 self.log.warning(
                     "An earlier try removed checkpoint %r of %s; waiting for that merge to end", name, vm.name
                 )
