@@ -146,3 +146,24 @@ def test_a_watched_disk_that_is_gone_is_absent_from_the_snapshot_not_a_failed_po
     assert "c:\\nowhere\\gone.avhdx" not in snapshot.disk_parents and snapshot.error is None
     with pytest.raises(HyperVError):
         hv.get_vhds(["C:\\nowhere\\gone.avhdx"])
+
+
+def test_a_merge_trigger_carries_its_links_and_polls_only_with_waits_on_the_same_disks() -> None:
+    from airflow_hyperv.triggers.hyperv import HyperVWaitTrigger
+
+    links = [["C:\\vm\\d_B.avhdx", "C:\\vm\\d_A.avhdx"]]
+    merge = HyperVWaitTrigger(
+        hyperv_conn_id="hv",
+        wait_for=WaitFor.MERGE_DONE.value,
+        vm_id="V",
+        checkpoint_id="C",
+        merge_links=links,
+    )
+    classpath, kwargs = merge.serialize()
+    again = HyperVWaitTrigger(**kwargs)
+    assert again.serialize() == (classpath, kwargs) and kwargs["merge_links"] == links
+    state = HyperVWaitTrigger(
+        hyperv_conn_id="hv", wait_for=WaitFor.VM_STATE.value, vm_id="V", target_state="Off"
+    )
+    assert state.shared_stream_key() == ("airflow-hyperv-host-state", "hv", 10.0)
+    assert merge.shared_stream_key() == (*state.shared_stream_key(), ("c:\\vm\\d_b.avhdx",))
