@@ -5,7 +5,11 @@ checkpoint (setup) -> deploy -> health check -> [restore if anything failed] -> 
 The deploy and health-check steps are yours: replace ``deploy`` with your release task (it gets the
 VM name). The checkpoint is production when the guest can quiesce, else a recorded standard one
 (``policy`` param). A failed deployment restores the checkpoint, starts the VM again and waits for
-its heartbeat; either way the checkpoint is merged back, and the run ends failed if it rolled back.
+its heartbeat, and the checkpoint is merged back; the run ends failed if it rolled back.
+
+The run is green only when the deployment is healthy. A rollback that fails (or is skipped) keeps
+the checkpoint (the merge refuses to remove a rollback point that is still needed) and fails the run
+with the exact commands to roll back by hand (``outcome`` says what really happened).
 """
 
 from __future__ import annotations
@@ -65,26 +69,60 @@ with DAG(
         trigger_rule=TriggerRule.ONE_FAILED,
         skip_if_missing=True,
     )
-    merge = HyperVMergeCheckpointOperator(task_id="merge", vm=vm, hyperv_conn_id=CONN)
+    # The checkpoint is the rollback point: merged only when the deployment is healthy or the
+    # rollback finished. Otherwise it is kept and the merge fails with the commands to roll back by hand.
+    merge = HyperVMergeCheckpointOperator(
+        task_id="merge", vm=vm, hyperv_conn_id=CONN, keep_unless_succeeded=("health_check", "rollback")
+    )
 
     @task(trigger_rule=TriggerRule.ALL_DONE)
     def outcome(**context) -> str:  # type: ignore[no-untyped-def]
+        """Say what really happened; green only when the deployment is healthy and the checkpoint merged."""
         from airflow.sdk.exceptions import AirflowFailException
 
         ti = context["ti"]
-        if not ti.xcom_pull(task_ids="merge"):
-            raise AirflowFailException("the checkpoint merge failed: see the merge task (an orphaned AVHDX?)")
+        names = ["checkpoint", "deploy", "health_check", "rollback", "merge"]
+        states = (ti.get_task_states(dag_id=ti.dag_id, run_ids=[ti.run_id], task_ids=names) or {}).get(
+            ti.run_id
+        ) or {}
+        state = {n: str(states.get(n) or "did not run") for n in names}
+        merged = ti.xcom_pull(task_ids="merge") or {}
+        merge_part = (
+            "checkpoint merged"
+            if merged.get("merged")
+            else "no checkpoint to merge"
+            if state["merge"] == "success"
+            else f"the checkpoint merge {state['merge']}: see the merge task (an orphaned AVHDX?)"
+        )
+        if state["health_check"] == "success":
+            if state["merge"] != "success":
+                raise AirflowFailException(f"deployed and healthy, but {merge_part}")
+            return f"deployed and healthy; {merge_part}"
+        if state["checkpoint"] != "success":
+            raise AirflowFailException(
+                f"no checkpoint was taken (checkpoint {state['checkpoint']}); the deployment did not run"
+            )
+        what = (
+            "the deployment failed"
+            if state["deploy"] != "success"
+            else f"deployed, but the health check did not pass ({state['health_check']})"
+        )
         restored = ti.xcom_pull(task_ids="rollback")
-        if restored:
+        if state["rollback"] == "success" and restored:
             raise AirflowFailException(
-                f"deployment failed; {restored['vm_id']} was rolled back to {restored['checkpoint_name']!r} "
-                f"and is {restored['state']}"
+                f"{what}; {restored['vm_id']} was rolled back to {restored['checkpoint_name']!r} and is "
+                f"{restored['state']}; {merge_part}"
             )
-        if not ti.xcom_pull(task_ids="deploy"):
+        kept = ti.xcom_pull(task_ids="merge", key="rollback_point")
+        if kept:
             raise AirflowFailException(
-                "the deployment did not run (see the failed task); nothing was changed"
+                f"{what}; the rollback {state['rollback']}: NOT rolled back. The rollback point "
+                f"{kept['checkpoint_name']!r} ({kept['checkpoint_id']}) is kept. To roll back by hand, on the "
+                "host:\n  " + "\n  ".join(kept["commands"])
             )
-        return "deployed and healthy; checkpoint merged"
+        raise AirflowFailException(
+            f"{what}; the rollback {state['rollback']} and no rollback point was found ({merge_part})"
+        )
 
     verify >> checkpoint >> deployed >> healthy >> rollback >> merge
     merge.as_teardown(setups=[checkpoint])

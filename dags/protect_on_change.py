@@ -1,11 +1,15 @@
 """Protect a VM when it is about to be changed: event-driven, from the host's Hyper-V event log.
 
 The Asset ``hyperv-events/hv-01`` is watched by ``HyperVEventTrigger`` (one watcher per host): a VM
-that was shut down or turned off (maintenance is about to start) or whose production checkpoint just
-failed fires one asset event per event-log record, and each run protects the VMs named in its
+that was shut down or turned off (maintenance is about to start) fires one asset event per event-log
+record, and each run protects the VMs named in its
 triggering events — verify, checkpoint (a stopped VM gets an offline checkpoint: nothing to
 quiesce), export, keep three exports, merge. A manual run can name VMs in its conf:
 ``{"vms": ["<vm id or name>", ...]}``. See docs/events.md.
+
+The provider never triggers itself: failed checkpoints are not change events (its own ProductionOnly
+attempts emit them), and the watcher drops events of VMs that are gone or are the restore test's
+isolated copy (``protectable_only``).
 """
 
 from __future__ import annotations
@@ -26,7 +30,9 @@ hv01_changes = Asset(
     watchers=[
         AssetWatcher(
             name="hv-01-vm-changes",
-            trigger=HyperVEventTrigger(hyperv_conn_id=CONN, kinds=sorted(CHANGE_KINDS), poll_interval=30),
+            trigger=HyperVEventTrigger(
+                hyperv_conn_id=CONN, kinds=sorted(CHANGE_KINDS), poll_interval=30, protectable_only=True
+            ),
         )
     ],
 )

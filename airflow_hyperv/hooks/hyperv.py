@@ -47,6 +47,7 @@ VM_TYPE = "Microsoft.HyperV.PowerShell.VirtualMachine"
 SNAPSHOT_TYPE = "Microsoft.HyperV.PowerShell.VMSnapshot"
 SERVICE_TYPE = "Microsoft.HyperV.PowerShell.VMIntegrationComponent"
 DRIVE_TYPE = "Microsoft.HyperV.PowerShell.HardDiskDrive"
+VHD_TYPE = "Microsoft.Vhd.PowerShell.VirtualHardDisk"
 
 
 def _is(obj: Any, type_name: str) -> bool:
@@ -152,10 +153,16 @@ class HyperVHook(HyperVBaseHook):
             drives=[HardDiskDrive.decode(o) for o in result.output if _is(o, DRIVE_TYPE)],
         )
 
-    def host_state(self) -> HostSnapshot:
-        """VM states, checkpoint ids and current disks of every VM on the host, in one round trip."""
-        result = self.read(pipelines.host_state())
-        _raise_first(result.errors, what="reading host state")
+    def host_state(self, disk_paths: Sequence[str] = ()) -> HostSnapshot:
+        """VM states, checkpoint ids and current disks of every VM on the host, in one round trip;
+        with ``disk_paths``, also the parent of each of those disks (a path that is no disk any more,
+        ObjectNotFound from Get-VHD, is simply absent; any other error fails the poll)."""
+        result = self.read(pipelines.host_state(disk_paths))
+        watched = {p.lower() for p in disk_paths}
+        _raise_first(
+            [e for e in result.errors if not (e.target_name.lower() in watched and _not_found(e))],
+            what="reading host state",
+        )
         snapshot = HostSnapshot()
         for obj in result.output:
             if _is(obj, VM_TYPE):
@@ -170,7 +177,17 @@ class HyperVHook(HyperVBaseHook):
             elif _is(obj, DRIVE_TYPE):
                 drive = HardDiskDrive.decode(obj)
                 snapshot.drive_paths.setdefault(str(drive.vm_id).lower(), []).append(drive.path)
+            elif _is(obj, VHD_TYPE):
+                disk = VirtualDisk.decode(obj)
+                snapshot.disk_parents[disk.path.lower()] = (disk.parent_path or "").lower()
         return snapshot
+
+    def checkpoint_drives(self, checkpoint_id: uuid.UUID) -> list[HardDiskDrive]:
+        """The checkpoint's own drives (Get-VMHardDiskDrive -VMSnapshot): each path is the disk that
+        holds the checkpoint's state, the parent of the differencing disk made with it."""
+        result = self.read(pipelines.checkpoint_drives(checkpoint_id))
+        _raise_first(result.errors, what=f"drives of checkpoint {checkpoint_id}")
+        return [HardDiskDrive.decode(o) for o in result.output if _is(o, DRIVE_TYPE)]
 
     def integration_services(self, vm_id: uuid.UUID) -> list[IntegrationService]:
         result = self.read(pipelines.integration_services(vm_id))
@@ -588,6 +605,10 @@ def _label(checkpoint: Checkpoint, asked: Consistency) -> Consistency:
     if checkpoint.has_memory_state:
         return Consistency.CRASH
     return asked
+
+
+def _not_found(error: ErrorInfo) -> bool:
+    return error.category == "ObjectNotFound" or error.error_id == "ObjectNotFound"
 
 
 def _running(vm: VirtualMachine) -> bool:

@@ -35,16 +35,14 @@ EVENT_KINDS: dict[tuple[str, int], str] = {
     (VMMS_ADMIN, 18012): "checkpoint_failed",
 }
 DEFAULT_CHANNELS: tuple[str, ...] = (WORKER_ADMIN, VMMS_ADMIN)
-# Kinds after which a VM is about to be worked on (maintenance) or its protection just failed.
-CHANGE_KINDS = frozenset(
-    {
-        "vm_turned_off",
-        "vm_shut_down",
-        "vm_shut_down_by_guest",
-        "production_checkpoint_impossible",
-        "checkpoint_failed",
-    }
-)
+# Kinds after which a VM is about to be worked on (maintenance): what protect_on_change reacts to.
+CHANGE_KINDS = frozenset({"vm_turned_off", "vm_shut_down", "vm_shut_down_by_guest"})
+# A failed checkpoint. Not a change kind: the provider's own ProductionOnly attempts emit these
+# (every run whose guest cannot quiesce, before its fallback), and the event names only the VM, not
+# the checkpoint, so nobody can tell whose attempt failed. Reacting to them would trigger itself.
+CHECKPOINT_FAILURE_KINDS = frozenset({"production_checkpoint_impossible", "checkpoint_failed"})
+# The name the restore test gives its isolated copy: operators/restore_test.py COPY_PREFIX + " ".
+RESTORE_COPY_NAME_PREFIX = "restore-test "
 NO_EVENTS_ID = "NoMatchingEventsFound"
 _GUID = re.compile(r"\b[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}\b")
 
@@ -115,6 +113,20 @@ class HostEvent(Record):
     def payload(self) -> dict[str, Any]:
         """What a TriggerEvent carries (and so the asset event's ``extra["payload"]``)."""
         return self.to_dict()
+
+
+def not_for_protection(event: HostEvent, vms_on_host: Mapping[str, str]) -> str | None:
+    """Why ``event`` must not start a protection run (None: it may). ``vms_on_host``: id (lower) ->
+    name of every VM on the host now. A VM that is gone cannot be protected (a deleted VM, or the
+    restore test's copy, turned off and removed), and the restore test's own copy is never protected."""
+    if event.vm_id is None:
+        return None
+    name = vms_on_host.get(event.vm_id.lower())
+    if name is None:
+        return f"VM {event.vm_id} is no longer on the host"
+    if name.lower().startswith(RESTORE_COPY_NAME_PREFIX):
+        return f"{name!r} is this provider's restore-test copy"
+    return None
 
 
 def kind_of(channel: str, event_id: int) -> str:

@@ -151,16 +151,22 @@ def vm_overview(vm_id: uuid.UUID) -> Pipeline:
     )
 
 
-def host_state() -> Pipeline:
-    """Every VM, checkpoint and drive of the host in one round trip: one poll serves every wait."""
-    return Pipeline(
-        (
-            (cmd("Get-VM"),),
-            (cmd("Get-VM"), cmd("Get-VMSnapshot")),
-            (cmd("Get-VM"), cmd("Get-VMHardDiskDrive")),
-        ),
-        label="host-state",
+def host_state(disk_paths: Sequence[str] = ()) -> Pipeline:
+    """Every VM, checkpoint and drive of the host in one round trip: one poll serves every wait.
+    ``disk_paths`` adds Get-VHD of those disks (a merge wait watches its checkpoint's disks)."""
+    statements: tuple[tuple[Command, ...], ...] = (
+        (cmd("Get-VM"),),
+        (cmd("Get-VM"), cmd("Get-VMSnapshot")),
+        (cmd("Get-VM"), cmd("Get-VMHardDiskDrive")),
     )
+    if disk_paths:
+        statements += ((cmd("Get-VHD", Path=list(disk_paths)),),)
+    return Pipeline(statements, label="host-state")
+
+
+def checkpoint_drives(checkpoint_id: uuid.UUID) -> Pipeline:
+    """The checkpoint's own drives: each Path is the disk that holds the checkpoint's state."""
+    return one(_checkpoint(checkpoint_id), cmd("Get-VMHardDiskDrive"), label="checkpoint-drives")
 
 
 def list_checkpoints(vm_id: uuid.UUID) -> Pipeline:

@@ -27,6 +27,9 @@ class HostSnapshot:
     vms: dict[str, dict[str, Any]] = field(default_factory=dict)  # vm id -> {"name","state","heartbeat_ok"}
     checkpoint_ids: list[str] = field(default_factory=list)
     drive_paths: dict[str, list[str]] = field(default_factory=dict)  # vm id -> current disk paths
+    # Only the disks a merge wait asked for (host_state(disk_paths=...)): path (lower) -> its parent
+    # path (lower, "" for a base disk). A path that is not there is no disk any more.
+    disk_parents: dict[str, str] = field(default_factory=dict)
     error: str | None = None  # the poll failed; waits keep waiting up to their error budget
 
 
@@ -37,7 +40,16 @@ class WaitTarget:
     target_state: str | None = None
     require_heartbeat: bool = False
     checkpoint_id: str | None = None
-    avhdx_paths: tuple[str, ...] = ()
+    avhdx_paths: tuple[str, ...] = ()  # disks the VM must no longer run on
+    # (disk, parent) links of the removed checkpoint's chain: the merge has ended when none is left.
+    # Hyper-V folds one of the two into the other (which one survives depends on where the checkpoint
+    # sits), so the link itself, not a file name, says whether the merge is done.
+    merge_links: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def watched_disks(self) -> tuple[str, ...]:
+        """The disks whose parent the host snapshot must report for this wait."""
+        return tuple(disk for disk, _ in self.merge_links)
 
 
 def judge(target: WaitTarget, snapshot: HostSnapshot) -> tuple[bool, str]:
@@ -57,7 +69,14 @@ def judge(target: WaitTarget, snapshot: HostSnapshot) -> tuple[bool, str]:
         pending = [p for p in target.avhdx_paths if p.lower() in on_disk]
         if pending:
             return False, f"{vm['name']} still runs on {', '.join(pending)} (merging)"
-        return True, f"{vm['name']} no longer runs on the checkpoint's differencing disks"
+        linked = [
+            disk
+            for disk, parent in target.merge_links
+            if snapshot.disk_parents.get(disk.lower()) == parent.lower()
+        ]
+        if linked:
+            return False, f"{', '.join(linked)} of {vm['name']} still sits on the checkpoint's disk (merging)"
+        return True, f"the checkpoint's differencing disks of {vm['name']} have left its chain"
     raise ValueError(f"{target.kind} is not judged from a host snapshot")
 
 

@@ -163,7 +163,7 @@ class DeferrableMixin:
         deadline = time.monotonic() + (self.wait_timeout or float("inf"))
         with self.hyperv_hook() as hv:  # type: ignore[attr-defined]
             while True:
-                snapshot = hv.host_state()
+                snapshot = hv.host_state(target.watched_disks)
                 done, observed = judge(target, snapshot)
                 if done:
                     if target.vm_id.lower() not in snapshot.vms:

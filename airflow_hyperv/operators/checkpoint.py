@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSkipException
@@ -257,12 +259,73 @@ def holder_run_state(context: Context, lease: Lease) -> str | None:
     return str(getattr(state, "value", state)) if state is not None else None
 
 
-class HyperVMergeCheckpointOperator(DeferrableMixin, HyperVBaseOperator):
-    """Remove this run's checkpoint (Hyper-V merges its AVHDX into the parent) and wait until the
-    host has really finished merging. Safe as the teardown of the checkpoint setups: it looks the
-    checkpoint up by this run's deterministic name and does nothing if there is none.
+MERGE_STATE_KEY = "airflow_hyperv.merge"
 
-    Only checkpoints this provider made are touched, unless ``checkpoint_name`` names one.
+
+@dataclass(frozen=True)
+class MergePlan:
+    """What a merge waits for, learnt before Remove-VMSnapshot and kept across tries (task_state_store):
+    a retry whose checkpoint an earlier try removed still waits on exactly these disks."""
+
+    vm_id: str
+    checkpoint_id: str
+    checkpoint_name: str
+    links: tuple[tuple[str, str], ...]  # (disk, parent): the chain links the merge dissolves
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "vm_id": self.vm_id,
+            "checkpoint_id": self.checkpoint_id,
+            "checkpoint_name": self.checkpoint_name,
+            "links": [list(link) for link in self.links],
+        }
+
+    @classmethod
+    def from_json(cls, data: Any) -> MergePlan | None:
+        if not isinstance(data, dict):
+            return None
+        return cls(
+            vm_id=str(data["vm_id"]),
+            checkpoint_id=str(data["checkpoint_id"]),
+            checkpoint_name=str(data["checkpoint_name"]),
+            links=tuple((str(d), str(p)) for d, p in data.get("links") or []),
+        )
+
+
+def merge_links(own_disks: list[str], chains: list[Any]) -> tuple[tuple[str, str], ...]:
+    """The (child, disk) links between each of a checkpoint's own disks and the disk above it in a
+    chain of the VM's drives. Removing the checkpoint dissolves each link: Hyper-V folds one of the
+    two into the other. A disk no chain holds (its branch was left by a restore) has no link."""
+    own = {p.lower() for p in own_disks}
+    links = []
+    for chain in chains:
+        for above, disk in zip(chain.disks, chain.disks[1:], strict=False):
+            if disk.path.lower() in own:
+                links.append((above.path, disk.path))
+    return tuple(links)
+
+
+def manual_rollback_commands(vm_id: str, checkpoint_id: str) -> list[str]:
+    """What an operator runs on the host to finish a rollback the run could not (by Id: -Name takes
+    wildcards). A production checkpoint restores the VM Off, hence Start-VM."""
+    return [
+        f"Get-VMSnapshot -Id {checkpoint_id} | Restore-VMSnapshot -Confirm:$false",
+        f"Get-VM -Id {vm_id} | Start-VM",
+        "# then, once the VM is healthy, remove the rollback point (Hyper-V merges it):",
+        f"Get-VMSnapshot -Id {checkpoint_id} | Remove-VMSnapshot",
+    ]
+
+
+class HyperVMergeCheckpointOperator(DeferrableMixin, HyperVBaseOperator):
+    """Remove this run's checkpoint (Hyper-V merges its AVHDX) and wait until the host has really
+    finished merging: the chain links between the checkpoint's own disks and their children are gone.
+    Safe as the teardown of the checkpoint setups: it looks the checkpoint up by this run's
+    deterministic name and does nothing if there is none.
+
+    Only checkpoints this provider made are touched, unless ``checkpoint_name`` names one. With
+    ``keep_unless_succeeded`` the checkpoint is a rollback point: it is merged only when one of those
+    tasks succeeded in this run (the deployment is healthy, or the rollback finished); otherwise it
+    is kept and the task fails with the commands to roll back by hand.
     """
 
     template_fields: Sequence[str] = ("vm", "hyperv_conn_id", "checkpoint_name")
@@ -271,6 +334,7 @@ class HyperVMergeCheckpointOperator(DeferrableMixin, HyperVBaseOperator):
         self,
         *,
         checkpoint_name: str | None = None,
+        keep_unless_succeeded: Sequence[str] = (),
         deferrable: bool | None = None,
         poll_interval: float = 10.0,
         wait_timeout: float | None = 6 * 3600.0,
@@ -278,9 +342,11 @@ class HyperVMergeCheckpointOperator(DeferrableMixin, HyperVBaseOperator):
     ) -> None:
         super().__init__(**kwargs)
         self.checkpoint_name = checkpoint_name
+        self.keep_unless_succeeded = tuple(keep_unless_succeeded)
         self._init_deferrable(deferrable, poll_interval, wait_timeout)
 
     def execute(self, context: Context) -> dict[str, Any]:
+        store = context.get("task_state_store")
         with self.hyperv_hook() as hv:
             with self.final_errors():
                 vm = hv.resolve_vm(self.vm)
@@ -291,32 +357,37 @@ class HyperVMergeCheckpointOperator(DeferrableMixin, HyperVBaseOperator):
             vm, checkpoints = hv.vm_with_checkpoints(vm.id)
             found = [c for c in checkpoints if c.name == name]
             if found:
-                checkpoint_id: str | None = str(found[0].id)
-                avhdx = self._remove(hv, vm, found[0], checkpoints, name)
-            else:
-                # Nothing to remove. But a VM with no checkpoint that still runs on a differencing
-                # disk is mid-merge (an earlier try removed it and was stopped) or its merge failed:
-                # wait for it like any merge, so a failed merge never ends as a clean run.
-                checkpoint_id = None
-                drives = hv.vm_overview(vm.id).drives
-                avhdx = _avhdx([d.path for d in drives]) if not checkpoints else []
-                if not avhdx:
-                    self.log.info("No checkpoint %r on %s: nothing to merge", name, vm.name)
-                    self._finish_lease(hv, vm.id, name)
-                    return {
-                        "vm_id": str(vm.id),
-                        "vm_name": vm.name,
-                        "checkpoint_name": name,
-                        "merged": False,  # this try removed nothing (an earlier try may have)
-                        "checkpoint_left": False,
-                        "finished_at": dt.datetime.now(dt.timezone.utc).isoformat(),
-                    }
-                self.log.warning(
-                    "%s has no checkpoint but runs on %s: a merge is still running or failed; waiting for it",
-                    vm.name,
-                    ", ".join(avhdx),
+                checkpoint = found[0]
+                if not self.checkpoint_name and not is_provider_checkpoint(checkpoint.name):
+                    raise AirflowFailException(
+                        f"refusing to merge {checkpoint.name!r}: not made by this provider"
+                    )
+                self._keep_if_rollback_needed(context, vm, checkpoint)
+                plan = MergePlan(
+                    vm_id=str(vm.id),
+                    checkpoint_id=str(checkpoint.id),
+                    checkpoint_name=name,
+                    links=merge_links(
+                        [d.path for d in hv.checkpoint_drives(checkpoint.id) if d.path], hv.disk_chains(vm.id)
+                    ),
                 )
-        target: dict[str, Any] = {"vm_id": str(vm.id), "checkpoint_id": checkpoint_id, "avhdx_paths": avhdx}
+                if store is not None:  # before Remove-VMSnapshot: a retry must know what this try removed
+                    store.set(MERGE_STATE_KEY, plan.to_json())
+                hv.remove_checkpoint(checkpoint.id)
+                self.log.info(
+                    "Removed checkpoint %r of %s; waiting until the host has merged %s",
+                    name,
+                    vm.name,
+                    ", ".join(f"{d} -> {p}" for d, p in plan.links) or "nothing (no chain holds its disks)",
+                )
+            else:
+                earlier = self._earlier_try(store, str(vm.id), name)
+                if earlier is None:
+                    return self._nothing_to_merge(hv, vm, checkpoints, name)
+                plan = earlier
+                self.log.warning(
+                    "An earlier try removed checkpoint %r of %s; waiting for that merge to end", name, vm.name
+                )
         if self.deferrable:
             from airflow_hyperv.triggers.hyperv import HyperVWaitTrigger
 
@@ -325,29 +396,19 @@ class HyperVMergeCheckpointOperator(DeferrableMixin, HyperVBaseOperator):
                     hyperv_conn_id=self.hyperv_conn_id,
                     wait_for=WaitFor.MERGE_DONE.value,
                     poll_interval=self.poll_interval,
-                    **target,
-                    echo={"target": target, "name": name},
+                    vm_id=plan.vm_id,
+                    checkpoint_id=plan.checkpoint_id,
+                    merge_links=[list(link) for link in plan.links],
+                    echo={"plan": plan.to_json()},
                 )
             )
-        self._wait_here(target)
-        return self._confirm(target, name)
-
-    def _remove(
-        self, hv: HyperVHook, vm: Any, checkpoint: Any, checkpoints: list[Any], name: str
-    ) -> list[str]:
-        """Remove ``checkpoint``; return the AVHDX paths whose disappearance means the merge ended."""
-        if not self.checkpoint_name and not is_provider_checkpoint(checkpoint.name):
-            raise AirflowFailException(f"refusing to merge {checkpoint.name!r}: not made by this provider")
-        oldest = dt.datetime.min.replace(tzinfo=dt.timezone.utc)
-        newest = max(checkpoints, key=lambda c: c.creation_time or oldest)
-        drives = hv.vm_overview(vm.id).drives
-        # The VM writes into the newest checkpoint's AVHDX; merging that one moves it back down.
-        avhdx = _avhdx([d.path for d in drives]) if newest.id == checkpoint.id else []
-        hv.remove_checkpoint(checkpoint.id)
-        self.log.info(
-            "Removed checkpoint %r of %s; the host is merging %s", name, vm.name, avhdx or "its disks"
+        self.wait_in_worker(
+            WaitTarget(
+                WaitFor.MERGE_DONE, plan.vm_id, checkpoint_id=plan.checkpoint_id, merge_links=plan.links
+            ),
+            explain=_merge_not_finished,
         )
-        return avhdx
+        return self._confirm(plan)
 
     def _finish_lease(self, hv: HyperVHook, vm_id: Any, name: str) -> None:
         """This run is done with the VM: its recorded checkpoint type back, its lease released."""
@@ -355,41 +416,112 @@ class HyperVMergeCheckpointOperator(DeferrableMixin, HyperVBaseOperator):
         if released is not None:
             self.log.info("Released the lease of %s (type %s)", vm_id, released.checkpoint_type_before)
 
-    def _wait_here(self, target: dict[str, Any]) -> None:
-        wait = WaitTarget(
-            WaitFor.MERGE_DONE, target["vm_id"], checkpoint_id=target["checkpoint_id"],
-            avhdx_paths=tuple(target["avhdx_paths"]),
-        )  # fmt: skip
-        self.wait_in_worker(wait, explain=_merge_not_finished)
+    @staticmethod
+    def _earlier_try(store: Any, vm_id: str, name: str) -> MergePlan | None:
+        """What an earlier try of this task removed (None: no try removed this checkpoint)."""
+        if store is None:
+            return None
+        plan = MergePlan.from_json(store.get(MERGE_STATE_KEY))
+        if plan is None or plan.vm_id.lower() != vm_id.lower() or plan.checkpoint_name != name:
+            return None
+        return plan
+
+    def _nothing_to_merge(self, hv: HyperVHook, vm: Any, checkpoints: list[Any], name: str) -> dict[str, Any]:
+        """This run has no checkpoint and no try removed one. A differencing disk the VM runs on without
+        any checkpoint is not this run's: it is reported at once, never waited for (verify blocks it)."""
+        drives = hv.vm_overview(vm.id).drives
+        orphans = _avhdx([d.path for d in drives]) if not checkpoints else []
+        if orphans:
+            self.log.warning(
+                "%s has no checkpoint but runs on %s: an orphaned AVHDX this run did not make (a merge that "
+                "failed or never ran before). Not waiting for it; see docs/operators.md (When a merge fails).",
+                vm.name,
+                ", ".join(orphans),
+            )
+        else:
+            self.log.info("No checkpoint %r on %s: nothing to merge", name, vm.name)
+        self._finish_lease(hv, vm.id, name)
+        return {
+            "vm_id": str(vm.id),
+            "vm_name": vm.name,
+            "checkpoint_name": name,
+            "merged": False,  # nothing of this run was removed
+            "checkpoint_left": False,
+            "orphaned_avhdx": orphans,
+            "finished_at": dt.datetime.now(dt.timezone.utc).isoformat(),
+        }
+
+    def _keep_if_rollback_needed(self, context: Context, vm: Any, checkpoint: Any) -> None:
+        """A rollback point is merged only when the deployment is healthy or the rollback finished."""
+        if not self.keep_unless_succeeded:
+            return
+        ti = context["ti"]
+        try:
+            states = ti.get_task_states(
+                dag_id=ti.dag_id, run_ids=[ti.run_id], task_ids=list(self.keep_unless_succeeded)
+            )
+            run_states = states.get(ti.run_id) or {}
+        except Exception as exc:  # unknown means "maybe still needed": keep it
+            run_states = {}
+            self.log.warning("Could not read the states of %s: %s", self.keep_unless_succeeded, exc)
+        if any(run_states.get(t) == "success" for t in self.keep_unless_succeeded):
+            return
+        seen = ", ".join(f"{t}: {run_states.get(t) or 'unknown'}" for t in self.keep_unless_succeeded)
+        commands = manual_rollback_commands(str(vm.id), str(checkpoint.id))
+        ti.xcom_push(
+            key="rollback_point",
+            value={
+                "vm_id": str(vm.id),
+                "vm_name": vm.name,
+                "checkpoint_id": str(checkpoint.id),
+                "checkpoint_name": checkpoint.name,
+                "commands": commands,
+            },
+        )
+        raise AirflowFailException(
+            f"kept rollback point {checkpoint.name!r} ({checkpoint.id}) of {vm.name}: neither the deployment "
+            f"was healthy nor the rollback finished ({seen}). To roll back by hand, on the host:\n  "
+            + "\n  ".join(commands)
+        )
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> Any:
         if event and event.get("timed_out"):
             raise AirflowException(_merge_not_finished(event.get("message", "")))
         echo = self.check_event(event)["echo"]
-        return self._confirm(echo["target"], echo["name"])
+        plan = MergePlan.from_json(echo.get("plan"))
+        if plan is None:
+            raise AirflowException(f"the merge wait returned no plan: {echo}")
+        return self._confirm(plan)
 
-    def _confirm(self, target: dict[str, Any], name: str) -> dict[str, Any]:
-        """The host's word is not enough: the checkpoint is gone and no chain holds its AVHDX."""
+    def _confirm(self, plan: MergePlan) -> dict[str, Any]:
+        """The host's word is not enough: the checkpoint is gone and every link it had is dissolved,
+        read from the whole chain of every drive."""
         import uuid
 
-        vm_id = uuid.UUID(target["vm_id"])
+        vm_id = uuid.UUID(plan.vm_id)
         with self.hyperv_hook() as hv:
-            if target["checkpoint_id"] and hv.get_checkpoint(uuid.UUID(target["checkpoint_id"])) is not None:
-                raise AirflowException(f"checkpoint {name!r} is still on the VM after the merge")
+            if hv.get_checkpoint(uuid.UUID(plan.checkpoint_id)) is not None:
+                raise AirflowException(
+                    f"checkpoint {plan.checkpoint_name!r} is still on the VM after the merge"
+                )
             chains = hv.disk_chains(vm_id)
-            in_chain = {d.path.lower() for c in chains for d in c.disks}
-            stuck = [p for p in target["avhdx_paths"] if p.lower() in in_chain or hv.path_exists(p)]
+            present = {
+                (a.path.lower(), d.path.lower())
+                for c in chains
+                for a, d in zip(c.disks, c.disks[1:], strict=False)
+            }
+            stuck = [disk for disk, parent in plan.links if (disk.lower(), parent.lower()) in present]
             if not stuck:
-                self._finish_lease(hv, vm_id, name)
+                self._finish_lease(hv, vm_id, plan.checkpoint_name)
         if stuck:
             raise AirflowException(
-                f"the merge of {name!r} did not complete: {', '.join(stuck)} still exists. A failed merge leaves "
-                "an orphaned AVHDX; see docs/operators.md (When a merge fails)."
+                f"the merge of {plan.checkpoint_name!r} did not complete: {', '.join(stuck)} still sits on the "
+                "checkpoint's disk. A failed merge leaves an orphaned AVHDX; see docs/operators.md (When a merge fails)."
             )
         return {
-            "vm_id": target["vm_id"],
+            "vm_id": plan.vm_id,
             "vm_name": self.vm,
-            "checkpoint_name": name,
+            "checkpoint_name": plan.checkpoint_name,
             "merged": True,
             "checkpoint_left": False,
             "chain_depths": [c.depth for c in chains],
@@ -399,7 +531,9 @@ class HyperVMergeCheckpointOperator(DeferrableMixin, HyperVBaseOperator):
 
 class HyperVRestoreCheckpointOperator(DeferrableMixin, HyperVBaseOperator):
     """Apply a checkpoint (rollback). A production checkpoint restores the VM to Off, so the VM is
-    started again if it was running (``start_vm=None``), then the task waits for a healthy heartbeat."""
+    started again if it was running (``start_vm=None``), then the task waits for a healthy heartbeat.
+    When anything fails after the checkpoint was found, the log gives the commands to finish the
+    rollback by hand."""
 
     template_fields: Sequence[str] = ("vm", "hyperv_conn_id", "checkpoint_name")
 
@@ -437,14 +571,16 @@ class HyperVRestoreCheckpointOperator(DeferrableMixin, HyperVBaseOperator):
                 if self.skip_if_missing:
                     raise AirflowSkipException(message)
                 raise AirflowFailException(message)
-            was_running = vm.state.name == "Running"
-            restored = hv.restore_checkpoint(checkpoint.id)
-            self.log.info("Restored %s to %r; it is now %s", vm.name, name, restored.state.name)
-            start = was_running if self.start_vm is None else self.start_vm
-            if start and restored.state.name != "Running":
-                restored = hv.start_vm(vm.id)
+            with self._explain_manual_rollback(str(vm.id), str(checkpoint.id)):
+                was_running = vm.state.name == "Running"
+                restored = hv.restore_checkpoint(checkpoint.id)
+                self.log.info("Restored %s to %r; it is now %s", vm.name, name, restored.state.name)
+                start = was_running if self.start_vm is None else self.start_vm
+                if start and restored.state.name != "Running":
+                    restored = hv.start_vm(vm.id)
         summary = {
             "vm_id": str(vm.id),
+            "checkpoint_id": str(checkpoint.id),
             "checkpoint_name": name,
             "state": restored.state.name,
             "started": start,
@@ -465,14 +601,30 @@ class HyperVRestoreCheckpointOperator(DeferrableMixin, HyperVBaseOperator):
                     echo=summary,
                 )
             )
-        self.wait_in_worker(
-            WaitTarget(WaitFor.VM_STATE, str(vm.id), target_state="Running", require_heartbeat=True)
-        )
+        with self._explain_manual_rollback(str(vm.id), str(checkpoint.id)):
+            self.wait_in_worker(
+                WaitTarget(WaitFor.VM_STATE, str(vm.id), target_state="Running", require_heartbeat=True)
+            )
         return summary
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
-        summary = self.check_event(event)["echo"]
+        echo = (event or {}).get("echo") or {}
+        with self._explain_manual_rollback(
+            echo.get("vm_id", "<vm id>"), echo.get("checkpoint_id", "<checkpoint id>")
+        ):
+            summary = self.check_event(event)["echo"]
         return {**summary, "state": "Running", "heartbeat": "ok"}
+
+    @contextlib.contextmanager
+    def _explain_manual_rollback(self, vm_id: str, checkpoint_id: str) -> Iterator[None]:
+        try:
+            yield
+        except Exception:
+            self.log.error(
+                "The rollback did not finish. To roll back by hand, on the host:\n  %s",
+                "\n  ".join(manual_rollback_commands(vm_id, checkpoint_id)),
+            )
+            raise
 
 
 class HyperVSetCheckpointTypeOperator(HyperVBaseOperator):
@@ -531,4 +683,6 @@ __all__ = [
     "HyperVMergeCheckpointOperator",
     "HyperVRestoreCheckpointOperator",
     "HyperVSetCheckpointTypeOperator",
+    "MergePlan",
+    "manual_rollback_commands",
 ]

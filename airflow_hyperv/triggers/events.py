@@ -47,6 +47,7 @@ from airflow_hyperv.hyperv.events import (
     advance,
     default_event_ids,
     newest_record_id,
+    not_for_protection,
     parse_watermark,
     read_events,
 )
@@ -72,6 +73,7 @@ class HyperVEventTrigger(BaseEventTrigger):
         poll_interval: float = 30.0,
         max_events: int = 100,
         start_from: str = "latest",
+        protectable_only: bool = False,
     ) -> None:
         super().__init__()
         if start_from not in START_FROM:
@@ -88,6 +90,9 @@ class HyperVEventTrigger(BaseEventTrigger):
         self.poll_interval = float(poll_interval)
         self.max_events = int(max_events)
         self.start_from = start_from
+        # Drop events of VMs no run could or should protect (gone, or the restore test's own copy):
+        # one Get-VM of the host per batch that has wanted events (hyperv.events.not_for_protection).
+        self.protectable_only = bool(protectable_only)
         self._memory: dict[str, int] | None = None  # when no state store was injected (dag.test, tests)
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
@@ -102,6 +107,7 @@ class HyperVEventTrigger(BaseEventTrigger):
                 "poll_interval": self.poll_interval,
                 "max_events": self.max_events,
                 "start_from": self.start_from,
+                "protectable_only": self.protectable_only,
             },
         )
 
@@ -202,15 +208,35 @@ class HyperVEventTrigger(BaseEventTrigger):
                                 "Reading %s on %s failed (%d in a row): %s", channel, host, failures, exc
                             )
                             break
+                        vms_on_host: dict[str, str] | None = None
+                        if self.protectable_only and any(self._wanted(e) for e in events):
+                            try:
+                                vms_on_host = await hook.call(_vm_names)
+                            except Exception as exc:  # read this batch again on the next poll
+                                self.log.warning("Listing the VMs of %s failed: %s", host, exc)
+                                break
                         for event in events:
                             watermark = advance(watermark, event)
-                            if self._wanted(event):
+                            reason = (
+                                not_for_protection(event, vms_on_host)
+                                if vms_on_host is not None and self._wanted(event)
+                                else None
+                            )
+                            if reason:
+                                self.log.info(
+                                    "Not firing %s record %d: %s", event.kind, event.record_id, reason
+                                )
+                            elif self._wanted(event):
                                 yield TriggerEvent(event.payload())
                             # Runs once the triggerer took the event (or skipped it as unwanted).
                             await self._save(watermark)
                         if len(events) < self.max_events:
                             break
                 await asyncio.sleep(min(self.poll_interval * (2 ** min(failures, 5)), 600.0))
+
+
+def _vm_names(hv: Any) -> dict[str, str]:
+    return {vm_id: vm["name"] for vm_id, vm in hv.host_state().vms.items()}
 
 
 def _newest(hv: Any, *, channel: str) -> int:

@@ -47,6 +47,7 @@ class HyperVWaitTrigger(BaseEventTrigger):
         require_heartbeat: bool = False,
         checkpoint_id: str | None = None,
         avhdx_paths: list[str] | None = None,
+        merge_links: list[list[str]] | None = None,
         operation: dict[str, Any] | None = None,
         echo: dict[str, Any] | None = None,
         give_up_after: float | None = None,
@@ -62,6 +63,7 @@ class HyperVWaitTrigger(BaseEventTrigger):
         self.require_heartbeat = bool(require_heartbeat)
         self.checkpoint_id = checkpoint_id.lower() if checkpoint_id else None
         self.avhdx_paths = list(avhdx_paths or [])
+        self.merge_links = [[str(disk), str(parent)] for disk, parent in (merge_links or [])]
         self.operation = dict(operation) if operation else None
         # Handed back in the event: what the resuming operator needs (deferral kwargs are not
         # returned by every runner, e.g. dag.test() replaces them with the event).
@@ -90,6 +92,7 @@ class HyperVWaitTrigger(BaseEventTrigger):
                 "require_heartbeat": self.require_heartbeat,
                 "checkpoint_id": self.checkpoint_id,
                 "avhdx_paths": self.avhdx_paths,
+                "merge_links": self.merge_links,
                 "operation": self.operation,
                 "echo": self.echo,
                 "give_up_after": self.give_up_after,
@@ -102,15 +105,22 @@ class HyperVWaitTrigger(BaseEventTrigger):
     def shared_stream_key(self) -> Hashable | None:
         if self.wait_for in (WaitFor.OPERATION_DONE, WaitFor.LEASE_FREE):
             return None  # an operation is its own session; a lease is a file read on its own
-        return ("airflow-hyperv-host-state", self.hyperv_conn_id, self.poll_interval)
+        # A merge watches its own disks too (one extra Get-VHD in the same round trip), so it shares
+        # a stream only with waits on the very same disks.
+        key: tuple[Any, ...] = ("airflow-hyperv-host-state", self.hyperv_conn_id, self.poll_interval)
+        disks = tuple(sorted(d.lower() for d, _ in self.merge_links))
+        return (*key, disks) if disks else key
 
     @classmethod
     async def open_shared_stream(cls, kwargs: dict[str, Any]) -> AsyncIterator[Any]:
-        async for snapshot in cls._poll_host(kwargs["hyperv_conn_id"], float(kwargs["poll_interval"])):
+        disks = tuple(disk for disk, _ in kwargs.get("merge_links") or [])
+        async for snapshot in cls._poll_host(kwargs["hyperv_conn_id"], float(kwargs["poll_interval"]), disks):
             yield snapshot
 
     @staticmethod
-    async def _poll_host(conn_id: str, interval: float) -> AsyncIterator[HostSnapshot | LoginRejected]:
+    async def _poll_host(
+        conn_id: str, interval: float, disk_paths: tuple[str, ...] = ()
+    ) -> AsyncIterator[HostSnapshot | LoginRejected]:
         from airflow_hyperv.hooks.async_hyperv import HyperVAsyncHook
 
         async with HyperVAsyncHook(conn_id) as hook:
@@ -121,7 +131,7 @@ class HyperVWaitTrigger(BaseEventTrigger):
                     snapshot = rejected  # told to every waiter that joins later; no new login
                 else:
                     try:
-                        snapshot = await hook.call(lambda hv: hv.host_state())
+                        snapshot = await hook.call(lambda hv: hv.host_state(disk_paths))
                     except AuthenticationFailedError as exc:
                         rejected = snapshot = LoginRejected(str(exc))
                     except Exception as exc:  # reported to every waiter, which keeps an error budget
@@ -137,6 +147,7 @@ class HyperVWaitTrigger(BaseEventTrigger):
             require_heartbeat=self.require_heartbeat,
             checkpoint_id=self.checkpoint_id,
             avhdx_paths=tuple(self.avhdx_paths),
+            merge_links=tuple((disk, parent) for disk, parent in self.merge_links),
         )
         errors = 0
         started = time.monotonic()
@@ -176,7 +187,7 @@ class HyperVWaitTrigger(BaseEventTrigger):
                 yield event
             return
         async for event in self.filter_shared_stream(
-            self._poll_host(self.hyperv_conn_id, self.poll_interval)
+            self._poll_host(self.hyperv_conn_id, self.poll_interval, tuple(d for d, _ in self.merge_links))
         ):
             yield event
             return

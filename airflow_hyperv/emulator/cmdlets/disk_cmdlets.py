@@ -20,7 +20,9 @@ NS = "Microsoft.HyperV.PowerShell.Commands."
     NS + "GetVMHardDiskDrive",
     [
         Param("VMName", "strings", position=0),
-        Param("VM", "vms", pipeline=True, excludes=("VMName",)),
+        Param("VM", "vms", pipeline=True, excludes=("VMName", "VMSnapshot")),
+        # a checkpoint's drives (learn.microsoft.com Get-VMHardDiskDrive, parameter set VMSnapshot)
+        Param("VMSnapshot", "snapshots", ("VMCheckpoint",), pipeline=True, excludes=("VMName", "VM")),
         Param("ControllerType", "enum", enum=ControllerType),
         Param("ControllerNumber", "int"),
         Param("ControllerLocation", "int"),
@@ -29,16 +31,29 @@ NS = "Microsoft.HyperV.PowerShell.Commands."
 )
 def get_hard_disk_drive(call: Call) -> Iterator[Any]:
     _local_only(call)
+    if call.has("VMSnapshot"):
+        for cp in call.get("VMSnapshot"):
+            vm, live = call.host.snapshot_by_id(cp.id)
+            call.touch(live.id)
+            for index, drive in enumerate(vm.hard_drives):
+                if index in live.frozen and _wanted(call, drive):  # a drive added later is not in it
+                    yield DriveView(vm, drive, live, index)
+        return
     for vm in target_vms(call, name_param="VMName"):
         call.touch(vm.id)
         for drive in vm.hard_drives:
-            if call.has("ControllerType") and drive.controller_type is not call.get("ControllerType"):
-                continue
-            if call.has("ControllerNumber") and drive.controller_number != call.get("ControllerNumber"):
-                continue
-            if call.has("ControllerLocation") and drive.controller_location != call.get("ControllerLocation"):
-                continue
-            yield DriveView(vm, drive)
+            if _wanted(call, drive):
+                yield DriveView(vm, drive)
+
+
+def _wanted(call: Call, drive: Any) -> bool:
+    if call.has("ControllerType") and drive.controller_type is not call.get("ControllerType"):
+        return False
+    if call.has("ControllerNumber") and drive.controller_number != call.get("ControllerNumber"):
+        return False
+    return not (
+        call.has("ControllerLocation") and drive.controller_location != call.get("ControllerLocation")
+    )
 
 
 @cmdlet(

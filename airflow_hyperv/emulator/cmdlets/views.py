@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from airflow_hyperv.emulator.model.checkpoint import Checkpoint
 from airflow_hyperv.emulator.model.host import HostModel
 from airflow_hyperv.emulator.model.paths import Volume
 from airflow_hyperv.emulator.model.vm import HardDrive, IntegrationService, VirtualMachine
@@ -18,8 +19,19 @@ class IntegrationView:
 
 @dataclass(frozen=True)
 class DriveView:
+    """A VM's drive, or a checkpoint's copy of it (``checkpoint`` set): its Path is the disk that holds
+    the checkpoint's state (Get-VMHardDiskDrive -VMSnapshot)."""
+
     vm: VirtualMachine
     drive: HardDrive
+    checkpoint: Checkpoint | None = None
+    index: int = 0
+
+    @property
+    def path(self) -> str:
+        if self.checkpoint is not None and self.index in self.checkpoint.frozen:
+            return self.checkpoint.frozen[self.index].path
+        return self.drive.disk.path
 
 
 @dataclass(frozen=True)

@@ -431,6 +431,7 @@ class HostModel:
                     doomed.extend(kids)
                     frontier.extend(k.id for k in kids)
             before = self._merge_plan(vm)
+            reachable = self._tree(vm)[0]
             for dead in doomed:
                 vm.checkpoints.remove(dead)
                 for other in vm.checkpoints:  # children re-parent to the removed one's parent
@@ -438,6 +439,12 @@ class HostModel:
                         other.parent_id, other.parent_name = dead.parent_id, dead.parent_name
                 if vm.parent_checkpoint_id == dead.id:
                     vm.parent_checkpoint_id = dead.parent_id
+            # A removed checkpoint's differencing disk that nothing depends on any more (its branch
+            # was left by a restore to an older checkpoint) has nothing to merge: it is deleted.
+            still = {id(d) for d in self._tree(vm)[0]}
+            for disk in reachable:
+                if id(disk) not in still and disk.parent is not None:
+                    self._delete_disk(disk)
             plan = [pair for pair in self._merge_plan(vm) if pair not in before]
             merge_bytes = sum(child.file_size for _, child in plan)
             if plan:
@@ -487,8 +494,10 @@ class HostModel:
         ]
 
     def _collapse(self, vm: VirtualMachine, *, failed: bool) -> None:
-        """Finish a merge: fold each child into its parent (the parent's file survives) — or, when the
-        merge failed, leave the AVHDX chain as it is and never retry it (orphaned AVHDX, like real hosts)."""
+        """Finish a merge — or, when the merge failed, leave the AVHDX chain as it is and never retry it
+        (orphaned AVHDX, like real hosts). The direction follows docs/emulator.md (Merges): the disk
+        the VM writes to folds into its parent (the drive moves down), so does a child of a base disk;
+        an older checkpoint's differencing disk folds into its child (the drive path stays)."""
         while True:
             plan = self._merge_plan(vm)
             if not plan:
@@ -498,6 +507,10 @@ class HostModel:
                     parent.merge_blocked = True
                 return
             parent, child = plan[0]
+            current = any(d.disk is child for d in vm.hard_drives)
+            if parent.parent is not None and not current:
+                self._fold_into_child(parent, child)
+                continue
             parent.content = child.content
             if parent.vhd_type is not VhdType.Fixed:
                 parent.file_size = (
@@ -517,6 +530,14 @@ class HostModel:
                         c.frozen[idx] = parent
             self._write_disk(parent)
             self._delete_disk(child)
+
+    def _fold_into_child(self, disk: VirtualDisk, child: VirtualDisk) -> None:
+        """Merge an unreferenced differencing disk into its only child: the child keeps its path and
+        takes the disk's parent; the disk's file is deleted."""
+        child.parent = disk.parent
+        child.file_size = child.file_size + disk.file_size
+        self._write_disk(child)
+        self._delete_disk(disk)
 
     def _delete_disk(self, disk: VirtualDisk) -> None:
         real = self.fs.to_real(disk.path)
