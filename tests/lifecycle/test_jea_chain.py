@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from airflow_hyperv.hyperv.pipelines import cmd, one
+from tests.lifecycle.runs import states
 
 
 @pytest.fixture
@@ -14,10 +15,6 @@ def emulator(tmp_path):
 
     with Emulator(root_dir=tmp_path / "hosts", auth="basic", time_scale=1000.0, restricted=True) as emu:
         yield emu
-
-
-def states(dag_run) -> dict[str, str]:
-    return {ti.task_id.split(".", 1)[-1]: str(ti.state) for ti in dag_run.get_task_instances()}
 
 
 def refused(emulator) -> list[tuple[str, list[str]]]:

@@ -3,24 +3,7 @@
 from __future__ import annotations
 
 from airflow_hyperv.emulator.faults import Fault
-
-
-def states(dag_run) -> dict[str, str]:
-    return {ti.task_id.split(".", 1)[-1]: str(ti.state) for ti in dag_run.get_task_instances()}
-
-
-def chain_snapshot(emulator, host, vm_name):
-    """What must be back where it started: checkpoints, drive paths, checkpoint type."""
-    model = emulator.host(host)
-    model.settle()
-    vm = next(v for v in model.vms() if v.name == vm_name)
-    root = model.fs.to_real("C:\\")
-    return {
-        "checkpoints": [c.name for c in model.snapshots(vm)],
-        "checkpoint_type": vm.checkpoint_type.name,
-        "drive_paths": [d.disk.path for d in vm.hard_drives],
-        "avhdx_files": sorted(p.name for p in root.rglob("*.avhdx") if vm_name.lower() in str(p).lower()),
-    }
+from tests.lifecycle.runs import chain_snapshot, states, xcom
 
 
 def test_healthy_windows_vm_gets_an_application_consistent_export(dag_factory, emulator):
@@ -34,20 +17,6 @@ def test_healthy_windows_vm_gets_an_application_consistent_export(dag_factory, e
     assert chain_snapshot(emulator, "hv-01", "dc-01") == before
     assert len(emulator.audit.entries(cmdlet="Checkpoint-VM")) == 1
     assert len(emulator.audit.entries(cmdlet="Export-VMSnapshot")) == 1
-
-
-def xcom(dag_run, task_id):
-    ti = next(t for t in dag_run.get_task_instances() if t.task_id.endswith("." + task_id))
-    from airflow.models.xcom import XComModel
-    from airflow.utils.session import create_session
-
-    with create_session() as session:
-        row = (
-            session.query(XComModel)
-            .filter_by(dag_id=ti.dag_id, run_id=ti.run_id, task_id=ti.task_id, key="return_value")
-            .one_or_none()
-        )
-        return None if row is None else XComModel.deserialize_value(row)
 
 
 def test_linux_without_vss_daemon_falls_back_visibly(dag_factory, emulator):

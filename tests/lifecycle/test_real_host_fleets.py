@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 
 from airflow_hyperv.emulator.api import EXAMPLE_FLEET
+from tests.lifecycle.runs import chain_snapshot, states, xcom
 
 FLEETS = EXAMPLE_FLEET.parent
 
@@ -20,36 +21,6 @@ def emulator(request, tmp_path):
         fleet=FLEETS / request.param, root_dir=tmp_path / "hosts", auth="basic", time_scale=1000.0
     ) as emu:
         yield emu
-
-
-def states(dag_run) -> dict[str, str]:
-    return {ti.task_id.split(".", 1)[-1]: str(ti.state) for ti in dag_run.get_task_instances()}
-
-
-def xcom(dag_run, task_id):
-    from airflow.models.xcom import XComModel
-    from airflow.utils.session import create_session
-
-    ti = next(t for t in dag_run.get_task_instances() if t.task_id.endswith("." + task_id))
-    with create_session() as session:
-        row = (
-            session.query(XComModel)
-            .filter_by(dag_id=ti.dag_id, run_id=ti.run_id, task_id=ti.task_id, key="return_value")
-            .one_or_none()
-        )
-        return None if row is None else XComModel.deserialize_value(row)
-
-
-def chain_snapshot(emulator, host, vm_name):
-    """Checkpoints, drive paths and checkpoint type: what a run must leave as it found them."""
-    model = emulator.host(host)
-    model.settle()
-    vm = next(v for v in model.vms() if v.name == vm_name)
-    return {
-        "checkpoints": [c.name for c in model.snapshots(vm)],
-        "checkpoint_type": vm.checkpoint_type.name,
-        "drive_paths": [d.disk.path for d in vm.hard_drives],
-    }
 
 
 @pytest.mark.parametrize("emulator", ["de-de.yaml"], indirect=True)

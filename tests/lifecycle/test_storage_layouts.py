@@ -8,41 +8,11 @@ from pathlib import Path
 
 import pytest
 
+from tests.lifecycle.runs import chain_snapshot, states, xcom
+
 STORAGE_FLEET = Path(__file__).parents[2] / "airflow_hyperv" / "emulator" / "fleets" / "storage.yaml"
 CSV = "C:\\ClusterStorage\\Volume1"
 GiB = 1 << 30
-
-
-def states(dag_run) -> dict[str, str]:
-    return {ti.task_id.split(".", 1)[-1]: str(ti.state) for ti in dag_run.get_task_instances()}
-
-
-def xcom(dag_run, task_id):
-    from airflow.models.xcom import XComModel
-    from airflow.utils.session import create_session
-
-    ti = next(t for t in dag_run.get_task_instances() if t.task_id.endswith("." + task_id))
-    with create_session() as session:
-        row = (
-            session.query(XComModel)
-            .filter_by(dag_id=ti.dag_id, run_id=ti.run_id, task_id=ti.task_id, key="return_value")
-            .one_or_none()
-        )
-        return None if row is None else XComModel.deserialize_value(row)
-
-
-def chain_snapshot(emulator, host, vm_name):
-    """What must be back where it started: checkpoints, drive paths and their parents, disk files."""
-    model = emulator.host(host)
-    model.settle()
-    vm = next(v for v in model.vms() if v.name == vm_name)
-    root = model.fs.to_real("C:\\")
-    return {
-        "checkpoints": [c.name for c in model.snapshots(vm)],
-        "checkpoint_type": vm.checkpoint_type.name,
-        "drives": [(d.disk.path, d.disk.parent_path) for d in vm.hard_drives],
-        "avhdx_files": sorted(p.name for p in root.rglob("*.avhdx") if vm_name.lower() in str(p).lower()),
-    }
 
 
 @pytest.fixture
