@@ -24,7 +24,7 @@ from airflow_hyperv.hyperv.errors import (
     VMNotFoundError,
     classify,
 )
-from airflow_hyperv.hyperv.names import require_exact_name, require_host_path
+from airflow_hyperv.hyperv.names import host_path, require_exact_name, require_host_path
 from airflow_hyperv.hyperv.records import (
     Checkpoint,
     DiskChain,
@@ -284,9 +284,16 @@ class HyperVHook(HyperVBaseHook):
 
     def export_checkpoint(self, checkpoint_id: uuid.UUID, path: str) -> None:
         """Export a checkpoint and wait for it here. Deferrable tasks use ``start_disconnected``."""
-        path = require_host_path(path, "export path")
+        path = host_path(path, "export path")
         result = self.run_pipeline(pipelines.export_checkpoint(checkpoint_id, path))
         _raise_first(result.errors, what=f"exporting checkpoint {checkpoint_id} to {path}")
+
+    def checkpoint_drives(self, checkpoint_id: uuid.UUID) -> list[HardDiskDrive]:
+        """The checkpoint's own hard drives (``Get-VMSnapshot -Id | Get-VMHardDiskDrive``): the disks
+        as they were when it was taken. A drive added to the VM afterwards is not among them."""
+        result = self.read(pipelines.checkpoint_drives(checkpoint_id))
+        _raise_first(result.errors, what=f"hard disk drives of checkpoint {checkpoint_id}")
+        return [HardDiskDrive.decode(o) for o in result.output if _is(o, DRIVE_TYPE)]
 
     # -- disks, host, files -----------------------------------------------------------------------
     def disk_chains(self, vm_id: uuid.UUID, drives: list[HardDiskDrive] | None = None) -> list[DiskChain]:
@@ -342,28 +349,28 @@ class HyperVHook(HyperVBaseHook):
         return DriveSpace.decode(result.output[0]).free
 
     def path_exists(self, path: str) -> bool:
-        result = self.read(pipelines.test_path(require_host_path(path)))
+        result = self.read(pipelines.test_path(host_path(path)))
         _raise_first(result.errors, what=f"testing {path}")
         return bool(result.output and str(result.output[0]).lower() == "true")
 
     def list_files(self, path: str) -> list[RemoteFile]:
-        result = self.read(pipelines.list_files(require_host_path(path)))
+        result = self.read(pipelines.list_files(host_path(path)))
         _raise_first(result.errors, what=f"listing {path}")
         return [RemoteFile.decode(o) for o in result.output]
 
     def file_hashes(self, paths: Sequence[str]) -> list[FileHash]:
         if not paths:
             return []
-        result = self.read(pipelines.file_hashes([require_host_path(p) for p in paths]))
+        result = self.read(pipelines.file_hashes([host_path(p) for p in paths]))
         _raise_first(result.errors, what="hashing files")
         return [FileHash.decode(o) for o in result.output]
 
     def make_directory(self, path: str) -> None:
-        result = self.read(pipelines.make_directory(require_host_path(path)))  # -Force: repeating is harmless
+        result = self.read(pipelines.make_directory(host_path(path)))  # -Force: repeating is harmless
         _raise_first(result.errors, what=f"creating {path}")
 
     def move_item(self, path: str, destination: str) -> None:
-        source, target = require_host_path(path), require_host_path(destination)
+        source, target = host_path(path), host_path(destination)
         result = self.write(
             pipelines.move_item(source, target),
             already_done=lambda: True if self.path_exists(target) and not self.path_exists(source) else None,
@@ -372,7 +379,7 @@ class HyperVHook(HyperVBaseHook):
             _raise_first(result.errors, what=f"moving {path} to {destination}")
 
     def remove_item(self, path: str) -> None:
-        target = require_host_path(path)
+        target = host_path(path)
         result = self.write(
             pipelines.remove_item(target), already_done=lambda: True if not self.path_exists(target) else None
         )

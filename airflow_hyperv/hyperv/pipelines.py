@@ -166,6 +166,11 @@ def hard_disk_drives(vm_id: uuid.UUID) -> Pipeline:
     return one(_vm(vm_id), cmd("Get-VMHardDiskDrive"), label="hard-disk-drives")
 
 
+def checkpoint_drives(checkpoint_id: uuid.UUID) -> Pipeline:
+    """A checkpoint's own drives: Get-VMHardDiskDrive binds the VMSnapshot from the pipeline."""
+    return one(_checkpoint(checkpoint_id), cmd("Get-VMHardDiskDrive"), label="checkpoint-drives")
+
+
 def get_vhds(paths: Sequence[str]) -> Pipeline:
     return one(cmd("Get-VHD", Path=list(paths)), label="get-vhd")
 

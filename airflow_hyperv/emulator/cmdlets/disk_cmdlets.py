@@ -11,6 +11,7 @@ from airflow_hyperv.emulator.cmdlets.views import DriveView
 from airflow_hyperv.emulator.cmdlets.vm_cmdlets import COMPUTER, _local_only
 from airflow_hyperv.emulator.model.enums import ControllerType
 from airflow_hyperv.emulator.model.errors import HyperVError, ParameterBindingError
+from airflow_hyperv.emulator.model.vm import HardDrive
 
 NS = "Microsoft.HyperV.PowerShell.Commands."
 
@@ -21,6 +22,9 @@ NS = "Microsoft.HyperV.PowerShell.Commands."
     [
         Param("VMName", "strings", position=0),
         Param("VM", "vms", pipeline=True, excludes=("VMName",)),
+        # The checkpoint's own drives (windows-powershell-docs Get-VMHardDiskDrive.md, parameter set
+        # VMSnapshot: pipeline input by value, alias VMCheckpoint).
+        Param("VMSnapshot", "snapshots", ("VMCheckpoint",), pipeline=True, excludes=("VMName", "VM")),
         Param("ControllerType", "enum", enum=ControllerType),
         Param("ControllerNumber", "int"),
         Param("ControllerLocation", "int"),
@@ -29,16 +33,36 @@ NS = "Microsoft.HyperV.PowerShell.Commands."
 )
 def get_hard_disk_drive(call: Call) -> Iterator[Any]:
     _local_only(call)
+    if call.has("VMSnapshot"):
+        for snapshot in call.get("VMSnapshot"):
+            vm, cp = call.host.snapshot_by_id(snapshot.id)
+            call.touch(vm.id)
+            call.touch(cp.id)
+            for index in sorted(cp.frozen):
+                # The slot as it was: the disk holding the checkpoint's state, on the controller the
+                # VM's drive of that index uses (drives are only appended after a checkpoint here).
+                slot = vm.hard_drives[index] if index < len(vm.hard_drives) else HardDrive(cp.frozen[index])
+                drive = HardDrive(
+                    cp.frozen[index], slot.controller_type, slot.controller_number, slot.controller_location
+                )
+                if _selected(call, drive):
+                    yield DriveView(vm, drive, snapshot=cp)
+        return
     for vm in target_vms(call, name_param="VMName"):
         call.touch(vm.id)
         for drive in vm.hard_drives:
-            if call.has("ControllerType") and drive.controller_type is not call.get("ControllerType"):
-                continue
-            if call.has("ControllerNumber") and drive.controller_number != call.get("ControllerNumber"):
-                continue
-            if call.has("ControllerLocation") and drive.controller_location != call.get("ControllerLocation"):
-                continue
-            yield DriveView(vm, drive)
+            if _selected(call, drive):
+                yield DriveView(vm, drive)
+
+
+def _selected(call: Call, drive: HardDrive) -> bool:
+    if call.has("ControllerType") and drive.controller_type is not call.get("ControllerType"):
+        return False
+    if call.has("ControllerNumber") and drive.controller_number != call.get("ControllerNumber"):
+        return False
+    return not (
+        call.has("ControllerLocation") and drive.controller_location != call.get("ControllerLocation")
+    )
 
 
 @cmdlet(

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from airflow_hyperv.emulator.model.checkpoint import Checkpoint
 from airflow_hyperv.emulator.model.host import HostModel
 from airflow_hyperv.emulator.model.paths import Volume
 from airflow_hyperv.emulator.model.vm import HardDrive, IntegrationService, VirtualMachine
@@ -20,6 +21,7 @@ class IntegrationView:
 class DriveView:
     vm: VirtualMachine
     drive: HardDrive
+    snapshot: Checkpoint | None = None  # set for a checkpoint's own drive (Get-VMHardDiskDrive -VMSnapshot)
 
 
 @dataclass(frozen=True)

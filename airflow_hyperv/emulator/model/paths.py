@@ -21,6 +21,7 @@ from pathlib import Path
 from airflow_hyperv.emulator.model.errors import DriveNotFoundError, InvalidPathError, PathNotFoundError
 
 _DRIVE = re.compile(r"^([A-Za-z]):(.*)$", re.DOTALL)
+_UNC = re.compile(r"^\\\\([^\\]+)\\([^\\]+)(.*)$", re.DOTALL)
 _ILLEGAL = set('<>:"|?*') | {chr(c) for c in range(32)}
 _PROVIDER_PREFIXES = ("microsoft.powershell.core\\filesystem::", "filesystem::")
 STANDIN_MAGIC = "HVEMU"
@@ -36,6 +37,15 @@ class Volume:
     label: str = ""
 
 
+@dataclass(frozen=True)
+class Share:
+    """An SMB share (``\\\\server\\share``) the host can reach; several hosts may map one real folder."""
+
+    unc: str  # as spelled when added, e.g. \\\\backup01\\exports
+    real: Path
+    volume: Volume
+
+
 class HostFileSystem:
     """The host's drives mapped onto ``root``; thread-safe for the bookkeeping it keeps."""
 
@@ -45,11 +55,38 @@ class HostFileSystem:
         self.root = root
         self.volumes = {k.upper(): v for k, v in volumes.items()}
         self.cwd = cwd
+        self.shares: dict[str, Share] = {}  # upper-case \\\\SERVER\\SHARE -> share
         self._logical: dict[str, int] = {}
         self._lock = threading.RLock()
         root.mkdir(parents=True, exist_ok=True)
         for letter in self.volumes:
             (root / letter).mkdir(exist_ok=True)
+
+    def add_share(self, unc: str, real: Path, capacity: int) -> Share:
+        """Serve ``\\\\server\\share`` from ``real``; give several hosts the same ``real`` to model one
+        file server they all write to (an export root shared by a fleet)."""
+        m = _UNC.match(unc.rstrip("\\"))
+        if m is None or m.group(3):
+            raise ValueError(f"a share is \\\\server\\share, not {unc!r}")
+        key = f"\\\\{m.group(1)}\\{m.group(2)}".upper()
+        real.mkdir(parents=True, exist_ok=True)
+        share = Share(f"\\\\{m.group(1)}\\{m.group(2)}", real, Volume(key, capacity))
+        self.shares[key] = share
+        return share
+
+    def _drive_root(self, drive: str) -> Path:
+        share = self.shares.get(drive.upper())
+        return share.real if share is not None else self.root / drive.upper()
+
+    def _volume(self, drive: str) -> Volume:
+        share = self.shares.get(drive.upper())
+        return share.volume if share is not None else self.volumes[drive.upper()]
+
+    def is_drive_root(self, real: Path) -> bool:
+        """True for the root of a drive letter or of a share (Remove-Item refuses those)."""
+        if any(real == share.real for share in self.shares.values()):
+            return True
+        return real.parent == self.root
 
     # --- path mapping -------------------------------------------------------------------------------
 
@@ -62,12 +99,17 @@ class HostFileSystem:
                 text = text[len(prefix) :]
                 break
         text = text.replace("/", "\\")
-        if text.startswith("\\\\"):
-            raise InvalidPathError(
-                path, f"The path '{path}' is a UNC or device path this host does not serve."
-            )
         m = _DRIVE.match(text)
-        if m is None:
+        if text.startswith("\\\\"):
+            unc = _UNC.match(text)
+            key = f"\\\\{unc.group(1)}\\{unc.group(2)}".upper() if unc else ""
+            if key not in self.shares:
+                raise InvalidPathError(
+                    path, f"The path '{path}' is a UNC or device path this host does not serve."
+                )
+            assert unc is not None
+            drive, rest = key, unc.group(3)
+        elif m is None:
             if text.startswith("\\"):
                 drive, rest = self.cwd[0], text
             else:
@@ -75,7 +117,7 @@ class HostFileSystem:
         else:
             drive, rest = m.group(1), m.group(2)
         drive = drive.upper()
-        if drive not in self.volumes:
+        if drive not in self.volumes and drive not in self.shares:
             raise DriveNotFoundError(drive)
         parts: list[str] = []
         for comp in rest.split("\\"):
@@ -99,10 +141,11 @@ class HostFileSystem:
 
     def to_real(self, path: str) -> Path:
         drive, parts = self.split(path)
-        real = self.root / drive
+        top = self._drive_root(drive)
+        real = top
         for comp in parts:
             real = real / self._existing_name(real, comp)
-        resolved_root = self.root.resolve()
+        resolved_root = top.resolve()
         resolved = real.resolve()
         if resolved != resolved_root and resolved_root not in resolved.parents:
             raise InvalidPathError(path, f"The path '{path}' is outside this host.")
@@ -119,6 +162,9 @@ class HostFileSystem:
         return name
 
     def to_windows(self, real: Path) -> str:
+        for share in self.shares.values():
+            if real == share.real or share.real in real.parents:
+                return "\\".join([share.unc, *real.relative_to(share.real).parts])
         rel = real.relative_to(self.root)
         drive, *rest = rel.parts
         return drive + ":\\" + "\\".join(rest)
@@ -144,9 +190,9 @@ class HostFileSystem:
                 del self._logical[key]
 
     def used(self, letter: str) -> int:
-        vol = self.volumes[letter.upper()]
+        vol = self._volume(letter)
         return vol.reserved + sum(
-            self._size_if_present(f) for f in self._walk_files(self.root / vol.letter.upper())
+            self._size_if_present(f) for f in self._walk_files(self._drive_root(letter))
         )
 
     def _size_if_present(self, real: Path) -> int:
@@ -157,7 +203,7 @@ class HostFileSystem:
             return 0
 
     def free(self, letter: str) -> int:
-        vol = self.volumes[letter.upper()]
+        vol = self._volume(letter)
         return max(0, vol.capacity - self.used(letter))
 
     @staticmethod
