@@ -142,6 +142,7 @@ class HyperVExportCheckpointOperator(DeferrableMixin, HyperVBaseOperator):
         self._init_deferrable(deferrable, poll_interval, wait_timeout)
         # The export this worker process waits for (the non-deferrable path): what on_kill cancels.
         self._running: tuple[ConnectionSettings, DisconnectedOperation] | None = None
+        self._killed = False
 
     # -- start or reattach ------------------------------------------------------------------------
     def execute(self, context: Context) -> dict[str, Any]:
@@ -255,9 +256,25 @@ class HyperVExportCheckpointOperator(DeferrableMixin, HyperVBaseOperator):
         deadline = time.monotonic() + (self.wait_timeout or float("inf"))
         self._running = (hv.settings, op)
         try:
+            errors = 0
             while True:
-                poll = poll_disconnected(hv.settings, op, wait_seconds=min(self.poll_interval, 30.0))
-                if poll.finished:
+                try:
+                    poll = poll_disconnected(hv.settings, op, wait_seconds=min(self.poll_interval, 30.0))
+                except Exception as exc:
+                    if self._killed:  # on_kill deleted the shell under this poll
+                        break
+                    errors += 1
+                    if errors >= 5:  # the export may still run: a retry reattaches to it
+                        raise AirflowException(
+                            f"polling the export of {plan.vm_name} failed {errors} times: {exc}"
+                        ) from exc
+                    self.log.warning(
+                        "Polling the export of %s failed (%d in a row): %s", plan.vm_name, errors, exc
+                    )
+                    time.sleep(self.poll_interval)
+                    continue
+                errors = 0
+                if poll.finished or self._killed:
                     break
                 if time.monotonic() > deadline:
                     self._cancel(hv.settings, op)
@@ -269,6 +286,10 @@ class HyperVExportCheckpointOperator(DeferrableMixin, HyperVBaseOperator):
                 self.log.info("Waiting for the export of %s to %s", plan.vm_name, plan.staging)
         finally:
             self._running = None
+        if self._killed:
+            raise AirflowException(
+                self._left(plan, f"export of {plan.vm_name} cancelled: the task was killed")
+            )
         return self._finish(
             context,
             hv,
@@ -313,12 +334,14 @@ class HyperVExportCheckpointOperator(DeferrableMixin, HyperVBaseOperator):
         """The task is killed or timed out while this worker waits: stop the export on the host."""
         running, self._running = self._running, None
         if running is not None:
+            self._killed = True
             self._cancel(*running)
 
     def resume_execution(self, next_method: str, next_kwargs: dict[str, Any] | None, context: Context) -> Any:
-        # Airflow's own deferral timeout resumes the task only to fail it ("__fail__"), without the
-        # trigger's event: cancel the export recorded in the task state store first.
-        if next_method == "__fail__":
+        # Airflow's own deferral timeout resumes the task only to fail it ("__fail__", "Trigger
+        # timeout"), without the trigger's event: cancel the export recorded in the task state store
+        # first. A trigger that crashed ("Trigger failure") leaves the export to a retry to reattach.
+        if next_method == "__fail__" and (next_kwargs or {}).get("error") == "Trigger timeout":
             plan = self._load(context, None)
             if plan is not None and plan.operation:
                 from airflow_hyperv.hooks.hyperv import HyperVHook
@@ -355,8 +378,8 @@ class HyperVExportCheckpointOperator(DeferrableMixin, HyperVBaseOperator):
     def _left(plan: ExportPlan, reason: str) -> str:
         folders = [*plan.left_behind, plan.staging]
         return (
-            f"{reason}. Left in place (Hyper-V may still write into them; remove them once the VM shows "
-            f"no export in progress): {', '.join(folders)}. The next try exports into a new folder."
+            f"{reason}; left in place, because Hyper-V may still write into them (remove them once the VM "
+            f"shows no export in progress): {', '.join(folders)}. The next try exports into a new folder."
         )
 
     # -- task state store ---------------------------------------------------------------------------

@@ -25,6 +25,10 @@ _UNC = re.compile(r"^\\\\([^\\]+)\\([^\\]+)(.*)$", re.DOTALL)
 _ILLEGAL = set('<>:"|?*') | {chr(c) for c in range(32)}
 _PROVIDER_PREFIXES = ("microsoft.powershell.core\\filesystem::", "filesystem::")
 STANDIN_MAGIC = "HVEMU"
+# Logical sizes of files on shares, kept once for every host that maps a share (keys are real paths):
+# a file one host exported has the same size when another host reads it.
+_SHARE_SIZES: dict[str, int] = {}
+_SHARE_LOCK = threading.RLock()
 
 
 @dataclass
@@ -174,20 +178,29 @@ class HostFileSystem:
 
     # --- logical sizes and free space ---------------------------------------------------------------
 
+    def _sizes(self, real: Path) -> tuple[dict[str, int], threading.RLock]:
+        for share in self.shares.values():
+            if real == share.real or share.real in real.parents:
+                return _SHARE_SIZES, _SHARE_LOCK
+        return self._logical, self._lock
+
     def logical_size(self, real: Path) -> int:
-        with self._lock:
-            size = self._logical.get(str(real))
+        sizes, lock = self._sizes(real)
+        with lock:
+            size = sizes.get(str(real))
         return size if size is not None else real.stat().st_size
 
     def set_logical(self, real: Path, size: int) -> None:
-        with self._lock:
-            self._logical[str(real)] = size
+        sizes, lock = self._sizes(real)
+        with lock:
+            sizes[str(real)] = size
 
     def _forget(self, real: Path) -> None:
         prefix = str(real) + "/"
-        with self._lock:
-            for key in [k for k in self._logical if k == str(real) or k.startswith(prefix)]:
-                del self._logical[key]
+        sizes, lock = self._sizes(real)
+        with lock:
+            for key in [k for k in sizes if k == str(real) or k.startswith(prefix)]:
+                del sizes[key]
 
     def used(self, letter: str) -> int:
         vol = self._volume(letter)
@@ -260,12 +273,13 @@ class HostFileSystem:
             raise InvalidPathError(dst, "Cannot create a file when that file already exists.")
         if not d.parent.is_dir():
             raise PathNotFoundError(self.to_windows(d.parent))
-        with self._lock:
-            moved = {k: v for k, v in self._logical.items() if k == str(s) or k.startswith(str(s) + "/")}
+        (from_sizes, from_lock), (to_sizes, to_lock) = self._sizes(s), self._sizes(d)
+        with from_lock, to_lock:
+            moved = {k: v for k, v in from_sizes.items() if k == str(s) or k.startswith(str(s) + "/")}
             shutil.move(str(s), str(d))
             for k, v in moved.items():
-                del self._logical[k]
-                self._logical[str(d) + k[len(str(s)) :]] = v
+                del from_sizes[k]
+                to_sizes[str(d) + k[len(str(s)) :]] = v
         return d
 
 
