@@ -358,6 +358,12 @@ class HyperVHook(HyperVBaseHook):
         _raise_first(result.errors, what=f"listing {path}")
         return [RemoteFile.decode(o) for o in result.output]
 
+    def is_empty_folder(self, path: str) -> bool:
+        """True when the folder holds nothing at all (no file, no sub-folder)."""
+        result = self.read(pipelines.list_entries(host_path(path)))
+        _raise_first(result.errors, what=f"listing {path}")
+        return not result.output
+
     def file_hashes(self, paths: Sequence[str]) -> list[FileHash]:
         if not paths:
             return []

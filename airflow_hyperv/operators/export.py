@@ -106,6 +106,17 @@ class ExportPlan:
         return cls(**known)
 
 
+@dataclass(frozen=True)
+class _UnknownPoll:
+    """How an earlier try's export reads when the host cannot be asked about it."""
+
+    state: str = "unknown"
+    result: None = None
+
+
+PollResultUnknown: Any = _UnknownPoll()
+
+
 class HyperVExportCheckpointOperator(DeferrableMixin, HyperVBaseOperator):
     """Export this run's checkpoint to ``export_root\\<host>\\<vm id>\\<stamp>-<hash>``.
 
@@ -180,7 +191,11 @@ class HyperVExportCheckpointOperator(DeferrableMixin, HyperVBaseOperator):
             if earlier is not None and earlier.operation:
                 plan.left_behind = list(earlier.left_behind)
                 op = DisconnectedOperation.from_dict(earlier.operation)
-                poll = poll_disconnected(hv.settings, op, wait_seconds=0.1)
+                try:
+                    poll = poll_disconnected(hv.settings, op, wait_seconds=0.1)
+                except Exception as exc:  # e.g. the shell is still held by the try that died
+                    self.log.warning("Could not read the export an earlier try started: %s", exc)
+                    poll = PollResultUnknown
                 if poll.state == "running":
                     self.log.info(
                         "The export an earlier try started into %s still runs; waiting for it instead of "
@@ -197,16 +212,29 @@ class HyperVExportCheckpointOperator(DeferrableMixin, HyperVBaseOperator):
             elif earlier is not None:
                 plan.left_behind = list(earlier.left_behind)
             hv.make_directory(plan.staging)
-            plan.operation = self._start(hv, plan)
+            plan.operation = self._start(context, hv, plan)
             self._save(context, plan)
             return self._wait(context, hv, plan)
 
-    def _start(self, hv: HyperVHook, plan: ExportPlan) -> dict[str, Any]:
-        from airflow_hyperv.hooks.disconnected import start_disconnected
+    def _start(self, context: Context, hv: HyperVHook, plan: ExportPlan) -> dict[str, Any]:
+        from airflow_hyperv.hooks.disconnected import StartUncertainError, start_disconnected
         from airflow_hyperv.hyperv import pipelines
 
         pipeline = pipelines.export_checkpoint(uuid.UUID(plan.checkpoint_id), plan.staging)
-        operation = start_disconnected(hv.settings, pipeline)
+        try:
+            operation = start_disconnected(hv.settings, pipeline)
+        except StartUncertainError as exc:
+            # It may run: record it so the retry polls it (reattaches, uses its result, or learns it
+            # never started) instead of exporting again into a folder it may write to.
+            plan.operation = exc.operation.to_dict()
+            self._save(context, plan)
+            raise AirflowException(
+                f"the export of {plan.vm_name} into {plan.staging} may or may not have started "
+                f"({exc.cause}); the next try checks it on the host"
+            ) from exc.cause
+        except Exception:
+            self._discard(hv, plan.staging)  # no Command reached the host: nothing writes there
+            raise
         self.log.info(
             "Export of %s to %s started on the host (shell %s)",
             plan.vm_name,
@@ -222,6 +250,13 @@ class HyperVExportCheckpointOperator(DeferrableMixin, HyperVBaseOperator):
                 "The export an earlier try started into %s ended (%s); removing it",
                 earlier.staging,
                 poll.state,
+            )
+            self._discard(hv, earlier.staging)
+        elif poll.state == "gone" and self._never_written(hv, earlier.staging):
+            # Its session is gone and nothing was ever written: no export ran there, none can start.
+            self.log.info(
+                "The export an earlier try started into %s never ran; removing the empty folder",
+                earlier.staging,
             )
             self._discard(hv, earlier.staging)
         else:
@@ -431,6 +466,13 @@ class HyperVExportCheckpointOperator(DeferrableMixin, HyperVBaseOperator):
                 ", ".join(plan.left_behind),
             )
         return self._publish(context, {**manifest, "path": plan.final})
+
+    def _never_written(self, hv: HyperVHook, staging: str) -> bool:
+        try:
+            return not hv.path_exists(staging) or hv.is_empty_folder(staging)
+        except Exception as exc:
+            self.log.warning("Could not list %s: %s", staging, exc)
+            return False
 
     def _discard(self, hv: HyperVHook, staging: str) -> None:
         try:
