@@ -86,9 +86,12 @@ def collect(
     rows: dict[str, VMProtection] = {}
 
     def row(extra: dict[str, Any]) -> VMProtection:
-        key = str(extra.get("vm_id") or extra.get("vm_name")).lower()
+        # Per host: a VM Id is not unique across hosts (an import without -GenerateNewId, a replica),
+        # and one host's export says nothing about the other host's VM.
+        vm_key = str(extra.get("vm_id") or extra.get("vm_name")).lower()
+        key = f"{str(extra.get('host', '')).lower()}|{vm_key}"
         if key not in rows:
-            rows[key] = VMProtection(str(extra.get("host", "")), str(extra.get("vm_name", "")), key)
+            rows[key] = VMProtection(str(extra.get("host", "")), str(extra.get("vm_name", "")), vm_key)
         return rows[key]
 
     for event in export_events:
@@ -112,8 +115,11 @@ def collect(
         if r.last_restore_test is None or when > r.last_restore_test:
             r.last_restore_test = when
     for host, name in expected_vms:
-        if not any(r.vm_name.lower() == name.lower() for r in rows.values()):
-            rows[name.lower()] = VMProtection(host, name, "")
+        if not any(
+            r.vm_name.lower() == name.lower() and (not r.host or not host or r.host.lower() == host.lower())
+            for r in rows.values()
+        ):
+            rows[f"{host.lower()}|{name.lower()}"] = VMProtection(host, name, "")
     for r in rows.values():
         age = r.export_age_hours(now)
         if age is None:
