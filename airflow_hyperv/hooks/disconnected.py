@@ -159,8 +159,9 @@ def start_disconnected(
         pool = RunspacePool(wsman, configuration_name=settings.configuration_name, idle_timeout=idle_timeout)
         pool.open()
         ps = transport.build(pool, pipeline)
-        # pypsrp sends its own PowerShell id as the Command's CommandId (MS-WSMV: the server uses a
-        # CommandId the client gives), so the operation is known before the Command is sent.
+        # pypsrp sends its own PowerShell id as the Command's CommandId, and WinRM creates the command
+        # under the id the client gives (WSManRunShellCommandEx docs): the operation is known before
+        # the Command is sent.
         op = DisconnectedOperation(
             shell_id=str(pool.shell.id or pool.id).upper(),
             command_id=str(ps.id).upper(),

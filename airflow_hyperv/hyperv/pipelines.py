@@ -191,8 +191,8 @@ def list_files(path: str) -> Pipeline:
 
 
 def list_entries(path: str) -> Pipeline:
-    """A folder's own files and folders (not recursive), hidden ones too."""
-    return one(cmd("Get-ChildItem", LiteralPath=path, Force=SWITCH), label="list-entries")
+    """A folder's own files and folders (not recursive)."""
+    return one(cmd("Get-ChildItem", LiteralPath=path), label="list-entries")
 
 
 def file_hashes(paths: Sequence[str]) -> Pipeline:
