@@ -196,14 +196,17 @@ class HyperVExportCheckpointOperator(DeferrableMixin, HyperVBaseOperator):
                 except Exception as exc:  # e.g. the shell is still held by the try that died
                     self.log.warning("Could not read the export an earlier try started: %s", exc)
                     poll = PollResultUnknown
-                if poll.state == "running":
+                # An export of another checkpoint of the same name (one re-made after a clear) is
+                # never reattached to nor promoted: it is treated like any other earlier export.
+                same = earlier.checkpoint_id.lower() == plan.checkpoint_id.lower()
+                if poll.state == "running" and same:
                     self.log.info(
                         "The export an earlier try started into %s still runs; waiting for it instead of "
                         "starting another",
                         earlier.staging,
                     )
                     return self._wait(context, hv, earlier)
-                if poll.state == "completed" and not (poll.result and poll.result.errors):
+                if poll.state == "completed" and same and not (poll.result and poll.result.errors):
                     self.log.info(
                         "The export an earlier try started into %s finished meanwhile", earlier.staging
                     )
@@ -261,9 +264,13 @@ class HyperVExportCheckpointOperator(DeferrableMixin, HyperVBaseOperator):
             self._discard(hv, earlier.staging)
         else:
             self.log.warning(
-                "The host no longer knows the session of the export an earlier try started into %s: "
-                "Hyper-V may still write into it, so it is left in place; this try exports into %s",
+                "The export an earlier try started into %s is %s: Hyper-V may still write into it, so it "
+                "is left in place; this try exports into %s",
                 earlier.staging,
+                {
+                    "gone": "lost (the host no longer has its session)",
+                    "running": "still running (another checkpoint)",
+                }.get(poll.state, "unknown (the host could not be asked)"),
                 plan.staging,
             )
             plan.left_behind.append(earlier.staging)
