@@ -206,7 +206,7 @@ def matrix_rows() -> Any:
         "",
         "Columns: *made* = Checkpoint-VM calls that completed; *left* = checkpoints on the VM after the run "
         "(and orphaned AVHDX files); *type* = the VM's checkpoint type afterwards; *export* = a promoted "
-        "export folder and whether every file in it is whole (staging folders must be gone).",
+        "export folder and whether every file in it is whole (staging folders must be gone, unless the export's session was lost while Hyper-V may still write: then one is left and named).",
         "",
         "| step | fault | outcome | made | left | type restored | export promoted | DAG state | note |",
         "|---|---|---|---|---|---|---|---|---|",
@@ -462,6 +462,7 @@ def test_fault_matrix(
     kept = STAGING_KEPT.get((step.name, fault))
     if kept and staging:
         notes.append(kept)
+        row["note"] = "; ".join(notes)
     if staging and (not kept or len(staging) != 1):
         problems.append(f"staging left: {staging}")
     if expected_failed:
