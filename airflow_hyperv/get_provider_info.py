@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import fields
 from typing import Any
+
+from airflow_hyperv.hyperv.defaults import NUMBER_DEFAULTS
 
 
 def _default(name: str) -> Any:
-    """The connection's own default (ConnectionSettings), so the form and the hook never disagree."""
-    from airflow_hyperv.hooks.connection import ConnectionSettings
-
-    return next(f.default for f in fields(ConnectionSettings) if f.name == name)
+    """The connection's own default, so the form and the hook never disagree (no hook import here:
+    every Airflow component reads this module)."""
+    return NUMBER_DEFAULTS[name]
 
 
 def _field(label: str, type_: Any, description: str, **extra: Any) -> dict[str, Any]:

@@ -92,9 +92,12 @@ def collect(
     rows: dict[str, VMProtection] = {}
 
     def row(extra: dict[str, Any]) -> VMProtection:
-        key = str(extra.get("vm_id") or extra.get("vm_name")).lower()
+        # Per host: a VM Id is not unique across hosts (an import without -GenerateNewId, a replica),
+        # and one host's export says nothing about the other host's VM.
+        vm_key = str(extra.get("vm_id") or extra.get("vm_name")).lower()
+        key = f"{str(extra.get('host', '')).lower()}|{vm_key}"
         if key not in rows:
-            rows[key] = VMProtection(str(extra.get("host", "")), str(extra.get("vm_name", "")), key)
+            rows[key] = VMProtection(str(extra.get("host", "")), str(extra.get("vm_name", "")), vm_key)
         return rows[key]
 
     for event in export_events:
@@ -119,7 +122,7 @@ def collect(
             r.last_restore_test = when
     for host, name in expected_vms:
         if not any(_same_vm(r, host, name) for r in rows.values()):
-            rows[f"{host}/{name}".lower()] = VMProtection(host, name, "")
+            rows[f"{host.lower()}|{name.lower()}"] = VMProtection(host, name, "")
     for r in rows.values():
         for last in last_outcomes:
             outcome = str(last.get("outcome") or "")
@@ -152,7 +155,9 @@ def outcome_summary(rows: Iterable[dict[str, Any]]) -> list[dict[str, str]]:
 
 
 def _same_vm(row: VMProtection, host: str, name: str) -> bool:
-    return row.vm_name.lower() == name.lower() and (not row.host or not host or row.host == host)
+    return row.vm_name.lower() == name.lower() and (
+        not row.host or not host or row.host.lower() == host.lower()
+    )
 
 
 # --- HTML ------------------------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from airflow_hyperv.hyperv import defaults
 from airflow_hyperv.hyperv.errors import InvalidInputError
 from airflow_hyperv.hyperv.lease import DEFAULT_LEASE_FOLDER
 from airflow_hyperv.hyperv.names import require_host_path
@@ -56,11 +57,11 @@ class ConnectionSettings:
     ca_bundle: str | None = None
     encryption: str = "auto"
     configuration_name: str = "Microsoft.PowerShell"
-    operation_timeout: float = 20.0
-    read_timeout: float = 30.0
-    connection_timeout: float = 30.0
-    retry_attempts: int = 4
-    retry_max_seconds: float = 60.0
+    operation_timeout: float = defaults.OPERATION_TIMEOUT
+    read_timeout: float = defaults.READ_TIMEOUT
+    connection_timeout: float = defaults.CONNECTION_TIMEOUT
+    retry_attempts: int = defaults.RETRY_ATTEMPTS
+    retry_max_seconds: float = defaults.RETRY_MAX_SECONDS
     wsman_path: str = "wsman"
     certificate_pem: str | None = None
     certificate_key_pem: str | None = field(default=None, repr=False)
@@ -147,11 +148,11 @@ class ConnectionSettings:
             ca_bundle=str(ca_bundle) if ca_bundle else None,
             encryption=encryption,
             configuration_name=str(extra.get("configuration_name") or "Microsoft.PowerShell"),
-            operation_timeout=_number(extra, "operation_timeout", 20.0, minimum=1),
-            read_timeout=_number(extra, "read_timeout", 30.0, minimum=1),
-            connection_timeout=_number(extra, "connection_timeout", 30.0, minimum=1),
-            retry_attempts=int(_number(extra, "retry_attempts", 4, minimum=1)),
-            retry_max_seconds=_number(extra, "retry_max_seconds", 60.0, minimum=0),
+            operation_timeout=_number(extra, "operation_timeout", defaults.OPERATION_TIMEOUT, minimum=1),
+            read_timeout=_number(extra, "read_timeout", defaults.READ_TIMEOUT, minimum=1),
+            connection_timeout=_number(extra, "connection_timeout", defaults.CONNECTION_TIMEOUT, minimum=1),
+            retry_attempts=int(_number(extra, "retry_attempts", defaults.RETRY_ATTEMPTS, minimum=1)),
+            retry_max_seconds=_number(extra, "retry_max_seconds", defaults.RETRY_MAX_SECONDS, minimum=0),
             wsman_path=path,
             certificate_pem=extra.get("certificate_pem") or None,
             certificate_key_pem=extra.get("certificate_key_pem") or None,

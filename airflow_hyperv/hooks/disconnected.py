@@ -21,6 +21,10 @@ WS-Man requests per call (counted against the emulator, ``tests/hooks/test_disco
 * the final poll of a finished pipeline: Connect, Receive, Connect, Receive, Delete = 5;
 * cancel: Connect, Receive, Delete = 3.
 
+A start that fails once its Command was sent raises ``StartUncertainError`` with the operation (the
+CommandId is chosen by the client): the shell is disconnected, not deleted, so a later poll tells
+whether the pipeline ran ("completed"/"failed"), still runs, or never started ("gone").
+
 Over NTLM each new ``WSMan`` adds the HTTP authentication legs (an empty POST, Negotiate, Authenticate).
 
 WS-Man Receive consumes what it returns. Output a pipeline writes before it ends and that a "running"
@@ -108,6 +112,17 @@ def _uuid_text(value: Any, name: str) -> str:
         raise InvalidInputError(f"{name} must be a UUID, not {value!r}") from None
 
 
+class StartUncertainError(Exception):
+    """Starting the pipeline failed after its Command was sent: it may have run, may still run, or may
+    never have started. ``operation`` names the shell and the (client-chosen) CommandId, so a later
+    ``poll_disconnected`` can tell; ``cause`` is the translated transport error."""
+
+    def __init__(self, operation: DisconnectedOperation, cause: Exception) -> None:
+        super().__init__(f"{operation.label}: not known whether it started ({cause})")
+        self.operation = operation
+        self.cause = cause
+
+
 @dataclass(frozen=True)
 class PollResult:
     """One poll's answer. ``result`` is set once the pipeline finished (completed or failed).
@@ -144,15 +159,31 @@ def start_disconnected(
         pool = RunspacePool(wsman, configuration_name=settings.configuration_name, idle_timeout=idle_timeout)
         pool.open()
         ps = transport.build(pool, pipeline)
-        started_at = time.time()
-        ps.begin_invoke()
-        pool.disconnect()
+        # pypsrp sends its own PowerShell id as the Command's CommandId, and WinRM creates the command
+        # under the id the client gives (WSManRunShellCommandEx docs): the operation is known before
+        # the Command is sent.
         op = DisconnectedOperation(
             shell_id=str(pool.shell.id or pool.id).upper(),
-            command_id=str(ps._command_id or ps.id).upper(),
+            command_id=str(ps.id).upper(),
             label=pipeline.label or pipeline.cmdlets[0],
-            started_at=started_at,
+            started_at=time.time(),
         )
+        try:
+            ps.begin_invoke()
+            pool.disconnect()
+        except Exception as exc:
+            # The Command may have reached the host (its answer lost): deleting the shell now would
+            # stop a pipeline that may be running. Disconnect instead, so a later poll can tell.
+            _best_effort(pool.disconnect, "disconnect the runspace pool", settings)
+            raise StartUncertainError(op, transport.translate(exc, settings.endpoint)) from None
+        op = DisconnectedOperation(
+            shell_id=op.shell_id,
+            command_id=str(ps._command_id or ps.id).upper(),
+            label=op.label,
+            started_at=op.started_at,
+        )
+    except StartUncertainError:
+        raise
     except Exception as exc:
         error = transport.translate(exc, settings.endpoint)
         # After a rejected login, any further request is one more rejected login: send none.

@@ -25,7 +25,7 @@ from airflow_hyperv.hyperv.errors import (
     means_production_impossible,
 )
 from airflow_hyperv.hyperv.lease import Lease, lease_path
-from airflow_hyperv.hyperv.names import require_exact_name, require_host_path
+from airflow_hyperv.hyperv.names import host_path, require_exact_name, require_host_path
 from airflow_hyperv.hyperv.records import (
     Checkpoint,
     DiskChain,
@@ -183,8 +183,9 @@ class HyperVHook(HyperVBaseHook):
         return snapshot
 
     def checkpoint_drives(self, checkpoint_id: uuid.UUID) -> list[HardDiskDrive]:
-        """The checkpoint's own drives (Get-VMHardDiskDrive -VMSnapshot): each path is the disk that
-        holds the checkpoint's state, the parent of the differencing disk made with it."""
+        """The checkpoint's own drives (``Get-VMSnapshot -Id | Get-VMHardDiskDrive``), as they were when it
+        was taken (a drive added later is not among them): each path is the disk that holds the
+        checkpoint's state, the parent of the differencing disk made with it."""
         result = self.read(pipelines.checkpoint_drives(checkpoint_id))
         _raise_first(result.errors, what=f"drives of checkpoint {checkpoint_id}")
         return [HardDiskDrive.decode(o) for o in result.output if _is(o, DRIVE_TYPE)]
@@ -489,7 +490,7 @@ class HyperVHook(HyperVBaseHook):
 
     def export_checkpoint(self, checkpoint_id: uuid.UUID, path: str) -> None:
         """Export a checkpoint and wait for it here. Deferrable tasks use ``start_disconnected``."""
-        path = require_host_path(path, "export path")
+        path = host_path(path, "export path")
         result = self.run_pipeline(pipelines.export_checkpoint(checkpoint_id, path))
         _raise_first(result.errors, what=f"exporting checkpoint {checkpoint_id} to {path}")
 
@@ -561,28 +562,34 @@ class HyperVHook(HyperVBaseHook):
         return None if volume is None else volume.free
 
     def path_exists(self, path: str) -> bool:
-        result = self.read(pipelines.test_path(require_host_path(path)))
+        result = self.read(pipelines.test_path(host_path(path)))
         _raise_first(result.errors, what=f"testing {path}")
         return bool(result.output and str(result.output[0]).lower() == "true")
 
     def list_files(self, path: str) -> list[RemoteFile]:
-        result = self.read(pipelines.list_files(require_host_path(path)))
+        result = self.read(pipelines.list_files(host_path(path)))
         _raise_first(result.errors, what=f"listing {path}")
         return [RemoteFile.decode(o) for o in result.output]
+
+    def is_empty_folder(self, path: str) -> bool:
+        """True when the folder holds nothing at all (no file, no sub-folder)."""
+        result = self.read(pipelines.list_entries(host_path(path)))
+        _raise_first(result.errors, what=f"listing {path}")
+        return not result.output
 
     def file_hashes(self, paths: Sequence[str]) -> list[FileHash]:
         if not paths:
             return []
-        result = self.read(pipelines.file_hashes([require_host_path(p) for p in paths]))
+        result = self.read(pipelines.file_hashes([host_path(p) for p in paths]))
         _raise_first(result.errors, what="hashing files")
         return [FileHash.decode(o) for o in result.output]
 
     def make_directory(self, path: str) -> None:
-        result = self.read(pipelines.make_directory(require_host_path(path)))  # -Force: repeating is harmless
+        result = self.read(pipelines.make_directory(host_path(path)))  # -Force: repeating is harmless
         _raise_first(result.errors, what=f"creating {path}")
 
     def move_item(self, path: str, destination: str) -> None:
-        source, target = require_host_path(path), require_host_path(destination)
+        source, target = host_path(path), host_path(destination)
         result = self.write(
             pipelines.move_item(source, target),
             already_done=lambda: True if self.path_exists(target) and not self.path_exists(source) else None,
@@ -591,7 +598,7 @@ class HyperVHook(HyperVBaseHook):
             _raise_first(result.errors, what=f"moving {path} to {destination}")
 
     def remove_item(self, path: str) -> None:
-        target = require_host_path(path)
+        target = host_path(path)
         result = self.write(
             pipelines.remove_item(target), already_done=lambda: True if not self.path_exists(target) else None
         )

@@ -16,7 +16,15 @@ from airflow_hyperv.hyperv.errors import InvalidInputError, WildcardNameError
 WILDCARD_CHARACTERS = frozenset("*?[]`")  # PowerShell WildcardPattern metacharacters and its escape
 MAX_VM_NAME_LENGTH = 100  # Hyper-V Manager refuses longer VM names
 MAX_CHECKPOINT_NAME_LENGTH = 100
-MAX_PATH_LENGTH = 200  # leaves room below MAX_PATH for the export's own sub-folders and file names
+# What a user may give as a folder (an export root, a restore root): 200 characters leave room below
+# Windows' MAX_PATH for what the provider and Hyper-V put under it.
+MAX_PATH_LENGTH = 200
+# What Windows allows for a path the provider generates (an export's own folders and files): MAX_PATH is
+# 260 including the terminating NUL, so 259 characters; a folder must leave room for an 8.3 file name
+# (MAX_PATH - 12, again with the NUL: 247). Hyper-V's VMMS is not documented as long-path aware, so the
+# provider never counts on \\?\ paths (learn.microsoft.com "Maximum Path Length Limitation").
+MAX_GENERATED_PATH_LENGTH = 259
+MAX_GENERATED_FOLDER_LENGTH = 247
 
 CHECKPOINT_PREFIX = "airflow-hyperv"
 _OURS = re.compile(rf"^{CHECKPOINT_PREFIX} \d{{8}}T\d{{4}}Z [0-9a-f]{{12}}$")
@@ -49,12 +57,15 @@ def require_exact_name(value: object, what: str = "VM name", max_length: int = M
     return value
 
 
-def require_host_path(value: object, what: str = "path") -> str:
-    """An absolute Windows path on the host (``D:\\Backups\\x`` or ``\\\\server\\share\\x``), no ``..``."""
+def require_host_path(value: object, what: str = "path", *, max_length: int = MAX_PATH_LENGTH) -> str:
+    """An absolute Windows path on the host (``D:\\Backups\\x`` or ``\\\\server\\share\\x``), no ``..``.
+
+    ``max_length`` is the user-input limit by default; code that checks a path it generated passes
+    ``MAX_GENERATED_PATH_LENGTH`` (what Windows itself allows)."""
     if not isinstance(value, str) or not value.strip():
         raise InvalidInputError(f"{what} must be a non-empty string")
-    if len(value) > MAX_PATH_LENGTH:
-        raise InvalidInputError(f"{what} is {len(value)} characters long; the limit is {MAX_PATH_LENGTH}")
+    if len(value) > max_length:
+        raise InvalidInputError(f"{what} is {len(value)} characters long; the limit is {max_length}")
     if bad := _control_characters(value):
         raise InvalidInputError(f"{what} {value!r} contains control characters {', '.join(sorted(set(bad)))}")
     if "/" in value:
@@ -72,6 +83,29 @@ def require_host_path(value: object, what: str = "path") -> str:
     if any(p != p.rstrip(" .") for p in parts):
         raise InvalidInputError(f"{what} {value!r} has a component ending in a space or a dot")
     return value.rstrip("\\") if len(value) > 3 else value
+
+
+def host_path(value: object, what: str = "path") -> str:
+    """``require_host_path`` with Windows' own limit: for paths the provider or the host generated."""
+    return require_host_path(value, what, max_length=MAX_GENERATED_PATH_LENGTH)
+
+
+def require_generated_paths(paths: dict[str, str]) -> None:
+    """Refuse, before anything changes, generated paths Windows could not create (MAX_PATH).
+
+    ``paths`` maps each path to ``"file"`` or ``"folder"``; the message names the longest offender.
+    """
+    too_long = []
+    for path, kind in paths.items():
+        limit = MAX_GENERATED_FOLDER_LENGTH if kind == "folder" else MAX_GENERATED_PATH_LENGTH
+        if len(path) > limit:
+            too_long.append((len(path) - limit, path, kind, limit))
+    if too_long:
+        _, path, kind, limit = max(too_long)
+        raise InvalidInputError(
+            f"the export would need the {kind} path {path!r} ({len(path)} characters), longer than the "
+            f"{limit} Windows allows (MAX_PATH): choose a shorter export root, VM name or disk file name"
+        )
 
 
 def join_host_path(base: str, *parts: str) -> str:

@@ -227,6 +227,11 @@ def list_files(path: str) -> Pipeline:
     return one(cmd("Get-ChildItem", LiteralPath=path, Recurse=SWITCH, File=SWITCH), label="list-files")
 
 
+def list_entries(path: str) -> Pipeline:
+    """A folder's own files and folders (not recursive)."""
+    return one(cmd("Get-ChildItem", LiteralPath=path), label="list-entries")
+
+
 def file_hashes(paths: Sequence[str]) -> Pipeline:
     return one(cmd("Get-FileHash", LiteralPath=list(paths), Algorithm="SHA256"), label="file-hashes")
 

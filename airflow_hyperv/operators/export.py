@@ -4,15 +4,22 @@ from __future__ import annotations
 
 import json
 import re
+import time
 import uuid
 from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import Asset, AssetAlias
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 from airflow_hyperv.hyperv.enums import Consistency
-from airflow_hyperv.hyperv.names import is_provider_checkpoint, join_host_path, require_host_path
+from airflow_hyperv.hyperv.names import (
+    is_provider_checkpoint,
+    join_host_path,
+    require_generated_paths,
+    require_host_path,
+)
 from airflow_hyperv.hyperv.records import ExportManifest
 from airflow_hyperv.hyperv.waits import WaitFor
 from airflow_hyperv.operators.base import DeferrableMixin, HyperVBaseOperator, run_checkpoint_name
@@ -20,11 +27,19 @@ from airflow_hyperv.operators.base import DeferrableMixin, HyperVBaseOperator, r
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
+    from airflow_hyperv.hooks.connection import ConnectionSettings
+    from airflow_hyperv.hooks.disconnected import DisconnectedOperation, PollResult
     from airflow_hyperv.hooks.hyperv import HyperVHook
+    from airflow_hyperv.hyperv.records import DiskChain
 
 EXPORT_ALIAS = "hyperv-exports"
 _EXPORT_FOLDER = re.compile(r"^\d{8}T\d{4}Z-[0-9a-f]{12}$")
 STAGING_PREFIX = ".staging-"
+# The task_state_store key holding the export this task started last (kept across tries and clears).
+STATE_KEY = "hyperv-export"
+# What Export-VMSnapshot writes under <Path>\<VMName>: nothing else belongs in an export.
+EXPORT_SUBFOLDERS = ("virtual machines", "virtual hard disks", "snapshots")
+_HOST_FOLDER_KEEP = re.compile(r"[a-z0-9_-]")
 
 
 def export_asset(host: str, vm_id: str, vm_name: str) -> Asset:
@@ -38,19 +53,84 @@ def _folder_for(checkpoint_name: str) -> str:
     return f"{stamp}-{digest}"
 
 
-def _vm_folder(vm_id: str) -> str:
-    # The VM's Id, not its name: names may hold characters a path cannot, Ids never do.
-    return vm_id.lower()
+def host_folder(computer_name: str) -> str:
+    """The host's own name (Get-VMHost ComputerName) as one path component.
+
+    Lower case (Windows names are case-insensitive); any character but ``a-z 0-9 _ -`` becomes
+    ``%XX`` of its UTF-8 bytes, so two different names never share a folder.
+    """
+    name = computer_name.strip().lower()
+    if not name:
+        raise AirflowFailException("the host did not report its name (Get-VMHost ComputerName is empty)")
+    return "".join(
+        c if _HOST_FOLDER_KEEP.fullmatch(c) else "".join(f"%{b:02X}" for b in c.encode()) for c in name
+    )
+
+
+def vm_export_folder(root: str, computer_name: str, vm_id: uuid.UUID | str) -> str:
+    """``<root>\\<host>\\<vm id>``: where one VM's exports from one host live.
+
+    The host is part of the path because a VM Id is not unique across hosts (a VM imported without
+    ``-GenerateNewId``, a Hyper-V Replica): two hosts sharing one export root must never share a folder.
+    The VM's Id, not its name: names may hold characters a path cannot, Ids never do.
+    """
+    return join_host_path(root, host_folder(computer_name), str(vm_id).lower())
+
+
+def export_base(hv: HyperVHook, root: str, vm_id: uuid.UUID | str) -> str:
+    """``vm_export_folder`` for the host ``hv`` is connected to (asks the host its name)."""
+    return vm_export_folder(root, hv.host_info().host.name, vm_id)
+
+
+@dataclass
+class ExportPlan:
+    """What one export attempt writes where; travels in the trigger's echo and the task state store."""
+
+    vm_id: str
+    vm_name: str
+    host: str  # the connection's label (what reports and the export Asset name)
+    checkpoint_id: str
+    checkpoint_name: str
+    final: str
+    staging: str
+    operation: dict[str, Any] | None = None  # the DisconnectedOperation running the export
+    left_behind: list[str] = field(default_factory=list)  # staging folders an earlier export may still use
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ExportPlan:
+        known = {k: data[k] for k in cls.__dataclass_fields__ if k in data}
+        known["left_behind"] = list(known.get("left_behind") or [])
+        return cls(**known)
+
+
+@dataclass(frozen=True)
+class _UnknownPoll:
+    """How an earlier try's export reads when the host cannot be asked about it."""
+
+    state: str = "unknown"
+    result: None = None
+
+
+PollResultUnknown: Any = _UnknownPoll()
 
 
 class HyperVExportCheckpointOperator(DeferrableMixin, HyperVBaseOperator):
-    """Export this run's checkpoint to ``export_root\\<vm id>\\<stamp>-<hash>``.
+    """Export this run's checkpoint to ``export_root\\<host>\\<vm id>\\<stamp>-<hash>``.
 
-    The export is written into a staging folder, started on the host in a disconnected session and
-    waited for by the triggerer (``deferrable``) or in the worker. It is then verified (the VM's
-    configuration and every disk present, each disk at least as large as its base disk, SHA-256 of
-    every file) and only then promoted (renamed) to its final folder. A retry finds a promoted export
-    and verifies it again instead of exporting twice. A failed export removes its staging folder.
+    The export is written into a staging folder of its own (``.staging-<stamp>-<hash>-<token>``), by
+    a pipeline started on the host in a disconnected session and waited for by the triggerer
+    (``deferrable``) or in the worker. It is then verified (the configuration and every disk of the
+    *checkpoint* present, each at least as large as its base disk, nothing else in the folder,
+    SHA-256 of every file) and only then promoted (renamed) to its final folder, which must not exist.
+
+    Safety across tries: the running export is kept in the task state store, so a retry reattaches
+    to it (or uses its finished result) instead of starting a second export; ``on_kill``, the
+    trigger's ``on_kill`` and a timed-out wait cancel it on the host. A staging folder is removed
+    only when its export's pipeline reported its end; one whose export was cancelled or lost is
+    left (Hyper-V may still write into it) and named in the log, and the next try writes elsewhere.
     Publishes the VM's export Asset (through the ``hyperv-exports`` alias) with the manifest.
     """
 
@@ -71,8 +151,14 @@ class HyperVExportCheckpointOperator(DeferrableMixin, HyperVBaseOperator):
         self.export_root = export_root
         self.checkpoint_name = checkpoint_name
         self._init_deferrable(deferrable, poll_interval, wait_timeout)
+        # The export this worker process waits for (the non-deferrable path): what on_kill cancels.
+        self._running: tuple[ConnectionSettings, DisconnectedOperation] | None = None
+        self._killed = False
 
+    # -- start or reattach ------------------------------------------------------------------------
     def execute(self, context: Context) -> dict[str, Any]:
+        from airflow_hyperv.hooks.disconnected import DisconnectedOperation, poll_disconnected
+
         with self.final_errors():
             root = require_host_path(self.export_root, "export root")
         with self.hyperv_hook() as hv:
@@ -84,80 +170,316 @@ class HyperVExportCheckpointOperator(DeferrableMixin, HyperVBaseOperator):
                 raise AirflowFailException(f"{vm.name} has no checkpoint {name!r} to export")
             if not is_provider_checkpoint(name):
                 raise AirflowFailException(f"{name!r} was not made by this provider; export it by hand")
-            base = join_host_path(root, _vm_folder(str(vm.id)))
+            base = export_base(hv, root, vm.id)
             final = join_host_path(base, _folder_for(name))
-            staging = join_host_path(base, STAGING_PREFIX + _folder_for(name))
-            plan = {
-                "vm_id": str(vm.id),
-                "vm_name": vm.name,
-                "host": hv.settings.host_label,
-                "checkpoint_id": str(checkpoint.id),
-                "checkpoint_name": name,
-                "final": final,
-                "staging": staging,
-            }
+            plan = ExportPlan(
+                vm_id=str(vm.id),
+                vm_name=vm.name,
+                host=hv.settings.host_label,
+                checkpoint_id=str(checkpoint.id),
+                checkpoint_name=name,
+                final=final,
+                staging=join_host_path(base, f"{STAGING_PREFIX}{_folder_for(name)}-{uuid.uuid4().hex[:8]}"),
+            )
+            chains = hv.disk_chains(vm.id, drives=hv.checkpoint_drives(checkpoint.id))
+            with self.final_errors():
+                require_generated_paths(_generated_paths(plan, chains))
+            earlier = self._load(context, final)
             if hv.path_exists(final):
                 self.log.info("An earlier try already promoted %s; verifying it again", final)
                 return self._publish(context, self._verify(hv, plan, final))
-            if hv.path_exists(staging):
-                self.log.warning("Removing the partial export of an earlier try at %s", staging)
-                hv.remove_item(staging)
-            hv.make_directory(staging)
-            if not self.deferrable:
+            if earlier is not None and earlier.operation:
+                plan.left_behind = list(earlier.left_behind)
+                op = DisconnectedOperation.from_dict(earlier.operation)
                 try:
-                    hv.export_checkpoint(checkpoint.id, staging)
-                except Exception:
-                    self._discard(hv, staging)
-                    raise
-                return self._promote(context, hv, plan)
-            from airflow_hyperv.hooks.disconnected import start_disconnected
-            from airflow_hyperv.hyperv import pipelines
+                    poll = poll_disconnected(hv.settings, op, wait_seconds=0.1)
+                except Exception as exc:  # e.g. the shell is still held by the try that died
+                    self.log.warning("Could not read the export an earlier try started: %s", exc)
+                    poll = PollResultUnknown
+                # An export of another checkpoint of the same name (one re-made after a clear) is
+                # never reattached to nor promoted: it is treated like any other earlier export.
+                same = earlier.checkpoint_id.lower() == plan.checkpoint_id.lower()
+                if poll.state == "running" and same:
+                    self.log.info(
+                        "The export an earlier try started into %s still runs; waiting for it instead of "
+                        "starting another",
+                        earlier.staging,
+                    )
+                    return self._wait(context, hv, earlier)
+                if poll.state == "completed" and same and not (poll.result and poll.result.errors):
+                    self.log.info(
+                        "The export an earlier try started into %s finished meanwhile", earlier.staging
+                    )
+                    return self._promote(context, hv, earlier)
+                self._after_earlier(hv, plan, earlier, poll)
+            elif earlier is not None:
+                plan.left_behind = list(earlier.left_behind)
+            hv.make_directory(plan.staging)
+            plan.operation = self._start(context, hv, plan)
+            self._save(context, plan)
+            return self._wait(context, hv, plan)
 
-            operation = start_disconnected(hv.settings, pipelines.export_checkpoint(checkpoint.id, staging))
-        from airflow_hyperv.triggers.hyperv import HyperVWaitTrigger
+    def _start(self, context: Context, hv: HyperVHook, plan: ExportPlan) -> dict[str, Any]:
+        from airflow_hyperv.hooks.disconnected import StartUncertainError, start_disconnected
+        from airflow_hyperv.hyperv import pipelines
 
-        self.log.info("Export of %s to %s runs on the host; deferring", vm.name, staging)
-        self.defer_to(
-            HyperVWaitTrigger(
-                hyperv_conn_id=self.hyperv_conn_id,
-                wait_for=WaitFor.OPERATION_DONE.value,
-                vm_id=str(vm.id),
-                poll_interval=self.poll_interval,
-                operation=operation.to_dict(),
-                echo=plan,
-            )
+        pipeline = pipelines.export_checkpoint(uuid.UUID(plan.checkpoint_id), plan.staging)
+        try:
+            operation = start_disconnected(hv.settings, pipeline)
+        except StartUncertainError as exc:
+            # It may run: record it so the retry polls it (reattaches, uses its result, or learns it
+            # never started) instead of exporting again into a folder it may write to.
+            plan.operation = exc.operation.to_dict()
+            self._save(context, plan)
+            raise AirflowException(
+                f"the export of {plan.vm_name} into {plan.staging} may or may not have started "
+                f"({exc.cause}); the next try checks it on the host"
+            ) from exc.cause
+        except Exception:
+            self._discard(hv, plan.staging)  # no Command reached the host: nothing writes there
+            raise
+        self.log.info(
+            "Export of %s to %s started on the host (shell %s)",
+            plan.vm_name,
+            plan.staging,
+            operation.shell_id,
         )
-        raise AssertionError("defer returned")  # pragma: no cover
+        return operation.to_dict()
+
+    def _after_earlier(self, hv: HyperVHook, plan: ExportPlan, earlier: ExportPlan, poll: PollResult) -> None:
+        """An earlier try's export is over or lost: remove its staging only if its pipeline ended."""
+        if poll.state in ("completed", "failed"):
+            self.log.info(
+                "The export an earlier try started into %s ended (%s); removing it",
+                earlier.staging,
+                poll.state,
+            )
+            self._discard(hv, earlier.staging)
+        elif poll.state == "gone" and self._never_written(hv, earlier.staging):
+            # Its session is gone and nothing was ever written: no export ran there, none can start.
+            self.log.info(
+                "The export an earlier try started into %s never ran; removing the empty folder",
+                earlier.staging,
+            )
+            self._discard(hv, earlier.staging)
+        else:
+            self.log.warning(
+                "The export an earlier try started into %s is %s: Hyper-V may still write into it, so it "
+                "is left in place; this try exports into %s",
+                earlier.staging,
+                {
+                    "gone": "lost (the host no longer has its session)",
+                    "running": "still running (another checkpoint)",
+                }.get(poll.state, "unknown (the host could not be asked)"),
+                plan.staging,
+            )
+            plan.left_behind.append(earlier.staging)
+
+    # -- wait ---------------------------------------------------------------------------------------
+    def _wait(self, context: Context, hv: HyperVHook, plan: ExportPlan) -> dict[str, Any]:
+        from airflow_hyperv.hooks.disconnected import DisconnectedOperation, poll_disconnected
+
+        op = DisconnectedOperation.from_dict(plan.operation)
+        if self.deferrable:
+            from airflow_hyperv.triggers.hyperv import HyperVWaitTrigger
+
+            self.log.info("Export of %s to %s runs on the host; deferring", plan.vm_name, plan.staging)
+            self.defer_to(
+                HyperVWaitTrigger(
+                    hyperv_conn_id=self.hyperv_conn_id,
+                    wait_for=WaitFor.OPERATION_DONE.value,
+                    vm_id=plan.vm_id,
+                    poll_interval=self.poll_interval,
+                    operation=op.to_dict(),
+                    echo=plan.to_dict(),
+                )
+            )
+            raise AssertionError("defer returned")  # pragma: no cover
+        deadline = time.monotonic() + (self.wait_timeout or float("inf"))
+        self._running = (hv.settings, op)
+        try:
+            errors = 0
+            while True:
+                try:
+                    poll = poll_disconnected(hv.settings, op, wait_seconds=min(self.poll_interval, 30.0))
+                except Exception as exc:
+                    if self._killed:  # on_kill deleted the shell under this poll
+                        break
+                    errors += 1
+                    if errors >= 5:  # the export may still run: a retry reattaches to it
+                        raise AirflowException(
+                            f"polling the export of {plan.vm_name} failed {errors} times: {exc}"
+                        ) from exc
+                    self.log.warning(
+                        "Polling the export of %s failed (%d in a row): %s", plan.vm_name, errors, exc
+                    )
+                    time.sleep(self.poll_interval)
+                    continue
+                errors = 0
+                if poll.finished or self._killed:
+                    break
+                if time.monotonic() > deadline:
+                    self._cancel(hv.settings, op)
+                    raise AirflowException(
+                        self._left(
+                            plan, f"export of {plan.vm_name} not done after {self.wait_timeout:g}s; cancelled"
+                        )
+                    )
+                self.log.info("Waiting for the export of %s to %s", plan.vm_name, plan.staging)
+        finally:
+            self._running = None
+        if self._killed:
+            raise AirflowException(
+                self._left(plan, f"export of {plan.vm_name} cancelled: the task was killed")
+            )
+        return self._finish(
+            context,
+            hv,
+            plan,
+            poll.state,
+            poll.result.errors[0].message if poll.result and poll.result.errors else "",
+        )
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
-        plan = (event or {}).get("echo") or {}
-        if not plan:
+        echo = (event or {}).get("echo") or {}
+        if not echo:
             raise AirflowException(f"the export wait ended without its plan: {event}")
+        plan = ExportPlan.from_dict(echo)
         with self.hyperv_hook() as hv:
-            if not event or event.get("status") != "success":
-                self._discard(hv, plan["staging"])
-                raise AirflowException(f"export of {plan['vm_name']} failed: {(event or {}).get('message')}")
-            return self._promote(context, hv, plan)
+            if event.get("status") == "success":
+                return self._finish(context, hv, plan, "completed", "")
+            if event.get("timed_out"):
+                self._cancel(hv.settings, self._operation(plan))
+                raise AirflowException(
+                    self._left(plan, f"export of {plan.vm_name} cancelled: {event.get('message')}")
+                )
+            state = event.get("state") or ""
+            if state in ("completed", "failed"):
+                return self._finish(context, hv, plan, "failed", str(event.get("message") or ""))
+            # The trigger could not tell how the export ended (the session is gone, or polling
+            # failed): it may still run. Leave everything; a retry reattaches or writes elsewhere.
+            raise AirflowException(self._left(plan, f"export of {plan.vm_name}: {event.get('message')}"))
 
-    def _promote(self, context: Context, hv: HyperVHook, plan: dict[str, Any]) -> dict[str, Any]:
+    def _finish(
+        self, context: Context, hv: HyperVHook, plan: ExportPlan, state: str, message: str
+    ) -> dict[str, Any]:
+        """The export's pipeline ended (completed or failed) or was lost ("gone")."""
+        if state == "completed" and not message:
+            return self._promote(context, hv, plan)
+        if state in ("completed", "failed"):
+            self._discard(hv, plan.staging)  # its pipeline ended: nothing writes there any more
+            raise AirflowException(f"export of {plan.vm_name} failed: {message or state}")
+        raise AirflowException(self._left(plan, f"export of {plan.vm_name}: the host lost its session"))
+
+    # -- cancellation -------------------------------------------------------------------------------
+    def on_kill(self) -> None:
+        """The task is killed or timed out while this worker waits: stop the export on the host."""
+        running, self._running = self._running, None
+        if running is not None:
+            self._killed = True
+            self._cancel(*running)
+
+    def resume_execution(self, next_method: str, next_kwargs: dict[str, Any] | None, context: Context) -> Any:
+        # Airflow's own deferral timeout resumes the task only to fail it ("__fail__", "Trigger
+        # timeout"), without the trigger's event: cancel the export recorded in the task state store
+        # first. A trigger that crashed ("Trigger failure") leaves the export to a retry to reattach.
+        if next_method == "__fail__" and (next_kwargs or {}).get("error") == "Trigger timeout":
+            plan = self._load(context, None)
+            if plan is not None and plan.operation:
+                from airflow_hyperv.hooks.hyperv import HyperVHook
+
+                with HyperVHook(self.hyperv_conn_id) as hv:
+                    self._cancel(hv.settings, self._operation(plan))
+                self.log.error(self._left(plan, "the deferral timed out; the export was cancelled"))
+        return super().resume_execution(next_method, next_kwargs, context)
+
+    def _cancel(self, settings: ConnectionSettings, op: DisconnectedOperation | None) -> None:
+        from airflow_hyperv.hooks.disconnected import cancel_disconnected
+
+        if op is None:
+            return
         try:
-            manifest = self._verify(hv, plan, plan["staging"])
+            deleted = cancel_disconnected(settings, op)
+        except Exception as exc:  # the task is failing anyway; say what could not be done
+            self.log.error("Could not cancel %s (shell %s): %s", op.label, op.shell_id, exc)
+            return
+        self.log.warning(
+            "Cancelled %s on the host (shell %s %s)",
+            op.label,
+            op.shell_id,
+            "deleted" if deleted else "already gone",
+        )
+
+    @staticmethod
+    def _operation(plan: ExportPlan) -> DisconnectedOperation | None:
+        from airflow_hyperv.hooks.disconnected import DisconnectedOperation
+
+        return DisconnectedOperation.from_dict(plan.operation) if plan.operation else None
+
+    @staticmethod
+    def _left(plan: ExportPlan, reason: str) -> str:
+        folders = [*plan.left_behind, plan.staging]
+        return (
+            f"{reason}; left in place, because Hyper-V may still write into them (remove them once the VM "
+            f"shows no export in progress): {', '.join(folders)}. The next try exports into a new folder."
+        )
+
+    # -- task state store ---------------------------------------------------------------------------
+    def _load(self, context: Context, final: str | None) -> ExportPlan | None:
+        store = context.get("task_state_store")
+        if store is None:
+            return None
+        data = store.get(STATE_KEY)
+        if not isinstance(data, dict):
+            return None
+        plan = ExportPlan.from_dict(data)
+        return plan if final is None or plan.final.lower() == final.lower() else None
+
+    def _save(self, context: Context, plan: ExportPlan) -> None:
+        store = context.get("task_state_store")
+        if store is None:
+            self.log.warning(
+                "No task state store: a retry cannot reattach to this export (it writes elsewhere)"
+            )
+            return
+        store.set(STATE_KEY, plan.to_dict())
+
+    # -- verify and promote -------------------------------------------------------------------------
+    def _promote(self, context: Context, hv: HyperVHook, plan: ExportPlan) -> dict[str, Any]:
+        try:
+            manifest = self._verify(hv, plan, plan.staging)
         except Exception:
-            self._discard(hv, plan["staging"])
+            self._discard(hv, plan.staging)  # only called once its export ended
             raise
-        hv.move_item(plan["staging"], plan["final"])
+        # Move-Item onto an existing folder moves the source INTO it (Move-Item docs, example 2):
+        # never promote onto one.
+        if hv.path_exists(plan.final):
+            raise AirflowException(
+                f"{plan.final} appeared while {plan.vm_name} was exported; not promoting into it "
+                f"(verified export left at {plan.staging})"
+            )
+        hv.move_item(plan.staging, plan.final)
         # A rename on one volume moves no data: checking that every verified file arrived with its
-        # size is enough; hashing again would read the whole export a second time.
-        moved = {
-            f.path[len(plan["final"]) :].lstrip("\\").lower(): f.length for f in hv.list_files(plan["final"])
-        }
+        # size (and nothing else is there) is enough; hashing again would read the export twice.
+        moved = {f.path[len(plan.final) :].lstrip("\\").lower(): f.length for f in hv.list_files(plan.final)}
         expected = {f["path"]: f["length"] for f in manifest["files"]}
         if moved != expected:
-            raise AirflowException(
-                f"export of {plan['vm_name']} changed while it was promoted to {plan['final']}"
+            raise AirflowException(f"export of {plan.vm_name} changed while it was promoted to {plan.final}")
+        self.log.info("Export verified and promoted to %s", plan.final)
+        if plan.left_behind:
+            self.log.warning(
+                "Staging folders of earlier tries were left in place (Hyper-V may still have written into "
+                "them): %s",
+                ", ".join(plan.left_behind),
             )
-        self.log.info("Export verified and promoted to %s", plan["final"])
-        return self._publish(context, {**manifest, "path": plan["final"]})
+        return self._publish(context, {**manifest, "path": plan.final})
+
+    def _never_written(self, hv: HyperVHook, staging: str) -> bool:
+        try:
+            return not hv.path_exists(staging) or hv.is_empty_folder(staging)
+        except Exception as exc:
+            self.log.warning("Could not list %s: %s", staging, exc)
+            return False
 
     def _discard(self, hv: HyperVHook, staging: str) -> None:
         try:
@@ -166,48 +488,57 @@ class HyperVExportCheckpointOperator(DeferrableMixin, HyperVBaseOperator):
         except Exception as exc:
             self.log.warning("Could not remove the partial export %s: %s", staging, exc)
 
-    def _verify(self, hv: HyperVHook, plan: dict[str, Any], folder: str) -> dict[str, Any]:
-        """Never trust a folder's existence: every expected file, sizes, checksums."""
-        vm_id = uuid.UUID(plan["vm_id"])
-        checkpoint = hv.get_checkpoint(uuid.UUID(plan["checkpoint_id"]))
+    def _verify(self, hv: HyperVHook, plan: ExportPlan, folder: str) -> dict[str, Any]:
+        """Never trust a folder's existence: every expected file, nothing else, sizes, checksums."""
+        checkpoint = hv.get_checkpoint(uuid.UUID(plan.checkpoint_id))
+        if checkpoint is None:
+            raise AirflowException(
+                f"checkpoint {plan.checkpoint_name} of {plan.vm_name} is gone: cannot verify {folder}"
+            )
         files = hv.list_files(folder)
         by_rel = {f.path[len(folder) :].lstrip("\\").lower(): f for f in files}
+        vm_dir = plan.vm_name.lower()
         problems = []
-        config = f"{plan['vm_name']}\\virtual machines\\{plan['vm_id'].upper()}.vmcx".lower()
+        unexpected = sorted(
+            rel
+            for rel in by_rel
+            if rel.split("\\")[0] != vm_dir
+            or rel.split("\\")[1:2] == []
+            or rel.split("\\")[1] not in EXPORT_SUBFOLDERS
+        )
+        if unexpected:
+            problems.append(f"unexpected content {', '.join(unexpected)}")
+        config = f"{vm_dir}\\virtual machines\\{plan.vm_id.upper()}.vmcx".lower()
         if config not in by_rel:
             problems.append(f"configuration file {config} is missing")
-        for chain in hv.disk_chains(vm_id):
+        # The checkpoint's own drives: a disk added to the VM after the checkpoint is not exported.
+        for chain in hv.disk_chains(uuid.UUID(plan.vm_id), drives=hv.checkpoint_drives(checkpoint.id)):
             base = chain.disks[-1] if chain.disks else None
             if base is None:
                 continue
             disk_name = base.path.rsplit("\\", 1)[-1]
-            exported = by_rel.get(f"{plan['vm_name']}\\virtual hard disks\\{disk_name}".lower())
+            exported = by_rel.get(f"{vm_dir}\\virtual hard disks\\{disk_name}".lower())
             if exported is None:
                 problems.append(f"disk {disk_name} is missing")
             elif exported.length < base.file_size:
                 problems.append(
                     f"disk {disk_name} is {exported.length} bytes, smaller than its base {base.file_size}"
                 )
-        has_memory = checkpoint is not None and checkpoint.has_memory_state
-        if has_memory and not any(k.endswith(".vmrs") for k in by_rel):
+        if checkpoint.has_memory_state and not any(k.endswith(".vmrs") for k in by_rel):
             problems.append("the checkpoint's saved memory state (.VMRS) is missing")
         if any(f.length == 0 for f in files):
             problems.append("empty files: " + ", ".join(f.path for f in files if f.length == 0))
         if problems:
             raise AirflowException(
-                f"export of {plan['vm_name']} at {folder} is incomplete: {'; '.join(problems)}"
+                f"export of {plan.vm_name} at {folder} is incomplete: {'; '.join(problems)}"
             )
         hashes = {h.path.lower(): h.hash for h in hv.file_hashes([f.path for f in files])}
-        consistency = (
-            Consistency.CRASH
-            if checkpoint is not None and checkpoint.has_memory_state
-            else Consistency.APPLICATION
-        )
+        consistency = Consistency.CRASH if checkpoint.has_memory_state else Consistency.APPLICATION
         manifest = ExportManifest(
-            vm_id=plan["vm_id"],
-            vm_name=plan["vm_name"],
-            checkpoint_id=plan["checkpoint_id"],
-            checkpoint_name=plan["checkpoint_name"],
+            vm_id=plan.vm_id,
+            vm_name=plan.vm_name,
+            checkpoint_id=plan.checkpoint_id,
+            checkpoint_name=plan.checkpoint_name,
             consistency=consistency.value,
             path=folder,
             files=[
@@ -216,10 +547,10 @@ class HyperVExportCheckpointOperator(DeferrableMixin, HyperVBaseOperator):
             ],
         )
         if any(not f["sha256"] for f in manifest.files):
-            raise AirflowException(f"export of {plan['vm_name']}: some files could not be hashed")
+            raise AirflowException(f"export of {plan.vm_name}: some files could not be hashed")
         data = manifest.to_dict()
         data["total_bytes"] = manifest.total_bytes
-        data["host"] = plan["host"]
+        data["host"] = plan.host
         return data
 
     def _publish(self, context: Context, manifest: dict[str, Any]) -> dict[str, Any]:
@@ -228,6 +559,21 @@ class HyperVExportCheckpointOperator(DeferrableMixin, HyperVBaseOperator):
         if events is not None:
             events[AssetAlias(name=EXPORT_ALIAS)].add(asset, extra=manifest)
         return manifest
+
+
+def _generated_paths(plan: ExportPlan, chains: list[DiskChain]) -> dict[str, str]:
+    """Every folder and file the export creates, under staging and (after promotion) final."""
+    disk_names = [c.disks[-1].path.rsplit("\\", 1)[-1] for c in chains if c.disks]
+    paths: dict[str, str] = {}
+    for top in (plan.staging, plan.final):
+        vm_dir = join_host_path(top, plan.vm_name)
+        for sub in ("Virtual Machines", "Virtual Hard Disks", "Snapshots"):
+            paths[join_host_path(vm_dir, sub)] = "folder"
+        for ext in (".vmcx", ".vmgs", ".VMRS"):
+            paths[join_host_path(vm_dir, "Virtual Machines", plan.vm_id.upper() + ext)] = "file"
+        for disk in disk_names:
+            paths[join_host_path(vm_dir, "Virtual Hard Disks", disk)] = "file"
+    return paths
 
 
 class HyperVRetentionOperator(HyperVBaseOperator):
@@ -293,7 +639,7 @@ class HyperVRetentionOperator(HyperVBaseOperator):
                     "removed_exports": [],
                     "merged_checkpoints": merged,
                 }
-            base = join_host_path(root, _vm_folder(str(vm.id)))
+            base = export_base(hv, root, vm.id)
             folders = sorted(
                 {
                     f.path[len(base) :].lstrip("\\").split("\\", 1)[0]

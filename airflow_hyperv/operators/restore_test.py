@@ -49,13 +49,18 @@ def restore_asset(host: str, vm_id: str, vm_name: str) -> Asset:
     )
 
 
-def newest_export(events: Sequence[Any], vm: str | None = None) -> dict[str, Any] | None:
+def newest_export(
+    events: Sequence[Any], vm: str | None = None, host: str | None = None
+) -> dict[str, Any] | None:
     """The newest export manifest among asset events (``extra`` = manifest), optionally for one VM
-    (name or Id)."""
+    (name or Id) and one host (its label): two hosts may hold VMs with one name and even one Id, and
+    an export is tested on the host that wrote it."""
     best: tuple[Any, dict[str, Any]] | None = None
     for event in events:
         extra = dict(getattr(event, "extra", None) or {})
         if not extra.get("path") or not extra.get("files"):
+            continue
+        if host and str(extra.get("host") or "").lower() != host.lower():
             continue
         if vm and vm.lower() not in (
             str(extra.get("vm_name", "")).lower(),
@@ -116,10 +121,12 @@ class HyperVRestoreTestOperator(HyperVOperatorMixin, BaseOperator):
                 events = list(inlet_events[AssetAlias(name=EXPORT_ALIAS)])
             except (KeyError, LookupError):
                 events = []
-        manifest = newest_export(events, self.vm or None)
+        host = self.hyperv_hook().settings.host_label
+        manifest = newest_export(events, self.vm or None, host)
         if manifest is None:
             raise AirflowFailException(
-                f"no verified export to test{f' for {self.vm}' if self.vm else ''}: give `export` or run an export first"
+                f"no verified export from {host} to test{f' for {self.vm}' if self.vm else ''}: give `export` "
+                "or run an export first"
             )
         return manifest
 

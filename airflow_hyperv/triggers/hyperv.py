@@ -278,6 +278,30 @@ class HyperVWaitTrigger(BaseEventTrigger):
                 self.log.info("Waiting for %s: %s", self.wait_for.value, observed)
                 await asyncio.sleep(self.poll_interval)
 
+    # -- cancellation -----------------------------------------------------------------------------
+    async def on_kill(self) -> None:
+        """The user killed the deferred task (mark failed / clear / mark success): stop the export.
+
+        Not ``cleanup()``: that runs on every exit, including a triggerer restart or the trigger
+        moving to another triggerer, and an export must survive those (Airflow's
+        ``BaseTrigger.on_kill`` docstring). A deferral timeout calls neither; the operator's
+        ``resume_execution`` cancels then.
+        """
+        if self.wait_for is not WaitFor.OPERATION_DONE or not self.operation:
+            return
+        from airflow_hyperv.hooks.async_hyperv import HyperVAsyncHook
+        from airflow_hyperv.hooks.disconnected import DisconnectedOperation, cancel_disconnected
+
+        op = DisconnectedOperation.from_dict(self.operation)
+        settings = await HyperVAsyncHook(self.hyperv_conn_id).settings()
+        deleted = await asyncio.to_thread(cancel_disconnected, settings, op)
+        self.log.warning(
+            "Task killed: cancelled %s on the host (shell %s %s)",
+            op.label,
+            op.shell_id,
+            "deleted" if deleted else "already gone",
+        )
+
     def _event(self, status: str, message: str, **extra: Any) -> TriggerEvent:
         return TriggerEvent(
             {

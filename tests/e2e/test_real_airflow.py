@@ -405,7 +405,7 @@ def assert_no_checkpoint_left(fleet: Any) -> None:
 
 def exported_vms(fleet: Any) -> set[str]:
     """VMs with a finished export under their host's export root (dags/inventory/nightly.yaml):
-    an export is a folder per VM Id holding the exported machine's files."""
+    an export is a folder per host and VM Id (``<root>\\<host>\\<vm id>``) holding the machine's files."""
     inventory = yaml.safe_load((ROOT / "dags" / "inventory" / "nightly.yaml").read_text())
     names = {str(vm.id).lower(): vm.name for h in fleet.host_names for vm in fleet.host(h).vms()}
     found = set()
@@ -413,7 +413,7 @@ def exported_vms(fleet: Any) -> set[str]:
         root = fleet.host(entry["name"]).fs.to_real(entry["export_root"])
         for path in root.rglob("*") if root.exists() else ():
             if path.is_file():
-                found.add(names.get(path.relative_to(root).parts[0].lower(), str(path)))
+                found.add(names.get(path.relative_to(root).parts[1].lower(), str(path)))
     return found
 
 

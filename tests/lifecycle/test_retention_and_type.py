@@ -10,7 +10,7 @@ from airflow_hyperv.emulator.faults import Fault
 def export_folders(emulator, vm_name):
     model = emulator.host("hv-01")
     vm = next(v for v in model.vms() if v.name == vm_name)
-    base = model.fs.to_real(f"D:\\Backups\\{str(vm.id).lower()}")
+    base = model.fs.to_real(f"D:\\Backups\\hv-01\\{str(vm.id).lower()}")  # <root>\<host>\<vm id>
     return sorted(p.name for p in base.iterdir()) if base.exists() else []
 
 

@@ -186,6 +186,14 @@ DOC_NOTES = [
     "faults are counted by the emulator layer that acted them out; a restart by the watcher that saw the "
     "step in flight.",
 ]
+# Cases where the export's session is lost while Hyper-V may still write into its staging folder: the
+# folder is left (named in the task log) and the retry exports into a new one, never into it.
+STAGING_KEPT: dict[tuple[str, str], str] = {
+    ("export", "drop after run"): "every answer about the export is lost: its staging is left, the retry "
+    "exported into a new folder",
+    ("export", "emulator restarted"): "the export's session died with WinRM: its staging is left, the retry "
+    "exported into a new folder",
+}
 # Cases that show a bug not fixed yet: the row says FAILED and the test xfails; once fixed, they pass.
 KNOWN_BUGS: dict[tuple[str, str], str] = {}
 CASES = [(s, f) for s in STEPS for f in FAULTS if impossible(s, f) is None]
@@ -225,7 +233,8 @@ def matrix_rows() -> Any:
         "faults it acted out, or the server restarts); *made* = Checkpoint-VM calls that completed; "
         "*left* = checkpoints on the VM after the run (and orphaned AVHDX files); *type* = the VM's "
         "checkpoint type afterwards; *export* = a promoted export folder and whether every file in it is "
-        "whole (staging folders must be gone). A case whose fault did not fire fails.",
+        "whole (staging folders must be gone, unless the export's session was lost while Hyper-V may still "
+        "write: then one is left and named). A case whose fault did not fire fails.",
         "",
         "| step | fault | outcome | fired | made | left | type restored | export promoted | DAG state | note |",
         "|---|---|---|---|---|---|---|---|---|---|",
@@ -306,7 +315,10 @@ def exports(emu: Any) -> tuple[list[str], list[str], list[str]]:
     }  # fmt: skip
     if not base.exists():
         return complete, incomplete, staging
-    for vm_dir in sorted(p for p in base.iterdir() if p.is_dir()):
+    vm_dirs = [
+        v for host_dir in base.iterdir() if host_dir.is_dir() for v in host_dir.iterdir() if v.is_dir()
+    ]
+    for vm_dir in sorted(vm_dirs):  # <root>\<host>\<vm id>\<export>
         for folder in sorted(p for p in vm_dir.iterdir() if p.is_dir()):
             if folder.name.startswith(".staging-"):
                 staging.append(folder.name)
@@ -525,7 +537,11 @@ def test_fault_matrix(
         problems.append(f"checkpoint type {vm.checkpoint_type.name}, was {type_before}")
     if incomplete:
         problems.append(f"incomplete export promoted: {incomplete}")
-    if staging:
+    kept = STAGING_KEPT.get((step.name, fault))
+    if kept and staging:
+        notes.append(kept)
+        row["note"] = "; ".join(notes)
+    if staging and (not kept or len(staging) != 1):
         problems.append(f"staging left: {staging}")
     if expected_failed:
         if state != "failed" or expected_failed not in failed:

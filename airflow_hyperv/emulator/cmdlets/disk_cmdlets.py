@@ -11,6 +11,7 @@ from airflow_hyperv.emulator.cmdlets.views import DriveView
 from airflow_hyperv.emulator.cmdlets.vm_cmdlets import COMPUTER, _local_only
 from airflow_hyperv.emulator.model.enums import ControllerType
 from airflow_hyperv.emulator.model.errors import HyperVError, ParameterBindingError
+from airflow_hyperv.emulator.model.vm import HardDrive
 
 NS = "Microsoft.HyperV.PowerShell.Commands."
 
@@ -20,8 +21,9 @@ NS = "Microsoft.HyperV.PowerShell.Commands."
     NS + "GetVMHardDiskDrive",
     [
         Param("VMName", "strings", position=0),
-        Param("VM", "vms", pipeline=True, excludes=("VMName", "VMSnapshot")),
-        # a checkpoint's drives (learn.microsoft.com Get-VMHardDiskDrive, parameter set VMSnapshot)
+        Param("VM", "vms", pipeline=True, excludes=("VMName",)),
+        # The checkpoint's own drives (windows-powershell-docs Get-VMHardDiskDrive.md, parameter set
+        # VMSnapshot: pipeline input by value, alias VMCheckpoint).
         Param("VMSnapshot", "snapshots", ("VMCheckpoint",), pipeline=True, excludes=("VMName", "VM")),
         Param("ControllerType", "enum", enum=ControllerType),
         Param("ControllerNumber", "int"),
@@ -32,21 +34,28 @@ NS = "Microsoft.HyperV.PowerShell.Commands."
 def get_hard_disk_drive(call: Call) -> Iterator[Any]:
     _local_only(call)
     if call.has("VMSnapshot"):
-        for cp in call.get("VMSnapshot"):
-            vm, live = call.host.snapshot_by_id(cp.id)
-            call.touch(live.id)
-            for index, drive in enumerate(vm.hard_drives):
-                if index in live.frozen and _wanted(call, drive):  # a drive added later is not in it
-                    yield DriveView(vm, drive, live, index)
+        for snapshot in call.get("VMSnapshot"):
+            vm, cp = call.host.snapshot_by_id(snapshot.id)
+            call.touch(vm.id)
+            call.touch(cp.id)
+            for index in sorted(cp.frozen):
+                # The slot as it was: the disk holding the checkpoint's state, on the controller the
+                # VM's drive of that index uses (drives are only appended after a checkpoint here).
+                slot = vm.hard_drives[index] if index < len(vm.hard_drives) else HardDrive(cp.frozen[index])
+                drive = HardDrive(
+                    cp.frozen[index], slot.controller_type, slot.controller_number, slot.controller_location
+                )
+                if _selected(call, drive):
+                    yield DriveView(vm, drive, snapshot=cp)
         return
     for vm in target_vms(call, name_param="VMName"):
         call.touch(vm.id)
         for drive in vm.hard_drives:
-            if _wanted(call, drive):
+            if _selected(call, drive):
                 yield DriveView(vm, drive)
 
 
-def _wanted(call: Call, drive: Any) -> bool:
+def _selected(call: Call, drive: HardDrive) -> bool:
     if call.has("ControllerType") and drive.controller_type is not call.get("ControllerType"):
         return False
     if call.has("ControllerNumber") and drive.controller_number != call.get("ControllerNumber"):

@@ -301,7 +301,7 @@ def remove_item(call: Call) -> Iterator[Any]:
         if used:
             call.error(FileInUseError(used), p)
             continue
-        if real == fs.root / real.relative_to(fs.root).parts[0]:
+        if fs.is_drive_root(real):
             call.error(OperationFailedError(f"Cannot remove the root of drive {real.name}:."), p)
             continue
         if call.flag("WhatIf"):

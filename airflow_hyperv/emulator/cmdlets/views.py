@@ -19,19 +19,9 @@ class IntegrationView:
 
 @dataclass(frozen=True)
 class DriveView:
-    """A VM's drive, or a checkpoint's copy of it (``checkpoint`` set): its Path is the disk that holds
-    the checkpoint's state (Get-VMHardDiskDrive -VMSnapshot)."""
-
     vm: VirtualMachine
     drive: HardDrive
-    checkpoint: Checkpoint | None = None
-    index: int = 0
-
-    @property
-    def path(self) -> str:
-        if self.checkpoint is not None and self.index in self.checkpoint.frozen:
-            return self.checkpoint.frozen[self.index].path
-        return self.drive.disk.path
+    snapshot: Checkpoint | None = None  # set for a checkpoint's own drive (Get-VMHardDiskDrive -VMSnapshot)
 
 
 @dataclass(frozen=True)

@@ -21,9 +21,14 @@ from pathlib import Path
 from airflow_hyperv.emulator.model.errors import DriveNotFoundError, InvalidPathError, PathNotFoundError
 
 _DRIVE = re.compile(r"^([A-Za-z]):(.*)$", re.DOTALL)
+_UNC = re.compile(r"^\\\\([^\\]+)\\([^\\]+)(.*)$", re.DOTALL)
 _ILLEGAL = set('<>:"|?*') | {chr(c) for c in range(32)}
 _PROVIDER_PREFIXES = ("microsoft.powershell.core\\filesystem::", "filesystem::")
 STANDIN_MAGIC = "HVEMU"
+# Logical sizes of files on shares, kept once for every host that maps a share (keys are real paths):
+# a file one host exported has the same size when another host reads it.
+_SHARE_SIZES: dict[str, int] = {}
+_SHARE_LOCK = threading.RLock()
 
 
 @dataclass
@@ -50,6 +55,15 @@ class Volume:
         return f"{self.letter}:\\" if not self.mount_point else self.mount_point.rstrip("\\") + "\\"
 
 
+@dataclass(frozen=True)
+class Share:
+    """An SMB share (``\\\\server\\share``) the host can reach; several hosts may map one real folder."""
+
+    unc: str  # as spelled when added, e.g. \\\\backup01\\exports
+    real: Path
+    volume: Volume
+
+
 class HostFileSystem:
     """The host's drives mapped onto ``root``; thread-safe for the bookkeeping it keeps."""
 
@@ -63,6 +77,7 @@ class HostFileSystem:
         self.root = root
         self.volumes = {k.upper(): v for k, v in volumes.items()}
         self.cwd = cwd
+        self.shares: dict[str, Share] = {}  # upper-case \\\\SERVER\\SHARE -> share
         self._logical: dict[str, int] = {}
         self._lock = threading.RLock()
         root.mkdir(parents=True, exist_ok=True)
@@ -103,13 +118,42 @@ class HostFileSystem:
                 mparts
             ) > best_depth:
                 best, best_depth = vol, len(mparts)
-        return best if best is not None else self.volumes[drive]
-
-    def _volume(self, which: str | Volume) -> Volume:
-        return which if isinstance(which, Volume) else self.volumes[which.upper()]
+        return best if best is not None else self._volume(drive)
 
     def _volume_real_root(self, vol: Volume) -> Path:
+        for share in self.shares.values():
+            if share.volume is vol:
+                return share.real
         return self.to_real(vol.root)
+
+    def add_share(self, unc: str, real: Path, capacity: int) -> Share:
+        """Serve ``\\\\server\\share`` from ``real``; give several hosts the same ``real`` to model one
+        file server they all write to (an export root shared by a fleet)."""
+        m = _UNC.match(unc.rstrip("\\"))
+        if m is None or m.group(3):
+            raise ValueError(f"a share is \\\\server\\share, not {unc!r}")
+        key = f"\\\\{m.group(1)}\\{m.group(2)}".upper()
+        real.mkdir(parents=True, exist_ok=True)
+        share = Share(f"\\\\{m.group(1)}\\{m.group(2)}", real, Volume(key, capacity))
+        self.shares[key] = share
+        return share
+
+    def _drive_root(self, drive: str) -> Path:
+        share = self.shares.get(drive.upper())
+        return share.real if share is not None else self.root / drive.upper()
+
+    def _volume(self, which: str | Volume) -> Volume:
+        """A volume by drive letter or share (``\\\\SERVER\\SHARE``), or the Volume itself."""
+        if isinstance(which, Volume):
+            return which
+        share = self.shares.get(which.upper())
+        return share.volume if share is not None else self.volumes[which.upper()]
+
+    def is_drive_root(self, real: Path) -> bool:
+        """True for the root of a drive letter or of a share (Remove-Item refuses those)."""
+        if any(real == share.real for share in self.shares.values()):
+            return True
+        return real.parent == self.root
 
     # --- path mapping -------------------------------------------------------------------------------
 
@@ -122,12 +166,17 @@ class HostFileSystem:
                 text = text[len(prefix) :]
                 break
         text = text.replace("/", "\\")
-        if text.startswith("\\\\"):
-            raise InvalidPathError(
-                path, f"The path '{path}' is a UNC or device path this host does not serve."
-            )
         m = _DRIVE.match(text)
-        if m is None:
+        if text.startswith("\\\\"):
+            unc = _UNC.match(text)
+            key = f"\\\\{unc.group(1)}\\{unc.group(2)}".upper() if unc else ""
+            if key not in self.shares:
+                raise InvalidPathError(
+                    path, f"The path '{path}' is a UNC or device path this host does not serve."
+                )
+            assert unc is not None
+            drive, rest = key, unc.group(3)
+        elif m is None:
             if text.startswith("\\"):
                 drive, rest = self.cwd[0], text
             else:
@@ -135,7 +184,7 @@ class HostFileSystem:
         else:
             drive, rest = m.group(1), m.group(2)
         drive = drive.upper()
-        if drive not in self.volumes:
+        if drive not in self.volumes and drive not in self.shares:
             raise DriveNotFoundError(drive)
         parts: list[str] = []
         for comp in rest.split("\\"):
@@ -159,10 +208,11 @@ class HostFileSystem:
 
     def to_real(self, path: str) -> Path:
         drive, parts = self.split(path)
-        real = self.root / drive
+        top = self._drive_root(drive)
+        real = top
         for comp in parts:
             real = real / self._existing_name(real, comp)
-        resolved_root = self.root.resolve()
+        resolved_root = top.resolve()
         resolved = real.resolve()
         if resolved != resolved_root and resolved_root not in resolved.parents:
             raise InvalidPathError(path, f"The path '{path}' is outside this host.")
@@ -179,6 +229,9 @@ class HostFileSystem:
         return name
 
     def to_windows(self, real: Path) -> str:
+        for share in self.shares.values():
+            if real == share.real or share.real in real.parents:
+                return "\\".join([share.unc, *real.relative_to(share.real).parts])
         rel = real.relative_to(self.root)
         drive, *rest = rel.parts
         return drive + ":\\" + "\\".join(rest)
@@ -188,20 +241,29 @@ class HostFileSystem:
 
     # --- logical sizes and free space ---------------------------------------------------------------
 
+    def _sizes(self, real: Path) -> tuple[dict[str, int], threading.RLock]:
+        for share in self.shares.values():
+            if real == share.real or share.real in real.parents:
+                return _SHARE_SIZES, _SHARE_LOCK
+        return self._logical, self._lock
+
     def logical_size(self, real: Path) -> int:
-        with self._lock:
-            size = self._logical.get(str(real))
+        sizes, lock = self._sizes(real)
+        with lock:
+            size = sizes.get(str(real))
         return size if size is not None else real.stat().st_size
 
     def set_logical(self, real: Path, size: int) -> None:
-        with self._lock:
-            self._logical[str(real)] = size
+        sizes, lock = self._sizes(real)
+        with lock:
+            sizes[str(real)] = size
 
     def _forget(self, real: Path) -> None:
         prefix = str(real) + "/"
-        with self._lock:
-            for key in [k for k in self._logical if k == str(real) or k.startswith(prefix)]:
-                del self._logical[key]
+        sizes, lock = self._sizes(real)
+        with lock:
+            for key in [k for k in sizes if k == str(real) or k.startswith(prefix)]:
+                del sizes[key]
 
     def used(self, which: str | Volume) -> int:
         """Bytes used on a volume (a drive letter or a Volume): files under its root, except those
@@ -288,12 +350,13 @@ class HostFileSystem:
             raise InvalidPathError(dst, "Cannot create a file when that file already exists.")
         if not d.parent.is_dir():
             raise PathNotFoundError(self.to_windows(d.parent))
-        with self._lock:
-            moved = {k: v for k, v in self._logical.items() if k == str(s) or k.startswith(str(s) + "/")}
+        (from_sizes, from_lock), (to_sizes, to_lock) = self._sizes(s), self._sizes(d)
+        with from_lock, to_lock:
+            moved = {k: v for k, v in from_sizes.items() if k == str(s) or k.startswith(str(s) + "/")}
             shutil.move(str(s), str(d))
             for k, v in moved.items():
-                del self._logical[k]
-                self._logical[str(d) + k[len(str(s)) :]] = v
+                del from_sizes[k]
+                to_sizes[str(d) + k[len(str(s)) :]] = v
         return d
 
 
