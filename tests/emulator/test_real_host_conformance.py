@@ -40,9 +40,7 @@ def verify_vm(hook: HyperVHook, name: str):
     vm = hook.get_vm(name=name)
     overview = hook.vm_overview(vm.id)
     chains = hook.disk_chains(vm.id, overview.drives)
-    return verify(
-        overview.vm, overview.services, overview.checkpoints, chains, host="hv", disk_drive_free=None
-    )
+    return verify(overview.vm, overview.services, overview.checkpoints, chains, host="hv")
 
 
 # -- 1. states ------------------------------------------------------------------------------------------

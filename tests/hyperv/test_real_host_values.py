@@ -84,7 +84,7 @@ def _verify(state: VMState):
         id=uuid.uuid4(), name="store-01", state=state, status="", heartbeat=None,
         checkpoint_type=CheckpointType.Production, automatic_checkpoints=False,
     )  # fmt: skip
-    return verify(vm, [], [], [], host="hv-01", disk_drive_free=None)
+    return verify(vm, [], [], [], host="hv-01")
 
 
 @pytest.mark.parametrize("state", [VMState.PausedCritical, VMState.RunningCritical, VMState.OffCritical])

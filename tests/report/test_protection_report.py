@@ -175,7 +175,8 @@ def test_every_inventory_vm_is_in_the_report_with_why_it_is_not_protected(fleet_
             .one()
         )
         rows = {r["vm"]: r for r in XComModel.deserialize_value(value)}
-    assert set(rows) == {"dc-01", "sql-01", "web-01", "app-01", "build-01", "legacy-01", "file-01"}
+    # (the test session's DB may hold other tests' export events too: those VMs are listed as well)
+    assert {"dc-01", "sql-01", "web-01", "app-01", "build-01", "legacy-01", "file-01"} <= set(rows)
     assert any(p.startswith("last protection run: refused") for p in rows["file-01"]["problems"]), rows
     assert any(p.startswith("last protection run: skipped") for p in rows["build-01"]["problems"]), rows
     assert not rows["file-01"]["in_policy"] and not rows["build-01"]["in_policy"]
