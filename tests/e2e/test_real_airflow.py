@@ -331,8 +331,8 @@ def airflow(workdir: Path, postgres: str, fleet: Any) -> Iterator[AirflowStack]:
     # The watcher polls the event log every WATCHER_POLL_INTERVAL seconds instead of 30.
     watched = home / "dags" / "protect_on_change.py"
     source = watched.read_text()
-    assert source.count("poll_interval=30)") == 1, "dags/protect_on_change.py changed: adapt this test"
-    watched.write_text(source.replace("poll_interval=30)", f"poll_interval={WATCHER_POLL_INTERVAL})"))
+    assert source.count("poll_interval=30,") == 1, "dags/protect_on_change.py changed: adapt this test"
+    watched.write_text(source.replace("poll_interval=30,", f"poll_interval={WATCHER_POLL_INTERVAL},"))
     # Manual runs only: a cron schedule would add a scheduled run as soon as the DAG is unpaused.
     inventory_file = home / "dags" / "inventory" / "nightly.yaml"
     inventory = yaml.safe_load(inventory_file.read_text())

@@ -85,83 +85,58 @@ def assert_clean(emu: Any, drives_before: list[str]) -> None:
     assert not [p for p in root.rglob("*") if p.suffix.lower() == ".avhdx"], "AVHDX left after the merges"
 
 
-def race(*jobs: Any) -> list[Any]:
-    """Run callables at the same instant; return each one's result or exception."""
-    barrier = threading.Barrier(len(jobs))
-    results: list[Any] = [None] * len(jobs)
-
-    def run(i: int, job: Any) -> None:
-        barrier.wait()
-        try:
-            results[i] = job()
-        except BaseException as exc:  # the race loser is what we inspect
-            results[i] = exc
-
-    threads = [threading.Thread(target=run, args=(i, j)) for i, j in enumerate(jobs)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(60)
-    return results
-
-
-def test_two_runs_protect_the_same_vm_at_once(slow: Any) -> None:
-    emu = slow
-    type_before = model_vm(emu).checkpoint_type
-    drives_before = [d.disk.path for d in model_vm(emu).hard_drives]
-    hooks = [new_hook(emu), new_hook(emu)]
+def test_two_runs_protect_the_same_vm_one_after_the_other_on_the_host(held: Any) -> None:
+    """Two runs' checkpoints of one VM, sequenced on the host: B's Checkpoint-VM while A's is in progress
+    is refused with a state error (never "production impossible") and puts the type back; B's retry
+    after A's checkpoint succeeds. Then each exports its own checkpoint into its own folder, and both
+    merge: the chain ends where it started. (The provider's lease keeps two runs' chains apart on one
+    VM; this is the host-level behaviour under it, tests/overlap covers the lease.)"""
+    emu, clock = held
+    vm_before = model_vm(emu)
+    drives_before, type_before = [d.disk.path for d in vm_before.hard_drives], vm_before.checkpoint_type
     names = ["airflow-hyperv 20260301T0100Z 0000000000a1", "airflow-hyperv 20260301T0100Z 0000000000b2"]
-    vm_id = hooks[0].get_vm(name=VM).id
+    with new_hook(emu) as a, new_hook(emu) as b:
+        vm_id = a.get_vm(name=VM).id
+        clock.auto_advance = False  # A's checkpoint stays in progress until the test moves the clock
+        created: list[Any] = []
+        worker = threading.Thread(
+            target=lambda: created.append(
+                a.create_checkpoint(vm_id, names[0], consistency=Consistency.APPLICATION)
+            )
+        )
+        worker.start()
+        wait_until(lambda: model_vm(emu).busy == "checkpoint", "A's Checkpoint-VM in progress on the host")
 
-    def protect(i: int) -> Any:
-        hv = hooks[i]
-        for _ in range(100):  # the caller's retry: wait while the VM is busy with the other run
-            try:
-                return hv.create_checkpoint(vm_id, names[i], consistency=Consistency.APPLICATION)
-            except CLEAR_ERRORS as exc:
-                last = exc
-                time.sleep(0.1)
-        raise last
+        with pytest.raises(CLEAR_ERRORS) as refused:
+            b.create_checkpoint(vm_id, names[1], consistency=Consistency.APPLICATION)
+        assert not isinstance(refused.value, ProductionCheckpointImpossibleError)
+        attempt = emu.audit.entries(cmdlet="Checkpoint-VM")[-1]
+        assert attempt.outcome != "ok" and any("InvalidState" in e for e in attempt.errors), attempt
 
-    first = race(lambda: hooks[0].create_checkpoint(vm_id, names[0], consistency=Consistency.APPLICATION),
-                 lambda: hooks[1].create_checkpoint(vm_id, names[1], consistency=Consistency.APPLICATION))  # fmt: skip
-    errors = [r for r in first if isinstance(r, BaseException)]
-    assert len(errors) <= 1, errors
-    for error in errors:  # the loser is told the VM is busy; never "production impossible"
-        assert not isinstance(error, ProductionCheckpointImpossibleError), repr(error)
-        assert isinstance(error, CLEAR_ERRORS), repr(error)
-    assert model_vm(emu).checkpoint_type == type_before  # the loser's Set-VM pair put the type back too
-    assert_chain_consistent(emu)
-    # whoever lost tries again once the VM is idle: both runs end up with their own checkpoint
-    made = {r.checkpoint.name: r for r in first if not isinstance(r, BaseException)}
-    for i, name in enumerate(names):
-        if name not in made:
-            made[name] = protect(i)
-    assert sorted(c.name for c in hooks[0].list_checkpoints(vm_id)) == sorted(names)
-    assert_chain_consistent(emu)
+        clock.advance(emu.host("hv-01").timing.checkpoint_seconds)
+        worker.join(30)
+        assert not worker.is_alive() and len(created) == 1 and created[0].created, created
+        assert model_vm(emu).checkpoint_type == type_before  # B's refused attempt put its type back too
+        clock.auto_advance = True
+        second = b.create_checkpoint(vm_id, names[1], consistency=Consistency.APPLICATION)
+        assert second.created
+        made = {created[0].checkpoint.name: created[0], names[1]: second}
+        assert sorted(c.name for c in a.list_checkpoints(vm_id)) == sorted(names)
+        assert_chain_consistent(emu)
 
-    # both export their own checkpoint at once, to their own folders
-    paths = ["D:\\Backups\\race-a", "D:\\Backups\\race-b"]
-    for hv, path in zip(hooks, paths, strict=True):
-        hv.make_directory(path)
-    exported = race(
-        *[
-            (lambda hv=hv, r=made[n], p=p: hv.export_checkpoint(r.checkpoint.id, p))
-            for hv, n, p in zip(hooks, names, paths, strict=True)
-        ]
-    )
-    for result in exported:
-        assert result is None or isinstance(result, CLEAR_ERRORS), repr(result)
-    for path, result in zip(paths, exported, strict=True):
-        files = hooks[0].list_files(path)
-        if result is None:  # a finished export is whole: configuration and the disk, none empty
+        # each run exports its own checkpoint into its own folder, one after the other
+        paths = ["D:\\Backups\\race-a", "D:\\Backups\\race-b"]
+        for hv, name, path in zip((a, b), names, paths, strict=True):
+            hv.make_directory(path)
+            hv.export_checkpoint(made[name].checkpoint.id, path)
+            files = hv.list_files(path)
             assert {f.path.rsplit("\\", 1)[-1].lower() for f in files} >= {"web-01.vhdx"}
             assert all(f.length > 0 for f in files)
-    assert_chain_consistent(emu)
+        assert_chain_consistent(emu)
 
-    merge_everything(emu, hooks[0], vm_id)
-    for hv in hooks:
-        hv.close()
+        for name in reversed(names):  # each run merges its own, newest first; the host's time moves on
+            assert a.remove_checkpoint(made[name].checkpoint.id) is True
+            finish_merge(emu, clock)
     assert model_vm(emu).checkpoint_type == type_before
     assert_clean(emu, drives_before)
 
