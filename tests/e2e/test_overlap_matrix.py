@@ -337,15 +337,24 @@ def checkpoint_violations(runs: list[RunRecord], calls: list[HostCall]) -> list[
 
 def export_violations(runs: list[RunRecord], calls: list[HostCall]) -> list[str]:
     """No Remove-Item / Move-Item touches a run's export folder (final or staging, named by its
-    checkpoint's hash) outside that run's export task."""
+    checkpoint's hash) outside that run's export task; and nothing removes a run's promoted export at
+    all (the runs of a case are of different DAGs, with different export roots, or do not export:
+    no retention of the case may delete it). A foreign touch of a staging folder while the owner's
+    export task also runs cannot be told apart by time: the staging rule is the weaker one."""
     problems = []
     for call in calls:
         if call.cmdlet not in ("Remove-Item", "Move-Item"):
             continue
         for run in runs:
-            if run.digest in call.text and not any(
-                w.holds(call.wall_time) for w in run.windows.get("export", [])
-            ):
+            if run.digest not in call.text:
+                continue
+            promoted = re.search(rf"(?<!\.staging-)\d{{8}}t\d{{4}}z-{run.digest}", call.text)
+            if call.cmdlet == "Remove-Item" and promoted:
+                problems.append(
+                    f"Remove-Item of {run.label}'s promoted export at {clock(call.wall_time)}, while "
+                    f"{running_at(runs, call.wall_time, run)} ran"
+                )
+            elif not any(w.holds(call.wall_time) for w in run.windows.get("export", [])):
                 problems.append(
                     f"{call.cmdlet} on {run.label}'s export at {clock(call.wall_time)}, outside its export "
                     f"task, while {running_at(runs, call.wall_time, run)} ran"
@@ -655,3 +664,70 @@ def write_section(results: list[CaseResult], elapsed: float, concurrency: int) -
     else:
         head, tail = old.rstrip("\n") + "\n\n", "\n"
     DOC.write_text(head + "\n".join(lines) + tail, encoding="utf-8")
+
+
+# -- the invariants can fail (positive controls, no Airflow) ------------------------------------------------
+def control_runs() -> tuple[RunRecord, RunRecord, str, str]:
+    vm_id = "6f0c3a2e-0000-4000-8000-000000000001"
+    a = RunRecord("a", NIGHTLY, "ov01_a_nightly_checkpoint", "ov__01_a__x", vm_id, "success")
+    b = RunRecord("b", DATABASE, "ov01_b_database_vm_protection", "ov__01_b__y", vm_id, "success")
+    a.windows = {"create": [Window("cp", 10, 11)], "export": [Window("export", 12, 20)],
+                 "merge": [Window("merge", 30, 31)]}  # fmt: skip
+    b.windows = {"create": [Window("cp", 13, 14)], "other": [Window("retention", 15, 16)],
+                 "merge": [Window("merge", 17, 18)]}  # fmt: skip
+    cp_a, cp_b = "aaaaaaaa-0000-4000-8000-00000000000a", "bbbbbbbb-0000-4000-8000-00000000000b"
+    return a, b, cp_a, cp_b
+
+
+def made(run: RunRecord, checkpoint_id: str, t: float) -> HostCall:
+    return HostCall(
+        "Checkpoint-VM", f"airflow-hyperv 20261129t0400z {run.digest} {run.vm_id} {checkpoint_id}", "ok", t
+    )
+
+
+def removed(checkpoint_id: str, t: float, outcome: str = "ok") -> HostCall:
+    return HostCall("Remove-VMSnapshot", f"checkpoint({checkpoint_id})", outcome, t)
+
+
+def test_the_checkpoint_invariant_catches_a_run_removing_another_runs_checkpoint() -> None:
+    a, b, cp_a, cp_b = control_runs()
+    clean = [made(a, cp_a, 10.5), made(b, cp_b, 13.5), removed(cp_b, 17.5), removed(cp_a, 30.5)]
+    assert checkpoint_violations([a, b], clean) == []
+
+    # B's retention merges A's checkpoint mid-export; A's merge later finds it gone (a second call).
+    stolen = [made(a, cp_a, 10.5), made(b, cp_b, 13.5), removed(cp_a, 15.5), removed(cp_b, 17.5),
+              removed(cp_a, 30.5, outcome="error")]  # fmt: skip
+    problems = checkpoint_violations([a, b], stolen)
+    assert any("A (nightly_checkpoint)'s checkpoint was removed" in p and "B (database_vm_protection) retention"
+               in p for p in problems), problems  # fmt: skip
+    assert any("2 Remove-VMSnapshot calls" in p for p in problems), problems
+
+    # A checkpoint no run of the case made.
+    assert checkpoint_violations([a, b], [HostCall("Checkpoint-VM", "someone else's", "ok", 12)])
+
+
+def test_the_export_invariant_catches_a_run_touching_another_runs_export() -> None:
+    a, b, _, _ = control_runs()
+    own = HostCall(
+        "Move-Item", f"d:\\backups\\vm\\.staging-20261129t0400z-{a.digest} d:\\backups\\vm\\x", "ok", 19
+    )
+    assert export_violations([a, b], [own]) == []
+    # B's retention (after A's export task ended) removes A's promoted export.
+    b.windows["other"].append(Window("retention", 21, 22))
+    foreign = HostCall("Remove-Item", f"d:\\backups\\vm\\20261129t0400z-{a.digest}", "ok", 21.5)
+    problems = export_violations([a, b], [foreign])
+    assert problems and "B (database_vm_protection) retention" in problems[0], problems
+    # Staging removed by another run after the owner's export ended; and the promoted export removed
+    # even while the owner's export task still runs.
+    staging = HostCall("Remove-Item", f"d:\\backups\\vm\\.staging-20261129t0400z-{a.digest}", "ok", 21.5)
+    assert "outside its export task" in export_violations([a, b], [staging])[0]
+    early = HostCall("Remove-Item", f"d:\\backups\\vm\\20261129t0400z-{a.digest}", "ok", 15.5)
+    assert "promoted export" in export_violations([a, b], [early])[0]
+
+
+def test_every_pair_and_timing_is_a_case() -> None:
+    pairs = {(c.a, c.b) for c in CASES}
+    assert len(pairs) == 7 and (PRE_DEPLOYMENT, PRE_DEPLOYMENT) in pairs
+    assert all({c.timing for c in CASES if (c.a, c.b) == p} == {TOGETHER, *STEP_CMDLETS} for p in pairs
+               if p[0] != PRE_DEPLOYMENT)  # fmt: skip
+    assert len({c.vm for c in CASES}) == len(CASES)  # a VM per case: cases run concurrently
