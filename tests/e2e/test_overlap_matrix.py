@@ -119,8 +119,11 @@ def matrix_fleet() -> dict[str, Any]:
     example = yaml.safe_load((ROOT / "airflow_hyperv" / "emulator" / "fleets" / "example.yaml").read_text())
     vm = {"guest": "windows", "checkpoint_type": "Production", "memory_mb": 4096,
           "disks": [{"size_gb": 40, "file_gb": 4}]}  # fmt: skip
+    # Exports take seconds and merges a few seconds of real time (4 GiB at 1 MiB/s, 256 MiB of churn at
+    # 0.1 MiB/s, x1000): a wait's first poll does not see them done, so no trigger fires within a second
+    # of its deferral (the Airflow 3.3 race of a resumed part killed as "changed externally" under load).
     return {
-        "timing": example["timing"],
+        "timing": {**example["timing"], "export_mb_per_s": 1, "merge_mb_per_s": 0.1},
         "hosts": [
             {
                 "name": "hv-01",
@@ -258,12 +261,17 @@ def record_run(stack: AirflowStack, run: Run, side: str, kind: str, vm_id: str) 
         tries = stack.api(
             "GET", f"/dags/{run.dag_id}/dagRuns/{run.run_id}/taskInstances/{task_id}{suffix}/tries"
         )
-        for attempt in tries["task_instances"]:
+        # One window per task, from its first try's start to its last try's end: Airflow's try history
+        # can miss a try the scheduler killed (a resumed part "changed externally" under load).
+        starts, ends = [], []
+        for attempt in [*tries["task_instances"], ti]:
             if attempt.get("state") in (None, "skipped", "upstream_failed", "removed"):
                 continue  # never ran: a skipped task's dates are only when it was skipped
-            start, end = parse_time(attempt.get("start_date")), parse_time(attempt.get("end_date"))
-            if start is not None:
-                record.windows.setdefault(role, []).append(Window(task_id, start, end or time.time()))
+            if (start := parse_time(attempt.get("start_date"))) is not None:
+                starts.append(start)
+                ends.append(parse_time(attempt.get("end_date")) or time.time())
+        if starts:
+            record.windows.setdefault(role, []).append(Window(task_id, min(starts), max(ends)))
         if role == "export" and ti["state"] == "success":
             record.export = xcom(stack, run, task_id, map_index)
     if kind == PRE_DEPLOYMENT:
