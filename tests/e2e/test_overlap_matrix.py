@@ -119,11 +119,11 @@ def matrix_fleet() -> dict[str, Any]:
     example = yaml.safe_load((ROOT / "airflow_hyperv" / "emulator" / "fleets" / "example.yaml").read_text())
     vm = {"guest": "windows", "checkpoint_type": "Production", "memory_mb": 4096,
           "disks": [{"size_gb": 40, "file_gb": 4}]}  # fmt: skip
-    # Exports take seconds and merges a few seconds of real time (4 GiB at 1 MiB/s, 256 MiB of churn at
-    # 0.1 MiB/s, x1000): a wait's first poll does not see them done, so no trigger fires within a second
-    # of its deferral (the Airflow 3.3 race of a resumed part killed as "changed externally" under load).
+    # An export (4 GiB at 0.25 MiB/s) and a merge (256 MiB of churn at 0.02 MiB/s) take 13-16 s of real
+    # time at x1000: a wait's first poll never sees them done, so no trigger fires within seconds of its
+    # deferral (Airflow 3.3 then may kill the resumed part as "changed externally" under load).
     return {
-        "timing": {**example["timing"], "export_mb_per_s": 1, "merge_mb_per_s": 0.1},
+        "timing": {**example["timing"], "export_mb_per_s": 0.25, "merge_mb_per_s": 0.02},
         "hosts": [
             {
                 "name": "hv-01",
@@ -251,6 +251,16 @@ def xcom(stack: AirflowStack, run: Run, task_id: str, map_index: int, key: str =
     return value
 
 
+def first_log_time(stack: AirflowStack, run: Run, ti: dict[str, Any]) -> float | None:
+    """When the task's first try logged its first line (the try history can lose that try)."""
+    try:
+        entries = stack.task_log(run.dag_id, run.run_id, {**ti, "try_number": 1})
+    except AssertionError:
+        return None
+    times = [parse_time(e["timestamp"]) for e in entries if isinstance(e.get("timestamp"), str)]
+    return min((t for t in times if t is not None), default=None)
+
+
 def record_run(stack: AirflowStack, run: Run, side: str, kind: str, vm_id: str) -> RunRecord:
     record = RunRecord(side, kind, run.dag_id, run.run_id, vm_id, run.state, run.states())
     for (task_id, map_index), ti in run.final.items():
@@ -270,6 +280,8 @@ def record_run(stack: AirflowStack, run: Run, side: str, kind: str, vm_id: str) 
             if (start := parse_time(attempt.get("start_date"))) is not None:
                 starts.append(start)
                 ends.append(parse_time(attempt.get("end_date")) or time.time())
+        if role != "other" and (first := first_log_time(stack, run, ti)) is not None:
+            starts.append(first)
         if starts:
             record.windows.setdefault(role, []).append(Window(task_id, min(starts), max(ends)))
         if role == "export" and ti["state"] == "success":
