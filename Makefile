@@ -7,7 +7,7 @@ PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: setup test lint typecheck unit e2e demo airflow emulator bench bench-slow constraints clean
+.PHONY: setup test lint typecheck unit e2e overlap demo airflow emulator bench bench-slow constraints clean
 
 setup: $(STAMP)
 
@@ -27,11 +27,15 @@ typecheck: setup
 	$(VENV)/bin/mypy
 
 unit: setup
-	$(VENV)/bin/pytest -q $(PYTEST_ARGS)
+	$(VENV)/bin/pytest -q -m "not overlap" $(PYTEST_ARGS)
 
 # End to end on real Airflow processes (scheduler, dag-processor, api-server, triggerer) on PostgreSQL.
 e2e: setup
-	$(VENV)/bin/pytest -m e2e -q tests/e2e $(PYTEST_ARGS)
+	$(VENV)/bin/pytest -m "e2e and not overlap" -q tests/e2e $(PYTEST_ARGS)
+
+# Overlapping runs of the shipped DAGs on one VM, in real Airflow (writes its section of docs/reliability.md).
+overlap: setup
+	$(VENV)/bin/pytest -m overlap -q -s tests/e2e/test_overlap_matrix.py $(PYTEST_ARGS)
 
 # The whole suite: linter, type checker, every test.
 test: lint typecheck unit

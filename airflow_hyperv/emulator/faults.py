@@ -3,6 +3,10 @@
 A test arms a rule (``emulator.faults.inject(Fault.DROP_AFTER_RUN, cmdlet="Checkpoint-VM")``); the layer
 that owns the fault asks ``take()`` at the moment it applies and, when a rule matches, acts it out the way
 a real host or network would. Every fault that fired is kept in ``fired`` so a test can prove it happened.
+
+A ``Gate`` is not a fault but a sequencing point: the first matching cmdlet call blocks (before it
+changes anything) until the test releases it, and the test can wait until it is blocked. Tests use it
+to order concurrent runs explicitly ("B starts while A is in its export") instead of sleeping.
 """
 
 from __future__ import annotations
@@ -69,12 +73,48 @@ class FiredFault:
     detail: str
 
 
+class Gate:
+    """Holds the first call of ``cmdlet`` (for ``vm``, a VM Id or name, if given) until ``release()``."""
+
+    def __init__(self, cmdlet: str, vm: str | None = None) -> None:
+        self.cmdlet, self.vm = cmdlet, vm
+        self._blocked = threading.Event()
+        self._released = threading.Event()
+        self.held: str = ""  # what was held (cmdlet and bound parameters), once blocked
+
+    def matches(self, cmdlet: str, vms: Iterable[str]) -> bool:
+        if cmdlet.lower() != self.cmdlet.lower():
+            return False
+        return self.vm is None or self.vm.lower() in {v.lower() for v in vms}
+
+    def hold(self, detail: str, cancelled: threading.Event | None = None) -> bool:
+        """Block the calling cmdlet until released; False if ``cancelled`` was set first."""
+        self.held = detail
+        self._blocked.set()
+        while not self._released.wait(0.05):
+            if cancelled is not None and cancelled.is_set():
+                return False
+        return True
+
+    def wait_blocked(self, timeout: float) -> bool:
+        """True once a matching call is held (within ``timeout`` seconds)."""
+        return self._blocked.wait(timeout)
+
+    @property
+    def blocked(self) -> bool:
+        return self._blocked.is_set()
+
+    def release(self) -> None:
+        self._released.set()
+
+
 class FaultPlan:
     """Thread-safe set of armed faults and the record of those that fired."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._rules: list[FaultRule] = []
+        self._gates: list[Gate] = []
         self.fired: list[FiredFault] = []
 
     def inject(
@@ -117,6 +157,23 @@ class FaultPlan:
                     return rule
         return None
 
+    def gate(self, cmdlet: str, *, vm: str | None = None) -> Gate:
+        """Arm a gate: the next call of ``cmdlet`` (on ``vm``) blocks until ``Gate.release()``."""
+        gate = Gate(cmdlet, vm)
+        with self._lock:
+            self._gates.append(gate)
+        return gate
+
+    def take_gate(self, cmdlet: str, vms: Iterable[str]) -> Gate | None:
+        """The armed gate this call must stop at (each gate holds one call), if any."""
+        vms = list(vms)
+        with self._lock:
+            for gate in self._gates:
+                if gate.matches(cmdlet, vms):
+                    self._gates.remove(gate)
+                    return gate
+        return None
+
     def armed(self) -> list[FaultRule]:
         with self._lock:
             return list(self._rules)
@@ -124,6 +181,7 @@ class FaultPlan:
     def clear(self) -> None:
         with self._lock:
             self._rules.clear()
+            self._gates.clear()
 
     def count_fired(self, fault: Fault) -> int:
         with self._lock:

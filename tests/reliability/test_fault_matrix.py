@@ -261,7 +261,14 @@ def matrix_rows() -> Any:
         f"{len(CASES)} cases run; {len(IMPOSSIBLE)} combinations cannot happen.",
         "",
     ]
-    DOC.write_text("\n".join(lines), encoding="utf-8")
+    # Keep the "Overlapping runs" section that tests/e2e/test_overlap_matrix.py writes below the matrix.
+    previous = DOC.read_text(encoding="utf-8") if DOC.exists() else ""
+    overlap = (
+        previous[previous.find("<!-- overlap-matrix:start") :]
+        if "<!-- overlap-matrix:start" in previous
+        else ""
+    )
+    DOC.write_text("\n".join(lines) + ("\n" + overlap if overlap else ""), encoding="utf-8")
 
 
 # -- DAGs ---------------------------------------------------------------------------------------------

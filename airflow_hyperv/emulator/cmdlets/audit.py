@@ -7,6 +7,7 @@ transcript would on a real host.
 from __future__ import annotations
 
 import threading
+import time as _time
 from dataclasses import dataclass, field
 
 
@@ -24,6 +25,9 @@ class AuditEntry:
     )
     errors: list[str] = field(default_factory=list)  # FullyQualifiedErrorIds written or raised
     invoked_as: str = ""  # the name the client used (alias)
+    # Real (not emulated) seconds since the epoch when the call arrived: to line calls up with
+    # the start and end of Airflow task instances.
+    wall_time: float = field(default_factory=_time.time)
 
 
 class AuditLog:

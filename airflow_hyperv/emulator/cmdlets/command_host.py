@@ -14,6 +14,7 @@ provider (emulator/cmdlets/jea.py).
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -36,6 +37,7 @@ from airflow_hyperv.emulator.cmdlets.jea import (
     check_parameters,
 )
 from airflow_hyperv.emulator.cmdlets.serialize import serialize
+from airflow_hyperv.emulator.model.checkpoint import Checkpoint
 from airflow_hyperv.emulator.model.errors import (
     CommandNotFoundError,
     DriveNotFoundError,
@@ -44,6 +46,7 @@ from airflow_hyperv.emulator.model.errors import (
     ScriptsNotAllowedError,
 )
 from airflow_hyperv.emulator.model.host import HostModel
+from airflow_hyperv.emulator.model.vm import VirtualMachine
 from airflow_hyperv.emulator.runtime import (
     CommandInvocation,
     ErrorSpec,
@@ -52,6 +55,21 @@ from airflow_hyperv.emulator.runtime import (
     Statement,
     TerminatingError,
 )
+
+
+def _vm_refs(params: dict[str, Any]) -> list[str]:
+    """The VMs a call names (Ids of -VM / -VMSnapshot objects, -Id, -Name/-VMName text): what a gate
+    (faults.Gate) matches on."""
+    refs: list[str] = []
+    for name, value in params.items():
+        for item in value if isinstance(value, list | tuple) else [value]:
+            if isinstance(item, VirtualMachine):
+                refs.append(str(item.id))
+            elif isinstance(item, Checkpoint):
+                refs.append(str(item.vm_id))
+            elif name in ("Id", "Name", "VMName") and isinstance(item, str | uuid.UUID):
+                refs.append(str(item))
+    return refs
 
 
 @dataclass
@@ -213,6 +231,9 @@ class HyperVCommandHost:
             ctx.cancelled,
             lambda spec, target: self._error(step, spec, target, sink),
         )
+        gate = self.host.faults.take_gate(step.cmdlet.name, _vm_refs(params))
+        if gate is not None and not gate.hold(f"{step.cmdlet.name} {step.audit.parameters}", ctx.cancelled):
+            return []  # the client stopped the pipeline while the test held it: nothing ran
         outputs: list[Any] = []
         try:
             for obj in step.cmdlet.handler(call):
