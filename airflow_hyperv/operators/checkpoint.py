@@ -11,7 +11,12 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSkipException
+from airflow.sdk.exceptions import (
+    AirflowException,
+    AirflowFailException,
+    AirflowRescheduleException,
+    AirflowSkipException,
+)
 
 from airflow_hyperv.hyperv.enums import CheckpointType, Consistency
 from airflow_hyperv.hyperv.errors import (
@@ -51,9 +56,13 @@ class HyperVCreateCheckpointOperator(DeferrableMixin, HyperVBaseOperator):
     have run, the checkpoint is removed and the lease released before the task fails.
 
     Before anything changes the task takes the VM's lease (docs/operations.md, Overlapping runs).
-    If another run holds it: ``on_busy="wait"`` waits up to ``busy_timeout`` seconds (deferred, no
-    worker slot held, when ``deferrable``), ``on_busy="skip"`` skips naming the holder. A holder
-    whose DAG run is over is stale: its lease is taken over, its checkpoint is never touched.
+    If another run holds it: ``on_busy="wait"`` waits up to ``busy_timeout`` seconds, ``on_busy="skip"``
+    skips naming the holder. The wait is an Airflow reschedule by default (``reschedule_when_busy``):
+    the task holds neither a worker slot nor a pool slot meanwhile, so a run waiting for a VM can never
+    starve the lease holder's own export and merge of the host's pool (the example pools count
+    deferred tasks). With ``reschedule_when_busy=False`` it defers (``deferrable``) or polls in the
+    worker. A holder whose DAG run is over is stale: its lease is taken over, its checkpoint is never
+    touched.
 
     Returns (XCom): vm_id, vm_name, host, checkpoint_id, checkpoint_name, consistency, created_at,
     created (False if an earlier try made it), fell_back, avhdx_paths.
@@ -70,11 +79,13 @@ class HyperVCreateCheckpointOperator(DeferrableMixin, HyperVBaseOperator):
         branch_task_id: str | None = None,
         on_busy: str = "wait",
         busy_timeout: float = DEFAULT_BUSY_TIMEOUT,
+        reschedule_when_busy: bool = True,
         deferrable: bool | None = None,
         poll_interval: float = 10.0,
         **kwargs: Any,
     ):
         super().__init__(**kwargs)
+        self.reschedule_when_busy = reschedule_when_busy
         self.consistency = consistency
         self.fallback_to_crash = fallback_to_crash
         self.policy = policy  # "fallback" allows the standard fallback too (templated, so it can be mapped)
@@ -123,7 +134,7 @@ class HyperVCreateCheckpointOperator(DeferrableMixin, HyperVBaseOperator):
             dag_id=dag_run.dag_id, run_id=dag_run.run_id, vm_id=str(vm.id), checkpoint_name=name,
             checkpoint_type_before="", host=hv.settings.host_label,
         )  # fmt: skip
-        started = busy_since if busy_since is not None else time.time()
+        started = busy_since if busy_since is not None else self._first_wait(context)
         while True:
             claim = hv.acquire_lease(candidate)
             state = None if claim.ours else holder_run_state(context, claim.lease)
@@ -149,6 +160,10 @@ class HyperVCreateCheckpointOperator(DeferrableMixin, HyperVBaseOperator):
                     f"{self.wait_timeout:g}s); nothing was changed"
                 )
             self.log.info("%s is being protected by %s; waiting for it", vm.name, holder)
+            if self.reschedule_when_busy:
+                raise AirflowRescheduleException(
+                    dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=self.poll_interval)
+                )
             if self.deferrable:
                 self._defer_for_lease(vm, claim.lease, started, waited)
             time.sleep(self.poll_interval)
@@ -165,6 +180,14 @@ class HyperVCreateCheckpointOperator(DeferrableMixin, HyperVBaseOperator):
                 )
             )
         return lease
+
+    @staticmethod
+    def _first_wait(context: Context) -> float:
+        """When this try began to wait for the lease: its first reschedule's start, else now."""
+        first = None
+        with contextlib.suppress(Exception):  # no reschedule history (e.g. a direct execute() call)
+            first = context["ti"].get_first_reschedule_date(context)
+        return first.timestamp() if first is not None else time.time()
 
     def _defer_for_lease(self, vm: Any, holder: Lease, started: float, waited: float) -> None:
         from airflow_hyperv.triggers.hyperv import HyperVWaitTrigger

@@ -61,6 +61,7 @@ def build_protection_chain(
     poll_interval: float = 10.0,
     on_busy: str = "wait",
     busy_timeout: float = DEFAULT_BUSY_TIMEOUT,
+    reschedule_when_busy: bool = True,
     **task_kwargs: Any,
 ) -> dict[str, Any]:
     """Create the chain's tasks in the current DAG / task group (also a mapped ``@task_group``, where
@@ -69,7 +70,8 @@ def build_protection_chain(
     ``policy``: require (application-consistent or fail), fallback (standard checkpoint recorded as
     crash-consistent), skip. ``pool`` caps concurrent host work (one pool per Hyper-V host).
     ``on_busy`` / ``busy_timeout``: what the checkpoint task does while another run holds the VM's
-    lease (wait, deferred when ``deferrable``, up to ``busy_timeout`` seconds; or skip).
+    lease (wait up to ``busy_timeout`` seconds, rescheduled so no worker or pool slot is held unless
+    ``reschedule_when_busy=False``; or skip).
     """
     if isinstance(policy, str):
         Policy.parse(policy)  # a bad literal policy fails at parse time, before any run
@@ -82,7 +84,12 @@ def build_protection_chain(
     if pool:
         common["pool"] = pool
     waits: dict[str, Any] = {"deferrable": deferrable, "poll_interval": poll_interval}
-    busy: dict[str, Any] = {"on_busy": on_busy, "busy_timeout": busy_timeout, **waits}
+    busy: dict[str, Any] = {
+        "on_busy": on_busy,
+        "busy_timeout": busy_timeout,
+        "reschedule_when_busy": reschedule_when_busy,
+        **waits,
+    }
     verify = HyperVVerifyOperator(task_id="verify", export_path=export_root, **common)
     branch = HyperVCheckpointBranchOperator(
         task_id="choose",

@@ -227,7 +227,11 @@ def test_the_second_run_defers_while_the_first_holds_the_vm_and_proceeds_after_i
     run_a, a_checkpoint = run_a_holds_web01(create_only_dag, emulator, hook)
     set_run_state(run_a, "running")  # A is still at work (exporting, say)
     create_b = HyperVCreateCheckpointOperator(
-        task_id="production_checkpoint", vm="web-01", deferrable=True, poll_interval=0.05
+        task_id="production_checkpoint",
+        vm="web-01",
+        deferrable=True,
+        poll_interval=0.05,
+        reschedule_when_busy=False,
     )
     context_b = context_for("overlap_b", "run_b", DAY.add(hours=1))
     with pytest.raises(TaskDeferred) as deferred:
@@ -268,7 +272,11 @@ def test_the_second_run_polls_in_the_worker_while_the_first_holds_the_vm(hook, e
     lease_a = foreign_lease(vm.id)
     assert hook.acquire_lease(lease_a).ours
     create_b = HyperVCreateCheckpointOperator(
-        task_id="production_checkpoint", vm="web-01", deferrable=False, poll_interval=0.05
+        task_id="production_checkpoint",
+        vm="web-01",
+        deferrable=False,
+        poll_interval=0.05,
+        reschedule_when_busy=False,
     )
     outcome: dict = {}
 
@@ -373,7 +381,9 @@ def test_in_a_dag_run_the_second_run_defers_and_fails_naming_the_holder_after_bu
 
     run_a, a_checkpoint = run_a_holds_web01(create_only_dag, emulator, hook)
     set_run_state(run_a, "running")
-    dag_b = dag_factory("overlap_b_deferred", vm="web-01", deferrable=True, busy_timeout=1)
+    dag_b = dag_factory(
+        "overlap_b_deferred", vm="web-01", deferrable=True, busy_timeout=1, reschedule_when_busy=False
+    )
     run_b = dag_b.test(logical_date=DAY.add(hours=1))
     states = {ti.task_id: str(ti.state) for ti in run_b.get_task_instances()}
     assert str(run_b.state) == "failed"
@@ -382,6 +392,61 @@ def test_in_a_dag_run_the_second_run_defers_and_fails_naming_the_holder_after_bu
         rows = session.query(XComModel).filter_by(run_id=run_b.run_id, key="hyperv_failure").all()
         reasons = [XComModel.deserialize_value(r)["reason"] for r in rows]
     assert any("stayed busy" in r and run_a.run_id in r for r in reasons), reasons
+    assert checkpoint_names(emulator) == [a_checkpoint]
+    assert hook.read_lease(vm_model(emulator).id).run_id == run_a.run_id
+    assert vm_model(emulator).checkpoint_type.name == "Production"
+
+
+def test_by_default_a_busy_vm_reschedules_the_task_so_it_holds_no_worker_or_pool_slot(
+    hook, emulator, monkeypatch
+):
+    """The example pools count deferred tasks: a run deferred on another run's lease would hold a slot
+    the holder's own export and merge may need. The default wait is a reschedule, which holds none."""
+    from airflow.sdk.exceptions import AirflowRescheduleException
+
+    from airflow_hyperv.operators.checkpoint import HyperVCreateCheckpointOperator
+
+    monkeypatch.setenv("AIRFLOW_CONN_HYPERV_DEFAULT", emulator.connection_uri("hv-01"))
+    vm = hook.get_vm(name="web-01")
+    assert hook.acquire_lease(foreign_lease(vm.id)).ours
+    create_b = HyperVCreateCheckpointOperator(
+        task_id="production_checkpoint", vm="web-01", deferrable=True, poll_interval=30
+    )
+    with pytest.raises(AirflowRescheduleException) as rescheduled:
+        create_b.execute(context_for("overlap_b", "run_b"))
+    wait = (rescheduled.value.reschedule_date - pendulum.now("UTC")).total_seconds()
+    assert 0 < wait <= 30  # the next look at the lease: one poll interval from now
+    assert checkpoint_names(emulator) == []
+    assert hook.read_lease(vm.id).dag_id == "other_deployment"  # the holder's lease is untouched
+
+
+def test_in_a_dag_run_the_second_run_reschedules_and_fails_naming_the_holder_after_busy_timeout(
+    create_only_dag, dag_factory, emulator, hook
+):
+    """Through dag.test(): B's checkpoint task is rescheduled while A holds the lease, then gives up
+    after busy_timeout naming A's run; nothing changed, A keeps its checkpoint and its lease."""
+    from airflow.models.taskreschedule import TaskReschedule
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+
+    run_a, a_checkpoint = run_a_holds_web01(create_only_dag, emulator, hook)
+    set_run_state(run_a, "running")
+    dag_b = dag_factory("overlap_b_rescheduled", vm="web-01", busy_timeout=1, poll_interval=0.2)
+    run_b = dag_b.test(logical_date=DAY.add(hours=2))
+    states = {ti.task_id: str(ti.state) for ti in run_b.get_task_instances()}
+    assert str(run_b.state) == "failed"
+    assert states["protect_web-01.production_checkpoint"] == "failed", states
+    with create_session() as session:
+        rescheduled = (
+            session.query(TaskReschedule)
+            .join(TaskReschedule.task_instance)
+            .filter_by(run_id=run_b.run_id, task_id="protect_web-01.production_checkpoint")
+            .count()
+        )
+        rows = session.query(XComModel).filter_by(run_id=run_b.run_id, key="hyperv_failure").all()
+        reasons = [XComModel.deserialize_value(r)["reason"] for r in rows]
+    assert rescheduled >= 1  # it waited by reschedule (the fault-free path never reschedules)
+    assert any("still being protected" in r and run_a.run_id in r for r in reasons), reasons
     assert checkpoint_names(emulator) == [a_checkpoint]
     assert hook.read_lease(vm_model(emulator).id).run_id == run_a.run_id
     assert vm_model(emulator).checkpoint_type.name == "Production"
