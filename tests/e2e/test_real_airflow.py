@@ -283,7 +283,7 @@ def test_a_vm_stop_on_the_host_runs_protect_on_change_through_the_asset_watcher_
         new = fleet.audit.entries(cmdlet="Checkpoint-VM")[checkpoints_before:]
         assert [e.targets[0].lower() for e in new] == [str(web.id).lower()], new
         assert_no_checkpoint_left(fleet)
-        exports = host.fs.to_real("D:\\Backups\\on-change")
+        exports = host.fs.to_real("D:\\Backups\\on-change\\hv-01")  # <root>\<host>\<vm id>
         assert [p.name.lower() for p in exports.iterdir()] == [str(web.id).lower()], list(exports.iterdir())
 
         # No repeat: the watcher keeps reading the event log past that record and fires nothing more.
