@@ -12,6 +12,7 @@ from airflow_hyperv.hooks.base import HyperVBaseHook
 from airflow_hyperv.hyperv import pipelines
 from airflow_hyperv.hyperv.enums import CheckpointType, Consistency, SnapshotType
 from airflow_hyperv.hyperv.errors import (
+    NEARLY_FULL_BYTES,
     AmbiguousVMNameError,
     CheckpointNotFoundError,
     CheckpointsDisabledError,
@@ -20,6 +21,7 @@ from airflow_hyperv.hyperv.errors import (
     HyperVError,
     OperationInProgressError,
     ProductionCheckpointImpossibleError,
+    StorageFullError,
     VMNotFoundError,
     classify,
     means_production_impossible,
@@ -307,12 +309,25 @@ class HyperVHook(HyperVBaseHook):
         # Only a failed checkpoint job itself means "production impossible": a busy VM, a full disk
         # or a permission error is not the guest's fault (errors.means_production_impossible).
         if attempt is CheckpointType.ProductionOnly and means_production_impossible(error):
+            self._raise_if_volume_full(vm, error)
             raise ProductionCheckpointImpossibleError(
                 f"a production (application-consistent) checkpoint of {vm.name} is impossible: the guest could "
                 f"not quiesce ({error})",
                 error.info,
             )
         raise type(error)(f"checkpoint of {vm.name}: {error}", error.info)
+
+    def _raise_if_volume_full(self, vm: VirtualMachine, error: HyperVError) -> None:
+        """A failed job with a nearly full volume under the VM's disks is that volume's fault: a standard
+        fallback would fail the same way, so it is never read as "the guest could not quiesce"."""
+        for drive in self.vm_overview(vm.id).drives:
+            volume = self.volume_of(drive.path) if drive.path else None
+            if volume is not None and volume.free < NEARLY_FULL_BYTES:
+                raise StorageFullError(
+                    f"checkpoint of {vm.name} failed and the volume holding {drive.path} has only "
+                    f"{volume.free >> 20} MiB free: free space there (Hyper-V said: {error})",
+                    error.info,
+                )
 
     def _adopt_unnamed(
         self, vm: VirtualMachine, name: str, checkpoints: list[Checkpoint], before: set[str]

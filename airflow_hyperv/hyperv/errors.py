@@ -177,6 +177,12 @@ def classify(info: ErrorInfo) -> HyperVError:
     return CommandFailedError(info.describe(), info)
 
 
+# Below this much free space on the volume of a VM's disks, a failed checkpoint is a full volume, not a
+# guest that could not quiesce: real hosts report both as the same plain failed job (OperationFailed),
+# and the full-disk text does not always carry the Win32 code (minishift/minishift#1607).
+NEARLY_FULL_BYTES = 1 << 30
+
+
 def means_production_impossible(error: HyperVError) -> bool:
     """Whether a failed ProductionOnly Checkpoint-VM says "the guest could not quiesce". Real hosts
     report that as a plain failed job (OperationFailed, VirtualizationException): anything narrower

@@ -163,6 +163,24 @@ class ProductionCheckpointError(HyperVError):
         )
 
 
+class CheckpointNoSpaceError(HyperVError):
+    """Checkpoint-VM with no room for the differencing disks on their volume: a plain failed job, the
+    shape of a real host's full-volume failure (New-VHD on a full disk: OperationFailed, no Win32 code
+    in the text, minishift/minishift#1607). The checkpoint's own text is *unconfirmed*."""
+
+    error_id = "OperationFailed"
+    category = "NotSpecified"
+
+    def __init__(self, vm_name: str, vm_id: str, volume: str) -> None:
+        uid = vm_id.upper()
+        super().__init__(
+            f"Checkpoint operation failed.\nCheckpoint operation for '{vm_name}' failed. (Virtual machine ID "
+            f"{uid})\nThere is not enough space on the disk '{volume}'.",
+            target_name=vm_name,
+            target_type="VirtualMachine",
+        )
+
+
 class InvalidStateError(HyperVError):
     """An operation the VM's current state forbids (e.g. a checkpoint while disks merge). *unconfirmed* id."""
 

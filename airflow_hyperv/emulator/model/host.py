@@ -29,6 +29,7 @@ from airflow_hyperv.emulator.model.disk import (
 )
 from airflow_hyperv.emulator.model.enums import CheckpointType, VhdType, VMState
 from airflow_hyperv.emulator.model.errors import (
+    CheckpointNoSpaceError,
     CheckpointsDisabledError,
     ExportExistsError,
     InvalidStateError,
@@ -282,6 +283,7 @@ class HostModel:
             ctype = vm.checkpoint_type
             if ctype is CheckpointType.Disabled:
                 raise CheckpointsDisabledError(vm.name, str(vm.id))
+            self._require_room_for_checkpoint(vm)
             consistency = self._decide_consistency(vm, ctype, cmdlet)
             vm.busy = "checkpoint"
             start = self.clock.now()
@@ -293,6 +295,14 @@ class HostModel:
                 vm.busy = ""
         with self.lock:
             return self._commit_checkpoint(vm, name, consistency, start)
+
+    def _require_room_for_checkpoint(self, vm: VirtualMachine) -> None:
+        """A new differencing disk needs room on its drive's volume (at least a fresh AVHDX's size)."""
+        need = int(self.timing.avhdx_initial_mb * MiB)
+        for drive in vm.hard_drives:
+            volume = self.fs.volume_for(drive.disk.path)
+            if self.fs.free(volume) < need:
+                raise CheckpointNoSpaceError(vm.name, str(vm.id), volume.root.rstrip("\\"))
 
     def _decide_consistency(self, vm: VirtualMachine, ctype: CheckpointType, cmdlet: str) -> Consistency:
         """Production -> production if possible else *silently* standard; ProductionOnly -> production or fail."""
