@@ -11,13 +11,13 @@ PYTEST_ARGS ?=
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml constraints.txt
+$(STAMP): pyproject.toml emulator/pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade "pip>=24"
-	$(PIP) install --quiet -c constraints.txt -e ".[dev]"
+	$(PIP) install --quiet -c constraints.txt -e ./emulator -e ".[dev]"
 	touch $(STAMP)
 
-LINT_DIRS := $(wildcard airflow_hyperv dags tests bench)
+LINT_DIRS := $(wildcard airflow_hyperv emulator tests bench)
 
 lint: setup
 	$(VENV)/bin/ruff check $(LINT_DIRS)
@@ -48,7 +48,7 @@ airflow: setup
 	$(PY) -m airflow_hyperv.cli.main airflow
 
 emulator: setup
-	$(VENV)/bin/airflow-hyperv emulator --fleet airflow_hyperv/emulator/fleets/example.yaml --auth basic
+	$(VENV)/bin/hyperv-emulator --fleet emulator/hyperv_emulator/fleets/example.yaml --auth basic
 
 bench: setup
 	$(PY) -m bench.run
@@ -59,7 +59,7 @@ bench-slow: setup
 
 constraints:
 	rm -rf /tmp/airflow-hyperv-constraints && $(PYTHON) -m venv /tmp/airflow-hyperv-constraints
-	/tmp/airflow-hyperv-constraints/bin/pip install --quiet -e ".[dev]"
+	/tmp/airflow-hyperv-constraints/bin/pip install --quiet -e ./emulator -e ".[dev]"
 	{ head -3 constraints.txt; /tmp/airflow-hyperv-constraints/bin/pip freeze --exclude-editable | grep -v '^-e'; } > constraints.txt.new
 	mv constraints.txt.new constraints.txt
 

@@ -10,7 +10,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Literal
 
-from airflow_hyperv.emulator.api import EXAMPLE_FLEET, Emulator
+from hyperv_emulator.api import EXAMPLE_FLEET, Emulator
 
 Auth = Literal["basic", "ntlm"]
 

@@ -42,8 +42,6 @@ from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any
 
-from airflow_hyperv.emulator.api import Emulator
-from airflow_hyperv.emulator.counters import CountersSnapshot
 from bench.common import Auth, median, print_machine_info, print_table, start_emulator
 from bench.hook_requests import (
     PSRP_CONN_ID,
@@ -54,6 +52,9 @@ from bench.hook_requests import (
     pypsrp_wsman_kwargs,
     quiet,
 )
+from hyperv_emulator.api import Emulator
+from hyperv_emulator.counters import CountersSnapshot
+from tests.support.emulated import uri_for
 
 HOST = "hv-01"
 VM_NAME = "dc-01"
@@ -112,7 +113,7 @@ def run_hyperv_operators(emu: Emulator, meter: StepMeter, run_id: str) -> None:
 
     common: dict[str, Any] = {"vm": VM_NAME, "hyperv_conn_id": HYPERV_CONN_ID}
     context = _context(run_id)
-    with _env(f"AIRFLOW_CONN_{HYPERV_CONN_ID.upper()}", emu.connection_uri(HOST)):
+    with _env(f"AIRFLOW_CONN_{HYPERV_CONN_ID.upper()}", uri_for(emu, HOST)):
         report = HyperVVerifyOperator(task_id="verify", export_path=EXPORT_ROOT, **common).execute(context)
         branch = HyperVCheckpointBranchOperator(
             task_id="choose", report=report, vm=VM_NAME, policy="require",

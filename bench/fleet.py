@@ -39,7 +39,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from airflow_hyperv.example_dags import EXAMPLE_DAGS
 from bench.common import print_machine_info, print_table
+from tests.support.emulated import uri_for
 
 ROOT = Path(__file__).resolve().parents[1]
 TIMING = {"checkpoint_seconds": 3, "restore_seconds": 2, "export_mb_per_s": 250, "merge_mb_per_s": 150}
@@ -108,15 +110,15 @@ def _child(home: Path, hosts: int, vms: int, slots: int) -> dict[str, Any]:
     for h in range(hosts):
         Pool.create_or_update_pool(f"hyperv_hv_{h:02d}", slots, "one Hyper-V host", include_deferred=True)
 
-    from airflow_hyperv.emulator.api import Emulator
+    from hyperv_emulator.api import Emulator
 
     with Emulator(fleet=fleet(hosts, vms), root_dir=home / "hosts", time_scale=1000.0) as emu:
         for name in emu.host_names:
-            os.environ[f"AIRFLOW_CONN_HYPERV_{name.upper().replace('-', '_')}"] = emu.connection_uri(name)
+            os.environ[f"AIRFLOW_CONN_HYPERV_{name.upper().replace('-', '_')}"] = uri_for(emu, name)
         import importlib.util
 
         spec = importlib.util.spec_from_file_location(
-            "nightly_checkpoint", ROOT / "dags" / "nightly_checkpoint.py"
+            "nightly_checkpoint", EXAMPLE_DAGS / "nightly_checkpoint.py"
         )
         assert spec and spec.loader
         module = importlib.util.module_from_spec(spec)
@@ -201,7 +203,7 @@ def run_size(template: Path, base: Path, hosts: int, vms: int, slots: int) -> di
     shutil.copytree(template, home)
     (home / "airflow.cfg").unlink(missing_ok=True)  # it names the template's folders; the env says the rest
     # dag.test() serializes the DAG from the DAGs folder (its bundle), as make demo does.
-    shutil.copytree(ROOT / "dags", home / "dags", dirs_exist_ok=True)
+    shutil.copytree(EXAMPLE_DAGS, home / "dags", dirs_exist_ok=True)
     inv_path = home / "inventory.yaml"
     inv_path.write_text(yaml.safe_dump(inventory(hosts, vms, slots)))
     env = {**airflow_env(home), "AIRFLOW_HYPERV_INVENTORY": str(inv_path)}

@@ -34,9 +34,11 @@ from typing import Any
 
 import yaml
 
+from airflow_hyperv.example_dags import EXAMPLE_DAGS
 from bench.cluster import AirflowCluster, Postgres, RunTimeout, airflow_env, cpu_busy, free_port, parse_time
 from bench.common import print_machine_info, print_table
 from bench.fleet import CHURN_MB, DISK_FILE_GB, TIMING, fleet, inventory, layout
+from tests.support.emulated import uri_for
 
 ROOT = Path(__file__).resolve().parents[1]
 DAG_ID = "nightly_checkpoint"
@@ -144,7 +146,7 @@ def run_size(
 def measure(
     sizes: Sequence[int], *, hosts: int, slots: int, time_scale: float, parallelism: int, deadline: float
 ) -> tuple[list[dict[str, Any]], float]:
-    from airflow_hyperv.emulator.api import Emulator
+    from hyperv_emulator.api import Emulator
 
     stop_at = time.monotonic() + deadline
     biggest = max(sizes)
@@ -159,11 +161,11 @@ def measure(
         ) as emu:
             home = tmp / "airflow"
             (home / "dags").mkdir(parents=True)
-            shutil.copy2(ROOT / "dags" / f"{DAG_ID}.py", home / "dags" / f"{DAG_ID}.py")
+            shutil.copy2(EXAMPLE_DAGS / f"{DAG_ID}.py", home / "dags" / f"{DAG_ID}.py")
             inv_path = tmp / "inventory.yaml"  # outside the DAGs folder
             inv_path.write_text(yaml.safe_dump(inventory(hosts, biggest, slots)))
             conns = {
-                f"AIRFLOW_CONN_HYPERV_{name.upper().replace('-', '_')}": emu.connection_uri(name)
+                f"AIRFLOW_CONN_HYPERV_{name.upper().replace('-', '_')}": uri_for(emu, name)
                 for name in emu.host_names
             }
             api_port = free_port()

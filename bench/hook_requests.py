@@ -43,9 +43,10 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from airflow_hyperv.emulator.api import Emulator
-from airflow_hyperv.emulator.counters import CountersSnapshot
 from bench.common import Auth, median, print_machine_info, print_table, start_emulator
+from hyperv_emulator.api import Emulator
+from hyperv_emulator.counters import CountersSnapshot
+from tests.support.emulated import settings_for
 
 HOST = "hv-01"  # the example fleet's first host: the default route /wsman reaches it too
 VM_NAME = "dc-01"  # Windows guest, VSS healthy, checkpoint type ProductionOnly
@@ -113,7 +114,7 @@ def run_hyperv_hook(emu: Emulator, vm_name: str, checkpoint: str) -> None:
     from airflow_hyperv.hooks.hyperv import HyperVHook
     from airflow_hyperv.hyperv.enums import Consistency
 
-    with HyperVHook(settings=emu.connection_settings(HOST)) as hv:
+    with HyperVHook(settings=settings_for(emu, HOST)) as hv:
         vm = hv.get_vm(name=vm_name)
         if not any(s.is_backup_service and s.healthy for s in hv.integration_services(vm.id)):
             raise RuntimeError("the Backup (VSS) integration service is not healthy")

@@ -36,10 +36,11 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from airflow_hyperv.example_dags import EXAMPLE_DAGS
 from bench.common import median, print_machine_info, print_table
 
 ROOT = Path(__file__).resolve().parents[1]
-DAG_FILES = sorted((ROOT / "dags").glob("*.py"))
+DAG_FILES = sorted(p for p in EXAMPLE_DAGS.glob("*.py") if p.name != "__init__.py")
 BASELINE_NAME = "baseline_empty_dag.py"
 BASELINE_DAG = '''"""The baseline: one DAG, one EmptyOperator."""
 import pendulum
@@ -60,7 +61,7 @@ LAYERS = (
     "airflow_hyperv.triggers.hyperv",
     "airflow_hyperv.hooks.hyperv",
     "airflow_hyperv.hooks.async_hyperv",
-    "airflow_hyperv.emulator.api",
+    "hyperv_emulator.api",
 )
 # Transport (and emulator) modules no DAG file should need at parse time.
 TRANSPORT = (
@@ -71,7 +72,7 @@ TRANSPORT = (
     "airflow_hyperv.hooks.base",
     "airflow_hyperv.hooks.hyperv",
     "airflow_hyperv.hooks.disconnected",
-    "airflow_hyperv.emulator",
+    "hyperv_emulator",
 )
 
 # Runs in the fresh interpreter: time ``import airflow.sdk`` and then the file (or module), report JSON.

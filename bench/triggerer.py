@@ -43,9 +43,10 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import Any
 
-from airflow_hyperv.emulator.counters import CountersSnapshot
 from bench.common import print_machine_info, print_table
 from bench.hook_requests import quiet
+from hyperv_emulator.counters import CountersSnapshot
+from tests.support.emulated import uri_for
 
 PATHS = ("shared", "standalone")
 TICK = 0.010
@@ -78,10 +79,10 @@ def _emulator_child(pipe: Connection, fleet_dict: dict[str, Any], time_scale: fl
     import logging
 
     logging.disable(logging.INFO)
-    from airflow_hyperv.emulator.api import Emulator
+    from hyperv_emulator.api import Emulator
 
     with Emulator(fleet=fleet_dict, auth="basic", time_scale=time_scale) as emu:
-        pipe.send({"uris": {h: emu.connection_uri(h) for h in emu.host_names}})
+        pipe.send({"uris": {h: uri_for(emu, h) for h in emu.host_names}})
         while True:
             command = pipe.recv()
             if command == "snapshot":

@@ -13,6 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from airflow_hyperv.example_dags import EXAMPLE_DAGS
+from tests.support.emulated import settings_for, uri_for
+
 # Airflow reads its home and database at import: give the test session its own, before any import.
 _HOME = Path(tempfile.mkdtemp(prefix="airflow-hyperv-tests-"))
 os.environ["AIRFLOW_HOME"] = str(_HOME)
@@ -24,7 +27,7 @@ os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = f"sqlite:///{_HOME}/airflow.
 
 @pytest.fixture
 def emulator(tmp_path):
-    from airflow_hyperv.emulator.api import Emulator
+    from hyperv_emulator.api import Emulator
 
     with Emulator(root_dir=tmp_path / "hosts", auth="basic", time_scale=1000.0) as emu:
         yield emu
@@ -34,7 +37,7 @@ def emulator(tmp_path):
 def hook(emulator):
     from airflow_hyperv.hooks.hyperv import HyperVHook
 
-    hv = HyperVHook(settings=emulator.connection_settings("hv-01"))
+    hv = HyperVHook(settings=settings_for(emulator, "hv-01"))
     hv.retry_wait_multiplier = 0.01  # keep backoff short in tests; the policy itself is unchanged
     hv.retry_wait_max = 0.05
     with hv:
@@ -51,8 +54,8 @@ def airflow_db() -> None:
 @pytest.fixture
 def dag_factory(airflow_db, emulator, monkeypatch):
     """Write a one-VM protection DAG into the dags folder, import it, and hand it back."""
-    monkeypatch.setenv("AIRFLOW_CONN_HYPERV_DEFAULT", emulator.connection_uri("hv-01"))
-    monkeypatch.setenv("AIRFLOW_CONN_HV_02", emulator.connection_uri("hv-02"))
+    monkeypatch.setenv("AIRFLOW_CONN_HYPERV_DEFAULT", uri_for(emulator, "hv-01"))
+    monkeypatch.setenv("AIRFLOW_CONN_HV_02", uri_for(emulator, "hv-02"))
     folder = Path(os.environ["AIRFLOW__CORE__DAGS_FOLDER"])
 
     def make(dag_id: str, **protect: object):
@@ -80,7 +83,7 @@ def dag_factory(airflow_db, emulator, monkeypatch):
     return make
 
 
-DAGS = Path(__file__).parents[1] / "dags"
+DAGS = EXAMPLE_DAGS
 
 
 @pytest.fixture
@@ -88,8 +91,8 @@ def fleet_dags(airflow_db, emulator, monkeypatch):
     """The example DAGs in the test dags folder, with connections and pools for the example fleet."""
     folder = Path(os.environ["AIRFLOW__CORE__DAGS_FOLDER"])
     shutil.copytree(DAGS, folder, dirs_exist_ok=True)
-    monkeypatch.setenv("AIRFLOW_CONN_HYPERV_HV_01", emulator.connection_uri("hv-01"))
-    monkeypatch.setenv("AIRFLOW_CONN_HYPERV_HV_02", emulator.connection_uri("hv-02"))
+    monkeypatch.setenv("AIRFLOW_CONN_HYPERV_HV_01", uri_for(emulator, "hv-01"))
+    monkeypatch.setenv("AIRFLOW_CONN_HYPERV_HV_02", uri_for(emulator, "hv-02"))
     for pool, slots in (("hyperv_hv_01", "2"), ("hyperv_hv_02", "1")):
         subprocess.run(
             [sys.executable, "-m", "airflow", "pools", "set", pool, slots, "Hyper-V host", "--include-deferred"],

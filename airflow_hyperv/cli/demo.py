@@ -15,9 +15,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from airflow_hyperv.example_dags import EXAMPLE_DAGS
+from airflow_hyperv.hooks.connection import connection_uri
+
 DEMO = Path(".demo").resolve()
 HOME = DEMO / "airflow"
-PROJECT = Path(__file__).resolve().parents[2]
 POOLS = {"hyperv_hv_01": 2, "hyperv_hv_02": 1}
 
 
@@ -36,7 +38,12 @@ def prepare_airflow_home(home: Path = HOME) -> dict[str, str]:
         "AIRFLOW__CORE__TEST_CONNECTION": "Enabled",
     }
     os.environ.update(env)
-    shutil.copytree(PROJECT / "dags", home / "dags", dirs_exist_ok=True)
+    shutil.copytree(
+        EXAMPLE_DAGS,
+        home / "dags",
+        dirs_exist_ok=True,
+        ignore=shutil.ignore_patterns("__init__.py", "__pycache__"),
+    )
     return env
 
 
@@ -77,7 +84,7 @@ def run_demo() -> int:
     for pool, slots in POOLS.items():
         _airflow("pools", "set", pool, str(slots), "one Hyper-V host", "--include-deferred", log=log)
 
-    from airflow_hyperv.emulator.api import Emulator
+    from hyperv_emulator.api import Emulator
 
     with Emulator(auth="ntlm", root_dir=DEMO / "hosts", time_scale=300.0) as emulator:
         _say(
@@ -124,7 +131,9 @@ def run_demo() -> int:
 def set_connections(emulator: Any) -> None:
     """``AIRFLOW_CONN_HYPERV_HV_01`` ... for every emulated host, as the inventory names them."""
     for host in emulator.host_names:
-        os.environ[f"AIRFLOW_CONN_HYPERV_{host.upper().replace('-', '_')}"] = emulator.connection_uri(host)
+        os.environ[f"AIRFLOW_CONN_HYPERV_{host.upper().replace('-', '_')}"] = connection_uri(
+            **emulator.client_connection(host).as_fields()
+        )
 
 
 def load_dag(dag_id: str) -> Any:
@@ -157,7 +166,7 @@ def run_airflow_ui(port: int = 8080) -> int:
     _airflow("db", "migrate", log=log)
     for pool, slots in POOLS.items():
         _airflow("pools", "set", pool, str(slots), "one Hyper-V host", "--include-deferred", log=log)
-    from airflow_hyperv.emulator.api import Emulator
+    from hyperv_emulator.api import Emulator
 
     with Emulator(auth="ntlm", root_dir=UI_HOME / "hosts", time_scale=60.0) as emulator:
         names = store_connections(emulator, log)
@@ -216,7 +225,14 @@ def store_connections(emulator: Any, log: Path) -> list[str]:
         conn_id = f"hyperv_{host.replace('-', '_')}"
         with contextlib.suppress(subprocess.CalledProcessError):  # absent on the first start
             _airflow("connections", "delete", conn_id, log=log)
-        _airflow("connections", "add", conn_id, "--conn-uri", emulator.connection_uri(host), log=log)
+        _airflow(
+            "connections",
+            "add",
+            conn_id,
+            "--conn-uri",
+            connection_uri(**emulator.client_connection(host).as_fields()),
+            log=log,
+        )
         names.append(conn_id)
     return names
 

@@ -187,3 +187,27 @@ class ConnectionSettings:
         else:
             kwargs["no_proxy"] = True
         return kwargs
+
+
+def connection_uri(
+    *,
+    host: str,
+    port: int | None,
+    login: str | None,
+    password: str | None,
+    extra: dict[str, Any],
+    conn_id: str = "hyperv",
+) -> str:
+    """An ``AIRFLOW_CONN_...`` value for a ``hyperv`` connection with these fields."""
+    from airflow.sdk import Connection
+
+    conn = Connection(
+        conn_id=conn_id,
+        conn_type="hyperv",
+        host=host,
+        port=port,
+        login=login,
+        password=password,
+        extra=json.dumps(extra),
+    )
+    return str(conn.get_uri())

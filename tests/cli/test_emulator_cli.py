@@ -1,4 +1,4 @@
-"""The ``airflow-hyperv emulator`` command: starts, says where it listens, refuses bad input clearly."""
+"""The ``hyperv-emulator`` command: starts, says where it listens, refuses bad input clearly."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import sys
 
 import pytest
 
-from airflow_hyperv.emulator.api import EXAMPLE_FLEET
+from hyperv_emulator.api import EXAMPLE_FLEET
 
-CLI = [sys.executable, "-m", "airflow_hyperv.cli.main"]
+CLI = [sys.executable, "-m", "hyperv_emulator.cli"]
 
 
 def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -21,12 +21,12 @@ def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedPr
 @pytest.mark.parametrize(
     ("args", "problem"),
     [
-        (["emulator"], "--fleet"),
-        (["emulator", "--fleet", "/nonexistent.yaml"], "no such file"),
-        (["emulator", "--fleet", str(EXAMPLE_FLEET), "--port", "99999"], "--port must be from 0 to 65535"),
-        (["emulator", "--fleet", str(EXAMPLE_FLEET), "--auth", "kerberos"], "invalid choice"),
+        ([], "--fleet"),
+        (["--fleet", "/nonexistent.yaml"], "no such file"),
+        (["--fleet", str(EXAMPLE_FLEET), "--port", "99999"], "--port must be from 0 to 65535"),
+        (["--fleet", str(EXAMPLE_FLEET), "--auth", "kerberos"], "invalid choice"),
         (
-            ["emulator", "--fleet", str(EXAMPLE_FLEET), "--time-scale", "fast"],
+            ["--fleet", str(EXAMPLE_FLEET), "--time-scale", "fast"],
             "--time-scale must be a number",
         ),
     ],
@@ -41,7 +41,7 @@ def test_bad_fleet_file_names_file_and_field(tmp_path):
     fleet.write_text(
         "hosts:\n  - name: hv-01\n    vms:\n      - name: a\n        checkpoint_type: Sometimes\n"
     )
-    result = run("emulator", "--fleet", str(fleet))
+    result = run("--fleet", str(fleet))
     assert result.returncode == 2
     assert "fleet.yaml" in result.stderr and "checkpoint_type" in result.stderr and "a" in result.stderr
 
@@ -49,7 +49,7 @@ def test_bad_fleet_file_names_file_and_field(tmp_path):
 def test_serves_and_prints_one_listening_line(tmp_path):
     env = {**os.environ, "AIRFLOW_HYPERV_EMULATOR_PASSWORD": "s3cret-for-test"}
     proc = subprocess.Popen(
-        [*CLI, "emulator", "--fleet", str(EXAMPLE_FLEET), "--auth", "basic", "--root", str(tmp_path)],
+        [*CLI, "--fleet", str(EXAMPLE_FLEET), "--auth", "basic", "--root", str(tmp_path)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

@@ -14,7 +14,10 @@ from pathlib import Path
 
 import pytest
 
-DAGS = Path(__file__).parents[2] / "dags"
+from airflow_hyperv.example_dags import EXAMPLE_DAGS
+from tests.support.emulated import uri_for
+
+DAGS = EXAMPLE_DAGS
 
 
 @pytest.fixture
@@ -24,7 +27,7 @@ def event_dags(emulator, monkeypatch):
     )
     folder = Path(os.environ["AIRFLOW__CORE__DAGS_FOLDER"])
     shutil.copytree(DAGS, folder, dirs_exist_ok=True)
-    monkeypatch.setenv("AIRFLOW_CONN_HYPERV_HV_01", emulator.connection_uri("hv-01"))
+    monkeypatch.setenv("AIRFLOW_CONN_HYPERV_HV_01", uri_for(emulator, "hv-01"))
     subprocess.run(
         [sys.executable, "-m", "airflow", "pools", "set", "hyperv_hv_01", "2", "Hyper-V host", "--include-deferred"],
         check=True, capture_output=True, timeout=120,

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from airflow_hyperv.emulator.faults import Fault
+from hyperv_emulator.faults import Fault
 
 
 def vm_named(emulator: Any, name: str) -> Any:

@@ -13,12 +13,14 @@ from typing import Any
 import pytest
 import yaml
 
+from airflow_hyperv.example_dags import EXAMPLE_DAGS
+
 ROOT = Path(__file__).resolve().parents[2]
 DOCKER = ROOT / "docker"
 COMPOSE = DOCKER / "docker-compose.yaml"
 DOCKERFILE = DOCKER / "Dockerfile"
 ENV_EXAMPLE = DOCKER / ".env.example"
-INVENTORY = ROOT / "dags" / "inventory" / "nightly.yaml"
+INVENTORY = EXAMPLE_DAGS / "inventory" / "nightly.yaml"
 AIRFLOW_SERVICES = {
     "airflow-init",
     "airflow-api-server",

@@ -25,6 +25,8 @@ from typing import Any
 import pytest
 import requests
 
+from tests.support.emulated import uri_for
+
 ROOT = Path(__file__).parents[2]
 POSTGRES_SH = ROOT / "scripts" / "postgres.sh"
 COMPONENTS = ("scheduler", "dag-processor", "api-server", "triggerer")
@@ -255,7 +257,7 @@ def child_env(
         }
     )
     for host in fleet.host_names:  # hyperv_hv_01, ...: the example DAGs' connection ids
-        env[f"AIRFLOW_CONN_HYPERV_{host.upper().replace('-', '_')}"] = fleet.connection_uri(host)
+        env[f"AIRFLOW_CONN_HYPERV_{host.upper().replace('-', '_')}"] = uri_for(fleet, host)
     env.update(overrides or {})
     return env
 

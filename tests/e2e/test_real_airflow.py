@@ -26,7 +26,6 @@ from typing import Any
 import pytest
 import yaml
 from harness import (  # tests/e2e/harness.py (pytest puts this folder on sys.path)
-    ROOT,
     AirflowStack,
     Run,
     explained,
@@ -35,6 +34,8 @@ from harness import (  # tests/e2e/harness.py (pytest puts this folder on sys.pa
     wait_for,
     work_directory,
 )
+
+from airflow_hyperv.example_dags import EXAMPLE_DAGS
 
 DAG_IDS = ("nightly_checkpoint", "pre_deployment_snapshot")
 # The Asset-driven DAGs (docs/events.md): paused until their test, so the events and exports of the
@@ -67,7 +68,7 @@ def postgres(workdir: Path) -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def fleet(workdir: Path) -> Iterator[Any]:
-    from airflow_hyperv.emulator.api import Emulator
+    from hyperv_emulator.api import Emulator
 
     # HTTPS: the server's TLS private key is one of the secrets the task logs must never hold.
     with Emulator(root_dir=workdir / "hosts", auth="basic", tls=True, time_scale=1000.0) as emu:
@@ -78,9 +79,9 @@ def fleet(workdir: Path) -> Iterator[Any]:
 def airflow(workdir: Path, postgres: str, fleet: Any) -> Iterator[AirflowStack]:
     home = workdir / "airflow"
     # The DAGs under test and their inventory (not every example DAG: less to parse on a small machine).
-    shutil.copytree(ROOT / "dags" / "inventory", home / "dags" / "inventory")
+    shutil.copytree(EXAMPLE_DAGS / "inventory", home / "dags" / "inventory")
     for dag_id in DAG_IDS + EVENT_DAG_IDS:
-        shutil.copy2(ROOT / "dags" / f"{dag_id}.py", home / "dags" / f"{dag_id}.py")
+        shutil.copy2(EXAMPLE_DAGS / f"{dag_id}.py", home / "dags" / f"{dag_id}.py")
     # The watcher polls the event log every WATCHER_POLL_INTERVAL seconds instead of 30.
     watched = home / "dags" / "protect_on_change.py"
     source = watched.read_text()
@@ -108,7 +109,7 @@ def assert_no_checkpoint_left(fleet: Any) -> None:
 def exported_vms(fleet: Any) -> set[str]:
     """VMs with a finished export under their host's export root (dags/inventory/nightly.yaml):
     an export is a folder per host and VM Id (``<root>\\<host>\\<vm id>``) holding the machine's files."""
-    inventory = yaml.safe_load((ROOT / "dags" / "inventory" / "nightly.yaml").read_text())
+    inventory = yaml.safe_load((EXAMPLE_DAGS / "inventory" / "nightly.yaml").read_text())
     names = {str(vm.id).lower(): vm.name for h in fleet.host_names for vm in fleet.host(h).vms()}
     found = set()
     for entry in inventory["hosts"]:

@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 from psrpcore.types import PSObject, serialize
 
-from airflow_hyperv.emulator.cmdlets import AuditLog, HyperVCommandHost
-from airflow_hyperv.emulator.faults import FaultPlan
-from airflow_hyperv.emulator.model import Fleet, ManualClock
-from airflow_hyperv.emulator.runtime import (
+from hyperv_emulator.cmdlets import AuditLog, HyperVCommandHost
+from hyperv_emulator.faults import FaultPlan
+from hyperv_emulator.model import Fleet, ManualClock
+from hyperv_emulator.runtime import (
     BoundParameter,
     CommandInvocation,
     ErrorSpec,

@@ -8,16 +8,16 @@ from typing import Any
 
 import pytest
 
-from airflow_hyperv.emulator.faults import Fault, FaultPlan
-from airflow_hyperv.emulator.model import Fleet, ManualClock
-from airflow_hyperv.emulator.model.enums import CheckpointType, SnapshotType, VMState
-from airflow_hyperv.emulator.model.errors import (
+from hyperv_emulator.faults import Fault, FaultPlan
+from hyperv_emulator.model import Fleet, ManualClock
+from hyperv_emulator.model.enums import CheckpointType, SnapshotType, VMState
+from hyperv_emulator.model.errors import (
     CheckpointsDisabledError,
     InvalidStateError,
     ProductionCheckpointError,
 )
-from airflow_hyperv.emulator.model.host import HostModel
-from airflow_hyperv.emulator.model.vm import VirtualMachine
+from hyperv_emulator.model.host import HostModel
+from hyperv_emulator.model.vm import VirtualMachine
 
 
 def _fleet(

@@ -7,13 +7,13 @@ from typing import Any
 
 import pytest
 
-from airflow_hyperv.emulator.faults import Fault, FaultPlan
-from airflow_hyperv.emulator.model import Fleet, ManualClock
-from airflow_hyperv.emulator.model.disk import GiB, MiB
-from airflow_hyperv.emulator.model.errors import ExportExistsError, InvalidStateError, NotEnoughSpaceError
-from airflow_hyperv.emulator.model.host import HostModel
-from airflow_hyperv.emulator.model.paths import read_standin_header
-from airflow_hyperv.emulator.model.vm import MERGING_DISKS, OPERATING_NORMALLY, VirtualMachine
+from hyperv_emulator.faults import Fault, FaultPlan
+from hyperv_emulator.model import Fleet, ManualClock
+from hyperv_emulator.model.disk import GiB, MiB
+from hyperv_emulator.model.errors import ExportExistsError, InvalidStateError, NotEnoughSpaceError
+from hyperv_emulator.model.host import HostModel
+from hyperv_emulator.model.paths import read_standin_header
+from hyperv_emulator.model.vm import MERGING_DISKS, OPERATING_NORMALLY, VirtualMachine
 
 
 def _host(

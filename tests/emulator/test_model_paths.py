@@ -6,13 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from airflow_hyperv.emulator.faults import FaultPlan
-from airflow_hyperv.emulator.model import Fleet, FleetError, ManualClock
-from airflow_hyperv.emulator.model.errors import DriveNotFoundError, InvalidPathError, WildcardPatternError
-from airflow_hyperv.emulator.model.paths import HostFileSystem, Volume
-from airflow_hyperv.emulator.model.wildcard import has_wildcards, matches, unescape
+from hyperv_emulator.faults import FaultPlan
+from hyperv_emulator.model import Fleet, FleetError, ManualClock
+from hyperv_emulator.model.errors import DriveNotFoundError, InvalidPathError, WildcardPatternError
+from hyperv_emulator.model.paths import HostFileSystem, Volume
+from hyperv_emulator.model.wildcard import has_wildcards, matches, unescape
 
-EXAMPLE = Path(__file__).resolve().parents[2] / "airflow_hyperv" / "emulator" / "fleets" / "example.yaml"
+EXAMPLE = Path(__file__).resolve().parents[2] / "emulator" / "hyperv_emulator" / "fleets" / "example.yaml"
 
 
 @pytest.mark.parametrize(

@@ -13,15 +13,16 @@ from typing import Any
 
 import pytest
 
-from airflow_hyperv.emulator.api import EXAMPLE_FLEET, Emulator
-from airflow_hyperv.emulator.faults import FaultPlan
-from airflow_hyperv.emulator.model import Fleet, ManualClock
-from airflow_hyperv.emulator.model.fleet import FleetError
 from airflow_hyperv.hooks.hyperv import HyperVHook
 from airflow_hyperv.hyperv import pipelines
 from airflow_hyperv.hyperv.errors import PermissionDeniedError, VMNotFoundError
 from airflow_hyperv.hyperv.records import Checkpoint, VirtualMachine
 from airflow_hyperv.hyperv.verify import Verdict, verify
+from hyperv_emulator.api import EXAMPLE_FLEET, Emulator
+from hyperv_emulator.faults import FaultPlan
+from hyperv_emulator.model import Fleet, ManualClock
+from hyperv_emulator.model.fleet import FleetError
+from tests.support.emulated import settings_for
 
 FLEETS = EXAMPLE_FLEET.parent
 
@@ -29,7 +30,7 @@ FLEETS = EXAMPLE_FLEET.parent
 @contextmanager
 def connected(tmp_path: Path, fleet: Any, host: str = "hv-01") -> Iterator[tuple[Emulator, HyperVHook]]:
     with Emulator(fleet=fleet, root_dir=tmp_path / "hosts", auth="basic", time_scale=1000.0) as emu:
-        hook = HyperVHook(settings=emu.connection_settings(host))
+        hook = HyperVHook(settings=settings_for(emu, host))
         hook.retry_wait_multiplier = 0.01
         hook.retry_wait_max = 0.05
         with hook:

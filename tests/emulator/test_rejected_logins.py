@@ -9,12 +9,13 @@ from pypsrp.powershell import RunspacePool
 from pypsrp.wsman import WSMan
 from spnego.exceptions import BadBindingsError, InvalidTokenError
 
-from airflow_hyperv.emulator.api import Emulator
-from airflow_hyperv.emulator.faults import Fault
 from airflow_hyperv.hooks.connection import ConnectionSettings
 from airflow_hyperv.hooks.hyperv import HyperVHook
 from airflow_hyperv.hooks.transport import translate
 from airflow_hyperv.hyperv.errors import AuthenticationFailedError
+from hyperv_emulator.api import Emulator
+from hyperv_emulator.faults import Fault
+from tests.support.emulated import settings_for
 
 
 def open_pool(emu: Emulator, host: str, **overrides: object) -> None:
@@ -49,7 +50,7 @@ def test_the_reject_credentials_fault_is_a_rejected_login(tmp_path):
 
 
 def test_the_hook_logs_in_once_and_never_again_after_a_rejection(emulator):
-    settings = emulator.connection_settings("hv-01")
+    settings = settings_for(emulator, "hv-01")
     wrong = ConnectionSettings.from_connection(
         host=settings.host, port=settings.port, login=settings.username, password="not-the-password",
         extra=emulator.connection_extra("hv-01"),
@@ -65,7 +66,7 @@ def test_the_hook_logs_in_once_and_never_again_after_a_rejection(emulator):
 
 def test_a_401_in_the_middle_of_a_session_is_not_retried_either(emulator):
     """Basic sends the password with every request: a rejection after the pool opened also stops."""
-    with HyperVHook(settings=emulator.connection_settings("hv-01")) as hv:
+    with HyperVHook(settings=settings_for(emulator, "hv-01")) as hv:
         hv.get_vm(name="dc-01")
         emulator.faults.inject(Fault.REJECT_CREDENTIALS, times=None)
         with pytest.raises(AuthenticationFailedError):
@@ -78,7 +79,7 @@ def test_a_401_in_the_middle_of_a_session_is_not_retried_either(emulator):
 
 def test_the_hook_over_ntlm_counts_one_rejected_login(tmp_path):
     with Emulator(root_dir=tmp_path / "h", auth="ntlm") as emu:
-        settings = emu.connection_settings("hv-01")
+        settings = settings_for(emu, "hv-01")
         wrong = ConnectionSettings.from_connection(
             host=settings.host, port=settings.port, login=settings.username, password="not-the-password",
             extra=emu.connection_extra("hv-01"),

@@ -12,16 +12,16 @@ from pypsrp.exceptions import AuthenticationError, WinRMTransportError, WSManFau
 from pypsrp.powershell import PowerShell, PSInvocationState, RunspacePool
 from pypsrp.wsman import WSMan
 
-from airflow_hyperv.emulator.counters import Counters
-from airflow_hyperv.emulator.faults import Fault, FaultPlan
-from airflow_hyperv.emulator.runtime import (
+from hyperv_emulator.counters import Counters
+from hyperv_emulator.faults import Fault, FaultPlan
+from hyperv_emulator.runtime import (
     ErrorSpec,
     PipelineContext,
     PipelineSink,
     Statement,
     TerminatingError,
 )
-from airflow_hyperv.emulator.server import WSManServer
+from hyperv_emulator.server import WSManServer
 
 USER, PASSWORD = "alice", "Secret1"
 NOT_FOUND = ErrorSpec(

@@ -8,11 +8,11 @@ from typing import Any
 
 import pytest
 
-from airflow_hyperv.emulator.cmdlets import AuditLog, HyperVCommandHost
-from airflow_hyperv.emulator.faults import FaultPlan
-from airflow_hyperv.emulator.model import Fleet, ManualClock
-from airflow_hyperv.emulator.model.fleet import FleetError
-from airflow_hyperv.emulator.runtime import BoundParameter, CommandInvocation, ErrorSpec, PipelineContext
+from hyperv_emulator.cmdlets import AuditLog, HyperVCommandHost
+from hyperv_emulator.faults import FaultPlan
+from hyperv_emulator.model import Fleet, ManualClock
+from hyperv_emulator.model.fleet import FleetError
+from hyperv_emulator.runtime import BoundParameter, CommandInvocation, ErrorSpec, PipelineContext
 
 GiB = 1 << 30
 CSV = "C:\\ClusterStorage\\Volume1"

@@ -14,13 +14,13 @@ import pytest
 import spnego
 from pypsrp.encryption import WinRMEncryption
 
-from airflow_hyperv.emulator.counters import Counters
-from airflow_hyperv.emulator.faults import Fault, FaultPlan
-from airflow_hyperv.emulator.runtime import PipelineContext, PipelineSink, Statement
-from airflow_hyperv.emulator.wsman import encryption, soap
-from airflow_hyperv.emulator.wsman.auth import Authenticator
-from airflow_hyperv.emulator.wsman.service import SHELL_URI, WSManService
-from airflow_hyperv.emulator.wsman.shell import InvalidShellState, Shell, ShellState, split_messages
+from hyperv_emulator.counters import Counters
+from hyperv_emulator.faults import Fault, FaultPlan
+from hyperv_emulator.runtime import PipelineContext, PipelineSink, Statement
+from hyperv_emulator.wsman import encryption, soap
+from hyperv_emulator.wsman.auth import Authenticator
+from hyperv_emulator.wsman.service import SHELL_URI, WSManService
+from hyperv_emulator.wsman.shell import InvalidShellState, Shell, ShellState, split_messages
 
 PS_URI = "http://schemas.microsoft.com/powershell/Microsoft.PowerShell"
 

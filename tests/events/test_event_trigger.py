@@ -10,10 +10,11 @@ import json
 import pytest
 from airflow.sdk import Asset, AssetWatcher
 
-from airflow_hyperv.emulator.cmdlets.event_cmdlets import InvalidQueryError, parse_xpath
-from airflow_hyperv.emulator.model.eventlog import WORKER_ADMIN, EventRecord
 from airflow_hyperv.hyperv.events import VMMS_ADMIN, advance, kind_of, xpath_after
 from airflow_hyperv.triggers.events import WATERMARK_KEY, HyperVEventTrigger
+from hyperv_emulator.cmdlets.event_cmdlets import InvalidQueryError, parse_xpath
+from hyperv_emulator.model.eventlog import WORKER_ADMIN, EventRecord
+from tests.support.emulated import uri_for
 
 
 class FakeStateStore:
@@ -102,7 +103,7 @@ def test_xpath_subset_matches_what_the_client_sends():
 
 @pytest.fixture
 def events_conn(emulator, monkeypatch):
-    monkeypatch.setenv("AIRFLOW_CONN_HV_EVENTS", emulator.connection_uri("hv-01"))
+    monkeypatch.setenv("AIRFLOW_CONN_HV_EVENTS", uri_for(emulator, "hv-01"))
     return emulator.host("hv-01")
 
 

@@ -9,13 +9,14 @@ import logging
 
 import pytest
 
-from airflow_hyperv.emulator.faults import Fault
 from airflow_hyperv.triggers.events import HyperVEventTrigger
+from hyperv_emulator.faults import Fault
+from tests.support.emulated import uri_for
 
 
 @pytest.fixture
 def watched(emulator, monkeypatch):
-    monkeypatch.setenv("AIRFLOW_CONN_HV_WATCHED", emulator.connection_uri("hv-01"))
+    monkeypatch.setenv("AIRFLOW_CONN_HV_WATCHED", uri_for(emulator, "hv-01"))
     return emulator
 
 
@@ -27,7 +28,7 @@ def test_the_watcher_stands_by_after_one_rejected_login_and_resumes_on_new_crede
     # The password was changed in AD and not yet in Airflow: the host rejects the connection's login.
     right = watched.password
     watched.password = "stale-password"  # only to build the stale connection URI
-    monkeypatch.setenv("AIRFLOW_CONN_HV_WATCHED", watched.connection_uri("hv-01"))
+    monkeypatch.setenv("AIRFLOW_CONN_HV_WATCHED", uri_for(watched, "hv-01"))
     watched.password = right
     trigger = HyperVEventTrigger(hyperv_conn_id="hv_watched", poll_interval=0.02)
     trigger._log = logging.getLogger("test.event_watcher")  # a stdlib logger, so caplog sees its lines
@@ -45,7 +46,7 @@ def test_the_watcher_stands_by_after_one_rejected_login_and_resumes_on_new_crede
         assert watched.counters.rejected_logins("hv-01") == 1
         assert not task.done()  # standing by, not ended: an ended watcher is restarted by the triggerer
         # The operator fixes the connection; the watcher notices without any login and watches again.
-        monkeypatch.setenv("AIRFLOW_CONN_HV_WATCHED", watched.connection_uri("hv-01"))
+        monkeypatch.setenv("AIRFLOW_CONN_HV_WATCHED", uri_for(watched, "hv-01"))
         while not any(r.getMessage().startswith("Connection 'hv_watched' changed") for r in caplog.records):
             await asyncio.sleep(0.01)
         await asyncio.sleep(0.2)  # its first read sets the watermark ("latest")

@@ -9,21 +9,22 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from airflow_hyperv.emulator.model.eventlog import VMMS_ADMIN, WORKER_ADMIN
+from airflow_hyperv.example_dags import EXAMPLE_DAGS
 from airflow_hyperv.hyperv.events import RESTORE_COPY_NAME_PREFIX
 from airflow_hyperv.triggers.events import HyperVEventTrigger
+from hyperv_emulator.model.eventlog import VMMS_ADMIN, WORKER_ADMIN
+from tests.support.emulated import uri_for
 
-DAG_FILE = Path(__file__).parents[2] / "dags" / "protect_on_change.py"
+DAG_FILE = EXAMPLE_DAGS / "protect_on_change.py"
 
 
 @pytest.fixture
 def host(emulator: Any, monkeypatch: Any) -> Any:
-    monkeypatch.setenv("AIRFLOW_CONN_HV_EVENTS", emulator.connection_uri("hv-01"))
+    monkeypatch.setenv("AIRFLOW_CONN_HV_EVENTS", uri_for(emulator, "hv-01"))
     return emulator.host("hv-01")
 
 

@@ -10,14 +10,6 @@ from collections.abc import Iterator, Sequence
 
 import pytest
 
-from airflow_hyperv.emulator.runtime import (
-    ErrorSpec,
-    PipelineContext,
-    PipelineSink,
-    Statement,
-    TerminatingError,
-)
-from airflow_hyperv.emulator.server import WSManServer
 from airflow_hyperv.hooks.connection import ConnectionSettings
 from airflow_hyperv.hooks.disconnected import (
     DisconnectedOperation,
@@ -27,6 +19,14 @@ from airflow_hyperv.hooks.disconnected import (
 )
 from airflow_hyperv.hyperv.errors import AuthenticationFailedError, InvalidInputError
 from airflow_hyperv.hyperv.pipelines import Pipeline, cmd, one
+from hyperv_emulator.runtime import (
+    ErrorSpec,
+    PipelineContext,
+    PipelineSink,
+    Statement,
+    TerminatingError,
+)
+from hyperv_emulator.server import WSManServer
 
 USER, PASSWORD = "alice", "Secret1"
 CAP = 0.2  # the server's receive_wait_cap: one Receive long-polls at most this long

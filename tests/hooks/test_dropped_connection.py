@@ -14,13 +14,14 @@ from collections.abc import Callable
 
 import pytest
 
-from airflow_hyperv.emulator.api import Emulator
-from airflow_hyperv.emulator.faults import Fault
-from airflow_hyperv.emulator.model.clock import ManualClock
-from airflow_hyperv.emulator.wsman.shell import ShellState
 from airflow_hyperv.hooks.hyperv import HyperVHook
 from airflow_hyperv.hyperv.enums import Consistency
 from airflow_hyperv.hyperv.errors import TransientTransportError
+from hyperv_emulator.api import Emulator
+from hyperv_emulator.faults import Fault
+from hyperv_emulator.model.clock import ManualClock
+from hyperv_emulator.wsman.shell import ShellState
+from tests.support.emulated import settings_for
 
 VM = "sql-01"  # CheckpointType Production: the pipeline sets ProductionOnly, then puts Production back
 NAME = "airflow-hyperv 20261129T0300Z 222222222222"
@@ -54,7 +55,7 @@ def test_a_connection_lost_mid_pipeline_leaves_the_host_to_restore_the_type(held
     vm = next(v for v in model.vms() if v.name == VM)
     original = vm.checkpoint_type.name
     emu.faults.inject(Fault.DROP_WHILE_RUNNING, cmdlet="Checkpoint-VM")
-    hv = fast(HyperVHook(settings=emu.connection_settings("hv-01", retry_attempts=1)))
+    hv = fast(HyperVHook(settings=settings_for(emu, "hv-01", retry_attempts=1)))
     try:
         with pytest.raises(TransientTransportError):
             hv.create_checkpoint(vm.id, NAME, consistency=Consistency.APPLICATION)
@@ -86,7 +87,7 @@ def test_an_abandoned_shell_lives_until_the_idle_timeout(held):
     model = emu.host("hv-01")
     vm = next(v for v in model.vms() if v.name == VM)
     emu.faults.inject(Fault.DROP_WHILE_RUNNING, cmdlet="Checkpoint-VM")
-    hv = fast(HyperVHook(settings=emu.connection_settings("hv-01", retry_attempts=1)))
+    hv = fast(HyperVHook(settings=settings_for(emu, "hv-01", retry_attempts=1)))
     with pytest.raises(TransientTransportError):
         hv.create_checkpoint(vm.id, NAME, consistency=Consistency.APPLICATION)
     hv.close()  # nothing left to delete: the pool was abandoned
@@ -106,7 +107,7 @@ def test_an_abandoned_shell_lives_until_the_idle_timeout(held):
 
 def test_a_retry_after_a_transient_fault_opens_a_fresh_pool_without_deleting_the_old(emulator):
     emulator.faults.inject(Fault.DROP_BEFORE_RUN, cmdlet="Get-VM")
-    with fast(HyperVHook(settings=emulator.connection_settings("hv-01"))) as hv:
+    with fast(HyperVHook(settings=settings_for(emulator, "hv-01"))) as hv:
         assert hv.get_vm(name="dc-01").name == "dc-01"
         during = emulator.counters.snapshot()
     assert emulator.faults.count_fired(Fault.DROP_BEFORE_RUN) == 1

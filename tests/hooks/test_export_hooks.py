@@ -7,7 +7,6 @@ import uuid
 
 import pytest
 
-from airflow_hyperv.emulator.faults import Fault
 from airflow_hyperv.hyperv import pipelines
 from airflow_hyperv.hyperv.enums import Consistency
 from airflow_hyperv.hyperv.errors import InvalidInputError
@@ -18,6 +17,8 @@ from airflow_hyperv.hyperv.names import (
     require_generated_paths,
     require_host_path,
 )
+from hyperv_emulator.faults import Fault
+from tests.support.emulated import settings_for
 
 
 def test_a_start_whose_command_was_lost_names_the_operation_for_a_later_poll(emulator, hook):
@@ -29,7 +30,7 @@ def test_a_start_whose_command_was_lost_names_the_operation_for_a_later_poll(emu
     )
     hook.make_directory("D:\\Backups\\lost")
     emulator.faults.inject(Fault.DROP_BEFORE_RUN, cmdlet="Export-VMSnapshot")
-    settings = emulator.connection_settings("hv-01")
+    settings = settings_for(emulator, "hv-01")
     with pytest.raises(StartUncertainError) as err:
         start_disconnected(settings, pipelines.export_checkpoint(made.checkpoint.id, "D:\\Backups\\lost"))
     assert emulator.faults.count_fired(Fault.DROP_BEFORE_RUN) == 1

@@ -44,7 +44,7 @@ def test_a_checkpoint_on_a_full_volume_fails_as_storage_full_not_as_the_guest(ho
 
 def test_with_room_on_the_volume_a_failed_attempt_is_still_the_guests(hook, emulator):
     """Positive control: the same failed job with free space is "production impossible"."""
-    from airflow_hyperv.emulator.faults import Fault
+    from hyperv_emulator.faults import Fault
 
     emulator.faults.inject(Fault.GUEST_CANNOT_QUIESCE, vm="dc-01")
     vm = hook.get_vm(name="dc-01")

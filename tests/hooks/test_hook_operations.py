@@ -15,6 +15,7 @@ from airflow_hyperv.hyperv.errors import (
     VMNotFoundError,
 )
 from airflow_hyperv.hyperv.names import is_provider_checkpoint
+from tests.support.emulated import settings_for
 
 
 def wait_for(predicate, timeout=10.0):
@@ -85,7 +86,7 @@ def test_standard_checkpoint_keeps_memory_state(hook):
 def test_disabled_vm_is_refused_before_anything_changes(emulator):
     from airflow_hyperv.hooks.hyperv import HyperVHook
 
-    with HyperVHook(settings=emulator.connection_settings("hv-02")) as hv:
+    with HyperVHook(settings=settings_for(emulator, "hv-02")) as hv:
         build = hv.get_vm(name="build-01")
         before = len(emulator.audit.entries(cmdlet="Set-VM"))
         with pytest.raises(CheckpointsDisabledError, match="disabled"):

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-from airflow_hyperv.emulator.api import Emulator
-from airflow_hyperv.emulator.faults import Fault
 from airflow_hyperv.hooks.connection import ConnectionSettings
 from airflow_hyperv.hooks.hyperv import HyperVHook
 from airflow_hyperv.hyperv.enums import Consistency
@@ -16,6 +14,9 @@ from airflow_hyperv.hyperv.errors import (
     VMNotFoundError,
     WildcardNameError,
 )
+from hyperv_emulator.api import Emulator
+from hyperv_emulator.faults import Fault
+from tests.support.emulated import settings_for, uri_for
 
 
 def fast(hook: HyperVHook) -> HyperVHook:
@@ -25,13 +26,13 @@ def fast(hook: HyperVHook) -> HyperVHook:
 
 def test_a_read_is_retried_after_a_dropped_connection(emulator):
     emulator.faults.inject(Fault.DROP_BEFORE_RUN, cmdlet="Get-VM")
-    with fast(HyperVHook(settings=emulator.connection_settings("hv-01"))) as hv:
+    with fast(HyperVHook(settings=settings_for(emulator, "hv-01"))) as hv:
         assert hv.get_vm(name="dc-01").name == "dc-01"
     assert emulator.faults.count_fired(Fault.DROP_BEFORE_RUN) == 1
 
 
 def test_a_lost_answer_after_checkpoint_vm_ran_makes_exactly_one_checkpoint(emulator):
-    with fast(HyperVHook(settings=emulator.connection_settings("hv-01"))) as hv:
+    with fast(HyperVHook(settings=settings_for(emulator, "hv-01"))) as hv:
         dc = hv.get_vm(name="dc-01")
         emulator.faults.inject(Fault.DROP_AFTER_RUN, cmdlet="Checkpoint-VM")
         name = "airflow-hyperv 20261125T0100Z 111111111111"
@@ -45,14 +46,14 @@ def test_a_lost_answer_after_checkpoint_vm_ran_makes_exactly_one_checkpoint(emul
 @pytest.mark.parametrize("fault", [Fault.WSMAN_BUSY, Fault.WSMAN_TIMEOUT])
 def test_busy_and_timeout_faults_are_retried(emulator, fault):
     emulator.faults.inject(fault, cmdlet="Get-VMHost")
-    with fast(HyperVHook(settings=emulator.connection_settings("hv-01"))) as hv:
+    with fast(HyperVHook(settings=settings_for(emulator, "hv-01"))) as hv:
         assert hv.host_info().host.name
     assert emulator.faults.count_fired(fault) == 1
 
 
 def test_retries_are_bounded(emulator):
     emulator.faults.inject(Fault.DROP_BEFORE_RUN, cmdlet="Get-VMHost", times=None)
-    settings = emulator.connection_settings("hv-01", retry_attempts=3)
+    settings = settings_for(emulator, "hv-01", retry_attempts=3)
     with fast(HyperVHook(settings=settings)) as hv, pytest.raises(TransportError):
         hv.host_info()
     assert emulator.faults.count_fired(Fault.DROP_BEFORE_RUN) == 3
@@ -60,7 +61,7 @@ def test_retries_are_bounded(emulator):
 
 def test_rejected_credentials_are_never_retried(emulator):
     emulator.faults.inject(Fault.REJECT_CREDENTIALS, times=None)
-    hv = fast(HyperVHook(settings=emulator.connection_settings("hv-01")))
+    hv = fast(HyperVHook(settings=settings_for(emulator, "hv-01")))
     with pytest.raises(AuthenticationFailedError) as info:
         hv.open()
     assert emulator.faults.count_fired(Fault.REJECT_CREDENTIALS) == 1
@@ -68,7 +69,7 @@ def test_rejected_credentials_are_never_retried(emulator):
 
 
 def test_wrong_password_fails_the_connection_test_without_leaking_it(emulator):
-    settings = emulator.connection_settings("hv-01")
+    settings = settings_for(emulator, "hv-01")
     wrong = ConnectionSettings.from_connection(
         host=settings.host, port=settings.port, login=settings.username, password="not-the-password",
         extra=emulator.connection_extra("hv-01"),
@@ -81,7 +82,7 @@ def test_wrong_password_fails_the_connection_test_without_leaking_it(emulator):
 def test_connection_test_through_airflows_own_path(emulator, monkeypatch):
     from airflow.models.connection import Connection
 
-    monkeypatch.setenv("AIRFLOW_CONN_HV_EMULATED", emulator.connection_uri("hv-02"))
+    monkeypatch.setenv("AIRFLOW_CONN_HV_EMULATED", uri_for(emulator, "hv-02"))
     ok, message = Connection.get_connection_from_secrets("hv_emulated").test_connection()
     assert ok, message
     assert "hv-02/wsman" in message and emulator.password not in message
@@ -92,7 +93,7 @@ def test_connection_test_through_airflows_own_path(emulator, monkeypatch):
 )
 def test_hostile_names_are_refused_before_the_host_is_contacted(emulator, name):
     before = emulator.counters.snapshot()
-    with fast(HyperVHook(settings=emulator.connection_settings("hv-01"))) as hv:
+    with fast(HyperVHook(settings=settings_for(emulator, "hv-01"))) as hv:
         opened = emulator.counters.snapshot()
         with pytest.raises(InvalidInputError):
             hv.get_vm(name=name)
@@ -112,7 +113,7 @@ def test_hostile_names_are_refused_before_the_host_is_contacted(emulator, name):
     ],
 )
 def test_names_with_quotes_and_operators_are_just_names(emulator, name):
-    with fast(HyperVHook(settings=emulator.connection_settings("hv-01"))) as hv:
+    with fast(HyperVHook(settings=settings_for(emulator, "hv-01"))) as hv:
         with pytest.raises(VMNotFoundError):
             hv.get_vm(name=name)
         states = {
@@ -130,7 +131,7 @@ def test_wildcard_name_on_a_real_host_matches_many_which_is_why_we_refuse_it(emu
     from pypsrp.powershell import PowerShell, RunspacePool
     from pypsrp.wsman import WSMan
 
-    settings = emulator.connection_settings("hv-01")
+    settings = settings_for(emulator, "hv-01")
     with RunspacePool(WSMan(**settings.wsman_kwargs())) as pool:
         ps = PowerShell(pool)
         ps.add_cmdlet("Get-VM").add_parameter("Name", "*-01")
@@ -140,21 +141,21 @@ def test_wildcard_name_on_a_real_host_matches_many_which_is_why_we_refuse_it(emu
 
 def test_tls_validates_the_certificate(tmp_path):
     with Emulator(root_dir=tmp_path / "h", auth="basic", tls=True, time_scale=1000) as emu:
-        trusted = emu.connection_settings("hv-01")
+        trusted = settings_for(emu, "hv-01")
         assert trusted.ca_bundle and trusted.cert_validation
         assert fast(HyperVHook(settings=trusted)).test_connection()[0]
 
-        untrusted = emu.connection_settings("hv-01", ca_bundle=None)
+        untrusted = settings_for(emu, "hv-01", ca_bundle=None)
         ok, message = fast(HyperVHook(settings=untrusted)).test_connection()
         assert not ok and "TLS" in message
 
-        unvalidated = emu.connection_settings("hv-01", ca_bundle=None, cert_validation=False)
+        unvalidated = settings_for(emu, "hv-01", ca_bundle=None, cert_validation=False)
         assert fast(HyperVHook(settings=unvalidated)).test_connection()[0]
 
 
 def test_ntlm_with_message_encryption(tmp_path):
     with Emulator(root_dir=tmp_path / "h", auth="ntlm", time_scale=1000) as emu:
-        settings = emu.connection_settings("hv-01")
+        settings = settings_for(emu, "hv-01")
         assert settings.auth == "ntlm" and settings.encryption == "auto" and not settings.use_tls
         with fast(HyperVHook(settings=settings)) as hv:
             dc = hv.get_vm(name="dc-01")
@@ -163,7 +164,7 @@ def test_ntlm_with_message_encryption(tmp_path):
 
 
 def test_one_pool_serves_every_call(emulator):
-    with fast(HyperVHook(settings=emulator.connection_settings("hv-01"))) as hv:
+    with fast(HyperVHook(settings=settings_for(emulator, "hv-01"))) as hv:
         dc = hv.get_vm(name="dc-01")
         hv.integration_services(dc.id)
         hv.list_checkpoints(dc.id)

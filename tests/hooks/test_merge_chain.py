@@ -15,19 +15,20 @@ import pytest
 from airflow_hyperv.hyperv.enums import Consistency
 from airflow_hyperv.hyperv.waits import WaitFor, WaitTarget, judge
 from airflow_hyperv.operators.checkpoint import merge_links
+from tests.support.emulated import settings_for
 
 HOUR = 3600.0
 
 
 @pytest.fixture
 def manual(tmp_path: Any) -> Iterator[tuple[Any, Any]]:
-    from airflow_hyperv.emulator.api import Emulator
-    from airflow_hyperv.emulator.model.clock import ManualClock
     from airflow_hyperv.hooks.hyperv import HyperVHook
+    from hyperv_emulator.api import Emulator
+    from hyperv_emulator.model.clock import ManualClock
 
     clock = ManualClock()
     with Emulator(root_dir=tmp_path / "hosts", auth="basic", clock=clock) as emu:
-        hv = HyperVHook(settings=emu.connection_settings("hv-01"))
+        hv = HyperVHook(settings=settings_for(emu, "hv-01"))
         hv.retry_wait_multiplier, hv.retry_wait_max = 0.01, 0.05
         with hv:
             yield emu, hv
@@ -123,7 +124,7 @@ def test_after_a_restore_to_an_older_checkpoint_removing_the_newest_does_not_wai
 
 
 def test_a_failed_merge_is_never_done(manual: Any) -> None:
-    from airflow_hyperv.emulator.faults import Fault
+    from hyperv_emulator.faults import Fault
 
     emu, hv = manual
     vm = hv.get_vm(name="web-01")

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from airflow_hyperv.emulator.model import enums as host
 from airflow_hyperv.hyperv import enums as client
+from hyperv_emulator.model import enums as host
 
 PAIRS = [
     (client.VMState, host.VMState),

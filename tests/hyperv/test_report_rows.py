@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from airflow_hyperv.example_dags import EXAMPLE_DAGS
 from airflow_hyperv.report import failed_rows, render_table, row_for
 
 MADE = {"consistency": "application", "checkpoint_name": "airflow-hyperv 20261125T0100Z 0123456789ab"}
@@ -38,11 +39,10 @@ def test_refusal_and_skip_and_table():
 
 
 def test_conn_id_for_host_reads_the_inventory(tmp_path):
-    from pathlib import Path
 
     from airflow_hyperv.inventory import conn_id_for_host
 
-    inventory = Path(__file__).parents[2] / "dags" / "inventory" / "nightly.yaml"
+    inventory = EXAMPLE_DAGS / "inventory" / "nightly.yaml"
     assert conn_id_for_host(inventory, "hv-02") == "hyperv_hv_02"
     assert conn_id_for_host(inventory, "HV-09") == "hyperv_hv_09"  # not listed: the naming convention
     assert conn_id_for_host(tmp_path / "missing.yaml", "hv-01") == "hyperv_hv_01"

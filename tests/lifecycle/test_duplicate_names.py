@@ -8,7 +8,9 @@ from pathlib import Path
 import pytest
 from airflow.sdk.exceptions import AirflowFailException
 
-STORAGE_FLEET = Path(__file__).parents[2] / "airflow_hyperv" / "emulator" / "fleets" / "storage.yaml"
+from tests.support.emulated import uri_for
+
+STORAGE_FLEET = Path(__file__).parents[2] / "emulator" / "hyperv_emulator" / "fleets" / "storage.yaml"
 # Everything the provider can run that changes a host (pipelines.py, restore.py).
 CHANGING = {
     "Set-VM",
@@ -30,7 +32,7 @@ CHANGING = {
 
 @pytest.fixture
 def emulator(tmp_path):
-    from airflow_hyperv.emulator.api import Emulator
+    from hyperv_emulator.api import Emulator
 
     with Emulator(STORAGE_FLEET, root_dir=tmp_path / "hosts", auth="basic", time_scale=1000.0) as emu:
         yield emu
@@ -75,7 +77,7 @@ def test_the_fleet_holds_two_vms_of_one_name(emulator):
 def test_every_operator_refuses_an_ambiguous_name_with_both_ids_before_changing_anything(
     emulator, monkeypatch
 ):
-    monkeypatch.setenv("AIRFLOW_CONN_HYPERV_DEFAULT", emulator.connection_uri("hv-01"))
+    monkeypatch.setenv("AIRFLOW_CONN_HYPERV_DEFAULT", uri_for(emulator, "hv-01"))
     ids = [str(v.id) for v in emulator.host("hv-01").vms() if v.name == "twin-01"]
     refused = []
     for op in operators():

@@ -18,11 +18,12 @@ from typing import Any
 import pytest
 from airflow.sdk.exceptions import AirflowException, TaskDeferred
 
-from airflow_hyperv.emulator.api import Emulator
-from airflow_hyperv.emulator.model.clock import ManualClock
 from airflow_hyperv.hyperv.enums import Consistency
 from airflow_hyperv.hyperv.names import checkpoint_name
 from airflow_hyperv.operators.export import HyperVExportCheckpointOperator
+from hyperv_emulator.api import Emulator
+from hyperv_emulator.model.clock import ManualClock
+from tests.support.emulated import settings_for, uri_for
 
 ROOT = "D:\\Backups"
 
@@ -44,15 +45,15 @@ class MemoryStateStore:
 def held(tmp_path, monkeypatch):
     """An emulated fleet on a ManualClock; ``held.clock.auto_advance = False`` holds long operations."""
     with Emulator(root_dir=tmp_path / "hosts", auth="basic", clock=ManualClock()) as emu:
-        monkeypatch.setenv("AIRFLOW_CONN_HYPERV_DEFAULT", emu.connection_uri("hv-01"))
-        monkeypatch.setenv("AIRFLOW_CONN_HV_02", emu.connection_uri("hv-02"))
+        monkeypatch.setenv("AIRFLOW_CONN_HYPERV_DEFAULT", uri_for(emu, "hv-01"))
+        monkeypatch.setenv("AIRFLOW_CONN_HV_02", uri_for(emu, "hv-02"))
         yield emu
 
 
 def make_hook(emu: Emulator, host: str = "hv-01") -> Any:
     from airflow_hyperv.hooks.hyperv import HyperVHook
 
-    hv = HyperVHook(settings=emu.connection_settings(host))
+    hv = HyperVHook(settings=settings_for(emu, host))
     hv.retry_wait_multiplier = 0.01
     hv.retry_wait_max = 0.05
     return hv
@@ -158,7 +159,7 @@ def test_trigger_on_kill_cancels_the_deferred_export(held):
     op = trigger.operation
     from airflow_hyperv.hooks.disconnected import DisconnectedOperation
 
-    poll = poll_disconnected(held.connection_settings("hv-01"), DisconnectedOperation.from_dict(op))
+    poll = poll_disconnected(settings_for(held, "hv-01"), DisconnectedOperation.from_dict(op))
     assert poll.state == "gone"
 
 
@@ -207,7 +208,7 @@ def test_a_lost_session_leaves_the_staging_of_a_still_running_export(held):
         op.execute_complete({}, event)
     assert exports(held)[0].outcome == "running"  # the export really still writes
     assert exists(held, echo["staging"]) and not removed(held, echo["staging"])
-    op._cancel(held.connection_settings("hv-01"), op._operation(op_plan(echo)))  # let the host stop
+    op._cancel(settings_for(held, "hv-01"), op._operation(op_plan(echo)))  # let the host stop
 
 
 def op_plan(echo: dict[str, Any]) -> Any:
@@ -271,8 +272,8 @@ def test_same_vm_id_on_two_hosts_gets_two_export_paths_on_one_share(tmp_path, mo
     with Emulator(twin_fleet(), root_dir=tmp_path / "hosts", auth="basic", time_scale=1000.0) as emu:
         for host in emu.host_names:  # one file server both hosts write to
             emu.host(host).fs.add_share(SHARE, tmp_path / "fileserver" / "exports", 10**13)
-        monkeypatch.setenv("AIRFLOW_CONN_HYPERV_DEFAULT", emu.connection_uri("hv-01"))
-        monkeypatch.setenv("AIRFLOW_CONN_HV_02", emu.connection_uri("hv-02"))
+        monkeypatch.setenv("AIRFLOW_CONN_HYPERV_DEFAULT", uri_for(emu, "hv-01"))
+        monkeypatch.setenv("AIRFLOW_CONN_HV_02", uri_for(emu, "hv-02"))
         names = [provider_checkpoint(emu, "twin", host) for host in ("hv-01", "hv-02")]
         assert names[0] == names[1]  # same run, same VM Id: the same checkpoint name on both hosts
         first = export_op(names[0], vm="twin", root=SHARE).execute({})
@@ -312,8 +313,8 @@ def test_an_export_windows_could_not_write_fails_before_anything_changes(held):
 
 # -- verification uses the checkpoint's own drives -------------------------------------------------
 def test_a_disk_added_after_the_checkpoint_does_not_fail_verification(held):
-    from airflow_hyperv.emulator.model.disk import GiB, VirtualDisk, derive_content
-    from airflow_hyperv.emulator.model.vm import HardDrive
+    from hyperv_emulator.model.disk import GiB, VirtualDisk, derive_content
+    from hyperv_emulator.model.vm import HardDrive
 
     name = provider_checkpoint(held, "web-01")
     host = held.host("hv-01")
@@ -354,7 +355,7 @@ def test_a_deferred_export_past_its_wait_timeout_is_cancelled(airflow_db, emulat
     import os
     from pathlib import Path
 
-    monkeypatch.setenv("AIRFLOW_CONN_HYPERV_DEFAULT", emulator.connection_uri("hv-01"))
+    monkeypatch.setenv("AIRFLOW_CONN_HYPERV_DEFAULT", uri_for(emulator, "hv-01"))
     emulator.host("hv-01").timing.export_mb_per_s = 0.01  # hours of emulated time: it cannot finish
     path = Path(os.environ["AIRFLOW__CORE__DAGS_FOLDER"]) / "t_export_timeout.py"
     path.write_text(TIMEOUT_DAG)

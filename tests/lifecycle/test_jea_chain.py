@@ -7,11 +7,12 @@ import pytest
 
 from airflow_hyperv.hyperv.pipelines import cmd, one
 from tests.lifecycle.runs import states
+from tests.support.emulated import uri_for
 
 
 @pytest.fixture
 def emulator(tmp_path):
-    from airflow_hyperv.emulator.api import Emulator
+    from hyperv_emulator.api import Emulator
 
     with Emulator(root_dir=tmp_path / "hosts", auth="basic", time_scale=1000.0, restricted=True) as emu:
         yield emu
@@ -51,7 +52,7 @@ def test_the_restore_test_runs_through_the_documented_role(hook, emulator, monke
     """Import-VM, Rename-VM, Get-/Disconnect-VMNetworkAdapter, Start-/Stop-VM and Remove-VM are in the role."""
     from tests.restore.test_restore_test import leftovers, make_export, run
 
-    monkeypatch.setenv("AIRFLOW_CONN_HYPERV_DEFAULT", emulator.connection_uri("hv-01"))
+    monkeypatch.setenv("AIRFLOW_CONN_HYPERV_DEFAULT", uri_for(emulator, "hv-01"))
     result = run(make_export(hook))
     assert result["outcome"] == "restorable", refused(emulator)
     assert not refused(emulator)

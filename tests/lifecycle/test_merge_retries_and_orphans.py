@@ -17,8 +17,9 @@ from typing import Any
 
 import pytest
 
-from airflow_hyperv.emulator.faults import Fault
 from airflow_hyperv.hyperv.enums import Consistency
+from hyperv_emulator.faults import Fault
+from tests.support.emulated import settings_for, uri_for
 
 HOUR = 3600.0
 
@@ -26,8 +27,8 @@ HOUR = 3600.0
 @pytest.fixture
 def emulator(tmp_path: Any) -> Iterator[Any]:
     """Replaces the shared fixture: a manual clock, so merges end only when the test says so."""
-    from airflow_hyperv.emulator.api import Emulator
-    from airflow_hyperv.emulator.model.clock import ManualClock
+    from hyperv_emulator.api import Emulator
+    from hyperv_emulator.model.clock import ManualClock
 
     with Emulator(root_dir=tmp_path / "hosts", auth="basic", clock=ManualClock()) as emu:
         yield emu
@@ -35,7 +36,7 @@ def emulator(tmp_path: Any) -> Iterator[Any]:
 
 @pytest.fixture
 def conn(airflow_db: Any, emulator: Any, monkeypatch: Any) -> Any:
-    monkeypatch.setenv("AIRFLOW_CONN_HYPERV_DEFAULT", emulator.connection_uri("hv-01"))
+    monkeypatch.setenv("AIRFLOW_CONN_HYPERV_DEFAULT", uri_for(emulator, "hv-01"))
     return emulator
 
 
@@ -87,7 +88,7 @@ def foreign_checkpoint(emulator: Any) -> None:
     """Someone's own checkpoint on the VM: the case where the old retry skipped the disk wait."""
     from airflow_hyperv.hooks.hyperv import HyperVHook
 
-    with HyperVHook(settings=emulator.connection_settings("hv-01")) as hv:
+    with HyperVHook(settings=settings_for(emulator, "hv-01")) as hv:
         vm = hv.get_vm(name="web-01")
         hv.create_checkpoint(vm.id, "before-the-release", consistency=Consistency.CRASH)
 
@@ -128,7 +129,7 @@ def test_a_pre_existing_orphaned_avhdx_is_reported_at_once_not_waited_for(conn: 
 
     emulator = conn
     emulator.faults.inject(Fault.MERGE_FAILURE, vm="web-01")
-    with HyperVHook(settings=emulator.connection_settings("hv-01")) as hv:
+    with HyperVHook(settings=settings_for(emulator, "hv-01")) as hv:
         vm_id = uuid.UUID(str(web(emulator).id))
         old = hv.create_checkpoint(vm_id, "long-ago", consistency=Consistency.CRASH).checkpoint
         hv.remove_checkpoint(old.id)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from airflow_hyperv.emulator.faults import Fault
+from hyperv_emulator.faults import Fault
 from tests.lifecycle.runs import chain_snapshot, states, xcom
 
 

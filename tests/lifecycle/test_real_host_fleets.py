@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from airflow_hyperv.emulator.api import EXAMPLE_FLEET
+from hyperv_emulator.api import EXAMPLE_FLEET
 from tests.lifecycle.runs import chain_snapshot, states, xcom
 
 FLEETS = EXAMPLE_FLEET.parent
@@ -15,7 +15,7 @@ FLEETS = EXAMPLE_FLEET.parent
 @pytest.fixture
 def emulator(request, tmp_path):
     """Overrides the shared fixture (dag_factory uses it): the fleet file given by indirect parametrize."""
-    from airflow_hyperv.emulator.api import Emulator
+    from hyperv_emulator.api import Emulator
 
     with Emulator(
         fleet=FLEETS / request.param, root_dir=tmp_path / "hosts", auth="basic", time_scale=1000.0

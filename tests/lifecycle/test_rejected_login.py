@@ -13,10 +13,11 @@ import pytest
 from airflow.sdk.definitions.retry_policy import RetryAction, RetryDecision, RetryPolicy
 from airflow.sdk.exceptions import AirflowException
 
-from airflow_hyperv.emulator.faults import Fault
 from airflow_hyperv.hyperv.errors import AuthenticationFailedError
 from airflow_hyperv.operators.base import NeverRetryRejectedLogins
 from airflow_hyperv.operators.verify import HyperVVerifyOperator
+from hyperv_emulator.faults import Fault
+from tests.support.emulated import uri_for
 
 BODY = """
 import datetime as dt
@@ -49,7 +50,7 @@ def load(dag_id: str, task: str):
 
 @pytest.fixture
 def conn(airflow_db, emulator, monkeypatch):
-    monkeypatch.setenv("AIRFLOW_CONN_HYPERV_DEFAULT", emulator.connection_uri("hv-01"))
+    monkeypatch.setenv("AIRFLOW_CONN_HYPERV_DEFAULT", uri_for(emulator, "hv-01"))
     return emulator
 
 

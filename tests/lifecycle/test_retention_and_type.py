@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pendulum
 
-from airflow_hyperv.emulator.faults import Fault
+from hyperv_emulator.faults import Fault
+from tests.support.emulated import uri_for
 
 
 def export_folders(emulator, vm_name):
@@ -35,7 +36,7 @@ def test_retention_keeps_the_newest_and_deletes_only_after_a_verified_export(dag
 def test_set_checkpoint_type_operator(emulator, monkeypatch):
     from airflow_hyperv.operators.checkpoint import HyperVSetCheckpointTypeOperator
 
-    monkeypatch.setenv("AIRFLOW_CONN_HYPERV_DEFAULT", emulator.connection_uri("hv-01"))
+    monkeypatch.setenv("AIRFLOW_CONN_HYPERV_DEFAULT", uri_for(emulator, "hv-01"))
     result = HyperVSetCheckpointTypeOperator(
         task_id="t", vm="web-01", checkpoint_type="ProductionOnly"
     ).execute({})

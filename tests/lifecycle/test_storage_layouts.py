@@ -10,7 +10,7 @@ import pytest
 
 from tests.lifecycle.runs import chain_snapshot, states, xcom
 
-STORAGE_FLEET = Path(__file__).parents[2] / "airflow_hyperv" / "emulator" / "fleets" / "storage.yaml"
+STORAGE_FLEET = Path(__file__).parents[2] / "emulator" / "hyperv_emulator" / "fleets" / "storage.yaml"
 CSV = "C:\\ClusterStorage\\Volume1"
 GiB = 1 << 30
 
@@ -18,7 +18,7 @@ GiB = 1 << 30
 @pytest.fixture
 def emulator(tmp_path):
     """The storage fleet instead of the example one (dag_factory and hook use this fixture)."""
-    from airflow_hyperv.emulator.api import Emulator
+    from hyperv_emulator.api import Emulator
 
     with Emulator(STORAGE_FLEET, root_dir=tmp_path / "hosts", auth="basic", time_scale=1000.0) as emu:
         yield emu

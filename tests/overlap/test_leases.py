@@ -18,11 +18,12 @@ from pathlib import Path
 import pendulum
 import pytest
 
-from airflow_hyperv.emulator.faults import Fault
 from airflow_hyperv.hyperv.enums import CheckpointType, Consistency
 from airflow_hyperv.hyperv.errors import CommandFailedError
 from airflow_hyperv.hyperv.lease import new_lease
 from airflow_hyperv.hyperv.names import checkpoint_name
+from hyperv_emulator.faults import Fault
+from tests.support.emulated import uri_for
 
 DAY = pendulum.datetime(2026, 11, 20, 1, tz="UTC")
 
@@ -78,7 +79,7 @@ def set_run_state(run, state):
 @pytest.fixture
 def create_only_dag(airflow_db, emulator, monkeypatch):
     """Run A: a DAG that only takes a checkpoint of web-01 (so it keeps its checkpoint and lease)."""
-    monkeypatch.setenv("AIRFLOW_CONN_HYPERV_DEFAULT", emulator.connection_uri("hv-01"))
+    monkeypatch.setenv("AIRFLOW_CONN_HYPERV_DEFAULT", uri_for(emulator, "hv-01"))
     folder = Path(os.environ["AIRFLOW__CORE__DAGS_FOLDER"])
     source = textwrap.dedent(
         """
@@ -180,7 +181,7 @@ def test_the_merge_puts_back_the_type_recorded_in_the_lease(hook, emulator, monk
     """A create whose restoring Set-VM never ran (its worker was killed) left ProductionOnly behind."""
     from airflow_hyperv.operators.checkpoint import HyperVMergeCheckpointOperator
 
-    monkeypatch.setenv("AIRFLOW_CONN_HYPERV_DEFAULT", emulator.connection_uri("hv-01"))
+    monkeypatch.setenv("AIRFLOW_CONN_HYPERV_DEFAULT", uri_for(emulator, "hv-01"))
     vm = hook.get_vm(name="web-01")
     lease = foreign_lease(vm.id, dag_id="overlap_b", run_id="run_b")
     assert hook.acquire_lease(lease).ours
@@ -267,7 +268,7 @@ def test_the_second_run_polls_in_the_worker_while_the_first_holds_the_vm(hook, e
     the emulator's audit log: A releases only after B was seen polling twice)."""
     from airflow_hyperv.operators.checkpoint import HyperVCreateCheckpointOperator
 
-    monkeypatch.setenv("AIRFLOW_CONN_HYPERV_DEFAULT", emulator.connection_uri("hv-01"))
+    monkeypatch.setenv("AIRFLOW_CONN_HYPERV_DEFAULT", uri_for(emulator, "hv-01"))
     vm = hook.get_vm(name="web-01")
     lease_a = foreign_lease(vm.id)
     assert hook.acquire_lease(lease_a).ours
@@ -308,7 +309,7 @@ def test_on_busy_skip_skips_and_names_the_holder(hook, emulator, monkeypatch):
 
     from airflow_hyperv.operators.checkpoint import HyperVCreateCheckpointOperator
 
-    monkeypatch.setenv("AIRFLOW_CONN_HYPERV_DEFAULT", emulator.connection_uri("hv-01"))
+    monkeypatch.setenv("AIRFLOW_CONN_HYPERV_DEFAULT", uri_for(emulator, "hv-01"))
     vm = hook.get_vm(name="web-01")
     assert hook.acquire_lease(foreign_lease(vm.id)).ours
     create_b = HyperVCreateCheckpointOperator(task_id="production_checkpoint", vm="web-01", on_busy="skip")
@@ -406,7 +407,7 @@ def test_by_default_a_busy_vm_reschedules_the_task_so_it_holds_no_worker_or_pool
 
     from airflow_hyperv.operators.checkpoint import HyperVCreateCheckpointOperator
 
-    monkeypatch.setenv("AIRFLOW_CONN_HYPERV_DEFAULT", emulator.connection_uri("hv-01"))
+    monkeypatch.setenv("AIRFLOW_CONN_HYPERV_DEFAULT", uri_for(emulator, "hv-01"))
     vm = hook.get_vm(name="web-01")
     assert hook.acquire_lease(foreign_lease(vm.id)).ours
     create_b = HyperVCreateCheckpointOperator(
@@ -456,7 +457,7 @@ def test_verify_reports_another_runs_lease_and_checkpoint_as_theirs(hook, emulat
     """Old text: another run's checkpoint "will be removed by the retention task"; no lease finding."""
     from airflow_hyperv.operators.verify import HyperVVerifyOperator
 
-    monkeypatch.setenv("AIRFLOW_CONN_HYPERV_DEFAULT", emulator.connection_uri("hv-01"))
+    monkeypatch.setenv("AIRFLOW_CONN_HYPERV_DEFAULT", uri_for(emulator, "hv-01"))
     vm = hook.get_vm(name="web-01")
     other = foreign_lease(vm.id)
     assert hook.acquire_lease(other).ours

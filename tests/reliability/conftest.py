@@ -22,9 +22,11 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.support.emulated import uri_for
+
 USERNAME = "hyperv-admin"
 PASSWORD = "reliability-pa55word"
-EXAMPLE_FLEET = Path(__file__).parents[2] / "airflow_hyperv" / "emulator" / "fleets" / "example.yaml"
+EXAMPLE_FLEET = Path(__file__).parents[2] / "emulator" / "hyperv_emulator" / "fleets" / "example.yaml"
 
 
 @pytest.fixture(scope="session")
@@ -63,7 +65,7 @@ class RestartableEmulator:
     session, shell and running pipeline is lost, the disks are not."""
 
     def __init__(self, root: Path, port: int, fleet_data: dict[str, Any], **kwargs: Any) -> None:
-        from airflow_hyperv.emulator.api import Emulator
+        from hyperv_emulator.api import Emulator
 
         self.emu = Emulator(
             fleet_data,
@@ -130,7 +132,7 @@ def make_emulator(tmp_path: Path, emulator_port: int, monkeypatch: pytest.Monkey
         holder = RestartableEmulator(tmp_path / "hosts", emulator_port, fleet(**timing), clock=clock)
         holder.__enter__()
         made.append(holder)
-        monkeypatch.setenv("AIRFLOW_CONN_HYPERV_DEFAULT", holder.emu.connection_uri("hv-01"))
+        monkeypatch.setenv("AIRFLOW_CONN_HYPERV_DEFAULT", uri_for(holder.emu, "hv-01"))
         return holder
 
     yield make

@@ -15,7 +15,6 @@ from typing import Any
 
 import pytest
 
-from airflow_hyperv.emulator.model.clock import ManualClock
 from airflow_hyperv.hyperv.enums import Consistency
 from airflow_hyperv.hyperv.errors import (
     HyperVError,
@@ -23,6 +22,8 @@ from airflow_hyperv.hyperv.errors import (
     OperationInProgressError,
     ProductionCheckpointImpossibleError,
 )
+from hyperv_emulator.model.clock import ManualClock
+from tests.support.emulated import settings_for
 
 VM = "web-01"
 CLEAR_ERRORS = (OperationInProgressError, InvalidStateError)
@@ -37,7 +38,7 @@ def slow(make_emulator: Any) -> Any:
 def new_hook(emu: Any) -> Any:
     from airflow_hyperv.hooks.hyperv import HyperVHook
 
-    return HyperVHook(settings=emu.connection_settings("hv-01"))
+    return HyperVHook(settings=settings_for(emu, "hv-01"))
 
 
 def model_vm(emu: Any) -> Any:

@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from airflow_hyperv.emulator.faults import Fault
+from hyperv_emulator.faults import Fault
 
 VM = "web-01"  # Linux with hv_vss_daemon, CheckpointType Production (set to ProductionOnly while we checkpoint)
 EXPORT_ROOT = "D:\\Backups"
@@ -306,7 +306,7 @@ def avhdx_files(emu: Any) -> list[str]:
 
 def exports(emu: Any) -> tuple[list[str], list[str], list[str]]:
     """(complete promoted folders, incomplete promoted folders, staging folders left)."""
-    from airflow_hyperv.emulator.model.paths import read_standin_header, standin_bytes
+    from hyperv_emulator.model.paths import read_standin_header, standin_bytes
 
     fs = emu.host("hv-01").fs
     base = fs.to_real(EXPORT_ROOT)

@@ -8,12 +8,13 @@ import types
 import pytest
 from airflow.sdk.exceptions import AirflowFailException
 
-from airflow_hyperv.emulator.model.paths import read_standin_header
 from airflow_hyperv.operators.restore_test import (
     HyperVRestoreCleanupOperator,
     HyperVRestoreTestOperator,
     newest_export,
 )
+from hyperv_emulator.model.paths import read_standin_header
+from tests.support.emulated import uri_for
 
 ROOT = "D:\\RestoreTests"
 
@@ -51,7 +52,7 @@ def make_export(hook, vm_name: str = "web-01", path: str = "D:\\Backups\\t1") ->
 
 @pytest.fixture
 def conn(emulator, monkeypatch):
-    monkeypatch.setenv("AIRFLOW_CONN_HYPERV_DEFAULT", emulator.connection_uri("hv-01"))
+    monkeypatch.setenv("AIRFLOW_CONN_HYPERV_DEFAULT", uri_for(emulator, "hv-01"))
 
 
 def run(manifest, **kw):

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import pytest
 
+from tests.support.emulated import uri_for
+
 MUTATING = {
     "Set-VM", "Checkpoint-VM", "Export-VMSnapshot", "Remove-VMSnapshot", "Restore-VMSnapshot", "Start-VM",
     "Stop-VM", "New-Item", "Move-Item", "Remove-Item",
@@ -129,7 +131,7 @@ def test_hostile_checkpoint_names_for_merge_and_restore(emulator, checkpoint_nam
         HyperVRestoreCheckpointOperator,
     )
 
-    monkeypatch.setenv("AIRFLOW_CONN_HYPERV_DEFAULT", emulator.connection_uri("hv-01"))
+    monkeypatch.setenv("AIRFLOW_CONN_HYPERV_DEFAULT", uri_for(emulator, "hv-01"))
     for op in (
         HyperVMergeCheckpointOperator(
             task_id="m", vm="dc-01", checkpoint_name=checkpoint_name, deferrable=False

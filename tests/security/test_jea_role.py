@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from airflow_hyperv.emulator.cmdlets.jea import (
+from airflow_hyperv.hyperv.pipelines import Pipeline, cmd, one
+from hyperv_emulator.cmdlets.jea import (
     COMMON_PARAMETERS,
     FUNCTIONS,
     PROVIDER_COMMANDS,
@@ -19,7 +20,7 @@ from airflow_hyperv.emulator.cmdlets.jea import (
     default_role_capability,
     parse_psdata,
 )
-from airflow_hyperv.hyperv.pipelines import Pipeline, cmd, one
+from tests.support.emulated import settings_for
 
 PACKAGE = Path(__file__).parents[2] / "airflow_hyperv"
 DOC = Path(__file__).parents[2] / "docs" / "connection.md"
@@ -221,13 +222,13 @@ ROLE = """@{
 
 @pytest.fixture
 def restricted_hook(tmp_path):
-    from airflow_hyperv.emulator.api import Emulator
     from airflow_hyperv.hooks.hyperv import HyperVHook
+    from hyperv_emulator.api import Emulator
 
     psrc = tmp_path / "AirflowHyperV.psrc"
     psrc.write_text(ROLE)
     with Emulator(root_dir=tmp_path / "hosts", time_scale=1000.0, role_capability=psrc) as emu:
-        hv = HyperVHook(settings=emu.connection_settings("hv-01"))
+        hv = HyperVHook(settings=settings_for(emu, "hv-01"))
         hv.retry_wait_multiplier, hv.retry_wait_max = 0.01, 0.05
         with hv:
             yield emu, hv
@@ -282,10 +283,10 @@ def test_a_role_without_the_pipeline_parameter_cannot_take_piped_input(restricte
 
 def test_a_hidden_command_gets_powershells_not_recognized_message(tmp_path) -> None:
     """The exact record a JEA endpoint writes for a command it does not show."""
-    from airflow_hyperv.emulator.cmdlets import AuditLog, HyperVCommandHost
-    from airflow_hyperv.emulator.faults import FaultPlan
-    from airflow_hyperv.emulator.model import Fleet, ManualClock
-    from airflow_hyperv.emulator.runtime import CommandInvocation, PipelineContext, TerminatingError
+    from hyperv_emulator.cmdlets import AuditLog, HyperVCommandHost
+    from hyperv_emulator.faults import FaultPlan
+    from hyperv_emulator.model import Fleet, ManualClock
+    from hyperv_emulator.runtime import CommandInvocation, PipelineContext, TerminatingError
 
     fleet = Fleet.load(
         {"hosts": [{"name": "hv-j", "vms": [{"name": "a"}]}]},

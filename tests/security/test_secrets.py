@@ -25,7 +25,8 @@ from typing import Any
 
 import pytest
 
-from airflow_hyperv.emulator.faults import Fault
+from hyperv_emulator.faults import Fault
+from tests.support.emulated import settings_for, uri_for
 
 PASSWORD = "S3cr3t-pa55word!"
 USERNAME = "hyperv-admin"
@@ -41,7 +42,7 @@ def airflow_db() -> None:
 
 @pytest.fixture
 def tls_emulator(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
-    from airflow_hyperv.emulator.api import Emulator
+    from hyperv_emulator.api import Emulator
 
     with Emulator(
         root_dir=tmp_path / "hosts",
@@ -51,7 +52,7 @@ def tls_emulator(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
         password=PASSWORD,
         time_scale=1000.0,
     ) as emu:
-        monkeypatch.setenv("AIRFLOW_CONN_HYPERV_DEFAULT", emu.connection_uri("hv-01"))
+        monkeypatch.setenv("AIRFLOW_CONN_HYPERV_DEFAULT", uri_for(emu, "hv-01"))
         yield emu
 
 
@@ -201,7 +202,7 @@ def test_exception_text_never_holds_the_password(tls_emulator: Any) -> None:
     emu = tls_emulator
     needles = password_needles() + private_key_needles(emu)
     emu.faults.inject(Fault.REJECT_CREDENTIALS, times=None)
-    hook = HyperVHook(settings=emu.connection_settings("hv-01"))
+    hook = HyperVHook(settings=settings_for(emu, "hv-01"))
     with pytest.raises(AuthenticationFailedError) as info, hook:
         hook.get_vm(name=VM)
     emu.faults.clear()
@@ -217,7 +218,7 @@ def test_exception_text_never_holds_the_password(tls_emulator: Any) -> None:
     )
     assert leaks(text, needles) == [], text
     # a wrong password is named as such, without echoing either password
-    wrong = HyperVHook(settings=emu.connection_settings("hv-01"))
+    wrong = HyperVHook(settings=settings_for(emu, "hv-01"))
     object.__setattr__(wrong.settings, "password", PASSWORD + "-wrong")
     with pytest.raises(AuthenticationFailedError) as info2, wrong:
         wrong.get_vm(name=VM)
@@ -232,7 +233,7 @@ def test_repr_and_str_of_settings_and_hook(tls_emulator: Any) -> None:
     key_pem = Path(emu.server.ca_cert_path).with_name("key.pem").read_text()
     cert_pem = Path(emu.server.ca_cert_path).read_text()
     needles = password_needles() + private_key_needles(emu)
-    settings = emu.connection_settings("hv-01")
+    settings = settings_for(emu, "hv-01")
     # certificate auth carries a client private key in the extra: it must stay out of repr too
     cert_settings = ConnectionSettings.from_connection(
         host="127.0.0.1",

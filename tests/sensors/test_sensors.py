@@ -10,11 +10,12 @@ from airflow.sdk.exceptions import AirflowFailException, TaskDeferred
 from airflow_hyperv.hyperv.enums import Consistency
 from airflow_hyperv.sensors.checkpoint import HyperVCheckpointMergedSensor
 from airflow_hyperv.sensors.vm import HyperVVMStateSensor
+from tests.support.emulated import settings_for, uri_for
 
 
 @pytest.fixture
 def conn(emulator, monkeypatch):
-    monkeypatch.setenv("AIRFLOW_CONN_HYPERV_DEFAULT", emulator.connection_uri("hv-01"))
+    monkeypatch.setenv("AIRFLOW_CONN_HYPERV_DEFAULT", uri_for(emulator, "hv-01"))
     return emulator
 
 
@@ -45,7 +46,7 @@ def test_vm_state_sensor_refuses_bad_input_without_retrying(conn):
 def test_merged_sensor_waits_for_the_disk_chain(conn):
     from airflow_hyperv.hooks.hyperv import HyperVHook
 
-    with HyperVHook(settings=conn.connection_settings("hv-01")) as hv:
+    with HyperVHook(settings=settings_for(conn, "hv-01")) as hv:
         sql = hv.get_vm(name="sql-01")
         made = hv.create_checkpoint(
             sql.id, "airflow-hyperv 20261125T0100Z 5e5e5e5e5e5e", consistency=Consistency.APPLICATION

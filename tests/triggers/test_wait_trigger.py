@@ -10,6 +10,7 @@ import pytest
 from airflow_hyperv.hyperv.enums import Consistency
 from airflow_hyperv.hyperv.waits import HostSnapshot, WaitFor
 from airflow_hyperv.triggers.hyperv import HyperVWaitTrigger
+from tests.support.emulated import settings_for, uri_for
 
 TRIGGERS = [
     HyperVWaitTrigger(hyperv_conn_id="hv", wait_for="vm_state", vm_id="A", target_state="Running", require_heartbeat=True),
@@ -42,7 +43,7 @@ def test_host_waits_share_a_stream_and_operation_waits_do_not():
 
 def test_waits_on_one_host_share_one_query_per_interval(emulator, monkeypatch):
     """Ten waits, one host: the shared stream's polls are the only pipelines that run."""
-    monkeypatch.setenv("AIRFLOW_CONN_HV_SHARED", emulator.connection_uri("hv-01"))
+    monkeypatch.setenv("AIRFLOW_CONN_HV_SHARED", uri_for(emulator, "hv-01"))
     model = emulator.host("hv-01")
     vms = {v.name: v for v in model.vms()}
     web = vms["web-01"]
@@ -93,8 +94,8 @@ def test_waits_on_one_host_share_one_query_per_interval(emulator, monkeypatch):
 def test_standalone_merge_wait_and_vanished_vm(emulator, monkeypatch):
     from airflow_hyperv.hooks.hyperv import HyperVHook
 
-    monkeypatch.setenv("AIRFLOW_CONN_HV_ONE", emulator.connection_uri("hv-01"))
-    with HyperVHook(settings=emulator.connection_settings("hv-01")) as hv:
+    monkeypatch.setenv("AIRFLOW_CONN_HV_ONE", uri_for(emulator, "hv-01"))
+    with HyperVHook(settings=settings_for(emulator, "hv-01")) as hv:
         dc = hv.get_vm(name="dc-01")
         made = hv.create_checkpoint(
             dc.id, "airflow-hyperv 20261125T0100Z abcabcabcabc", consistency=Consistency.APPLICATION

@@ -7,16 +7,17 @@ import asyncio
 
 import pytest
 
-from airflow_hyperv.emulator.faults import Fault
 from airflow_hyperv.hooks.disconnected import start_disconnected
 from airflow_hyperv.hyperv import pipelines
 from airflow_hyperv.triggers.hyperv import HyperVWaitTrigger, LoginRejected
+from hyperv_emulator.faults import Fault
+from tests.support.emulated import settings_for, uri_for
 
 
 @pytest.fixture
 def rejecting(emulator, monkeypatch):
     """A connection the host accepts, until the test arms REJECT_CREDENTIALS (for every login)."""
-    monkeypatch.setenv("AIRFLOW_CONN_HV_AUTH", emulator.connection_uri("hv-01"))
+    monkeypatch.setenv("AIRFLOW_CONN_HV_AUTH", uri_for(emulator, "hv-01"))
     return emulator
 
 
@@ -53,7 +54,7 @@ def test_the_shared_poll_never_logs_in_again_for_later_waiters(rejecting):
 
 
 def test_an_operation_wait_ends_at_the_first_rejected_login(rejecting):
-    op = start_disconnected(rejecting.connection_settings("hv-01"), pipelines.host_info())
+    op = start_disconnected(settings_for(rejecting, "hv-01"), pipelines.host_info())
     trigger = HyperVWaitTrigger(
         hyperv_conn_id="hv_auth", wait_for="operation_done", vm_id=vm_id(rejecting), poll_interval=0.01,
         operation=op.to_dict(),

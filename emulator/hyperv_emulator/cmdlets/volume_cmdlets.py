@@ -1,0 +1,163 @@
+"""Get-Volume (Storage module): the volume that holds a path, with its size and free space.
+
+Real hosts (windows-powershell-docs ``winserver2022-ps/storage/Get-Volume.md``): parameter sets
+ByDriveLetter (default, ``-DriveLetter <Char[]>``, position 0), ByPaths (``-Path``: the volume's own
+``\\\\?\\Volume{GUID}\\`` path), ByLabel (``-FileSystemLabel``) and ByFilePath (``-FilePath <String>``,
+alias ``FullName``: "the cmdlet gets the volume for the file path that you specify"). It writes
+``MSFT_Volume`` CIM instances (``Size``, ``SizeRemaining`` in bytes, ``DriveLetter`` empty for a
+volume mounted on a folder, ``FileSystem`` ``CSVFS`` for a Cluster Shared Volume). Get-Volume is a
+CDXML *function* of the Storage module, not a compiled cmdlet (``Get-Command Get-Volume`` shows
+CommandType Function), so a JEA role lists it under ``VisibleFunctions``.
+
+A query that matches nothing is the CDXML "not found" error: ``No MSFT_Volume objects found with
+property 'DriveLetter' equal to 'Z'.  Verify the value of the property and retry.``, FQID
+``CmdletizationQuery_NotFound_DriveLetter,Get-Volume``, ObjectNotFound. For ``-FilePath`` of a path
+that does not exist or of a UNC share the real answer is *unconfirmed*; this host answers the same
+not-found error, and the client treats any error as "free space unknown".
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from psrpcore.types import PSChar, PSObject, PSString, PSUInt, PSUInt16, PSUInt64
+
+from hyperv_emulator.cmdlets.base import Call, cmdlet
+from hyperv_emulator.cmdlets.binding import Param
+from hyperv_emulator.cmdlets.serialize import EXTRA_SERIALIZERS, _fill, _pstype
+from hyperv_emulator.model.errors import HyperVError, ParameterBindingError
+from hyperv_emulator.model.host import HostModel
+from hyperv_emulator.model.paths import Volume
+
+CIM = "Microsoft.Management.Infrastructure.CimInstance"
+VOLUME_TYPE = _pstype(
+    "MSFTVolumeObj",
+    [
+        f"{CIM}#ROOT/Microsoft/Windows/Storage/MSFT_Volume",
+        f"{CIM}#MSFT_Volume",
+        f"{CIM}#ROOT/Microsoft/Windows/Storage/MSFT_StorageObject",
+        f"{CIM}#MSFT_StorageObject",
+        CIM,
+        "System.Object",
+    ],
+    [
+        ("ObjectId", PSString),
+        ("UniqueId", PSString),
+        ("Path", PSString),
+        ("DriveLetter", PSChar),
+        ("DriveType", PSUInt),
+        ("FileSystem", PSString),
+        ("FileSystemLabel", PSString),
+        ("FileSystemType", PSUInt16),
+        ("HealthStatus", PSUInt16),
+        ("OperationalStatus", PSUInt16),
+        ("AllocationUnitSize", PSUInt),
+        ("Size", PSUInt64),
+        ("SizeRemaining", PSUInt64),
+        ("PSComputerName", PSString),
+    ],
+)
+# MSFT_Volume.FileSystemType values (Storage Management API, MSFT_Volume class): NTFS 14, ReFS 15,
+# CSVFS_NTFS 32768.
+_FS_TYPE = {"NTFS": 14, "ReFS": 15, "CSVFS": 32768}
+
+
+class VolumeNotFoundError(HyperVError):
+    """The CDXML query found no MSFT_Volume: CmdletizationQuery_NotFound_<Property>."""
+
+    category = "ObjectNotFound"
+    exception_type = "Microsoft.PowerShell.Cmdletization.Cim.CimJobException"
+
+    def __init__(self, prop: str, value: str) -> None:
+        super().__init__(
+            f"No MSFT_Volume objects found with property '{prop}' equal to '{value}'.  "
+            "Verify the value of the property and retry.",
+            target_name=value,
+            target_type="String",
+        )
+        self.error_id = f"CmdletizationQuery_NotFound_{prop}"  # type: ignore[misc]
+
+
+@dataclass(frozen=True)
+class VolumeView:
+    host: HostModel
+    volume: Volume
+
+
+def volume_path(host: HostModel, vol: Volume) -> str:
+    guid = vol.guid or str(uuid.uuid5(uuid.NAMESPACE_URL, f"volume:{host.name}/{vol.root.lower()}"))
+    return f"\\\\?\\Volume{{{guid}}}\\"
+
+
+def _serialize(view: VolumeView, host: HostModel) -> PSObject:
+    vol = view.volume
+    path = volume_path(host, vol)
+    return _fill(
+        VOLUME_TYPE(),
+        {
+            "ObjectId": f'{{1}}\\\\{host.name}\\root/Microsoft/Windows/Storage/Providers_v2\\WSP_Volume.ObjectId="{path}"',
+            "UniqueId": path,
+            "Path": path,
+            "DriveLetter": PSChar(vol.letter) if vol.letter else None,
+            "DriveType": 3,  # Fixed
+            "FileSystem": vol.file_system,
+            "FileSystemLabel": vol.label,
+            "FileSystemType": _FS_TYPE.get(vol.file_system, 0),
+            "HealthStatus": 0,  # Healthy
+            "OperationalStatus": 2,  # OK
+            "AllocationUnitSize": 4096,
+            "Size": vol.capacity,
+            "SizeRemaining": host.fs.free(vol),
+            "PSComputerName": None,
+        },
+    )
+
+
+EXTRA_SERIALIZERS[VolumeView] = _serialize
+
+
+@cmdlet(
+    "Get-Volume",
+    "Get-Volume",
+    [
+        Param("DriveLetter", "strings", position=0),
+        Param("FilePath", "string", ("FullName",)),
+        Param("Path", "strings"),
+        Param("FileSystemLabel", "strings"),
+    ],
+)
+def get_volume(call: Call) -> Iterator[Any]:
+    chosen = [p for p in ("DriveLetter", "FilePath", "Path", "FileSystemLabel") if call.has(p)]
+    if len(chosen) > 1:
+        raise ParameterBindingError.parameter_set()
+    fs = call.host.fs
+    volumes = fs.all_volumes()
+    if not chosen:
+        hits = volumes
+    elif call.has("FilePath"):
+        path = call.get("FilePath")
+        try:
+            hits = [fs.volume_for(path)] if fs.to_real(path).exists() else []
+        except HyperVError:
+            hits = []
+        if not hits:
+            call.error(VolumeNotFoundError("FilePath", path), path)
+    else:
+        prop = chosen[0]
+        hits = []
+        for value in call.get(prop):
+            if prop == "DriveLetter":
+                found = [v for v in volumes if v.letter and v.letter.lower() == value.lower()]
+            elif prop == "Path":
+                found = [v for v in volumes if volume_path(call.host, v).lower() == value.lower()]
+            else:
+                found = [v for v in volumes if v.label and v.label.lower() == value.lower()]
+            if not found:
+                call.error(VolumeNotFoundError(prop, value), value)
+            hits.extend(v for v in found if v not in hits)
+    for vol in hits:
+        call.touch(vol.root)
+        yield VolumeView(call.host, vol)

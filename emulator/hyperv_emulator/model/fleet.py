@@ -1,0 +1,449 @@
+"""Load and validate a YAML fleet file: several Hyper-V hosts and their VMs.
+
+A bad file fails with a ``FleetError`` naming the file, the host/VM and the field, so whoever edits a
+fleet sees at once what to fix.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import uuid
+from collections.abc import Mapping
+from datetime import timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import yaml
+
+from hyperv_emulator.faults import FaultPlan
+from hyperv_emulator.model.clock import Clock
+from hyperv_emulator.model.culture import LOCALES, WINDOWS_VERSIONS, HostCulture
+from hyperv_emulator.model.disk import GiB, MiB, VirtualDisk
+from hyperv_emulator.model.enums import CheckpointType, VhdType, VMState
+from hyperv_emulator.model.host import HostModel, Timing
+from hyperv_emulator.model.paths import Volume
+from hyperv_emulator.model.vm import (
+    INTEGRATION_SERVICES,
+    HardDrive,
+    IntegrationService,
+    VirtualMachine,
+)
+
+if TYPE_CHECKING:
+    from hyperv_emulator.cmdlets import AuditLog, HyperVCommandHost
+    from hyperv_emulator.cmdlets.jea import RoleCapability
+
+_HOST_KEYS = {"name", "volumes", "vms", "vm_path", "logical_processors", "memory_gb", "golden_images"}
+_CULTURE_KEYS = {"locale", "utc_offset", "windows", "hyperv_admin"}  # what a host prints (model/culture.py)
+_VM_KEYS = {
+    "name",
+    "id",
+    "state",
+    "guest",
+    "vss",
+    "heartbeat",
+    "integration_services",
+    "checkpoint_type",
+    "automatic_checkpoints",
+    "generation",
+    "cpus",
+    "memory_mb",
+    "churn_mb",
+    "disks",
+    "notes",
+    "path",
+}
+_DISK_KEYS = {"path", "name", "size_gb", "file_gb", "type", "volume", "parent"}
+_VOLUME_KEYS = {"capacity_gb", "used_gb", "label", "file_system"}
+_GOLDEN_KEYS = {"path", "size_gb", "file_gb"}
+_FILE_SYSTEMS = ("NTFS", "ReFS", "CSVFS")
+# Every real VMState by name: a VM whose health is not OK sits in a Critical twin (PausedCritical).
+_STATES = {state.name.lower(): state for state in VMState}
+
+
+class FleetError(ValueError):
+    """A fleet file that cannot be loaded; the message names file, host/VM and field."""
+
+
+class _Ctx:
+    def __init__(self, source: str) -> None:
+        self.source = source
+
+    def fail(self, where: str, field: str, problem: str) -> FleetError:
+        loc = f" {where}" if where else ""
+        return FleetError(f"{self.source}:{loc}: field '{field}': {problem}")
+
+
+def _num(ctx: _Ctx, where: str, field: str, value: Any, *, minimum: float = 0.0) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ctx.fail(where, field, f"expected a number, got {value!r}")
+    if value < minimum:
+        raise ctx.fail(where, field, f"must be >= {minimum}, got {value!r}")
+    return float(value)
+
+
+def _bool(ctx: _Ctx, where: str, field: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ctx.fail(where, field, f"expected true or false, got {value!r}")
+    return value
+
+
+def _mapping(ctx: _Ctx, where: str, field: str, value: Any) -> Mapping[str, Any]:
+    if not isinstance(value, Mapping):
+        raise ctx.fail(where, field, f"expected a mapping, got {type(value).__name__}")
+    return value
+
+
+def _unknown(ctx: _Ctx, where: str, data: Mapping[str, Any], allowed: set[str]) -> None:
+    extra = sorted(set(map(str, data)) - allowed)
+    if extra:
+        raise ctx.fail(where, extra[0], f"unknown field (allowed: {', '.join(sorted(allowed))})")
+
+
+_OFFSET = re.compile(r"([+-])(\d{2}):(\d{2})")
+
+
+def _culture(ctx: _Ctx, where: str, raw: Mapping[str, Any]) -> HostCulture:
+    """``locale`` (en-US, de-DE, da-DK), ``utc_offset`` ("+01:00") and ``windows`` (2012R2 … 2025)."""
+    locale = str(raw.get("locale", "en-US"))
+    if locale not in LOCALES:
+        raise ctx.fail(where, "locale", f"{locale!r} is not one of {', '.join(LOCALES)}")
+    offset_text = str(raw.get("utc_offset", "+00:00"))
+    match = _OFFSET.fullmatch(offset_text)
+    if match is None or int(match[2]) > 14 or int(match[3]) > 59:
+        raise ctx.fail(where, "utc_offset", f"{offset_text!r} is not an offset like +01:00 or -05:30")
+    offset = timedelta(hours=int(match[2]), minutes=int(match[3])) * (-1 if match[1] == "-" else 1)
+    windows = str(raw.get("windows", "2022"))
+    if windows not in WINDOWS_VERSIONS:
+        raise ctx.fail(where, "windows", f"{windows!r} is not one of {', '.join(WINDOWS_VERSIONS)}")
+    return HostCulture(locale=locale, utc_offset=offset, windows=windows)
+
+
+class Fleet:
+    """Hosts built from a fleet file, sharing one clock, fault plan, audit log and ``timing``."""
+
+    def __init__(self, hosts: dict[str, HostModel], timing: Timing, audit: AuditLog | None) -> None:
+        self.hosts = hosts
+        self.timing = timing
+        self.audit = audit
+
+    @classmethod
+    def load(
+        cls,
+        source: str | Path | Mapping[str, Any],
+        *,
+        root_dir: Path,
+        clock: Clock,
+        faults: FaultPlan,
+        audit: AuditLog | None = None,
+        timing: Timing | None = None,
+    ) -> Fleet:
+        """Build the fleet. ``timing`` (if given) overrides the file's ``timing`` section entirely."""
+        if isinstance(source, Mapping):
+            ctx, data = _Ctx("<fleet dict>"), source
+        else:
+            path = Path(source)
+            ctx = _Ctx(str(path))
+            try:
+                data = yaml.safe_load(path.read_text(encoding="utf-8"))
+            except OSError as exc:
+                raise FleetError(f"{path}: cannot read fleet file: {exc}") from exc
+            except yaml.YAMLError as exc:
+                raise FleetError(f"{path}: not valid YAML: {exc}") from exc
+        data = _mapping(ctx, "", "(top level)", data)
+        _unknown(ctx, "", data, {"hosts", "timing"})
+        if timing is None:
+            timing = cls._timing(ctx, data.get("timing") or {})
+        hosts_raw = data.get("hosts")
+        if not isinstance(hosts_raw, list) or not hosts_raw:
+            raise ctx.fail("", "hosts", "expected a non-empty list of hosts")
+        hosts: dict[str, HostModel] = {}
+        for hi, raw in enumerate(hosts_raw):
+            host = cls._host(ctx, hi, raw, root_dir=root_dir, clock=clock, faults=faults, timing=timing)
+            if host.name.lower() in {h.lower() for h in hosts}:
+                raise ctx.fail(f"hosts[{hi}] '{host.name}'", "name", "duplicate host name")
+            hosts[host.name] = host
+        return cls(hosts, timing, audit)
+
+    def command_hosts(self, role: RoleCapability | None = None) -> dict[str, HyperVCommandHost]:
+        """One PowerShell command host per Hyper-V host, in fleet order, sharing the audit log;
+        restricted to a JEA role capability when ``role`` is given."""
+        from hyperv_emulator.cmdlets import AuditLog, HyperVCommandHost
+
+        if self.audit is None:
+            self.audit = AuditLog()
+        return {
+            name: HyperVCommandHost(host, audit=self.audit, role=role) for name, host in self.hosts.items()
+        }
+
+    @staticmethod
+    def _timing(ctx: _Ctx, raw: Any) -> Timing:
+        raw = _mapping(ctx, "timing", "timing", raw)
+        names = {f.name for f in dataclasses.fields(Timing)}
+        _unknown(ctx, "timing", raw, names)
+        values = {k: _num(ctx, "timing", k, v) for k, v in raw.items()}
+        timing = Timing(**values)
+        try:
+            timing.validate()
+        except ValueError as exc:
+            raise ctx.fail("timing", str(exc).split()[0].removeprefix("timing."), str(exc)) from exc
+        return timing
+
+    @classmethod
+    def _host(
+        cls, ctx: _Ctx, hi: int, raw: Any, *, root_dir: Path, clock: Clock, faults: FaultPlan, timing: Timing
+    ) -> HostModel:
+        where = f"hosts[{hi}]"
+        raw = _mapping(ctx, where, "hosts", raw)
+        name = raw.get("name")
+        if (
+            not isinstance(name, str)
+            or not name
+            or any(c in name for c in '\\/:*?"<>| ')
+            or name in (".", "..")
+        ):
+            raise ctx.fail(where, "name", f"expected a host name without path characters, got {name!r}")
+        where = f"hosts[{hi}] '{name}'"
+        _unknown(ctx, where, raw, _HOST_KEYS | _CULTURE_KEYS)
+        vols_raw = _mapping(ctx, where, "volumes", raw.get("volumes") or {"C": {"capacity_gb": 500}})
+        volumes: dict[str, Volume] = {}
+        mounts: list[Volume] = []
+        for key, spec in vols_raw.items():
+            letter = str(key)
+            is_letter = len(letter) == 1 and letter.isalpha()
+            is_folder = len(letter) > 3 and letter[0].isalpha() and letter[1:3] == ":\\"
+            if not (is_letter or is_folder):
+                raise ctx.fail(
+                    where,
+                    f"volumes.{letter}",
+                    "a volume key is one drive letter, or the folder it is mounted on (C:\\ClusterStorage\\Volume1)",
+                )
+            spec = _mapping(ctx, where, f"volumes.{letter}", spec)
+            _unknown(ctx, f"{where} volumes.{letter}", spec, _VOLUME_KEYS)
+            cap = _num(ctx, where, f"volumes.{letter}.capacity_gb", spec.get("capacity_gb"), minimum=0.001)
+            used = _num(ctx, where, f"volumes.{letter}.used_gb", spec.get("used_gb", 0))
+            fs_raw = str(
+                spec.get("file_system", "CSVFS" if "\\clusterstorage\\" in letter.lower() else "NTFS")
+            )
+            file_system = next((f for f in _FILE_SYSTEMS if f.lower() == fs_raw.lower()), None)
+            if file_system is None:
+                raise ctx.fail(
+                    where,
+                    f"volumes.{letter}.file_system",
+                    f"{fs_raw!r} is not one of {', '.join(_FILE_SYSTEMS)}",
+                )
+            vol = Volume(
+                letter.upper() if is_letter else "",
+                int(cap * GiB),
+                int(used * GiB),
+                str(spec.get("label", "")),
+                mount_point="" if is_letter else letter,
+                file_system=file_system,
+                guid=str(uuid.uuid5(uuid.NAMESPACE_URL, f"volume:{name}/{letter.lower()}")),
+            )
+            if is_letter:
+                volumes[letter.upper()] = vol
+            else:
+                mounts.append(vol)
+        if "C" not in volumes:
+            raise ctx.fail(where, "volumes", "a host needs a C: volume")
+        vm_path = str(raw.get("vm_path", "C:\\Hyper-V"))
+        host = HostModel(
+            name,
+            root_dir=root_dir / name,
+            volumes=volumes,
+            clock=clock,
+            faults=faults,
+            timing=timing,
+            logical_processors=int(
+                _num(ctx, where, "logical_processors", raw.get("logical_processors", 16), minimum=1)
+            ),
+            memory_capacity=int(_num(ctx, where, "memory_gb", raw.get("memory_gb", 256), minimum=1) * GiB),
+            vm_path=vm_path,
+            vhd_path=vm_path,
+        )
+        host.culture = _culture(ctx, where, raw)
+        host.caller_is_hyperv_admin = _bool(ctx, where, "hyperv_admin", raw.get("hyperv_admin", True))
+        for vol in mounts:
+            if vol.mount_point[0].upper() not in volumes:
+                raise ctx.fail(
+                    where, f"volumes.{vol.mount_point}", f"host has no volume {vol.mount_point[0].upper()}:"
+                )
+            try:
+                host.fs.add_mount(vol)
+            except Exception as exc:
+                raise ctx.fail(where, f"volumes.{vol.mount_point}", str(exc)) from exc
+        golden = cls._golden_images(ctx, where, raw.get("golden_images") or [], host)
+        vms_raw = raw.get("vms") or []
+        if not isinstance(vms_raw, list):
+            raise ctx.fail(where, "vms", "expected a list of VMs")
+        for vi, vraw in enumerate(vms_raw):
+            cls._vm(ctx, where, vi, vraw, host, clock.now(), golden)
+        return host
+
+    @staticmethod
+    def _golden_images(ctx: _Ctx, where: str, raw: Any, host: HostModel) -> dict[str, VirtualDisk]:
+        """Shared parent disks (golden images) that VMs' differencing ``.vhdx`` disks are built on."""
+        if not isinstance(raw, list):
+            raise ctx.fail(where, "golden_images", "expected a list of {path, size_gb, file_gb}")
+        images: dict[str, VirtualDisk] = {}
+        for gi, graw in enumerate(raw):
+            gwhere = f"{where} golden_images[{gi}]"
+            graw = _mapping(ctx, gwhere, "golden_images", graw)
+            _unknown(ctx, gwhere, graw, _GOLDEN_KEYS)
+            path = graw.get("path")
+            if not isinstance(path, str) or not path.lower().endswith((".vhdx", ".vhd")):
+                raise ctx.fail(gwhere, "path", f"expected the path of a .vhdx file, got {path!r}")
+            size = int(_num(ctx, gwhere, "size_gb", graw.get("size_gb", 40), minimum=0.001) * GiB)
+            file_size = int(_num(ctx, gwhere, "file_gb", graw.get("file_gb", size / GiB / 4)) * GiB)
+            try:
+                disk = VirtualDisk(path=host.fs.normalize(path), size=size, file_size=file_size, golden=True)
+            except Exception as exc:
+                raise ctx.fail(gwhere, "path", str(exc)) from exc
+            images[disk.path.lower()] = disk
+        return images
+
+    @staticmethod
+    def _vm(
+        ctx: _Ctx,
+        host_where: str,
+        vi: int,
+        raw: Any,
+        host: HostModel,
+        now: float,
+        golden: dict[str, VirtualDisk] | None = None,
+    ) -> None:
+        where = f"{host_where} vms[{vi}]"
+        raw = _mapping(ctx, where, "vms", raw)
+        name = raw.get("name")
+        if not isinstance(name, str) or not name.strip():
+            raise ctx.fail(where, "name", f"expected a VM name, got {name!r}")
+        where = f"{host_where} vm '{name}'"
+        _unknown(ctx, where, raw, _VM_KEYS)
+        # Hyper-V allows two VMs of one name on a host (Import-VM -Copy -GenerateNewId makes one):
+        # a second one gets an Id and a folder of its own.
+        twin = any(v.name.lower() == name.lower() for v in host.vms())
+        try:
+            vm_id = (
+                uuid.UUID(str(raw["id"]))
+                if "id" in raw
+                else uuid.uuid5(uuid.NAMESPACE_DNS, f"{host.name}/{name}" + (f"#{vi}" if twin else ""))
+            )
+        except ValueError as exc:
+            raise ctx.fail(where, "id", f"not a GUID: {raw['id']!r}") from exc
+        if isinstance(raw.get("state"), bool):
+            raise ctx.fail(
+                where, "state", f"{raw['state']!r} is a YAML boolean: quote the state, e.g. state: 'Off'"
+            )
+        state = _STATES.get(str(raw.get("state", "Running")).lower())
+        if state is None:
+            raise ctx.fail(
+                where, "state", f"{raw.get('state')!r} is not one of {', '.join(v.name for v in VMState)}"
+            )
+        guest = str(raw.get("guest", "windows")).lower()
+        if guest not in ("windows", "linux"):
+            raise ctx.fail(where, "guest", f"{raw.get('guest')!r} is not one of windows, linux")
+        ct_raw = str(raw.get("checkpoint_type", "Production"))
+        ctype = next((c for c in CheckpointType if c.name.lower() == ct_raw.lower()), None)
+        if ctype is None:
+            raise ctx.fail(
+                where,
+                "checkpoint_type",
+                f"{ct_raw!r} is not one of {', '.join(c.name for c in CheckpointType)}",
+            )
+        services = [IntegrationService(n) for n in INTEGRATION_SERVICES]
+        svc_raw = _mapping(ctx, where, "integration_services", raw.get("integration_services") or {})
+        for sname, enabled in svc_raw.items():
+            svc = next((s for s in services if s.name.lower() == str(sname).lower()), None)
+            if svc is None:
+                raise ctx.fail(
+                    where,
+                    f"integration_services.{sname}",
+                    f"unknown service (known: {', '.join(INTEGRATION_SERVICES)})",
+                )
+            svc.enabled = _bool(ctx, where, f"integration_services.{sname}", enabled)
+        safe = "".join("_" if c in '<>:"/\\|?*' else c for c in name)  # folder names cannot hold these
+        folder = safe if not twin else f"{safe} ({str(vm_id)[:8]})"
+        vm_dir = str(raw.get("path") or f"{host.vm_path}\\{folder}")
+        vm = VirtualMachine(
+            id=vm_id,
+            name=name,
+            state=state,
+            guest_os="linux" if guest == "linux" else "windows",
+            guest_vss=_bool(ctx, where, "vss", raw.get("vss", True)),
+            guest_heartbeat=_bool(ctx, where, "heartbeat", raw.get("heartbeat", True)),
+            checkpoint_type=ctype,
+            automatic_checkpoints_enabled=_bool(
+                ctx, where, "automatic_checkpoints", raw.get("automatic_checkpoints", False)
+            ),
+            generation=int(_num(ctx, where, "generation", raw.get("generation", 2), minimum=1)),
+            processor_count=int(_num(ctx, where, "cpus", raw.get("cpus", 2), minimum=1)),
+            memory_startup=int(_num(ctx, where, "memory_mb", raw.get("memory_mb", 4096), minimum=32) * MiB),
+            churn_bytes=int(_num(ctx, where, "churn_mb", raw.get("churn_mb", 256)) * MiB),
+            path=vm_dir,
+            snapshot_path=vm_dir,
+            creation_time=now - 86400 * 30,
+            started_at=now - 3600 if state is VMState.Running else None,
+            notes=str(raw.get("notes", "")),
+            integration=services,
+        )
+        disks_raw = raw.get("disks") or [{"size_gb": 40, "file_gb": 10}]
+        if not isinstance(disks_raw, list):
+            raise ctx.fail(where, "disks", "expected a list of disks")
+        for di, draw in enumerate(disks_raw):
+            dwhere = f"{where} disks[{di}]"
+            draw = _mapping(ctx, dwhere, "disks", draw)
+            _unknown(ctx, dwhere, draw, _DISK_KEYS)
+            size = int(_num(ctx, dwhere, "size_gb", draw.get("size_gb", 40), minimum=0.001) * GiB)
+            vtype = str(draw.get("type", "Dynamic"))
+            if vtype.lower() not in ("dynamic", "fixed"):
+                raise ctx.fail(dwhere, "type", f"{vtype!r} is not one of Dynamic, Fixed")
+            fixed = vtype.lower() == "fixed"
+            file_size = (
+                size
+                if fixed
+                else int(_num(ctx, dwhere, "file_gb", draw.get("file_gb", size / GiB / 4)) * GiB)
+            )
+            if file_size > size:
+                raise ctx.fail(dwhere, "file_gb", "a disk file cannot be larger than its size_gb")
+            volume = str(draw.get("volume", vm_dir[0])).upper()
+            default_name = f"{safe}.vhdx" if di == 0 else f"{safe}-{di}.vhdx"
+            dpath = (
+                draw.get("path")
+                or f"{volume}:{vm_dir[2:]}\\Virtual Hard Disks\\{draw.get('name', default_name)}"
+            )
+            if volume not in host.fs.volumes:
+                raise ctx.fail(dwhere, "volume", f"host has no volume {volume}:")
+            parent: VirtualDisk | None = None
+            if "parent" in draw:
+                try:
+                    parent = (golden or {}).get(host.fs.normalize(str(draw["parent"])).lower())
+                except Exception:
+                    parent = None
+                if parent is None:
+                    raise ctx.fail(
+                        dwhere, "parent", f"{draw['parent']!r} is not one of the host's golden_images"
+                    )
+                if fixed:
+                    raise ctx.fail(dwhere, "type", "a disk with a parent is a differencing disk, not Fixed")
+                size = parent.size
+                file_size = int(_num(ctx, dwhere, "file_gb", draw.get("file_gb", 1)) * GiB)
+            disk = VirtualDisk(
+                path=str(dpath),
+                size=size,
+                file_size=file_size,
+                vhd_type=VhdType.Differencing
+                if parent is not None
+                else VhdType.Fixed
+                if fixed
+                else VhdType.Dynamic,
+                parent=parent,
+            )
+            vm.hard_drives.append(HardDrive(disk=disk, controller_number=0, controller_location=di))
+        try:
+            host.add_vm(vm, allow_duplicate_name=True)
+        except ValueError as exc:
+            raise ctx.fail(where, "id" if "id" in str(exc) else "name", str(exc)) from exc
+        except Exception as exc:  # a path the host refuses (bad drive, illegal characters)
+            raise ctx.fail(where, "disks", str(exc)) from exc
