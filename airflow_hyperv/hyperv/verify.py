@@ -1,7 +1,7 @@
 """Quiesce-verify: decide, before anything changes, which checkpoint a VM can get and why.
 
 Pure: it takes what the host reported and returns a report a human can act on. Rules follow
-shared/hyperv-facts.md: a production checkpoint needs the guest's VSS / fsfreeze, reached through the
+Microsoft's "Using checkpoints" (Hyper-V): a production checkpoint needs the guest's VSS / fsfreeze, via the
 VSS integration service (found by its component GUID, as names are localized) and a live heartbeat;
 an Off VM has nothing to quiesce. A Critical state (health not OK) blocks.
 """
