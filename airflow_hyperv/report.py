@@ -2,23 +2,22 @@
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 from typing import Any
 
+from airflow_hyperv.hyperv.outcomes import FAILURE_KEY, STEPS
 from airflow_hyperv.hyperv.verify import Policy, VerifyReport, decide
+from airflow_hyperv.operators.failures import record_failure
 
-FAILURE_KEY = "hyperv_failure"
-
-
-def record_failure(context: Any) -> None:
-    """on_failure_callback: keep the reason where the report can read it (an XCom of the task)."""
-    exc = context.get("exception")
-    ti = context["ti"]
-    reason = f"{type(exc).__name__}: {exc}" if exc is not None else "failed"
-    vm = getattr(context.get("task"), "vm", None)
-    with contextlib.suppress(Exception):  # a report detail must never mask the task's own failure
-        ti.xcom_push(key=FAILURE_KEY, value={"vm": str(vm), "reason": reason.splitlines()[0][:500]})
+__all__ = [
+    "FAILURE_KEY",
+    "STEPS",
+    "collect_report",
+    "failed_rows",
+    "record_failure",
+    "render_table",
+    "row_for",
+]
 
 
 def _pull_by_vm(ti: Any, task_id: str, key: str = "return_value") -> dict[str, Any]:
@@ -84,10 +83,6 @@ def row_for(host: str, vm: str, policy: str, pulled: dict[str, Any]) -> dict[str
     if made and not row["merged"] and "failed" not in row["outcome"]:
         row["outcome"] += " (checkpoint NOT merged)"
     return row
-
-
-STEPS = ("verify", "choose", "production_checkpoint", "standard_checkpoint", "export_production",
-         "export_standard", "retention_production", "retention_standard", "merge")  # fmt: skip
 
 
 def collect_report(ti: Any, groups: list[tuple[str, str]]) -> list[dict[str, Any]]:
