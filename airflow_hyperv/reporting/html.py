@@ -22,9 +22,6 @@ def report_dir() -> Path:
     return Path(os.environ.get("AIRFLOW_HOME", Path.home() / "airflow")) / "hyperv-reports"
 
 
-# --- HTML ------------------------------------------------------------------------------------------------
-
-
 def _fmt(when: dt.datetime | None, now: dt.datetime) -> str:
     if when is None:
         return '<span class="none">never</span>'
