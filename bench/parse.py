@@ -55,7 +55,7 @@ LAYERS = (
     "airflow_hyperv.hyperv.records",
     "airflow_hyperv.hyperv.pipelines",
     "airflow_hyperv.hyperv.verify",
-    "airflow_hyperv.inventory",
+    "airflow_hyperv.authoring.inventory",
     "airflow_hyperv.operators.protect",
     "airflow_hyperv.sensors.vm",
     "airflow_hyperv.triggers.hyperv",

@@ -65,7 +65,7 @@ def dag_factory(airflow_db, emulator, monkeypatch):
             f"""
             import pendulum
             from airflow.sdk import DAG
-            from airflow_hyperv.operators.protect import protect_vm
+            from airflow_hyperv.authoring.protect import protect_vm
 
             with DAG({dag_id!r}, schedule=None, start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
                      catchup=False, default_args={{"retries": 0}}) as dag:

@@ -106,7 +106,7 @@ def run_demo() -> int:
     if rows is None:
         _say(f"the run produced no report; see {log}")
         return 1
-    from airflow_hyperv.report import render_table
+    from airflow_hyperv.reporting.run_report import render_table
 
     print()
     print(render_table(rows))

@@ -11,7 +11,7 @@ from __future__ import annotations
 import pendulum
 from airflow.sdk import DAG
 
-from airflow_hyperv.operators.protect import protect_vm
+from airflow_hyperv.authoring.protect import protect_vm
 
 DATABASE_VMS = ["sql-01"]
 EXPORT_ROOT = "D:\\Backups\\databases"

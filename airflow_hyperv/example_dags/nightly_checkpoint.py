@@ -14,8 +14,8 @@ from pathlib import Path
 import pendulum
 from airflow.sdk import DAG, TriggerRule, task, task_group
 
-from airflow_hyperv.inventory import VARIABLE, HostEntry, load
-from airflow_hyperv.operators.protect import build_protection_chain
+from airflow_hyperv.authoring.inventory import VARIABLE, HostEntry, load
+from airflow_hyperv.authoring.protect import build_protection_chain
 
 INVENTORY = Path(
     os.environ.get("AIRFLOW_HYPERV_INVENTORY", Path(__file__).parent / "inventory" / "nightly.yaml")
@@ -40,7 +40,7 @@ with DAG(
         def list_vms() -> list[dict[str, str]]:
             from airflow.sdk import Variable
 
-            from airflow_hyperv.inventory import vms_for_host
+            from airflow_hyperv.authoring.inventory import vms_for_host
 
             return vms_for_host(INVENTORY, host.name, Variable.get(VARIABLE, default=None))
 
@@ -67,7 +67,7 @@ with DAG(
     def report(**context) -> list[dict]:  # type: ignore[no-untyped-def]
         from airflow.sdk.exceptions import AirflowFailException
 
-        from airflow_hyperv.report import collect_report, failed_rows, render_table
+        from airflow_hyperv.reporting.run_report import collect_report, failed_rows, render_table
 
         rows = collect_report(context["ti"], [(h.group_id, h.name) for h in inventory.hosts])
         print(render_table(rows))
@@ -75,7 +75,7 @@ with DAG(
         # The fleet report (protection_report DAG) shows why a VM was not protected last night.
         from airflow.sdk import Variable
 
-        from airflow_hyperv.protection_report import LAST_OUTCOMES_VARIABLE, outcome_summary
+        from airflow_hyperv.reporting.fleet_report import LAST_OUTCOMES_VARIABLE, outcome_summary
 
         Variable.set(LAST_OUTCOMES_VARIABLE, outcome_summary(rows), serialize_json=True)
         if failed := failed_rows(rows):

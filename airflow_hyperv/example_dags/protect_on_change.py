@@ -17,8 +17,8 @@ from __future__ import annotations
 import pendulum
 from airflow.sdk import DAG, Asset, AssetWatcher, task, task_group
 
+from airflow_hyperv.authoring.protect import build_protection_chain
 from airflow_hyperv.hyperv.events import CHANGE_KINDS
-from airflow_hyperv.operators.protect import build_protection_chain
 from airflow_hyperv.triggers.events import HyperVEventTrigger  # no transport code: hooks load in run()
 
 CONN = "hyperv_hv_01"

@@ -38,15 +38,9 @@ with DAG(
 
         from airflow.sdk import Variable
 
-        from airflow_hyperv.inventory import VARIABLE, load, vms_for_host
-        from airflow_hyperv.protection_report import (
-            LAST_OUTCOMES_VARIABLE,
-            REPORT_FILE,
-            collect,
-            render_html,
-            report_dir,
-            rows_to_dicts,
-        )
+        from airflow_hyperv.authoring.inventory import VARIABLE, load, vms_for_host
+        from airflow_hyperv.reporting.fleet_report import LAST_OUTCOMES_VARIABLE, collect, rows_to_dicts
+        from airflow_hyperv.reporting.html import REPORT_FILE, render_html, report_dir
 
         variable = Variable.get(VARIABLE, default=None)
         expected = [

@@ -34,9 +34,9 @@ with DAG(
     def verify(**context) -> list[dict]:  # type: ignore[no-untyped-def]
         from airflow.sdk.exceptions import AirflowFailException
 
+        from airflow_hyperv.authoring.inventory import conn_id_for_host
         from airflow_hyperv.hooks.hyperv import HyperVHook
         from airflow_hyperv.hyperv.restore import verify_against_manifest
-        from airflow_hyperv.inventory import conn_id_for_host
 
         found = [dict(m) for m in (context["dag_run"].conf or {}).get("manifests") or []]
         for events in (context.get("triggering_asset_events") or {}).values():

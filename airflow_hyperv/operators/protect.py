@@ -19,8 +19,8 @@ from airflow_hyperv.operators.checkpoint import (
     HyperVMergeCheckpointOperator,
 )
 from airflow_hyperv.operators.export import HyperVExportCheckpointOperator, HyperVRetentionOperator
+from airflow_hyperv.operators.failures import record_failure
 from airflow_hyperv.operators.verify import HyperVCheckpointBranchOperator, HyperVVerifyOperator
-from airflow_hyperv.report import record_failure
 
 
 def protect_vm(

@@ -10,7 +10,7 @@ from airflow.plugins_manager import AirflowPlugin
 from fastapi import FastAPI
 from fastapi.responses import HTMLResponse
 
-from airflow_hyperv.protection_report import REPORT_FILE, report_dir
+from airflow_hyperv.reporting.html import REPORT_FILE, report_dir
 
 URL_PREFIX = "/hyperv-report"
 

@@ -186,7 +186,7 @@ def test_every_connection_parses_into_connection_settings(services, env_example)
 
 
 def test_airflow_init_creates_every_inventory_pool_with_include_deferred(services):
-    from airflow_hyperv.inventory import load
+    from airflow_hyperv.authoring.inventory import load
 
     inventory = load(INVENTORY)
     created = {}

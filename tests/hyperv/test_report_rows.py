@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from airflow_hyperv.example_dags import EXAMPLE_DAGS
-from airflow_hyperv.report import failed_rows, render_table, row_for
+from airflow_hyperv.reporting.run_report import failed_rows, render_table, row_for
 
 MADE = {"consistency": "application", "checkpoint_name": "airflow-hyperv 20261125T0100Z 0123456789ab"}
 EXPORT = {"path": "D:\\Backups\\x\\20261125T0100Z-0123456789ab", "total_bytes": 3 * 2**30}
@@ -40,7 +40,7 @@ def test_refusal_and_skip_and_table():
 
 def test_conn_id_for_host_reads_the_inventory(tmp_path):
 
-    from airflow_hyperv.inventory import conn_id_for_host
+    from airflow_hyperv.authoring.inventory import conn_id_for_host
 
     inventory = EXAMPLE_DAGS / "inventory" / "nightly.yaml"
     assert conn_id_for_host(inventory, "hv-02") == "hyperv_hv_02"

@@ -33,7 +33,7 @@ DOC = Path(__file__).parents[2] / "docs" / "reliability.md"
 DEFAULT_ARGS = '{"retries": 2, "retry_delay": dt.timedelta(0)}'
 
 CHAIN_BODY = """
-from airflow_hyperv.operators.protect import protect_vm
+from airflow_hyperv.authoring.protect import protect_vm
 
 with DAG({dag_id!r}, schedule=None, start_date=pendulum.datetime(2026, 1, 1, tz="UTC"), catchup=False,
          default_args={default_args}) as dag:
@@ -48,7 +48,7 @@ from airflow.sdk import TriggerRule
 from airflow_hyperv.operators.checkpoint import (
     HyperVCreateCheckpointOperator, HyperVMergeCheckpointOperator, HyperVRestoreCheckpointOperator,
 )
-from airflow_hyperv.report import record_failure
+from airflow_hyperv.operators.failures import record_failure
 
 with DAG({dag_id!r}, schedule=None, start_date=pendulum.datetime(2026, 1, 1, tz="UTC"), catchup=False,
          default_args={default_args}) as dag:
@@ -348,7 +348,7 @@ def failure_reason(run: Any, task_short: str) -> str:
     from airflow.models.xcom import XComModel
     from airflow.utils.session import create_session
 
-    from airflow_hyperv.report import FAILURE_KEY
+    from airflow_hyperv.hyperv.outcomes import FAILURE_KEY
 
     ti = next(t for t in run.get_task_instances() if t.task_id.split(".")[-1] == task_short)
     with create_session() as session:

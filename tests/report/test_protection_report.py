@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from airflow_hyperv.protection_report import REPORT_FILE, collect, render_html
+from airflow_hyperv.reporting.fleet_report import collect
+from airflow_hyperv.reporting.html import REPORT_FILE, render_html
 
 NOW = dt.datetime(2026, 3, 10, 8, 0, tzinfo=dt.timezone.utc)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import types
 
-from airflow_hyperv.protection_report import collect
+from airflow_hyperv.reporting.fleet_report import collect
 
 NOW = dt.datetime(2026, 3, 10, 8, 0, tzinfo=dt.timezone.utc)
 

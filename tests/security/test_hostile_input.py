@@ -60,11 +60,11 @@ def _bound_anywhere(emulator, value):
 
 
 def _failure_reason(run, task_short):
-    """The reason the task's on_failure_callback recorded (airflow_hyperv.report.record_failure)."""
+    """The reason the task's on_failure_callback recorded (airflow_hyperv.operators.failures.record_failure)."""
     from airflow.models.xcom import XComModel
     from airflow.utils.session import create_session
 
-    from airflow_hyperv.report import FAILURE_KEY
+    from airflow_hyperv.hyperv.outcomes import FAILURE_KEY
 
     ti = next(t for t in run.get_task_instances() if t.task_id.split(".")[-1] == task_short)
     with create_session() as session:

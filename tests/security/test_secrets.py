@@ -87,7 +87,7 @@ def load_dag(dag_id: str) -> Any:
         f"""
         import pendulum
         from airflow.sdk import DAG
-        from airflow_hyperv.operators.protect import protect_vm
+        from airflow_hyperv.authoring.protect import protect_vm
 
         with DAG({dag_id!r}, schedule=None, start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
                  catchup=False, default_args={{"retries": 0}}) as dag:
@@ -134,7 +134,8 @@ def report_text(run: Any) -> str:
     from airflow.models.xcom import XComModel
     from airflow.utils.session import create_session
 
-    from airflow_hyperv.report import FAILURE_KEY, STEPS, render_table, row_for
+    from airflow_hyperv.hyperv.outcomes import FAILURE_KEY, STEPS
+    from airflow_hyperv.reporting.run_report import render_table, row_for
 
     pulled: dict[str, Any] = {"expects_export": True}
     with create_session() as session:
