@@ -56,7 +56,7 @@ LAYERS = (
     "airflow_hyperv.hyperv.pipelines",
     "airflow_hyperv.hyperv.verify",
     "airflow_hyperv.authoring.inventory",
-    "airflow_hyperv.operators.protect",
+    "airflow_hyperv.authoring.protect",
     "airflow_hyperv.sensors.vm",
     "airflow_hyperv.triggers.hyperv",
     "airflow_hyperv.hooks.hyperv",

@@ -11,7 +11,7 @@ from typing import Any
 
 FAILURE_KEY = "hyperv_failure"
 
-# The chain's task ids (airflow_hyperv.operators.protect.build_protection_chain), in chain order.
+# The chain's task ids (airflow_hyperv.authoring.protect.build_protection_chain), in chain order.
 STEPS = ("verify", "choose", "production_checkpoint", "standard_checkpoint", "export_production",
          "export_standard", "retention_production", "retention_standard", "merge")  # fmt: skip
 

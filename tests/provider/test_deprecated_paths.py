@@ -61,7 +61,7 @@ def test_old_path_warns_and_re_exports_the_same_objects(old):
 NEW = ("airflow_hyperv.reporting.run_report", "airflow_hyperv.reporting.fleet_report",
        "airflow_hyperv.reporting.html", "airflow_hyperv.authoring.inventory", "airflow_hyperv.authoring.protect",
        "airflow_hyperv.hyperv.outcomes", "airflow_hyperv.operators.failures",
-       "airflow_hyperv.operators.protect", "airflow_hyperv.plugins.report_view")  # fmt: skip
+       "airflow_hyperv.plugins.report_view")  # fmt: skip
 
 
 def test_new_paths_do_not_warn():
@@ -74,12 +74,17 @@ def test_new_paths_do_not_warn():
     assert result.returncode == 0, result.stderr[-2000:]
 
 
-def test_the_authoring_chain_is_the_operators_chain():
+def test_the_old_operators_path_of_the_chain_warns_and_gives_the_authoring_objects():
+    import pytest
+
     from airflow_hyperv.authoring import protect as authoring
     from airflow_hyperv.operators import protect as operators
 
-    assert authoring.protect_vm is operators.protect_vm
-    assert authoring.build_protection_chain is operators.build_protection_chain
+    for name in ("protect_vm", "build_protection_chain", "default_group_id"):
+        with pytest.warns(DeprecationWarning, match="airflow_hyperv.authoring.protect"):
+            assert getattr(operators, name) is getattr(authoring, name)
+    with pytest.raises(AttributeError):
+        operators.HyperVMergeCheckpointOperator  # noqa: B018 - only the chain builders are forwarded
 
 
 def test_the_freshness_policy_is_not_the_consistency_policy():
