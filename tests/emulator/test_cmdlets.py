@@ -11,14 +11,14 @@ from psrpcore.types import PSObject, serialize
 
 from hyperv_emulator.cmdlets import AuditLog, HyperVCommandHost
 from hyperv_emulator.faults import FaultPlan
-from hyperv_emulator.model import Fleet, ManualClock
-from hyperv_emulator.runtime import (
+from hyperv_emulator.host_runtime import (
     BoundParameter,
     CommandInvocation,
     ErrorSpec,
     PipelineContext,
     TerminatingError,
 )
+from hyperv_emulator.model import Fleet, ManualClock
 
 
 class Sink:

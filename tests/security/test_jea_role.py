@@ -285,8 +285,8 @@ def test_a_hidden_command_gets_powershells_not_recognized_message(tmp_path) -> N
     """The exact record a JEA endpoint writes for a command it does not show."""
     from hyperv_emulator.cmdlets import AuditLog, HyperVCommandHost
     from hyperv_emulator.faults import FaultPlan
+    from hyperv_emulator.host_runtime import CommandInvocation, PipelineContext, TerminatingError
     from hyperv_emulator.model import Fleet, ManualClock
-    from hyperv_emulator.runtime import CommandInvocation, PipelineContext, TerminatingError
 
     fleet = Fleet.load(
         {"hosts": [{"name": "hv-j", "vms": [{"name": "a"}]}]},

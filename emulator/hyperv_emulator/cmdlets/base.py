@@ -9,6 +9,7 @@ from typing import Any
 
 from hyperv_emulator.cmdlets.audit import AuditEntry
 from hyperv_emulator.cmdlets.binding import Cmdlet, Param
+from hyperv_emulator.host_runtime import ErrorSpec
 from hyperv_emulator.model.checkpoint import Checkpoint
 from hyperv_emulator.model.errors import (
     HyperVError,
@@ -20,7 +21,6 @@ from hyperv_emulator.model.errors import (
 from hyperv_emulator.model.host import HostModel
 from hyperv_emulator.model.vm import VirtualMachine
 from hyperv_emulator.model.wildcard import WildcardPattern
-from hyperv_emulator.runtime import ErrorSpec
 
 REGISTRY: dict[str, Cmdlet] = {}
 

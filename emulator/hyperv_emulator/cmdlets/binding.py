@@ -16,11 +16,11 @@ from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import TYPE_CHECKING, Any, Literal
 
+from hyperv_emulator.host_runtime import BoundParameter
 from hyperv_emulator.model.checkpoint import Checkpoint
 from hyperv_emulator.model.enums import ENUM_TYPE_NAMES, parse_enum
 from hyperv_emulator.model.errors import ParameterBindingError
 from hyperv_emulator.model.vm import VirtualMachine
-from hyperv_emulator.runtime import BoundParameter
 
 if TYPE_CHECKING:
     from hyperv_emulator.cmdlets.base import Call

@@ -1,4 +1,4 @@
-"""``HyperVCommandHost``: runs decoded pipelines against one ``HostModel`` (the runtime.CommandHost seam).
+"""``HyperVCommandHost``: runs decoded pipelines against one ``HostModel`` (the host_runtime.CommandHost seam).
 
 Like PowerShell, every command of a statement is resolved and its command-line parameters bound before
 anything runs; then the first command runs once and each later command runs once per object the
@@ -37,6 +37,14 @@ from hyperv_emulator.cmdlets.jea import (
     check_parameters,
 )
 from hyperv_emulator.cmdlets.serialize import serialize
+from hyperv_emulator.host_runtime import (
+    CommandInvocation,
+    ErrorSpec,
+    PipelineContext,
+    PipelineSink,
+    Statement,
+    TerminatingError,
+)
 from hyperv_emulator.model.checkpoint import Checkpoint
 from hyperv_emulator.model.errors import (
     CommandNotFoundError,
@@ -47,14 +55,6 @@ from hyperv_emulator.model.errors import (
 )
 from hyperv_emulator.model.host import HostModel
 from hyperv_emulator.model.vm import VirtualMachine
-from hyperv_emulator.runtime import (
-    CommandInvocation,
-    ErrorSpec,
-    PipelineContext,
-    PipelineSink,
-    Statement,
-    TerminatingError,
-)
 
 
 def _vm_refs(params: dict[str, Any]) -> list[str]:

@@ -7,7 +7,7 @@ from typing import Any
 
 from hyperv_emulator.cmdlets.base import Call, cmdlet, target_vms
 from hyperv_emulator.cmdlets.binding import Param
-from hyperv_emulator.cmdlets.views import DriveView
+from hyperv_emulator.cmdlets.output_views import DriveView
 from hyperv_emulator.cmdlets.vm_cmdlets import COMPUTER, _local_only
 from hyperv_emulator.model.enums import ControllerType
 from hyperv_emulator.model.errors import HyperVError, ParameterBindingError

@@ -15,7 +15,7 @@ from typing import Any
 
 from hyperv_emulator.cmdlets.base import Call, cmdlet
 from hyperv_emulator.cmdlets.binding import Param
-from hyperv_emulator.cmdlets.views import DriveInfoView, FileHashView, FileItem
+from hyperv_emulator.cmdlets.output_views import DriveInfoView, FileHashView, FileItem
 from hyperv_emulator.model.errors import (
     ConfirmationRequiredError,
     DriveNotFoundError,

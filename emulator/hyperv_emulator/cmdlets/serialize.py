@@ -26,7 +26,7 @@ from psrpcore.types import (
 )
 from psrpcore.types import _serializer as _psrp_serializer
 
-from hyperv_emulator.cmdlets.views import (
+from hyperv_emulator.cmdlets.output_views import (
     DriveInfoView,
     DriveView,
     FileHashView,

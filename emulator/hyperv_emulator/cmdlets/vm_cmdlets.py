@@ -7,7 +7,7 @@ from typing import Any
 
 from hyperv_emulator.cmdlets.base import Call, cmdlet, target_vms
 from hyperv_emulator.cmdlets.binding import Param
-from hyperv_emulator.cmdlets.views import HostView, IntegrationView
+from hyperv_emulator.cmdlets.output_views import HostView, IntegrationView
 from hyperv_emulator.model.enums import CheckpointType
 from hyperv_emulator.model.errors import (
     AccessDeniedError,

@@ -1,7 +1,7 @@
 """One exception class per FullyQualifiedErrorId family a real host produces.
 
 Each carries what PowerShell puts in an ErrorRecord (error id, category, exception type, target) and
-turns into a ``runtime.ErrorSpec`` once the cmdlet is known, because a real FQID is
+turns into a ``host_runtime.ErrorSpec`` once the cmdlet is known, because a real FQID is
 ``<ErrorId>,<cmdlet's .NET class>`` (``ObjectNotFound,Microsoft.HyperV.PowerShell.Commands.CheckpointVM``).
 Clients must match on FQID, category and exception type, never on the message text.
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from hyperv_emulator.runtime import ErrorSpec
+from hyperv_emulator.host_runtime import ErrorSpec
 
 VIRTUALIZATION_EXCEPTION = "Microsoft.HyperV.PowerShell.VirtualizationException"
 
