@@ -283,7 +283,7 @@ def test_a_role_without_the_pipeline_parameter_cannot_take_piped_input(restricte
 
 def test_a_hidden_command_gets_powershells_not_recognized_message(tmp_path) -> None:
     """The exact record a JEA endpoint writes for a command it does not show."""
-    from hyperv_emulator.cmdlets import AuditLog, HyperVCommandHost
+    from hyperv_emulator.cmdlets import HyperVCommandHost
     from hyperv_emulator.faults import FaultPlan
     from hyperv_emulator.host_runtime import CommandInvocation, PipelineContext, TerminatingError
     from hyperv_emulator.model import Fleet, ManualClock
@@ -293,7 +293,6 @@ def test_a_hidden_command_gets_powershells_not_recognized_message(tmp_path) -> N
         root_dir=tmp_path,
         clock=ManualClock(),
         faults=FaultPlan(),
-        audit=AuditLog(),
     )
     role = RoleCapability.from_psdata(parse_psdata("@{ VisibleCmdlets = 'Hyper-V\\Get-VM' }"))
     host = HyperVCommandHost(fleet.hosts["hv-j"], role=role)
