@@ -76,19 +76,19 @@ class Emulator:
         role_capability: Path | str | None = None,
     ) -> None:
         """``restricted``: behave like a JEA endpoint with the role capability in ``role_capability``
-        (a ``.psrc``, or a Markdown file's role block; default: docs/connection.md of a checkout)."""
+        (a ``.psrc``, or a Markdown file's role block), which restricted mode requires: there is no
+        default. Giving ``role_capability`` alone also restricts."""
         from hyperv_emulator.cmdlets.audit import AuditLog
         from hyperv_emulator.model.clock import ScaledClock
         from hyperv_emulator.model.fleet import Fleet
 
         self.role: Any = None  # a JEA RoleCapability in restricted mode (loaded first: it may fail)
         if restricted or role_capability is not None:
-            from hyperv_emulator.cmdlets.jea import RoleCapability, default_role_capability
+            from hyperv_emulator.cmdlets.jea import RoleCapability
 
-            source = Path(role_capability) if role_capability is not None else default_role_capability()
-            if source is None:
+            if role_capability is None:
                 raise ValueError("restricted mode needs a role capability file (role_capability=...)")
-            self.role = RoleCapability.load(source)
+            self.role = RoleCapability.load(Path(role_capability))
         self.username = username
         self.password = password or secrets.token_urlsafe(18)
         self.auth = auth

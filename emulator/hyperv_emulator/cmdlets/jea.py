@@ -11,9 +11,10 @@ function, script file, or operable program…", FQID ``CommandNotFoundException`
 JEA session: PowershellFrameworkCollective/psframework#315). A parameter the role does not list is
 unknown to the proxy command (PowerShell/PowerShell#14650: "the Name parameter is unknown").
 
-The emulator reads the role from a ``.psrc`` file or from the first fenced ``powershell`` block with
-``VisibleCmdlets`` in a Markdown file (by default ``docs/connection.md``), so the documented role is
-exactly what the tests run against.
+The emulator reads the role from a ``.psrc`` file, or from the first fenced ``powershell`` block with
+``VisibleCmdlets`` in a Markdown file, always at a path it is given: there is no default (installed
+code never looks for a source checkout). The provider ships its documented role as
+``airflow_hyperv.jea.ROLE_CAPABILITY``, which is what the tests run against.
 """
 
 from __future__ import annotations
@@ -309,12 +310,6 @@ def role_block(markdown: str) -> str:
         if "VisibleCmdlets" in m.group(1):
             return m.group(1)
     raise PsdataError("no ```powershell block with VisibleCmdlets")
-
-
-def default_role_capability() -> Path | None:
-    """``docs/connection.md`` of a source checkout, when the package runs from one."""
-    path = Path(__file__).resolve().parents[3] / "docs" / "connection.md"
-    return path if path.is_file() else None
 
 
 # --- errors a JEA proxy command gives -------------------------------------------------------------------
