@@ -38,7 +38,8 @@ from hyperv_emulator.model.checkpoint import Checkpoint
 from hyperv_emulator.model.clock import to_datetime
 from hyperv_emulator.model.culture import HostDateTime
 from hyperv_emulator.model.enums import ENUM_TYPE_NAMES, VhdFormat
-from hyperv_emulator.model.host import HostModel, VhdInfo
+from hyperv_emulator.model.host import HostModel
+from hyperv_emulator.model.vhd import VhdInfo
 from hyperv_emulator.model.vm import VirtualMachine
 
 HV = "Microsoft.HyperV.PowerShell."
