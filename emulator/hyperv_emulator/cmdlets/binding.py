@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import TYPE_CHECKING, Any, Literal
 
+from hyperv_emulator.cmdlets.output_views import NetworkAdapterView
 from hyperv_emulator.host_runtime import BoundParameter
 from hyperv_emulator.model.checkpoint import Checkpoint
 from hyperv_emulator.model.enums import ENUM_TYPE_NAMES, parse_enum
@@ -25,7 +26,9 @@ from hyperv_emulator.model.vm import VirtualMachine
 if TYPE_CHECKING:
     from hyperv_emulator.cmdlets.base import Call
 
-Kind = Literal["string", "strings", "guid", "switch", "bool", "enum", "int", "vms", "snapshots", "choice"]
+Kind = Literal[
+    "string", "strings", "guid", "switch", "bool", "enum", "int", "vms", "snapshots", "adapters", "choice"
+]
 _TYPE_NAMES: dict[str, str] = {
     "string": "System.String",
     "strings": "System.String[]",
@@ -36,8 +39,13 @@ _TYPE_NAMES: dict[str, str] = {
     "vms": "Microsoft.HyperV.PowerShell.VirtualMachine[]",
     "snapshots": "Microsoft.HyperV.PowerShell.VMSnapshot[]",
     "choice": "System.String",
+    "adapters": "Microsoft.HyperV.PowerShell.VMNetworkAdapter[]",
 }
-_PIPELINE_TYPES: dict[str, type] = {"vms": VirtualMachine, "snapshots": Checkpoint}
+_PIPELINE_TYPES: dict[str, type] = {
+    "vms": VirtualMachine,
+    "snapshots": Checkpoint,
+    "adapters": NetworkAdapterView,
+}
 
 
 @dataclass(frozen=True)

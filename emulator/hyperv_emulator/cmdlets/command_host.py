@@ -21,11 +21,12 @@ from typing import Any
 
 from hyperv_emulator.cmdlets import (  # noqa: F401  (registers the cmdlets)
     disk_cmdlets,
-    event_cmdlets,
     file_cmdlets,
+    network_cmdlets,
     snapshot_cmdlets,
     vm_cmdlets,
     volume_cmdlets,
+    winevent_cmdlets,
 )
 from hyperv_emulator.cmdlets.audit import AuditEntry, AuditLog
 from hyperv_emulator.cmdlets.base import REGISTRY, Call

@@ -19,11 +19,14 @@ from hyperv_emulator.cmdlets.output_views import DriveInfoView, FileHashView, Fi
 from hyperv_emulator.model.errors import (
     ConfirmationRequiredError,
     DriveNotFoundError,
+    FileExistsError_,
+    FileInUseError,
     HyperVError,
     ItemExistsError,
     OperationFailedError,
     ParameterBindingError,
     PathNotFoundError,
+    UnauthorizedAccessError,
 )
 from hyperv_emulator.model.wildcard import WildcardPattern
 
@@ -31,34 +34,6 @@ NS = "Microsoft.PowerShell.Commands."
 LITERAL = Param("LiteralPath", "strings", ("PSPath", "LP"))
 PATH = Param("Path", "strings", position=0)
 HASHES = ("SHA1", "SHA256", "SHA384", "SHA512", "MD5")
-
-
-class FileInUseError(HyperVError):
-    """A VM's open disk: IOException, like Windows' sharing violation."""
-
-    error_id = "RemoveFileSystemItemIOError"
-    category = "WriteError"
-    exception_type = "System.IO.IOException"
-
-    def __init__(self, path: str) -> None:
-        super().__init__(
-            f"The process cannot access the file '{path}' because it is being used by another process.",
-            target_name=path,
-            target_type="String",
-        )
-
-
-class FileExistsError_(HyperVError):
-    """New-Item -ItemType File (no -Force) on an existing file: the provider opens it with
-    FileMode.CreateNew and reports the IOException as ``NewItemIOError`` / WriteError (PowerShell's
-    FileSystemProvider.NewItem; see docs/emulator.md, Leases)."""
-
-    error_id = "NewItemIOError"
-    category = "WriteError"
-    exception_type = "System.IO.IOException"
-
-    def __init__(self, path: str) -> None:
-        super().__init__(f"The file '{path}' already exists.", target_name=path, target_type="String")
 
 
 def _paths(call: Call) -> list[str]:
@@ -240,17 +215,6 @@ def get_content(call: Call) -> Iterator[Any]:
             yield text
         else:
             yield from text.splitlines()
-
-
-class UnauthorizedAccessError(HyperVError):
-    """Get-Content on a directory: ``GetContentReaderUnauthorizedAccessError`` (PermissionDenied)."""
-
-    error_id = "GetContentReaderUnauthorizedAccessError"
-    category = "PermissionDenied"
-    exception_type = "System.UnauthorizedAccessException"
-
-    def __init__(self, path: str) -> None:
-        super().__init__(f"Access to the path '{path}' is denied.", target_name=path, target_type="String")
 
 
 @cmdlet(

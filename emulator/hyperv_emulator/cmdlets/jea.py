@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hyperv_emulator.model.errors import HyperVError, ParameterBindingError
+from hyperv_emulator.model.errors import ParameterBindingError, ParameterValidationError
 
 # Commands that are *functions* on Windows PowerShell 5.1 (Get-Command shows CommandType Function):
 # Get-FileHash lives in Microsoft.PowerShell.Utility's script module; Get-Volume is a CDXML function
@@ -312,15 +312,7 @@ def role_block(markdown: str) -> str:
     raise PsdataError("no ```powershell block with VisibleCmdlets")
 
 
-# --- errors a JEA proxy command gives -------------------------------------------------------------------
-
-
-class ParameterValidationError(HyperVError):
-    """A value outside a role's ValidateSet / ValidatePattern: ParameterArgumentValidationError."""
-
-    error_id = "ParameterArgumentValidationError"
-    category = "InvalidData"
-    exception_type = "System.Management.Automation.ParameterBindingValidationException"
+# --- what a JEA proxy command checks (its error: model/errors.py) -------------------------------------------------------------------
 
 
 def check_parameters(entry: VisibleCommand, params: dict[str, Any]) -> None:

@@ -48,3 +48,10 @@ class FileHashView:
 class DriveInfoView:
     host: HostModel
     volume: Volume
+
+
+@dataclass(frozen=True)
+class NetworkAdapterView:
+    """The one network adapter of a VM (model/importing.py)."""
+
+    vm: VirtualMachine

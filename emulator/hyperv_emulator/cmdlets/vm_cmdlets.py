@@ -1,4 +1,5 @@
-"""Get-VM, Set-VM, Start-VM, Stop-VM, Get-VMIntegrationService, Get-VMHost."""
+"""Get-VM, Set-VM, Start-VM, Stop-VM, Get-VMIntegrationService, Get-VMHost, and the VM life cycle of a
+restore test: Import-VM (model/importing.py), Rename-VM, Remove-VM."""
 
 from __future__ import annotations
 
@@ -11,10 +12,13 @@ from hyperv_emulator.cmdlets.output_views import HostView, IntegrationView
 from hyperv_emulator.model.enums import CheckpointType
 from hyperv_emulator.model.errors import (
     AccessDeniedError,
+    ConfirmationRequiredError,
     GetVMNameNotFoundError,
     OperationFailedError,
+    ParameterBindingError,
     VMNotFoundError,
 )
+from hyperv_emulator.model.importing import import_vm
 from hyperv_emulator.model.wildcard import WildcardPattern
 
 NS = "Microsoft.HyperV.PowerShell.Commands."
@@ -159,3 +163,75 @@ def get_integration(call: Call) -> Iterator[Any]:
 def get_vmhost(call: Call) -> Iterator[Any]:
     _local_only(call)
     yield HostView(call.host)
+
+
+@cmdlet(
+    "Import-VM",
+    NS + "ImportVM",
+    [
+        Param("Path", "string", position=0),
+        Param("Copy", "switch"),
+        Param("GenerateNewId", "switch"),
+        Param("VhdDestinationPath", "string"),
+        Param("VirtualMachinePath", "string"),
+        Param("SnapshotFilePath", "string"),
+        Param("SmartPagingFilePath", "string"),
+        Param("Register", "switch"),
+        COMPUTER,
+    ],
+    should_process=True,
+)
+def import_vm_cmdlet(call: Call) -> Iterator[Any]:
+    _local_only(call)
+    if not call.has("Path"):
+        raise ParameterBindingError.missing_mandatory(["Path"])
+    if call.flag("WhatIf"):
+        return
+    vm = import_vm(
+        call.host,
+        call.get("Path"),
+        copy=call.flag("Copy"),
+        generate_new_id=call.flag("GenerateNewId"),
+        vhd_destination=call.get("VhdDestinationPath"),
+        vm_path=call.get("VirtualMachinePath"),
+    )
+    call.touch(vm.id)
+    yield vm
+
+
+@cmdlet(
+    "Remove-VM",
+    NS + "RemoveVM",
+    [VM_NAME, VM_OBJ, Param("Force", "switch"), PASSTHRU, COMPUTER],
+    should_process=True,
+)
+def remove_vm(call: Call) -> Iterator[Any]:
+    _local_only(call)
+    if not call.flag("Force") and call.get("Confirm", True) is not False:
+        raise ConfirmationRequiredError("Remove-VM", ",".join(v.name for v in call.get("VM") or []))
+    for vm in target_vms(call):
+        call.touch(vm.id)
+        if call.flag("WhatIf"):
+            continue
+        call.host.remove_vm(vm)
+        if call.flag("Passthru"):
+            yield vm
+
+
+@cmdlet(
+    "Rename-VM",
+    NS + "RenameVM",
+    [VM_NAME, VM_OBJ, Param("NewName", "string", position=1), PASSTHRU, COMPUTER],
+    should_process=True,
+)
+def rename_vm(call: Call) -> Iterator[Any]:
+    _local_only(call)
+    if not call.has("NewName"):
+        raise ParameterBindingError.missing_mandatory(["NewName"])
+    for vm in target_vms(call):
+        call.touch(vm.id)
+        if not call.flag("WhatIf"):
+            with call.host.lock:
+                vm.name = call.get("NewName")
+        if call.flag("Passthru"):
+            yield vm

@@ -28,7 +28,7 @@ from psrpcore.types import PSChar, PSObject, PSString, PSUInt, PSUInt16, PSUInt6
 from hyperv_emulator.cmdlets.base import Call, cmdlet
 from hyperv_emulator.cmdlets.binding import Param
 from hyperv_emulator.cmdlets.serialize import EXTRA_SERIALIZERS, _fill, _pstype
-from hyperv_emulator.model.errors import HyperVError, ParameterBindingError
+from hyperv_emulator.model.errors import HyperVError, ParameterBindingError, VolumeNotFoundError
 from hyperv_emulator.model.host import HostModel
 from hyperv_emulator.model.paths import Volume
 
@@ -63,22 +63,6 @@ VOLUME_TYPE = _pstype(
 # MSFT_Volume.FileSystemType values (Storage Management API, MSFT_Volume class): NTFS 14, ReFS 15,
 # CSVFS_NTFS 32768.
 _FS_TYPE = {"NTFS": 14, "ReFS": 15, "CSVFS": 32768}
-
-
-class VolumeNotFoundError(HyperVError):
-    """The CDXML query found no MSFT_Volume: CmdletizationQuery_NotFound_<Property>."""
-
-    category = "ObjectNotFound"
-    exception_type = "Microsoft.PowerShell.Cmdletization.Cim.CimJobException"
-
-    def __init__(self, prop: str, value: str) -> None:
-        super().__init__(
-            f"No MSFT_Volume objects found with property '{prop}' equal to '{value}'.  "
-            "Verify the value of the property and retry.",
-            target_name=value,
-            target_type="String",
-        )
-        self.error_id = f"CmdletizationQuery_NotFound_{prop}"  # type: ignore[misc]
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,97 @@
+"""Get-VMNetworkAdapter and Disconnect-VMNetworkAdapter: the one adapter each VM has (model/importing.py).
+
+A restore test disconnects an imported copy before it starts it, so the copy never meets its original
+on the network.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from hyperv_emulator.cmdlets.base import Call, cmdlet, target_vms
+from hyperv_emulator.cmdlets.binding import Param
+from hyperv_emulator.cmdlets.output_views import NetworkAdapterView
+from hyperv_emulator.cmdlets.serialize import EXTRA_SERIALIZERS, G, S, _fill, _pstype
+from hyperv_emulator.cmdlets.vm_cmdlets import COMPUTER, PASSTHRU, _local_only
+from hyperv_emulator.model.importing import ADAPTER_NAME, disconnect, switch_of
+
+HV = "Microsoft.HyperV.PowerShell.Commands."
+ADAPTER_TYPE = _pstype(
+    "VMNetworkAdapterObj",
+    [
+        "Microsoft.HyperV.PowerShell.VMNetworkAdapter",
+        "Microsoft.HyperV.PowerShell.VMNetworkAdapterBase",
+        "Microsoft.HyperV.PowerShell.VirtualizationObject",
+        "System.Object",
+    ],
+    [
+        ("Name", S),
+        ("VMName", S),
+        ("VMId", G),
+        ("SwitchName", S),
+        ("Connected", None),
+        ("IsManagementOs", None),
+    ],
+)
+
+
+@cmdlet(
+    "Get-VMNetworkAdapter",
+    HV + "GetVMNetworkAdapter",
+    [
+        Param("VMName", "strings", position=0),
+        Param("VM", "vms", pipeline=True, excludes=("VMName",)),
+        Param("Name", "strings"),
+        COMPUTER,
+    ],
+)
+def get_network_adapter(call: Call) -> Iterator[Any]:
+    _local_only(call)
+    for vm in target_vms(call, name_param="VMName"):
+        call.touch(vm.id)
+        yield NetworkAdapterView(vm)
+
+
+@cmdlet(
+    "Disconnect-VMNetworkAdapter",
+    HV + "DisconnectVMNetworkAdapter",
+    [
+        Param("VMName", "strings", position=0),
+        Param("VMNetworkAdapter", "adapters", pipeline=True, excludes=("VMName",)),
+        Param("Name", "strings"),
+        PASSTHRU,
+        COMPUTER,
+    ],
+    should_process=True,
+)
+def disconnect_network_adapter(call: Call) -> Iterator[Any]:
+    _local_only(call)
+    if call.has("VMNetworkAdapter"):
+        vms = [call.host.vm_by_id(a.vm.id) for a in call.get("VMNetworkAdapter")]
+    else:
+        vms = target_vms(call, name_param="VMName")
+    for vm in vms:
+        call.touch(vm.id)
+        if not call.flag("WhatIf"):
+            disconnect(call.host, vm)
+        if call.flag("Passthru"):
+            yield NetworkAdapterView(vm)
+
+
+def serialize_adapter(view: NetworkAdapterView, host: Any) -> Any:
+    switch = switch_of(host, view.vm)
+    return _fill(
+        ADAPTER_TYPE(),
+        {
+            "Name": ADAPTER_NAME,
+            "VMName": view.vm.name,
+            "VMId": view.vm.id,
+            "SwitchName": switch,
+            "Connected": bool(switch),
+            "IsManagementOs": False,
+        },
+    )
+
+
+EXTRA_SERIALIZERS[NetworkAdapterView] = serialize_adapter

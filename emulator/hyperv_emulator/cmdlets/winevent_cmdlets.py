@@ -1,0 +1,93 @@
+"""Get-WinEvent over the host's Hyper-V event log.
+
+windows-powershell-docs ``Microsoft.PowerShell.Diagnostics/Get-WinEvent.md``: ``-LogName``,
+``-MaxEvents``, ``-FilterXPath`` (the subset in model/event_query.py), ``-Oldest`` (default order is
+newest first). No match is the real non-terminating error
+``NoMatchingEventsFound,Microsoft.PowerShell.Commands.GetWinEventCommand``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from hyperv_emulator.cmdlets.base import Call, cmdlet
+from hyperv_emulator.cmdlets.binding import Param
+from hyperv_emulator.cmdlets.serialize import DT, I32, I64, S, _fill, _pstype
+from hyperv_emulator.cmdlets.vm_cmdlets import COMPUTER, _local_only
+from hyperv_emulator.model.clock import to_datetime
+from hyperv_emulator.model.errors import LogNotFoundError, NoMatchingEventsError, ParameterBindingError
+from hyperv_emulator.model.event_query import parse_xpath
+from hyperv_emulator.model.eventlog import EventRecord, event_log
+
+EVENT_TYPE = _pstype(
+    "EventLogRecordObj",
+    [
+        "System.Diagnostics.Eventing.Reader.EventLogRecord",
+        "System.Diagnostics.Eventing.Reader.EventRecord",
+        "System.Object",
+    ],
+    [
+        ("Id", I32),
+        ("RecordId", I64),
+        ("LogName", S),
+        ("ProviderName", S),
+        ("Level", None),
+        ("LevelDisplayName", S),
+        ("TimeCreated", DT),
+        ("MachineName", S),
+        ("Message", S),
+    ],
+)
+
+
+def _record(call: Call, rec: EventRecord) -> Any:
+    return _fill(
+        EVENT_TYPE(),
+        {
+            "Id": rec.event_id,
+            "RecordId": rec.record_id,
+            "LogName": rec.log_name,
+            "ProviderName": rec.provider,
+            "Level": rec.level,
+            "LevelDisplayName": rec.level_name,
+            "TimeCreated": to_datetime(rec.time_created),
+            "MachineName": call.host.name,
+            "Message": rec.message,
+        },
+    )
+
+
+@cmdlet(
+    "Get-WinEvent",
+    "Microsoft.PowerShell.Commands.GetWinEventCommand",
+    [
+        Param("LogName", "strings", position=0),
+        Param("MaxEvents", "int"),
+        Param("FilterXPath", "string"),
+        Param("Oldest", "switch"),
+        COMPUTER,
+    ],
+)
+def get_win_event(call: Call) -> Iterator[Any]:
+    _local_only(call)
+    if not call.has("LogName"):
+        raise ParameterBindingError.missing_mandatory(["LogName"])
+    predicate = parse_xpath(call.get("FilterXPath", "*"))
+    log = event_log(call.host)
+    found: list[EventRecord] = []
+    for name in call.get("LogName"):
+        records = log.records(name)
+        if records is None:
+            call.error(LogNotFoundError(name), name)
+            continue
+        call.touch(name)
+        found.extend(r for r in records if predicate(r))
+    if not call.flag("Oldest"):
+        found.sort(key=lambda r: (r.time_created, r.record_id), reverse=True)
+    if call.has("MaxEvents"):
+        found = found[: max(0, int(call.get("MaxEvents")))]
+    if not found:
+        raise NoMatchingEventsError()
+    for rec in found:
+        yield _record(call, rec)
