@@ -12,28 +12,10 @@ from typing import Any
 from hyperv_emulator.cmdlets.base import Call, cmdlet, target_vms
 from hyperv_emulator.cmdlets.binding import Param
 from hyperv_emulator.cmdlets.output_views import NetworkAdapterView
-from hyperv_emulator.cmdlets.serialize import EXTRA_SERIALIZERS, G, S, _fill, _pstype
 from hyperv_emulator.cmdlets.vm_cmdlets import COMPUTER, PASSTHRU, _local_only
-from hyperv_emulator.model.importing import ADAPTER_NAME, disconnect, switch_of
+from hyperv_emulator.model.importing import disconnect
 
 HV = "Microsoft.HyperV.PowerShell.Commands."
-ADAPTER_TYPE = _pstype(
-    "VMNetworkAdapterObj",
-    [
-        "Microsoft.HyperV.PowerShell.VMNetworkAdapter",
-        "Microsoft.HyperV.PowerShell.VMNetworkAdapterBase",
-        "Microsoft.HyperV.PowerShell.VirtualizationObject",
-        "System.Object",
-    ],
-    [
-        ("Name", S),
-        ("VMName", S),
-        ("VMId", G),
-        ("SwitchName", S),
-        ("Connected", None),
-        ("IsManagementOs", None),
-    ],
-)
 
 
 @cmdlet(
@@ -77,21 +59,3 @@ def disconnect_network_adapter(call: Call) -> Iterator[Any]:
             disconnect(call.host, vm)
         if call.flag("Passthru"):
             yield NetworkAdapterView(vm)
-
-
-def serialize_adapter(view: NetworkAdapterView, host: Any) -> Any:
-    switch = switch_of(host, view.vm)
-    return _fill(
-        ADAPTER_TYPE(),
-        {
-            "Name": ADAPTER_NAME,
-            "VMName": view.vm.name,
-            "VMId": view.vm.id,
-            "SwitchName": switch,
-            "Connected": bool(switch),
-            "IsManagementOs": False,
-        },
-    )
-
-
-EXTRA_SERIALIZERS[NetworkAdapterView] = serialize_adapter

@@ -13,49 +13,11 @@ from typing import Any
 
 from hyperv_emulator.cmdlets.base import Call, cmdlet
 from hyperv_emulator.cmdlets.binding import Param
-from hyperv_emulator.cmdlets.serialize import DT, I32, I64, S, _fill, _pstype
+from hyperv_emulator.cmdlets.serialize import serialize
 from hyperv_emulator.cmdlets.vm_cmdlets import COMPUTER, _local_only
-from hyperv_emulator.model.clock import to_datetime
 from hyperv_emulator.model.errors import LogNotFoundError, NoMatchingEventsError, ParameterBindingError
 from hyperv_emulator.model.event_query import parse_xpath
 from hyperv_emulator.model.eventlog import EventRecord, event_log
-
-EVENT_TYPE = _pstype(
-    "EventLogRecordObj",
-    [
-        "System.Diagnostics.Eventing.Reader.EventLogRecord",
-        "System.Diagnostics.Eventing.Reader.EventRecord",
-        "System.Object",
-    ],
-    [
-        ("Id", I32),
-        ("RecordId", I64),
-        ("LogName", S),
-        ("ProviderName", S),
-        ("Level", None),
-        ("LevelDisplayName", S),
-        ("TimeCreated", DT),
-        ("MachineName", S),
-        ("Message", S),
-    ],
-)
-
-
-def _record(call: Call, rec: EventRecord) -> Any:
-    return _fill(
-        EVENT_TYPE(),
-        {
-            "Id": rec.event_id,
-            "RecordId": rec.record_id,
-            "LogName": rec.log_name,
-            "ProviderName": rec.provider,
-            "Level": rec.level,
-            "LevelDisplayName": rec.level_name,
-            "TimeCreated": to_datetime(rec.time_created),
-            "MachineName": call.host.name,
-            "Message": rec.message,
-        },
-    )
 
 
 @cmdlet(
@@ -90,4 +52,4 @@ def get_win_event(call: Call) -> Iterator[Any]:
     if not found:
         raise NoMatchingEventsError()
     for rec in found:
-        yield _record(call, rec)
+        yield serialize(rec, call.host)  # written as it is read, like the EventLogRecord a host writes
