@@ -60,6 +60,7 @@ class Param:
     excludes: tuple[
         str, ...
     ] = ()  # other parameter sets: pipeline input cannot bind if one of these is given
+    mandatory: bool = False  # refused before the handler runs when missing (cmdlets/base.py, invoke)
 
     @property
     def type_name(self) -> str:
@@ -110,6 +111,9 @@ class Cmdlet:
     aliases: tuple[str, ...] = ()
     should_process: bool = False
     prompts: bool = False  # ConfirmImpact High: prompts unless -Confirm:$false
+    # A Hyper-V (or event log) cmdlet of this host only: the caller must be a Hyper-V administrator and
+    # -ComputerName may name only this host (cmdlets/base.py, invoke).
+    local_only: bool = False
     all_params: tuple[Param, ...] = field(init=False)
 
     def __post_init__(self) -> None:

@@ -29,7 +29,7 @@ from hyperv_emulator.cmdlets import (  # noqa: F401  (registers the cmdlets)
     winevent_cmdlets,
 )
 from hyperv_emulator.cmdlets.audit import AuditEntry, AuditLog
-from hyperv_emulator.cmdlets.base import REGISTRY, Call
+from hyperv_emulator.cmdlets.base import REGISTRY, Call, invoke
 from hyperv_emulator.cmdlets.binding import Cmdlet, as_text, bind
 from hyperv_emulator.cmdlets.jea import (
     PROVIDER_COMMANDS,
@@ -237,7 +237,7 @@ class HyperVCommandHost:
             return []  # the client stopped the pipeline while the test held it: nothing ran
         outputs: list[Any] = []
         try:
-            for obj in step.cmdlet.handler(call):
+            for obj in invoke(call):
                 outputs.append(obj)
         except ParameterBindingError as err:
             raise self._terminate(step.audit, err, step.cmdlet) from None

@@ -169,8 +169,7 @@ def new_item(call: Call) -> Iterator[Any]:
     for p in call.get("Path") or [fs.cwd]:
         target = fs.join(p, call.get("Name")) if call.has("Name") else p
         real = fs.to_real(target)
-        call.touch(fs.to_windows(real))
-        if call.flag("WhatIf"):
+        if not call.should_process(fs.to_windows(real)):
             continue
         if item_type == "File" and real.is_file():
             if not call.flag("Force"):
@@ -223,7 +222,7 @@ def get_content(call: Call) -> Iterator[Any]:
     [
         PATH,
         LITERAL,
-        Param("Destination", "string", position=1),
+        Param("Destination", "string", position=1, mandatory=True),
         Param("Force", "switch"),
         Param("PassThru", "switch"),
     ],
@@ -232,15 +231,12 @@ def get_content(call: Call) -> Iterator[Any]:
 )
 def move_item(call: Call) -> Iterator[Any]:
     fs = call.host.fs
-    if not call.has("Destination"):
-        raise ParameterBindingError.missing_mandatory(["Destination"])
     for p, real in _each(call, _paths(call)):
         used = _in_use(call, real)
         if used:
             call.error(FileInUseError(used), p)
             continue
-        call.touch(call.get("Destination"))
-        if call.flag("WhatIf"):
+        if not call.should_process(call.get("Destination")):
             continue
         try:
             moved = fs.move(p, call.get("Destination"))
@@ -268,7 +264,7 @@ def remove_item(call: Call) -> Iterator[Any]:
         if fs.is_drive_root(real):
             call.error(OperationFailedError(f"Cannot remove the root of drive {real.name}:."), p)
             continue
-        if call.flag("WhatIf"):
+        if not call.should_process():
             continue
         if real.is_dir() and any(real.iterdir()) and not call.flag("Recurse"):
             # A real host would prompt "The item has children…"; this host cannot prompt.

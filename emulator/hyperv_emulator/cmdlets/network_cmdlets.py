@@ -12,7 +12,7 @@ from typing import Any
 from hyperv_emulator.cmdlets.base import Call, cmdlet, target_vms
 from hyperv_emulator.cmdlets.binding import Param
 from hyperv_emulator.cmdlets.output_views import NetworkAdapterView
-from hyperv_emulator.cmdlets.vm_cmdlets import COMPUTER, PASSTHRU, _local_only
+from hyperv_emulator.cmdlets.vm_cmdlets import COMPUTER, PASSTHRU
 from hyperv_emulator.model.importing import disconnect
 
 HV = "Microsoft.HyperV.PowerShell.Commands."
@@ -27,9 +27,9 @@ HV = "Microsoft.HyperV.PowerShell.Commands."
         Param("Name", "strings"),
         COMPUTER,
     ],
+    local_only=True,
 )
 def get_network_adapter(call: Call) -> Iterator[Any]:
-    _local_only(call)
     for vm in target_vms(call, name_param="VMName"):
         call.touch(vm.id)
         yield NetworkAdapterView(vm)
@@ -46,16 +46,15 @@ def get_network_adapter(call: Call) -> Iterator[Any]:
         COMPUTER,
     ],
     should_process=True,
+    local_only=True,
 )
 def disconnect_network_adapter(call: Call) -> Iterator[Any]:
-    _local_only(call)
     if call.has("VMNetworkAdapter"):
         vms = [call.host.vm_by_id(a.vm.id) for a in call.get("VMNetworkAdapter")]
     else:
         vms = target_vms(call, name_param="VMName")
     for vm in vms:
-        call.touch(vm.id)
-        if not call.flag("WhatIf"):
+        if call.should_process(vm.id):
             disconnect(call.host, vm)
         if call.flag("Passthru"):
             yield NetworkAdapterView(vm)

@@ -7,12 +7,11 @@ from typing import Any
 
 from hyperv_emulator.cmdlets.base import Call, cmdlet, target_snapshots, target_vms
 from hyperv_emulator.cmdlets.binding import Param
-from hyperv_emulator.cmdlets.vm_cmdlets import AS_JOB, COMPUTER, PASSTHRU, _local_only, _no_job
+from hyperv_emulator.cmdlets.vm_cmdlets import AS_JOB, COMPUTER, PASSTHRU
 from hyperv_emulator.faults import Fault
 from hyperv_emulator.model.enums import SnapshotType
 from hyperv_emulator.model.errors import (
     ConfirmationRequiredError,
-    ParameterBindingError,
     SnapshotNotFoundError,
 )
 from hyperv_emulator.model.wildcard import WildcardPattern
@@ -42,13 +41,11 @@ SNAP_TARGETING = [
         COMPUTER,
     ],
     should_process=True,
+    local_only=True,
 )
 def checkpoint_vm(call: Call) -> Iterator[Any]:
-    _no_job(call)
-    _local_only(call)
     for vm in target_vms(call):
-        call.touch(vm.id)
-        if call.flag("WhatIf"):
+        if not call.should_process(vm.id):
             continue
         # Like the real cmdlet, the snapshot is made under the default name "<vm> - (<date>)" and
         # renamed to -SnapshotName after (docs/emulator.md, Leases): a session lost in between
@@ -84,18 +81,14 @@ def _rename(call: Call, cp: Any, new_name: str) -> None:
 @cmdlet(
     "Rename-VMSnapshot",
     NS + "RenameVMSnapshot",
-    [*SNAP_TARGETING, Param("NewName", "string", position=2), PASSTHRU, COMPUTER],
+    [*SNAP_TARGETING, Param("NewName", "string", position=2, mandatory=True), PASSTHRU, COMPUTER],
     aliases=("Rename-VMCheckpoint",),
     should_process=True,
+    local_only=True,
 )
 def rename_snapshot(call: Call) -> Iterator[Any]:
-    _local_only(call)
-    if not call.has("NewName"):
-        raise ParameterBindingError.missing_mandatory(["NewName"])
     for vm, cp in target_snapshots(call):
-        call.touch(vm.id)
-        call.touch(cp.id)
-        if call.flag("WhatIf"):
+        if not call.should_process(vm.id, cp.id):
             continue
         _rename(call, cp, call.get("NewName"))
         if call.flag("Passthru"):
@@ -116,9 +109,9 @@ def rename_snapshot(call: Call) -> Iterator[Any]:
         COMPUTER,
     ],
     aliases=("Get-VMCheckpoint",),
+    local_only=True,
 )
 def get_snapshot(call: Call) -> Iterator[Any]:
-    _local_only(call)
     if call.has("ParentOf") or call.has("ChildOf"):
         raise call.not_modelled("Get-VMSnapshot -ParentOf/-ChildOf")
     if call.has("Id"):
@@ -146,19 +139,14 @@ def get_snapshot(call: Call) -> Iterator[Any]:
 @cmdlet(
     "Export-VMSnapshot",
     NS + "ExportVMSnapshot",
-    [*SNAP_TARGETING, Param("Path", "string", position=2), PASSTHRU, AS_JOB, COMPUTER],
+    [*SNAP_TARGETING, Param("Path", "string", position=2, mandatory=True), PASSTHRU, AS_JOB, COMPUTER],
     aliases=("Export-VMCheckpoint",),
     should_process=True,
+    local_only=True,
 )
 def export_snapshot(call: Call) -> Iterator[Any]:
-    _no_job(call)
-    _local_only(call)
-    if not call.has("Path"):
-        raise ParameterBindingError.missing_mandatory(["Path"])
     for vm, cp in target_snapshots(call):
-        call.touch(vm.id)
-        call.touch(cp.id)
-        if call.flag("WhatIf"):
+        if not call.should_process(vm.id, cp.id):
             continue
         result = call.host.export_snapshot(vm, cp, call.get("Path"), call.cancelled)
         if result is None:
@@ -180,14 +168,11 @@ def export_snapshot(call: Call) -> Iterator[Any]:
     ],
     aliases=("Remove-VMCheckpoint",),
     should_process=True,
+    local_only=True,
 )
 def remove_snapshot(call: Call) -> Iterator[Any]:
-    _no_job(call)
-    _local_only(call)
     for vm, cp in target_snapshots(call):
-        call.touch(vm.id)
-        call.touch(cp.id)
-        if call.flag("WhatIf"):
+        if not call.should_process(vm.id, cp.id):
             continue
         if vm.checkpoint(cp.id) is None:  # already gone with an earlier -IncludeAllChildSnapshots
             continue
@@ -205,14 +190,11 @@ def remove_snapshot(call: Call) -> Iterator[Any]:
     aliases=("Restore-VMCheckpoint",),
     should_process=True,
     prompts=True,
+    local_only=True,
 )
 def restore_snapshot(call: Call) -> Iterator[Any]:
-    _no_job(call)
-    _local_only(call)
     for vm, cp in target_snapshots(call):
-        call.touch(vm.id)
-        call.touch(cp.id)
-        if call.flag("WhatIf"):
+        if not call.should_process(vm.id, cp.id):
             continue
         if call.get("Confirm", True) is not False:
             # ConfirmImpact High: a real host prompts; this host cannot, like any non-interactive host.

@@ -14,8 +14,8 @@ from typing import Any
 from hyperv_emulator.cmdlets.base import Call, cmdlet
 from hyperv_emulator.cmdlets.binding import Param
 from hyperv_emulator.cmdlets.serialize import serialize
-from hyperv_emulator.cmdlets.vm_cmdlets import COMPUTER, _local_only
-from hyperv_emulator.model.errors import LogNotFoundError, NoMatchingEventsError, ParameterBindingError
+from hyperv_emulator.cmdlets.vm_cmdlets import COMPUTER
+from hyperv_emulator.model.errors import LogNotFoundError, NoMatchingEventsError
 from hyperv_emulator.model.event_query import parse_xpath
 from hyperv_emulator.model.eventlog import EventRecord, event_log
 
@@ -24,17 +24,15 @@ from hyperv_emulator.model.eventlog import EventRecord, event_log
     "Get-WinEvent",
     "Microsoft.PowerShell.Commands.GetWinEventCommand",
     [
-        Param("LogName", "strings", position=0),
+        Param("LogName", "strings", position=0, mandatory=True),
         Param("MaxEvents", "int"),
         Param("FilterXPath", "string"),
         Param("Oldest", "switch"),
         COMPUTER,
     ],
+    local_only=True,
 )
 def get_win_event(call: Call) -> Iterator[Any]:
-    _local_only(call)
-    if not call.has("LogName"):
-        raise ParameterBindingError.missing_mandatory(["LogName"])
     predicate = parse_xpath(call.get("FilterXPath", "*"))
     log = event_log(call.host)
     found: list[EventRecord] = []
