@@ -25,6 +25,18 @@ from hyperv_emulator.model.wildcard import WildcardPattern
 
 REGISTRY: dict[str, Cmdlet] = {}
 
+# --- parameters the Hyper-V cmdlets share -----------------------------------------------------------------
+
+COMPUTER = Param("ComputerName", "strings", ("PSComputerName",))
+PASSTHRU = Param("Passthru", "switch")
+AS_JOB = Param("AsJob", "switch")
+# A VM cmdlet's own target: -Name (alias -VMName), or -VM objects piped in.
+VM_NAME = Param("Name", "strings", ("VMName",), position=0)
+VM_INPUT = Param("VM", "vms", pipeline=True, excludes=("Name",))
+# The VM that owns what a cmdlet is about (its snapshots, drives, adapters): -VMName, or -VM piped in.
+OWNER_VM_NAME = Param("VMName", "strings", position=0)
+OWNER_VM_INPUT = Param("VM", "vms", pipeline=True, excludes=("VMName",))
+
 
 def register(cmdlet: Cmdlet) -> Cmdlet:
     for name in (cmdlet.name, *cmdlet.aliases):

@@ -5,10 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from hyperv_emulator.cmdlets.base import Call, cmdlet, target_vms
+from hyperv_emulator.cmdlets.base import COMPUTER, OWNER_VM_INPUT, OWNER_VM_NAME, Call, cmdlet, target_vms
 from hyperv_emulator.cmdlets.binding import Param
 from hyperv_emulator.cmdlets.output_views import DriveView
-from hyperv_emulator.cmdlets.vm_cmdlets import COMPUTER
 from hyperv_emulator.model.enums import ControllerType
 from hyperv_emulator.model.errors import HyperVError
 from hyperv_emulator.model.vm import HardDrive
@@ -20,8 +19,8 @@ NS = "Microsoft.HyperV.PowerShell.Commands."
     "Get-VMHardDiskDrive",
     NS + "GetVMHardDiskDrive",
     [
-        Param("VMName", "strings", position=0),
-        Param("VM", "vms", pipeline=True, excludes=("VMName",)),
+        OWNER_VM_NAME,
+        OWNER_VM_INPUT,
         # The checkpoint's own drives (windows-powershell-docs Get-VMHardDiskDrive.md, parameter set
         # VMSnapshot: pipeline input by value, alias VMCheckpoint).
         Param("VMSnapshot", "snapshots", ("VMCheckpoint",), pipeline=True, excludes=("VMName", "VM")),

@@ -58,6 +58,16 @@ def _each(call: Call, paths: list[str]) -> Iterator[tuple[str, Path]]:
         yield p, real
 
 
+def _each_not_in_use(call: Call, paths: list[str]) -> Iterator[tuple[str, Path]]:
+    """``_each``, less the files a VM has open (each one a FileInUse error; the cmdlet goes on)."""
+    for p, real in _each(call, paths):
+        used = _in_use(call, real)
+        if used:
+            call.error(FileInUseError(used), p)
+            continue
+        yield p, real
+
+
 def _in_use(call: Call, real: Path) -> str | None:
     fs = call.host.fs
     for vm in call.host.vms():
@@ -231,11 +241,7 @@ def get_content(call: Call) -> Iterator[Any]:
 )
 def move_item(call: Call) -> Iterator[Any]:
     fs = call.host.fs
-    for p, real in _each(call, _paths(call)):
-        used = _in_use(call, real)
-        if used:
-            call.error(FileInUseError(used), p)
-            continue
+    for p, _ in _each_not_in_use(call, _paths(call)):
         if not call.should_process(call.get("Destination")):
             continue
         try:
@@ -256,11 +262,7 @@ def move_item(call: Call) -> Iterator[Any]:
 )
 def remove_item(call: Call) -> Iterator[Any]:
     fs = call.host.fs
-    for p, real in _each(call, _paths(call)):
-        used = _in_use(call, real)
-        if used:
-            call.error(FileInUseError(used), p)
-            continue
+    for p, real in _each_not_in_use(call, _paths(call)):
         if fs.is_drive_root(real):
             call.error(OperationFailedError(f"Cannot remove the root of drive {real.name}:."), p)
             continue

@@ -9,10 +9,17 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from hyperv_emulator.cmdlets.base import Call, cmdlet, target_vms
+from hyperv_emulator.cmdlets.base import (
+    COMPUTER,
+    OWNER_VM_INPUT,
+    OWNER_VM_NAME,
+    PASSTHRU,
+    Call,
+    cmdlet,
+    target_vms,
+)
 from hyperv_emulator.cmdlets.binding import Param
 from hyperv_emulator.cmdlets.output_views import NetworkAdapterView
-from hyperv_emulator.cmdlets.vm_cmdlets import COMPUTER, PASSTHRU
 from hyperv_emulator.model.importing import disconnect
 
 HV = "Microsoft.HyperV.PowerShell.Commands."
@@ -22,8 +29,8 @@ HV = "Microsoft.HyperV.PowerShell.Commands."
     "Get-VMNetworkAdapter",
     HV + "GetVMNetworkAdapter",
     [
-        Param("VMName", "strings", position=0),
-        Param("VM", "vms", pipeline=True, excludes=("VMName",)),
+        OWNER_VM_NAME,
+        OWNER_VM_INPUT,
         Param("Name", "strings"),
         COMPUTER,
     ],
@@ -39,7 +46,7 @@ def get_network_adapter(call: Call) -> Iterator[Any]:
     "Disconnect-VMNetworkAdapter",
     HV + "DisconnectVMNetworkAdapter",
     [
-        Param("VMName", "strings", position=0),
+        OWNER_VM_NAME,
         Param("VMNetworkAdapter", "adapters", pipeline=True, excludes=("VMName",)),
         Param("Name", "strings"),
         PASSTHRU,

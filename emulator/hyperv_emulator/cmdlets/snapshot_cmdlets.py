@@ -5,9 +5,20 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from hyperv_emulator.cmdlets.base import Call, cmdlet, target_snapshots, target_vms
+from hyperv_emulator.cmdlets.base import (
+    AS_JOB,
+    COMPUTER,
+    OWNER_VM_INPUT,
+    OWNER_VM_NAME,
+    PASSTHRU,
+    VM_INPUT,
+    VM_NAME,
+    Call,
+    cmdlet,
+    target_snapshots,
+    target_vms,
+)
 from hyperv_emulator.cmdlets.binding import Param
-from hyperv_emulator.cmdlets.vm_cmdlets import AS_JOB, COMPUTER, PASSTHRU
 from hyperv_emulator.faults import Fault
 from hyperv_emulator.model.enums import SnapshotType
 from hyperv_emulator.model.errors import (
@@ -20,10 +31,9 @@ NS = "Microsoft.HyperV.PowerShell.Commands."
 SNAP_OBJ = Param(
     "VMSnapshot", "snapshots", ("VMCheckpoint",), pipeline=True, excludes=("VMName", "VM", "Name")
 )
-VM_OBJ = Param("VM", "vms", pipeline=True, excludes=("VMName",))
 SNAP_TARGETING = [
-    Param("VMName", "strings", position=0),
-    VM_OBJ,
+    OWNER_VM_NAME,
+    OWNER_VM_INPUT,
     SNAP_OBJ,
     Param("Name", "strings", position=1),
 ]
@@ -33,8 +43,8 @@ SNAP_TARGETING = [
     "Checkpoint-VM",
     NS + "CheckpointVM",
     [
-        Param("Name", "strings", ("VMName",), position=0),
-        Param("VM", "vms", pipeline=True, excludes=("Name",)),
+        VM_NAME,
+        VM_INPUT,
         Param("SnapshotName", "string", ("CheckpointName",), position=1),
         PASSTHRU,
         AS_JOB,
@@ -99,8 +109,8 @@ def rename_snapshot(call: Call) -> Iterator[Any]:
     "Get-VMSnapshot",
     NS + "GetVMSnapshot",
     [
-        Param("VMName", "strings", position=0),
-        VM_OBJ,
+        OWNER_VM_NAME,
+        OWNER_VM_INPUT,
         Param("Name", "string", position=1),
         Param("Id", "guid"),
         Param("SnapshotType", "enum", enum=SnapshotType),

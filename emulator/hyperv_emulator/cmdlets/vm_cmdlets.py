@@ -6,7 +6,18 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from hyperv_emulator.cmdlets.base import Call, cmdlet, target_vms
+from hyperv_emulator.cmdlets.base import (
+    AS_JOB,
+    COMPUTER,
+    OWNER_VM_INPUT,
+    OWNER_VM_NAME,
+    PASSTHRU,
+    VM_INPUT,
+    VM_NAME,
+    Call,
+    cmdlet,
+    target_vms,
+)
 from hyperv_emulator.cmdlets.binding import Param
 from hyperv_emulator.cmdlets.output_views import HostView, IntegrationView
 from hyperv_emulator.model.enums import CheckpointType
@@ -19,11 +30,6 @@ from hyperv_emulator.model.importing import import_vm
 from hyperv_emulator.model.wildcard import WildcardPattern
 
 NS = "Microsoft.HyperV.PowerShell.Commands."
-VM_NAME = Param("Name", "strings", ("VMName",), position=0)
-VM_OBJ = Param("VM", "vms", pipeline=True, excludes=("Name",))
-PASSTHRU = Param("Passthru", "switch")
-AS_JOB = Param("AsJob", "switch")
-COMPUTER = Param("ComputerName", "strings", ("PSComputerName",))
 
 
 @cmdlet("Get-VM", NS + "GetVM", [VM_NAME, Param("Id", "guid"), COMPUTER], local_only=True)
@@ -57,7 +63,7 @@ def get_vm(call: Call) -> Iterator[Any]:
     NS + "SetVM",
     [
         VM_NAME,
-        VM_OBJ,
+        VM_INPUT,
         Param("CheckpointType", "enum", enum=CheckpointType),
         Param("AutomaticCheckpointsEnabled", "bool"),
         PASSTHRU,
@@ -81,7 +87,7 @@ def set_vm(call: Call) -> Iterator[Any]:
 @cmdlet(
     "Start-VM",
     NS + "StartVM",
-    [VM_NAME, VM_OBJ, PASSTHRU, AS_JOB, COMPUTER],
+    [VM_NAME, VM_INPUT, PASSTHRU, AS_JOB, COMPUTER],
     should_process=True,
     local_only=True,
 )
@@ -98,7 +104,7 @@ def start_vm(call: Call) -> Iterator[Any]:
     NS + "StopVM",
     [
         VM_NAME,
-        VM_OBJ,
+        VM_INPUT,
         Param("Force", "switch"),
         Param("TurnOff", "switch"),
         Param("Save", "switch"),
@@ -123,8 +129,8 @@ def stop_vm(call: Call) -> Iterator[Any]:
     "Get-VMIntegrationService",
     NS + "GetVMIntegrationService",
     [
-        Param("VMName", "strings", position=0),
-        Param("VM", "vms", pipeline=True, excludes=("VMName",)),
+        OWNER_VM_NAME,
+        OWNER_VM_INPUT,
         Param("Name", "strings", position=1),
         COMPUTER,
     ],
@@ -182,7 +188,7 @@ def import_vm_cmdlet(call: Call) -> Iterator[Any]:
 @cmdlet(
     "Remove-VM",
     NS + "RemoveVM",
-    [VM_NAME, VM_OBJ, Param("Force", "switch"), PASSTHRU, COMPUTER],
+    [VM_NAME, VM_INPUT, Param("Force", "switch"), PASSTHRU, COMPUTER],
     should_process=True,
     local_only=True,
 )
@@ -200,7 +206,7 @@ def remove_vm(call: Call) -> Iterator[Any]:
 @cmdlet(
     "Rename-VM",
     NS + "RenameVM",
-    [VM_NAME, VM_OBJ, Param("NewName", "string", position=1, mandatory=True), PASSTHRU, COMPUTER],
+    [VM_NAME, VM_INPUT, Param("NewName", "string", position=1, mandatory=True), PASSTHRU, COMPUTER],
     should_process=True,
     local_only=True,
 )

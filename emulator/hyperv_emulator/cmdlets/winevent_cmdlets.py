@@ -11,10 +11,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from hyperv_emulator.cmdlets.base import Call, cmdlet
+from hyperv_emulator.cmdlets.base import COMPUTER, Call, cmdlet
 from hyperv_emulator.cmdlets.binding import Param
 from hyperv_emulator.cmdlets.serialize import serialize
-from hyperv_emulator.cmdlets.vm_cmdlets import COMPUTER
 from hyperv_emulator.model.errors import LogNotFoundError, NoMatchingEventsError
 from hyperv_emulator.model.event_query import parse_xpath
 from hyperv_emulator.model.eventlog import EventRecord, event_log
