@@ -8,10 +8,15 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from hyperv_emulator.counters import Counters
 from hyperv_emulator.faults import FaultPlan
+
+if TYPE_CHECKING:
+    from hyperv_emulator.cmdlets import AuditLog, HyperVCommandHost
+    from hyperv_emulator.cmdlets.jea import RoleCapability
+    from hyperv_emulator.model.fleet import Fleet
 
 EXAMPLE_FLEET = Path(__file__).parent / "fleets" / "example.yaml"
 
@@ -37,6 +42,17 @@ class ClientConnection:
         }
 
 
+def command_hosts(
+    fleet: Fleet, *, audit: AuditLog | None = None, role: RoleCapability | None = None
+) -> dict[str, HyperVCommandHost]:
+    """One PowerShell command host per Hyper-V host of ``fleet``, in fleet order, sharing one audit log
+    (a new one unless ``audit`` is given); restricted to a JEA role capability when ``role`` is given."""
+    from hyperv_emulator.cmdlets import AuditLog, HyperVCommandHost
+
+    shared = audit if audit is not None else AuditLog()
+    return {name: HyperVCommandHost(host, audit=shared, role=role) for name, host in fleet.hosts.items()}
+
+
 class Emulator:
     """An emulated Hyper-V fleet on 127.0.0.1. Use as a context manager; every host's files live under
     ``root_dir`` (a temp dir removed on stop unless you gave one)."""
@@ -60,19 +76,19 @@ class Emulator:
         role_capability: Path | str | None = None,
     ) -> None:
         """``restricted``: behave like a JEA endpoint with the role capability in ``role_capability``
-        (a ``.psrc``, or a Markdown file's role block; default: docs/connection.md of a checkout)."""
+        (a ``.psrc``, or a Markdown file's role block), which restricted mode requires: there is no
+        default. Giving ``role_capability`` alone also restricts."""
         from hyperv_emulator.cmdlets.audit import AuditLog
         from hyperv_emulator.model.clock import ScaledClock
         from hyperv_emulator.model.fleet import Fleet
 
         self.role: Any = None  # a JEA RoleCapability in restricted mode (loaded first: it may fail)
         if restricted or role_capability is not None:
-            from hyperv_emulator.cmdlets.jea import RoleCapability, default_role_capability
+            from hyperv_emulator.cmdlets.jea import RoleCapability
 
-            source = Path(role_capability) if role_capability is not None else default_role_capability()
-            if source is None:
+            if role_capability is None:
                 raise ValueError("restricted mode needs a role capability file (role_capability=...)")
-            self.role = RoleCapability.load(source)
+            self.role = RoleCapability.load(Path(role_capability))
         self.username = username
         self.password = password or secrets.token_urlsafe(18)
         self.auth = auth
@@ -83,9 +99,7 @@ class Emulator:
         self.counters = Counters()
         self.audit = AuditLog()
         self.clock = clock or ScaledClock(time_scale)
-        self.fleet = Fleet.load(
-            fleet, root_dir=self.root_dir, clock=self.clock, faults=self.faults, audit=self.audit
-        )
+        self.fleet = Fleet.load(fleet, root_dir=self.root_dir, clock=self.clock, faults=self.faults)
         self._bind, self._port = bind, port
         self._idle_timeout, self._receive_wait_cap = idle_timeout, receive_wait_cap
         self._server: Any = None
@@ -96,7 +110,7 @@ class Emulator:
 
         if self._server is None:
             server = WSManServer(
-                self.fleet.command_hosts(self.role),
+                command_hosts(self.fleet, audit=self.audit, role=self.role),
                 username=self.username,
                 password=self.password,
                 auth=self.auth,

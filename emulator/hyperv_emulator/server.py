@@ -32,7 +32,7 @@ from spnego.channel_bindings import GssChannelBindings
 
 from hyperv_emulator.counters import Counters
 from hyperv_emulator.faults import FaultPlan
-from hyperv_emulator.runtime import CommandHost
+from hyperv_emulator.host_runtime import CommandHost
 from hyperv_emulator.wsman import encryption, soap
 from hyperv_emulator.wsman.auth import NTLM_USERS, Authenticator, ConnectionAuth, split_user
 from hyperv_emulator.wsman.service import WSManService

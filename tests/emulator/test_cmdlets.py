@@ -9,16 +9,17 @@ from typing import Any
 import pytest
 from psrpcore.types import PSObject, serialize
 
+from hyperv_emulator.api import command_hosts
 from hyperv_emulator.cmdlets import AuditLog, HyperVCommandHost
 from hyperv_emulator.faults import FaultPlan
-from hyperv_emulator.model import Fleet, ManualClock
-from hyperv_emulator.runtime import (
+from hyperv_emulator.host_runtime import (
     BoundParameter,
     CommandInvocation,
     ErrorSpec,
     PipelineContext,
     TerminatingError,
 )
+from hyperv_emulator.model import Fleet, ManualClock
 
 
 class Sink:
@@ -66,9 +67,8 @@ def env(tmp_path: Path) -> dict[str, Any]:
         root_dir=tmp_path,
         clock=clock,
         faults=FaultPlan(),
-        audit=audit,
     )
-    host = fleet.command_hosts()["hv-c"]
+    host = command_hosts(fleet, audit=audit)["hv-c"]
     return {"host": host, "model": fleet.hosts["hv-c"], "clock": clock, "audit": audit}
 
 

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from hyperv_emulator.api import command_hosts
 from hyperv_emulator.faults import FaultPlan
 from hyperv_emulator.model import Fleet, FleetError, ManualClock
 from hyperv_emulator.model.errors import DriveNotFoundError, InvalidPathError, WildcardPatternError
@@ -94,7 +95,7 @@ def test_free_space_counts_logical_sizes(fs: HostFileSystem) -> None:
 def test_example_fleet_loads(tmp_path: Path) -> None:
     fleet = Fleet.load(EXAMPLE, root_dir=tmp_path, clock=ManualClock(), faults=FaultPlan())
     assert list(fleet.hosts) == ["hv-01", "hv-02"]
-    assert list(fleet.command_hosts()) == ["hv-01", "hv-02"]
+    assert list(command_hosts(fleet)) == ["hv-01", "hv-02"]
     assert fleet.hosts["hv-01"].find_vms("sql-01")[0].hard_drives[1].disk.size == 500 * 1024**3
     fleet.timing.merge_mb_per_s = 1.0  # knobs are shared, overridable by code
     assert fleet.hosts["hv-02"].timing.merge_mb_per_s == 1.0

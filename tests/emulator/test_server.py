@@ -14,7 +14,7 @@ from pypsrp.wsman import WSMan
 
 from hyperv_emulator.counters import Counters
 from hyperv_emulator.faults import Fault, FaultPlan
-from hyperv_emulator.runtime import (
+from hyperv_emulator.host_runtime import (
     ErrorSpec,
     PipelineContext,
     PipelineSink,

@@ -10,9 +10,9 @@ import pytest
 
 from hyperv_emulator.cmdlets import AuditLog, HyperVCommandHost
 from hyperv_emulator.faults import FaultPlan
+from hyperv_emulator.host_runtime import BoundParameter, CommandInvocation, ErrorSpec, PipelineContext
 from hyperv_emulator.model import Fleet, ManualClock
 from hyperv_emulator.model.fleet import FleetError
-from hyperv_emulator.runtime import BoundParameter, CommandInvocation, ErrorSpec, PipelineContext
 
 GiB = 1 << 30
 CSV = "C:\\ClusterStorage\\Volume1"

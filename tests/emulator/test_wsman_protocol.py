@@ -16,7 +16,7 @@ from pypsrp.encryption import WinRMEncryption
 
 from hyperv_emulator.counters import Counters
 from hyperv_emulator.faults import Fault, FaultPlan
-from hyperv_emulator.runtime import PipelineContext, PipelineSink, Statement
+from hyperv_emulator.host_runtime import PipelineContext, PipelineSink, Statement
 from hyperv_emulator.wsman import encryption, soap
 from hyperv_emulator.wsman.auth import Authenticator
 from hyperv_emulator.wsman.service import SHELL_URI, WSManService

@@ -12,7 +12,8 @@ from airflow.sdk import Asset, AssetWatcher
 
 from airflow_hyperv.hyperv.events import VMMS_ADMIN, advance, kind_of, xpath_after
 from airflow_hyperv.triggers.events import WATERMARK_KEY, HyperVEventTrigger
-from hyperv_emulator.cmdlets.event_cmdlets import InvalidQueryError, parse_xpath
+from hyperv_emulator.model.errors import InvalidQueryError
+from hyperv_emulator.model.event_query import parse_xpath
 from hyperv_emulator.model.eventlog import WORKER_ADMIN, EventRecord
 from tests.support.emulated import uri_for
 

@@ -19,7 +19,7 @@ from airflow_hyperv.hooks.disconnected import (
 )
 from airflow_hyperv.hyperv.errors import AuthenticationFailedError, InvalidInputError
 from airflow_hyperv.hyperv.pipelines import Pipeline, cmd, one
-from hyperv_emulator.runtime import (
+from hyperv_emulator.host_runtime import (
     ErrorSpec,
     PipelineContext,
     PipelineSink,

@@ -1,11 +1,12 @@
 """The protection chain through a JEA endpoint whose role is exactly the one docs/connection.md
-documents (the emulator's restricted mode reads it from there)."""
+documents (the provider ships it as airflow_hyperv.jea.ROLE_CAPABILITY; restricted mode loads that)."""
 
 from __future__ import annotations
 
 import pytest
 
 from airflow_hyperv.hyperv.pipelines import cmd, one
+from airflow_hyperv.jea import ROLE_CAPABILITY
 from tests.lifecycle.runs import states
 from tests.support.emulated import uri_for
 
@@ -14,7 +15,13 @@ from tests.support.emulated import uri_for
 def emulator(tmp_path):
     from hyperv_emulator.api import Emulator
 
-    with Emulator(root_dir=tmp_path / "hosts", auth="basic", time_scale=1000.0, restricted=True) as emu:
+    with Emulator(
+        root_dir=tmp_path / "hosts",
+        auth="basic",
+        time_scale=1000.0,
+        restricted=True,
+        role_capability=ROLE_CAPABILITY,
+    ) as emu:
         yield emu
 
 
@@ -24,7 +31,7 @@ def refused(emulator) -> list[tuple[str, list[str]]]:
 
 def test_the_endpoint_is_restricted(hook, emulator):
     """Positive control: the role is in force (a parameter it does not list is unknown)."""
-    assert emulator.role is not None and emulator.role.source.endswith("connection.md")
+    assert emulator.role is not None and emulator.role.source.endswith("AirflowHyperV.psrc")
     result = hook.read(one(cmd("Get-VMSnapshot", VMName="dc-01")))
     assert result.errors[0].fully_qualified_error_id.startswith("NamedParameterNotFound")
 

@@ -12,13 +12,14 @@ from pathlib import Path
 import pytest
 
 from airflow_hyperv.hyperv.pipelines import Pipeline, cmd, one
+from airflow_hyperv.jea import ROLE_CAPABILITY
 from hyperv_emulator.cmdlets.jea import (
     COMMON_PARAMETERS,
     FUNCTIONS,
     PROVIDER_COMMANDS,
     RoleCapability,
-    default_role_capability,
     parse_psdata,
+    role_block,
 )
 from tests.support.emulated import settings_for
 
@@ -197,9 +198,16 @@ def test_a_role_with_a_function_as_cmdlet_and_no_provider_is_caught() -> None:
     assert "ErrorAction" not in problems  # a common parameter is always allowed
 
 
-def test_the_emulator_reads_the_role_from_the_docs_by_default() -> None:
-    assert default_role_capability() == DOC.resolve()
-    role = RoleCapability.load(DOC)
+def test_the_shipped_role_capability_is_the_documented_one() -> None:
+    """airflow_hyperv/jea/AirflowHyperV.psrc is, byte for byte, the role block of docs/connection.md:
+    the doc cannot drift from the file the package ships (and the emulator's restricted mode loads)."""
+    assert ROLE_CAPABILITY.read_text(encoding="utf-8") == role_block(DOC.read_text(encoding="utf-8"))
+    role, documented = RoleCapability.load(ROLE_CAPABILITY), RoleCapability.load(DOC)
+    assert (role.cmdlets, role.functions, role.providers) == (
+        documented.cmdlets,
+        documented.functions,
+        documented.providers,
+    )
     assert role.provider_visible("FileSystem")
     assert role.visible("Get-FileHash") is not None and role.visible("Get-Volume") is not None
     assert role.visible("Invoke-Expression") is None
@@ -283,17 +291,16 @@ def test_a_role_without_the_pipeline_parameter_cannot_take_piped_input(restricte
 
 def test_a_hidden_command_gets_powershells_not_recognized_message(tmp_path) -> None:
     """The exact record a JEA endpoint writes for a command it does not show."""
-    from hyperv_emulator.cmdlets import AuditLog, HyperVCommandHost
+    from hyperv_emulator.cmdlets import HyperVCommandHost
     from hyperv_emulator.faults import FaultPlan
+    from hyperv_emulator.host_runtime import CommandInvocation, PipelineContext, TerminatingError
     from hyperv_emulator.model import Fleet, ManualClock
-    from hyperv_emulator.runtime import CommandInvocation, PipelineContext, TerminatingError
 
     fleet = Fleet.load(
         {"hosts": [{"name": "hv-j", "vms": [{"name": "a"}]}]},
         root_dir=tmp_path,
         clock=ManualClock(),
         faults=FaultPlan(),
-        audit=AuditLog(),
     )
     role = RoleCapability.from_psdata(parse_psdata("@{ VisibleCmdlets = 'Hyper-V\\Get-VM' }"))
     host = HyperVCommandHost(fleet.hosts["hv-j"], role=role)

@@ -1,6 +1,6 @@
 """Thin per-cmdlet handlers over the Hyper-V model, parameter binding, serialisation and the audit log.
 
-``HyperVCommandHost`` is the entry point: a ``runtime.CommandHost`` for one emulated host.
+``HyperVCommandHost`` is the entry point: a ``host_runtime.CommandHost`` for one emulated host.
 """
 
 from hyperv_emulator.cmdlets.audit import AuditEntry, AuditLog

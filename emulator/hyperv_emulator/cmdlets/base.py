@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from hyperv_emulator.cmdlets.audit import AuditEntry
 from hyperv_emulator.cmdlets.binding import Cmdlet, Param
+from hyperv_emulator.host_runtime import ErrorSpec
 from hyperv_emulator.model.checkpoint import Checkpoint
 from hyperv_emulator.model.errors import (
+    AccessDeniedError,
     HyperVError,
     OperationFailedError,
     ParameterBindingError,
@@ -20,9 +22,20 @@ from hyperv_emulator.model.errors import (
 from hyperv_emulator.model.host import HostModel
 from hyperv_emulator.model.vm import VirtualMachine
 from hyperv_emulator.model.wildcard import WildcardPattern
-from hyperv_emulator.runtime import ErrorSpec
 
 REGISTRY: dict[str, Cmdlet] = {}
+
+# --- parameters the Hyper-V cmdlets share -----------------------------------------------------------------
+
+COMPUTER = Param("ComputerName", "strings", ("PSComputerName",))
+PASSTHRU = Param("Passthru", "switch")
+AS_JOB = Param("AsJob", "switch")
+# A VM cmdlet's own target: -Name (alias -VMName), or -VM objects piped in.
+VM_NAME = Param("Name", "strings", ("VMName",), position=0)
+VM_INPUT = Param("VM", "vms", pipeline=True, excludes=("Name",))
+# The VM that owns what a cmdlet is about (its snapshots, drives, adapters): -VMName, or -VM piped in.
+OWNER_VM_NAME = Param("VMName", "strings", position=0)
+OWNER_VM_INPUT = Param("VM", "vms", pipeline=True, excludes=("VMName",))
 
 
 def register(cmdlet: Cmdlet) -> Cmdlet:
@@ -39,15 +52,53 @@ def cmdlet(
     aliases: Iterable[str] = (),
     should_process: bool = False,
     prompts: bool = False,
+    local_only: bool = False,
 ) -> Callable[[Callable[[Call], Iterable[Any]]], Cmdlet]:
-    """Decorator: register a handler generator as a cmdlet."""
+    """Decorator: register a handler generator as a cmdlet.
+
+    What every handler would otherwise check first is declared here and applied by ``invoke``, in this
+    order: ``-AsJob`` is refused by every cmdlet that declares it; ``local_only`` (a cmdlet of this
+    host) requires a Hyper-V administrator and a local ``-ComputerName``; a ``mandatory`` parameter
+    that is missing fails. ``should_process`` cmdlets ask ``Call.should_process`` before acting.
+    """
 
     def wrap(fn: Callable[[Call], Iterable[Any]]) -> Cmdlet:
         return register(
-            Cmdlet(name, command_type, tuple(params), fn, tuple(aliases), should_process, prompts)
+            Cmdlet(
+                name,
+                command_type,
+                tuple(params),
+                fn,
+                tuple(aliases),
+                should_process,
+                prompts,
+                local_only=local_only,
+            )
         )
 
     return wrap
+
+
+def invoke(call: Call) -> Iterator[Any]:
+    """Run one invocation of a cmdlet: its declared preamble (see ``cmdlet``), then its handler. A
+    generator, so that what the preamble raises surfaces where the handler's own errors do."""
+    declared = call.cmdlet
+    if call.flag("AsJob") and any(p.name == "AsJob" for p in declared.params):
+        raise call.not_modelled("-AsJob (remote jobs die with the runspace)")
+    if declared.local_only:
+        _require_local(call)
+    missing = [p.name for p in declared.params if p.mandatory and not call.has(p.name)]
+    if missing:
+        raise ParameterBindingError.missing_mandatory(missing)
+    yield from declared.handler(call)
+
+
+def _require_local(call: Call) -> None:
+    if not call.host.caller_is_hyperv_admin:
+        raise AccessDeniedError(call.host.name)
+    for name in call.get("ComputerName") or []:
+        if name.lower() not in (call.host.name.lower(), "localhost", "."):
+            raise OperationFailedError(f"Hyper-V was unable to connect to computer '{name}' from this host.")
 
 
 @dataclass
@@ -75,6 +126,13 @@ class Call:
         text = str(target)
         if text not in self.audit.targets:
             self.audit.targets.append(text)
+
+    def should_process(self, *targets: object) -> bool:
+        """PowerShell's ShouldProcess: record the targets the action is about (the audit log), and
+        say whether to act (False under -WhatIf)."""
+        for target in targets:
+            self.touch(target)
+        return not self.flag("WhatIf")
 
     def error(self, err: HyperVError, target: Any = None) -> None:
         """A non-terminating error (the cmdlet goes on with its next target)."""

@@ -16,16 +16,19 @@ from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import TYPE_CHECKING, Any, Literal
 
+from hyperv_emulator.cmdlets.output_views import NetworkAdapterView
+from hyperv_emulator.host_runtime import BoundParameter
 from hyperv_emulator.model.checkpoint import Checkpoint
 from hyperv_emulator.model.enums import ENUM_TYPE_NAMES, parse_enum
 from hyperv_emulator.model.errors import ParameterBindingError
 from hyperv_emulator.model.vm import VirtualMachine
-from hyperv_emulator.runtime import BoundParameter
 
 if TYPE_CHECKING:
     from hyperv_emulator.cmdlets.base import Call
 
-Kind = Literal["string", "strings", "guid", "switch", "bool", "enum", "int", "vms", "snapshots", "choice"]
+Kind = Literal[
+    "string", "strings", "guid", "switch", "bool", "enum", "int", "vms", "snapshots", "adapters", "choice"
+]
 _TYPE_NAMES: dict[str, str] = {
     "string": "System.String",
     "strings": "System.String[]",
@@ -36,8 +39,13 @@ _TYPE_NAMES: dict[str, str] = {
     "vms": "Microsoft.HyperV.PowerShell.VirtualMachine[]",
     "snapshots": "Microsoft.HyperV.PowerShell.VMSnapshot[]",
     "choice": "System.String",
+    "adapters": "Microsoft.HyperV.PowerShell.VMNetworkAdapter[]",
 }
-_PIPELINE_TYPES: dict[str, type] = {"vms": VirtualMachine, "snapshots": Checkpoint}
+_PIPELINE_TYPES: dict[str, type] = {
+    "vms": VirtualMachine,
+    "snapshots": Checkpoint,
+    "adapters": NetworkAdapterView,
+}
 
 
 @dataclass(frozen=True)
@@ -52,6 +60,7 @@ class Param:
     excludes: tuple[
         str, ...
     ] = ()  # other parameter sets: pipeline input cannot bind if one of these is given
+    mandatory: bool = False  # refused before the handler runs when missing (cmdlets/base.py, invoke)
 
     @property
     def type_name(self) -> str:
@@ -102,6 +111,9 @@ class Cmdlet:
     aliases: tuple[str, ...] = ()
     should_process: bool = False
     prompts: bool = False  # ConfirmImpact High: prompts unless -Confirm:$false
+    # A Hyper-V (or event log) cmdlet of this host only: the caller must be a Hyper-V administrator and
+    # -ComputerName may name only this host (cmdlets/base.py, invoke).
+    local_only: bool = False
     all_params: tuple[Param, ...] = field(init=False)
 
     def __post_init__(self) -> None:

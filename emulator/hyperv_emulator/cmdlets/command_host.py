@@ -1,4 +1,4 @@
-"""``HyperVCommandHost``: runs decoded pipelines against one ``HostModel`` (the runtime.CommandHost seam).
+"""``HyperVCommandHost``: runs decoded pipelines against one ``HostModel`` (the host_runtime.CommandHost seam).
 
 Like PowerShell, every command of a statement is resolved and its command-line parameters bound before
 anything runs; then the first command runs once and each later command runs once per object the
@@ -21,14 +21,15 @@ from typing import Any
 
 from hyperv_emulator.cmdlets import (  # noqa: F401  (registers the cmdlets)
     disk_cmdlets,
-    event_cmdlets,
     file_cmdlets,
+    network_cmdlets,
     snapshot_cmdlets,
     vm_cmdlets,
     volume_cmdlets,
+    winevent_cmdlets,
 )
 from hyperv_emulator.cmdlets.audit import AuditEntry, AuditLog
-from hyperv_emulator.cmdlets.base import REGISTRY, Call
+from hyperv_emulator.cmdlets.base import REGISTRY, Call, invoke
 from hyperv_emulator.cmdlets.binding import Cmdlet, as_text, bind
 from hyperv_emulator.cmdlets.jea import (
     PROVIDER_COMMANDS,
@@ -37,6 +38,14 @@ from hyperv_emulator.cmdlets.jea import (
     check_parameters,
 )
 from hyperv_emulator.cmdlets.serialize import serialize
+from hyperv_emulator.host_runtime import (
+    CommandInvocation,
+    ErrorSpec,
+    PipelineContext,
+    PipelineSink,
+    Statement,
+    TerminatingError,
+)
 from hyperv_emulator.model.checkpoint import Checkpoint
 from hyperv_emulator.model.errors import (
     CommandNotFoundError,
@@ -47,14 +56,6 @@ from hyperv_emulator.model.errors import (
 )
 from hyperv_emulator.model.host import HostModel
 from hyperv_emulator.model.vm import VirtualMachine
-from hyperv_emulator.runtime import (
-    CommandInvocation,
-    ErrorSpec,
-    PipelineContext,
-    PipelineSink,
-    Statement,
-    TerminatingError,
-)
 
 
 def _vm_refs(params: dict[str, Any]) -> list[str]:
@@ -236,7 +237,7 @@ class HyperVCommandHost:
             return []  # the client stopped the pipeline while the test held it: nothing ran
         outputs: list[Any] = []
         try:
-            for obj in step.cmdlet.handler(call):
+            for obj in invoke(call):
                 outputs.append(obj)
         except ParameterBindingError as err:
             raise self._terminate(step.audit, err, step.cmdlet) from None

@@ -5,12 +5,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from hyperv_emulator.cmdlets.base import Call, cmdlet, target_vms
+from hyperv_emulator.cmdlets.base import COMPUTER, OWNER_VM_INPUT, OWNER_VM_NAME, Call, cmdlet, target_vms
 from hyperv_emulator.cmdlets.binding import Param
-from hyperv_emulator.cmdlets.views import DriveView
-from hyperv_emulator.cmdlets.vm_cmdlets import COMPUTER, _local_only
+from hyperv_emulator.cmdlets.output_views import DriveView
 from hyperv_emulator.model.enums import ControllerType
-from hyperv_emulator.model.errors import HyperVError, ParameterBindingError
+from hyperv_emulator.model.errors import HyperVError
 from hyperv_emulator.model.vm import HardDrive
 
 NS = "Microsoft.HyperV.PowerShell.Commands."
@@ -20,8 +19,8 @@ NS = "Microsoft.HyperV.PowerShell.Commands."
     "Get-VMHardDiskDrive",
     NS + "GetVMHardDiskDrive",
     [
-        Param("VMName", "strings", position=0),
-        Param("VM", "vms", pipeline=True, excludes=("VMName",)),
+        OWNER_VM_NAME,
+        OWNER_VM_INPUT,
         # The checkpoint's own drives (windows-powershell-docs Get-VMHardDiskDrive.md, parameter set
         # VMSnapshot: pipeline input by value, alias VMCheckpoint).
         Param("VMSnapshot", "snapshots", ("VMCheckpoint",), pipeline=True, excludes=("VMName", "VM")),
@@ -30,9 +29,9 @@ NS = "Microsoft.HyperV.PowerShell.Commands."
         Param("ControllerLocation", "int"),
         COMPUTER,
     ],
+    local_only=True,
 )
 def get_hard_disk_drive(call: Call) -> Iterator[Any]:
-    _local_only(call)
     if call.has("VMSnapshot"):
         for snapshot in call.get("VMSnapshot"):
             vm, cp = call.host.snapshot_by_id(snapshot.id)
@@ -68,12 +67,10 @@ def _selected(call: Call, drive: HardDrive) -> bool:
 @cmdlet(
     "Get-VHD",
     "Microsoft.Vhd.PowerShell.Cmdlets.GetVhd",
-    [Param("Path", "strings", ("FullName",), position=0), COMPUTER],
+    [Param("Path", "strings", ("FullName",), position=0, mandatory=True), COMPUTER],
+    local_only=True,
 )
 def get_vhd(call: Call) -> Iterator[Any]:
-    _local_only(call)
-    if not call.has("Path"):
-        raise ParameterBindingError.missing_mandatory(["Path"])
     for path in call.get("Path"):
         try:
             info = call.host.vhd_info(path)

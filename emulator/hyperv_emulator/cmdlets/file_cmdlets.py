@@ -15,15 +15,18 @@ from typing import Any
 
 from hyperv_emulator.cmdlets.base import Call, cmdlet
 from hyperv_emulator.cmdlets.binding import Param
-from hyperv_emulator.cmdlets.views import DriveInfoView, FileHashView, FileItem
+from hyperv_emulator.cmdlets.output_views import DriveInfoView, FileHashView, FileItem
 from hyperv_emulator.model.errors import (
     ConfirmationRequiredError,
     DriveNotFoundError,
+    FileExistsError_,
+    FileInUseError,
     HyperVError,
     ItemExistsError,
     OperationFailedError,
     ParameterBindingError,
     PathNotFoundError,
+    UnauthorizedAccessError,
 )
 from hyperv_emulator.model.wildcard import WildcardPattern
 
@@ -31,34 +34,6 @@ NS = "Microsoft.PowerShell.Commands."
 LITERAL = Param("LiteralPath", "strings", ("PSPath", "LP"))
 PATH = Param("Path", "strings", position=0)
 HASHES = ("SHA1", "SHA256", "SHA384", "SHA512", "MD5")
-
-
-class FileInUseError(HyperVError):
-    """A VM's open disk: IOException, like Windows' sharing violation."""
-
-    error_id = "RemoveFileSystemItemIOError"
-    category = "WriteError"
-    exception_type = "System.IO.IOException"
-
-    def __init__(self, path: str) -> None:
-        super().__init__(
-            f"The process cannot access the file '{path}' because it is being used by another process.",
-            target_name=path,
-            target_type="String",
-        )
-
-
-class FileExistsError_(HyperVError):
-    """New-Item -ItemType File (no -Force) on an existing file: the provider opens it with
-    FileMode.CreateNew and reports the IOException as ``NewItemIOError`` / WriteError (PowerShell's
-    FileSystemProvider.NewItem; see docs/emulator.md, Leases)."""
-
-    error_id = "NewItemIOError"
-    category = "WriteError"
-    exception_type = "System.IO.IOException"
-
-    def __init__(self, path: str) -> None:
-        super().__init__(f"The file '{path}' already exists.", target_name=path, target_type="String")
 
 
 def _paths(call: Call) -> list[str]:
@@ -80,6 +55,16 @@ def _each(call: Call, paths: list[str]) -> Iterator[tuple[str, Path]]:
             call.error(PathNotFoundError(p), p)
             continue
         call.touch(call.host.fs.to_windows(real))
+        yield p, real
+
+
+def _each_not_in_use(call: Call, paths: list[str]) -> Iterator[tuple[str, Path]]:
+    """``_each``, less the files a VM has open (each one a FileInUse error; the cmdlet goes on)."""
+    for p, real in _each(call, paths):
+        used = _in_use(call, real)
+        if used:
+            call.error(FileInUseError(used), p)
+            continue
         yield p, real
 
 
@@ -194,8 +179,7 @@ def new_item(call: Call) -> Iterator[Any]:
     for p in call.get("Path") or [fs.cwd]:
         target = fs.join(p, call.get("Name")) if call.has("Name") else p
         real = fs.to_real(target)
-        call.touch(fs.to_windows(real))
-        if call.flag("WhatIf"):
+        if not call.should_process(fs.to_windows(real)):
             continue
         if item_type == "File" and real.is_file():
             if not call.flag("Force"):
@@ -242,24 +226,13 @@ def get_content(call: Call) -> Iterator[Any]:
             yield from text.splitlines()
 
 
-class UnauthorizedAccessError(HyperVError):
-    """Get-Content on a directory: ``GetContentReaderUnauthorizedAccessError`` (PermissionDenied)."""
-
-    error_id = "GetContentReaderUnauthorizedAccessError"
-    category = "PermissionDenied"
-    exception_type = "System.UnauthorizedAccessException"
-
-    def __init__(self, path: str) -> None:
-        super().__init__(f"Access to the path '{path}' is denied.", target_name=path, target_type="String")
-
-
 @cmdlet(
     "Move-Item",
     NS + "MoveItemCommand",
     [
         PATH,
         LITERAL,
-        Param("Destination", "string", position=1),
+        Param("Destination", "string", position=1, mandatory=True),
         Param("Force", "switch"),
         Param("PassThru", "switch"),
     ],
@@ -268,15 +241,8 @@ class UnauthorizedAccessError(HyperVError):
 )
 def move_item(call: Call) -> Iterator[Any]:
     fs = call.host.fs
-    if not call.has("Destination"):
-        raise ParameterBindingError.missing_mandatory(["Destination"])
-    for p, real in _each(call, _paths(call)):
-        used = _in_use(call, real)
-        if used:
-            call.error(FileInUseError(used), p)
-            continue
-        call.touch(call.get("Destination"))
-        if call.flag("WhatIf"):
+    for p, _ in _each_not_in_use(call, _paths(call)):
+        if not call.should_process(call.get("Destination")):
             continue
         try:
             moved = fs.move(p, call.get("Destination"))
@@ -296,15 +262,11 @@ def move_item(call: Call) -> Iterator[Any]:
 )
 def remove_item(call: Call) -> Iterator[Any]:
     fs = call.host.fs
-    for p, real in _each(call, _paths(call)):
-        used = _in_use(call, real)
-        if used:
-            call.error(FileInUseError(used), p)
-            continue
+    for p, real in _each_not_in_use(call, _paths(call)):
         if fs.is_drive_root(real):
             call.error(OperationFailedError(f"Cannot remove the root of drive {real.name}:."), p)
             continue
-        if call.flag("WhatIf"):
+        if not call.should_process():
             continue
         if real.is_dir() and any(real.iterdir()) and not call.flag("Recurse"):
             # A real host would prompt "The item has children…"; this host cannot prompt.

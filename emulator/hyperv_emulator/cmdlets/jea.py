@@ -11,9 +11,10 @@ function, script file, or operable program…", FQID ``CommandNotFoundException`
 JEA session: PowershellFrameworkCollective/psframework#315). A parameter the role does not list is
 unknown to the proxy command (PowerShell/PowerShell#14650: "the Name parameter is unknown").
 
-The emulator reads the role from a ``.psrc`` file or from the first fenced ``powershell`` block with
-``VisibleCmdlets`` in a Markdown file (by default ``docs/connection.md``), so the documented role is
-exactly what the tests run against.
+The emulator reads the role from a ``.psrc`` file, or from the first fenced ``powershell`` block with
+``VisibleCmdlets`` in a Markdown file, always at a path it is given: there is no default (installed
+code never looks for a source checkout). The provider ships its documented role as
+``airflow_hyperv.jea.ROLE_CAPABILITY``, which is what the tests run against.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hyperv_emulator.model.errors import HyperVError, ParameterBindingError
+from hyperv_emulator.model.errors import ParameterBindingError, ParameterValidationError
 
 # Commands that are *functions* on Windows PowerShell 5.1 (Get-Command shows CommandType Function):
 # Get-FileHash lives in Microsoft.PowerShell.Utility's script module; Get-Volume is a CDXML function
@@ -311,21 +312,7 @@ def role_block(markdown: str) -> str:
     raise PsdataError("no ```powershell block with VisibleCmdlets")
 
 
-def default_role_capability() -> Path | None:
-    """``docs/connection.md`` of a source checkout, when the package runs from one."""
-    path = Path(__file__).resolve().parents[3] / "docs" / "connection.md"
-    return path if path.is_file() else None
-
-
-# --- errors a JEA proxy command gives -------------------------------------------------------------------
-
-
-class ParameterValidationError(HyperVError):
-    """A value outside a role's ValidateSet / ValidatePattern: ParameterArgumentValidationError."""
-
-    error_id = "ParameterArgumentValidationError"
-    category = "InvalidData"
-    exception_type = "System.Management.Automation.ParameterBindingValidationException"
+# --- what a JEA proxy command checks (its error: model/errors.py) -------------------------------------------------------------------
 
 
 def check_parameters(entry: VisibleCommand, params: dict[str, Any]) -> None:

@@ -1,5 +1,7 @@
 """Model objects to psrpcore PSObjects with the real .NET type names and enum-typed properties.
 
+The schemas (type names, properties, declared types) are in ``cmdlets/psobject_schemas.py``; here is
+how each is filled from the model, and ``SERIALIZERS``, the one table of emitted type -> serialiser.
 Real remoting serialises one level deep: anything nested (a VM's hard drives, a snapshot's drives)
 reaches the client as a string, so nested values here are strings too.
 """
@@ -8,40 +10,49 @@ from __future__ import annotations
 
 import stat
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
-from enum import IntEnum
 from typing import Any
 
-from psrpcore.types import (
-    PSEnumBase,
-    PSGuid,
-    PSInt,
-    PSInt64,
-    PSNoteProperty,
-    PSObject,
-    PSString,
-    PSType,
-    PSUInt64,
-)
+from psrpcore.types import PSChar, PSObject
 from psrpcore.types import _serializer as _psrp_serializer
 
-from hyperv_emulator.cmdlets.views import (
+from hyperv_emulator.cmdlets.output_views import (
     DriveInfoView,
     DriveView,
     FileHashView,
     FileItem,
     HostView,
     IntegrationView,
+    NetworkAdapterView,
+    VolumeView,
+)
+from hyperv_emulator.cmdlets.psobject_schemas import (
+    DIR_TYPE,
+    DRIVE_TYPE,
+    EVENT_RECORD_TYPE,
+    FILE_TYPE,
+    HASH_TYPE,
+    HOST_TYPE,
+    INTEGRATION_TYPE,
+    NETWORK_ADAPTER_TYPE,
+    PSDRIVE_TYPE,
+    SNAPSHOT_TYPE,
+    VHD_TYPE,
+    VM_TYPE,
+    VOLUME_TYPE,
+    ps_enum,
 )
 from hyperv_emulator.model.checkpoint import Checkpoint
 from hyperv_emulator.model.clock import to_datetime
 from hyperv_emulator.model.culture import HostDateTime
-from hyperv_emulator.model.enums import ENUM_TYPE_NAMES, VhdFormat
-from hyperv_emulator.model.host import HostModel, VhdInfo
+from hyperv_emulator.model.enums import VhdFormat
+from hyperv_emulator.model.eventlog import EventRecord
+from hyperv_emulator.model.host import HostModel
+from hyperv_emulator.model.importing import ADAPTER_NAME, switch_of
+from hyperv_emulator.model.vhd import VhdInfo
 from hyperv_emulator.model.vm import VirtualMachine
 
-HV = "Microsoft.HyperV.PowerShell."
 _ZERO = uuid.UUID(int=0)
 
 # --- dates ---------------------------------------------------------------------------------------------
@@ -58,216 +69,11 @@ def _serialize_host_datetime(value: Any) -> str:
 
 _psrp_serializer._serialize_datetime = _serialize_host_datetime
 
-# --- enums ---------------------------------------------------------------------------------------------
-
-_PS_ENUMS: dict[type[IntEnum], Any] = {}
-for _enum, _type_name in ENUM_TYPE_NAMES.items():
-    _cls: Any = PSEnumBase(_enum.__name__, {m.name: m.value for m in _enum})  # type: ignore[arg-type]
-    _PS_ENUMS[_enum] = PSType([_type_name], rehydrate=False)(_cls)
+# --- filling each schema -------------------------------------------------------------------------------
 
 
-def ps_enum(value: IntEnum | None) -> Any:
-    """An enum-typed value (``<Obj><I32>2</I32><TN>Microsoft.HyperV.PowerShell.VMState…``) or None."""
-    if value is None:
-        return None
-    return _PS_ENUMS[type(value)][value.name]
-
-
-# --- object types ----------------------------------------------------------------------------------------
-
-
-def _pstype(class_name: str, type_names: Sequence[str], props: Sequence[tuple[str, Any]]) -> type[PSObject]:
-    cls = type(class_name, (PSObject,), {})
-    return PSType(
-        list(type_names),
-        adapted_properties=[PSNoteProperty(n, ps_type=t) for n, t in props],
-        skip_inheritance=True,
-        rehydrate=False,
-    )(cls)
-
-
-# DateTime properties stay untyped: a typed property would coerce a HostDateTime into a PSDateTime and
-# lose the host's exact text; any datetime still goes out as <DT>.
-S, G, DT, I64, U64, I32 = PSString, PSGuid, None, PSInt64, PSUInt64, PSInt
-VM_TYPE = _pstype(
-    "VirtualMachineObj",
-    [HV + "VirtualMachine", HV + "VirtualMachineBase", HV + "VirtualizationObject", "System.Object"],
-    [
-        ("Name", S),
-        ("Id", G),
-        ("VMId", G),
-        ("VMName", S),
-        ("State", None),
-        ("Status", S),
-        ("Heartbeat", None),
-        ("CheckpointType", None),
-        ("AutomaticCheckpointsEnabled", None),
-        ("ParentSnapshotId", G),
-        ("ParentSnapshotName", S),
-        ("Path", S),
-        ("ConfigurationLocation", S),
-        ("SnapshotFileLocation", S),
-        ("Generation", I32),
-        ("Version", S),
-        ("ProcessorCount", I64),
-        ("MemoryStartup", I64),
-        ("MemoryAssigned", I64),
-        ("Uptime", S),
-        ("CreationTime", DT),
-        ("Notes", S),
-        ("HardDrives", None),
-        ("ComputerName", S),
-        ("IsDeleted", None),
-    ],
-)
-SNAPSHOT_TYPE = _pstype(
-    "VMSnapshotObj",
-    [HV + "VMSnapshot", HV + "VirtualMachineBase", HV + "VirtualizationObject", "System.Object"],
-    [
-        ("Name", S),
-        ("Id", G),
-        ("VMId", G),
-        ("VMName", S),
-        ("SnapshotType", None),
-        ("IsAutomaticCheckpoint", None),
-        ("State", None),
-        ("ParentSnapshotId", G),
-        ("ParentSnapshotName", S),
-        ("CreationTime", DT),
-        ("Path", S),
-        ("Generation", I32),
-        ("Version", S),
-        ("Notes", S),
-        ("SizeOfSystemFiles", I64),
-        ("HardDrives", None),
-        ("ComputerName", S),
-        ("IsDeleted", None),
-    ],
-)
-INTEGRATION_TYPE = _pstype(
-    "VMIntegrationComponentObj",
-    [HV + "VMIntegrationComponent", HV + "VMDevice", HV + "VirtualizationObject", "System.Object"],
-    [
-        ("Name", S),
-        ("Id", S),
-        ("VMId", G),
-        ("VMName", S),
-        ("Enabled", None),
-        ("OperationalStatus", None),
-        ("PrimaryOperationalStatus", None),
-        ("PrimaryStatusDescription", S),
-        ("SecondaryOperationalStatus", None),
-        ("SecondaryStatusDescription", S),
-        ("StatusDescription", None),
-        ("ComputerName", S),
-        ("IsDeleted", None),
-    ],
-)
-DRIVE_TYPE = _pstype(
-    "HardDiskDriveObj",
-    [HV + "HardDiskDrive", HV + "Drive", HV + "VMDevice", HV + "VirtualizationObject", "System.Object"],
-    [
-        ("Name", S),
-        ("Id", S),
-        ("VMId", G),
-        ("VMName", S),
-        ("VMSnapshotId", G),
-        ("VMSnapshotName", S),
-        ("Path", S),
-        ("ControllerType", None),
-        ("ControllerNumber", I32),
-        ("ControllerLocation", I32),
-        ("DiskNumber", None),
-        ("ComputerName", S),
-        ("IsDeleted", None),
-    ],
-)
-VHD_TYPE = _pstype(
-    "VirtualHardDiskObj",
-    ["Microsoft.Vhd.PowerShell.VirtualHardDisk", "System.Object"],
-    [
-        ("ComputerName", S),
-        ("Path", S),
-        ("VhdFormat", None),
-        ("VhdType", None),
-        ("FileSize", U64),
-        ("Size", U64),
-        ("MinimumSize", U64),
-        ("LogicalSectorSize", None),
-        ("PhysicalSectorSize", None),
-        ("BlockSize", None),
-        ("ParentPath", S),
-        ("DiskIdentifier", S),
-        ("FragmentationPercentage", None),
-        ("Alignment", None),
-        ("Attached", None),
-        ("DiskNumber", None),
-        ("IsPMEMCompatible", None),
-        ("Number", None),
-    ],
-)
-HOST_TYPE = _pstype(
-    "VMHostObj",
-    [HV + "VMHost", HV + "VirtualizationObject", "System.Object"],
-    [
-        ("ComputerName", S),
-        ("Name", S),
-        ("LogicalProcessorCount", I32),
-        ("MemoryCapacity", I64),
-        ("VirtualHardDiskPath", S),
-        ("VirtualMachinePath", S),
-        ("FullyQualifiedDomainName", S),
-        ("EnableEnhancedSessionMode", None),
-    ],
-)
-_FS_PROPS: list[tuple[str, Any]] = [
-    ("Name", S),
-    ("FullName", S),
-    ("Extension", S),
-    ("Attributes", S),
-    ("Mode", S),
-    ("CreationTimeUtc", DT),
-    ("LastWriteTimeUtc", DT),
-    ("LastWriteTime", DT),
-    ("PSPath", S),
-    ("PSParentPath", S),
-    ("PSChildName", S),
-    ("PSDrive", S),
-    ("PSProvider", S),
-    ("PSIsContainer", None),
-]
-FILE_TYPE = _pstype(
-    "FileInfoObj",
-    ["System.IO.FileInfo", "System.IO.FileSystemInfo", "System.MarshalByRefObject", "System.Object"],
-    [*_FS_PROPS, ("Length", I64), ("DirectoryName", S), ("IsReadOnly", None)],
-)
-DIR_TYPE = _pstype(
-    "DirectoryInfoObj",
-    ["System.IO.DirectoryInfo", "System.IO.FileSystemInfo", "System.MarshalByRefObject", "System.Object"],
-    [*_FS_PROPS, ("Parent", S)],
-)
-HASH_TYPE = _pstype(
-    "FileHashObj",
-    ["Microsoft.Powershell.Utility.FileHash", "System.Management.Automation.PSCustomObject", "System.Object"],
-    [("Algorithm", S), ("Hash", S), ("Path", S)],
-)
-PSDRIVE_TYPE = _pstype(
-    "PSDriveInfoObj",
-    ["System.Management.Automation.PSDriveInfo", "System.Object"],
-    [
-        ("Name", S),
-        ("Root", S),
-        ("Description", S),
-        ("Provider", S),
-        ("CurrentLocation", S),
-        ("Used", I64),
-        ("Free", I64),
-        ("DisplayRoot", S),
-    ],
-)
-
-
-def _fill(obj: PSObject, values: dict[str, Any]) -> PSObject:
+def fill(obj: PSObject, values: dict[str, Any]) -> PSObject:
+    """Set a new schema object's properties."""
     for key, value in values.items():
         obj[key] = value
     return obj
@@ -286,67 +92,10 @@ def _drive_strings(vm_name: str, drives: Sequence[tuple[str, str]]) -> list[str]
     return [f"HardDiskDrive (Name = '{n}', VMName = '{vm_name}') [Path = '{p}']" for n, p in drives]
 
 
-# Serialisers of view types that other cmdlet modules add (type -> fn(obj, host)).
-EXTRA_SERIALIZERS: dict[type, Any] = {}
-
-
-def serialize(obj: Any, host: HostModel) -> Any:
-    """Turn whatever a cmdlet produced into what the sink sends. Primitives pass through."""
-    if isinstance(obj, bool | int | str | PSObject) or obj is None:
-        return obj
-    for cls, fn in EXTRA_SERIALIZERS.items():
-        if isinstance(obj, cls):
-            return fn(obj, host)
-    if isinstance(obj, VirtualMachine):
-        return _vm(obj, host)
-    if isinstance(obj, Checkpoint):
-        return _snapshot(obj, host)
-    if isinstance(obj, IntegrationView):
-        return _integration(obj, host)
-    if isinstance(obj, DriveView):
-        return _drive(obj, host)
-    if isinstance(obj, VhdInfo):
-        return _vhd(obj, host)
-    if isinstance(obj, HostView):
-        return _fill(
-            HOST_TYPE(),
-            {
-                "ComputerName": host.name,
-                "Name": host.name,
-                "LogicalProcessorCount": host.logical_processors,
-                "MemoryCapacity": host.memory_capacity,
-                "VirtualHardDiskPath": host.vhd_path,
-                "VirtualMachinePath": host.vm_path,
-                "FullyQualifiedDomainName": host.name,
-                "EnableEnhancedSessionMode": False,
-            },
-        )
-    if isinstance(obj, FileItem):
-        return _file(obj)
-    if isinstance(obj, FileHashView):
-        return _fill(HASH_TYPE(), {"Algorithm": obj.algorithm, "Hash": obj.hash, "Path": obj.path})
-    if isinstance(obj, DriveInfoView):
-        used = host.fs.used(obj.volume.letter)
-        return _fill(
-            PSDRIVE_TYPE(),
-            {
-                "Name": obj.volume.letter,
-                "Root": f"{obj.volume.letter}:\\",
-                "Description": obj.volume.label,
-                "Provider": "Microsoft.PowerShell.Core\\FileSystem",
-                "CurrentLocation": "",
-                "Used": used,
-                "Free": max(0, obj.volume.capacity - used),
-                "DisplayRoot": None,
-            },
-        )
-    raise TypeError(f"no serialiser for {type(obj).__name__}")
-
-
 def _vm(vm: VirtualMachine, host: HostModel) -> PSObject:
     now = host.clock.now()
     parent = vm.parent_checkpoint
-    return _fill(
+    return fill(
         VM_TYPE(),
         {
             "Name": vm.name,
@@ -382,7 +131,7 @@ def _vm(vm: VirtualMachine, host: HostModel) -> PSObject:
 
 def _snapshot(cp: Checkpoint, host: HostModel) -> PSObject:
     vm_alive = any(v.checkpoint(cp.id) is cp for v in host.vms())
-    return _fill(
+    return fill(
         SNAPSHOT_TYPE(),
         {
             "Name": cp.name,
@@ -413,7 +162,7 @@ def _integration(view: IntegrationView, host: HostModel) -> PSObject:
     vm, svc = view.vm, view.service
     status = vm.service_status(svc)
     text = host.culture.status_text(status) if status is not None else None
-    return _fill(
+    return fill(
         INTEGRATION_TYPE(),
         {
             "Name": host.culture.service_name(svc.name),
@@ -435,7 +184,7 @@ def _integration(view: IntegrationView, host: HostModel) -> PSObject:
 
 def _drive(view: DriveView, host: HostModel) -> PSObject:
     vm, d = view.vm, view.drive
-    return _fill(
+    return fill(
         DRIVE_TYPE(),
         {
             "Name": d.name,
@@ -457,7 +206,7 @@ def _drive(view: DriveView, host: HostModel) -> PSObject:
 
 
 def _vhd(info: VhdInfo, host: HostModel) -> PSObject:
-    return _fill(
+    return fill(
         VHD_TYPE(),
         {
             "ComputerName": host.name,
@@ -482,7 +231,7 @@ def _vhd(info: VhdInfo, host: HostModel) -> PSObject:
     )
 
 
-def _file(item: FileItem) -> PSObject:
+def _file(item: FileItem, host: HostModel) -> PSObject:
     fs, real = item.host.fs, item.real
     win = fs.to_windows(real)
     parent_win = win.rsplit("\\", 1)[0] if win.count("\\") > 1 else win[:3]
@@ -506,8 +255,136 @@ def _file(item: FileItem) -> PSObject:
         "PSIsContainer": is_dir,
     }
     if is_dir:
-        return _fill(DIR_TYPE(), {**common, "Parent": parent_win.rsplit("\\", 1)[-1]})
-    return _fill(
+        return fill(DIR_TYPE(), {**common, "Parent": parent_win.rsplit("\\", 1)[-1]})
+    return fill(
         FILE_TYPE(),
         {**common, "Length": fs.logical_size(real), "DirectoryName": parent_win, "IsReadOnly": False},
     )
+
+
+def _host(view: HostView, host: HostModel) -> PSObject:
+    return fill(
+        HOST_TYPE(),
+        {
+            "ComputerName": host.name,
+            "Name": host.name,
+            "LogicalProcessorCount": host.logical_processors,
+            "MemoryCapacity": host.memory_capacity,
+            "VirtualHardDiskPath": host.vhd_path,
+            "VirtualMachinePath": host.vm_path,
+            "FullyQualifiedDomainName": host.name,
+            "EnableEnhancedSessionMode": False,
+        },
+    )
+
+
+def _file_hash(view: FileHashView, host: HostModel) -> PSObject:
+    return fill(HASH_TYPE(), {"Algorithm": view.algorithm, "Hash": view.hash, "Path": view.path})
+
+
+def _psdrive(view: DriveInfoView, host: HostModel) -> PSObject:
+    used = host.fs.used(view.volume.letter)
+    return fill(
+        PSDRIVE_TYPE(),
+        {
+            "Name": view.volume.letter,
+            "Root": f"{view.volume.letter}:\\",
+            "Description": view.volume.label,
+            "Provider": "Microsoft.PowerShell.Core\\FileSystem",
+            "CurrentLocation": "",
+            "Used": used,
+            "Free": max(0, view.volume.capacity - used),
+            "DisplayRoot": None,
+        },
+    )
+
+
+def _event_record(rec: EventRecord, host: HostModel) -> PSObject:
+    return fill(
+        EVENT_RECORD_TYPE(),
+        {
+            "Id": rec.event_id,
+            "RecordId": rec.record_id,
+            "LogName": rec.log_name,
+            "ProviderName": rec.provider,
+            "Level": rec.level,
+            "LevelDisplayName": rec.level_name,
+            "TimeCreated": to_datetime(rec.time_created),
+            "MachineName": host.name,
+            "Message": rec.message,
+        },
+    )
+
+
+def _network_adapter(view: NetworkAdapterView, host: HostModel) -> PSObject:
+    switch = switch_of(host, view.vm)
+    return fill(
+        NETWORK_ADAPTER_TYPE(),
+        {
+            "Name": ADAPTER_NAME,
+            "VMName": view.vm.name,
+            "VMId": view.vm.id,
+            "SwitchName": switch,
+            "Connected": bool(switch),
+            "IsManagementOs": False,
+        },
+    )
+
+
+# MSFT_Volume.FileSystemType values (Storage Management API, MSFT_Volume class): NTFS 14, ReFS 15,
+# CSVFS_NTFS 32768.
+_FS_TYPE = {"NTFS": 14, "ReFS": 15, "CSVFS": 32768}
+
+
+def _volume(view: VolumeView, host: HostModel) -> PSObject:
+    vol = view.volume
+    path = vol.device_path(host.name)
+    return fill(
+        VOLUME_TYPE(),
+        {
+            "ObjectId": f'{{1}}\\\\{host.name}\\root/Microsoft/Windows/Storage/Providers_v2\\WSP_Volume.ObjectId="{path}"',
+            "UniqueId": path,
+            "Path": path,
+            "DriveLetter": PSChar(vol.letter) if vol.letter else None,
+            "DriveType": 3,  # Fixed
+            "FileSystem": vol.file_system,
+            "FileSystemLabel": vol.label,
+            "FileSystemType": _FS_TYPE.get(vol.file_system, 0),
+            "HealthStatus": 0,  # Healthy
+            "OperationalStatus": 2,  # OK
+            "AllocationUnitSize": 4096,
+            "Size": vol.capacity,
+            "SizeRemaining": host.fs.free(vol),
+            "PSComputerName": None,
+        },
+    )
+
+
+# --- the one table: each type a cmdlet emits -> the function that fills its schema ---------------------
+
+Serializer = Callable[[Any, HostModel], PSObject]
+SERIALIZERS: dict[type, Serializer] = {
+    VirtualMachine: _vm,  # VM_TYPE
+    Checkpoint: _snapshot,  # SNAPSHOT_TYPE
+    IntegrationView: _integration,  # INTEGRATION_TYPE
+    DriveView: _drive,  # DRIVE_TYPE
+    VhdInfo: _vhd,  # VHD_TYPE
+    HostView: _host,  # HOST_TYPE
+    FileItem: _file,  # FILE_TYPE or DIR_TYPE
+    FileHashView: _file_hash,  # HASH_TYPE
+    DriveInfoView: _psdrive,  # PSDRIVE_TYPE
+    EventRecord: _event_record,  # EVENT_RECORD_TYPE
+    NetworkAdapterView: _network_adapter,  # NETWORK_ADAPTER_TYPE
+    VolumeView: _volume,  # VOLUME_TYPE
+}
+
+
+def serialize(obj: Any, host: HostModel) -> Any:
+    """Turn whatever a cmdlet produced into what the sink sends. Primitives pass through."""
+    if isinstance(obj, bool | int | str | PSObject) or obj is None:
+        return obj
+    for cls in type(obj).__mro__:
+        fn = SERIALIZERS.get(cls)
+        if fn is not None:
+            return fn(obj, host)
+    raise TypeError(f"no serialiser for {type(obj).__name__}")

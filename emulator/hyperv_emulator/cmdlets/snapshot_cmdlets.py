@@ -5,14 +5,24 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from hyperv_emulator.cmdlets.base import Call, cmdlet, target_snapshots, target_vms
+from hyperv_emulator.cmdlets.base import (
+    AS_JOB,
+    COMPUTER,
+    OWNER_VM_INPUT,
+    OWNER_VM_NAME,
+    PASSTHRU,
+    VM_INPUT,
+    VM_NAME,
+    Call,
+    cmdlet,
+    target_snapshots,
+    target_vms,
+)
 from hyperv_emulator.cmdlets.binding import Param
-from hyperv_emulator.cmdlets.vm_cmdlets import AS_JOB, COMPUTER, PASSTHRU, _local_only, _no_job
 from hyperv_emulator.faults import Fault
 from hyperv_emulator.model.enums import SnapshotType
 from hyperv_emulator.model.errors import (
     ConfirmationRequiredError,
-    ParameterBindingError,
     SnapshotNotFoundError,
 )
 from hyperv_emulator.model.wildcard import WildcardPattern
@@ -21,10 +31,9 @@ NS = "Microsoft.HyperV.PowerShell.Commands."
 SNAP_OBJ = Param(
     "VMSnapshot", "snapshots", ("VMCheckpoint",), pipeline=True, excludes=("VMName", "VM", "Name")
 )
-VM_OBJ = Param("VM", "vms", pipeline=True, excludes=("VMName",))
 SNAP_TARGETING = [
-    Param("VMName", "strings", position=0),
-    VM_OBJ,
+    OWNER_VM_NAME,
+    OWNER_VM_INPUT,
     SNAP_OBJ,
     Param("Name", "strings", position=1),
 ]
@@ -34,21 +43,19 @@ SNAP_TARGETING = [
     "Checkpoint-VM",
     NS + "CheckpointVM",
     [
-        Param("Name", "strings", ("VMName",), position=0),
-        Param("VM", "vms", pipeline=True, excludes=("Name",)),
+        VM_NAME,
+        VM_INPUT,
         Param("SnapshotName", "string", ("CheckpointName",), position=1),
         PASSTHRU,
         AS_JOB,
         COMPUTER,
     ],
     should_process=True,
+    local_only=True,
 )
 def checkpoint_vm(call: Call) -> Iterator[Any]:
-    _no_job(call)
-    _local_only(call)
     for vm in target_vms(call):
-        call.touch(vm.id)
-        if call.flag("WhatIf"):
+        if not call.should_process(vm.id):
             continue
         # Like the real cmdlet, the snapshot is made under the default name "<vm> - (<date>)" and
         # renamed to -SnapshotName after (docs/emulator.md, Leases): a session lost in between
@@ -84,18 +91,14 @@ def _rename(call: Call, cp: Any, new_name: str) -> None:
 @cmdlet(
     "Rename-VMSnapshot",
     NS + "RenameVMSnapshot",
-    [*SNAP_TARGETING, Param("NewName", "string", position=2), PASSTHRU, COMPUTER],
+    [*SNAP_TARGETING, Param("NewName", "string", position=2, mandatory=True), PASSTHRU, COMPUTER],
     aliases=("Rename-VMCheckpoint",),
     should_process=True,
+    local_only=True,
 )
 def rename_snapshot(call: Call) -> Iterator[Any]:
-    _local_only(call)
-    if not call.has("NewName"):
-        raise ParameterBindingError.missing_mandatory(["NewName"])
     for vm, cp in target_snapshots(call):
-        call.touch(vm.id)
-        call.touch(cp.id)
-        if call.flag("WhatIf"):
+        if not call.should_process(vm.id, cp.id):
             continue
         _rename(call, cp, call.get("NewName"))
         if call.flag("Passthru"):
@@ -106,8 +109,8 @@ def rename_snapshot(call: Call) -> Iterator[Any]:
     "Get-VMSnapshot",
     NS + "GetVMSnapshot",
     [
-        Param("VMName", "strings", position=0),
-        VM_OBJ,
+        OWNER_VM_NAME,
+        OWNER_VM_INPUT,
         Param("Name", "string", position=1),
         Param("Id", "guid"),
         Param("SnapshotType", "enum", enum=SnapshotType),
@@ -116,9 +119,9 @@ def rename_snapshot(call: Call) -> Iterator[Any]:
         COMPUTER,
     ],
     aliases=("Get-VMCheckpoint",),
+    local_only=True,
 )
 def get_snapshot(call: Call) -> Iterator[Any]:
-    _local_only(call)
     if call.has("ParentOf") or call.has("ChildOf"):
         raise call.not_modelled("Get-VMSnapshot -ParentOf/-ChildOf")
     if call.has("Id"):
@@ -146,19 +149,14 @@ def get_snapshot(call: Call) -> Iterator[Any]:
 @cmdlet(
     "Export-VMSnapshot",
     NS + "ExportVMSnapshot",
-    [*SNAP_TARGETING, Param("Path", "string", position=2), PASSTHRU, AS_JOB, COMPUTER],
+    [*SNAP_TARGETING, Param("Path", "string", position=2, mandatory=True), PASSTHRU, AS_JOB, COMPUTER],
     aliases=("Export-VMCheckpoint",),
     should_process=True,
+    local_only=True,
 )
 def export_snapshot(call: Call) -> Iterator[Any]:
-    _no_job(call)
-    _local_only(call)
-    if not call.has("Path"):
-        raise ParameterBindingError.missing_mandatory(["Path"])
     for vm, cp in target_snapshots(call):
-        call.touch(vm.id)
-        call.touch(cp.id)
-        if call.flag("WhatIf"):
+        if not call.should_process(vm.id, cp.id):
             continue
         result = call.host.export_snapshot(vm, cp, call.get("Path"), call.cancelled)
         if result is None:
@@ -180,14 +178,11 @@ def export_snapshot(call: Call) -> Iterator[Any]:
     ],
     aliases=("Remove-VMCheckpoint",),
     should_process=True,
+    local_only=True,
 )
 def remove_snapshot(call: Call) -> Iterator[Any]:
-    _no_job(call)
-    _local_only(call)
     for vm, cp in target_snapshots(call):
-        call.touch(vm.id)
-        call.touch(cp.id)
-        if call.flag("WhatIf"):
+        if not call.should_process(vm.id, cp.id):
             continue
         if vm.checkpoint(cp.id) is None:  # already gone with an earlier -IncludeAllChildSnapshots
             continue
@@ -205,14 +200,11 @@ def remove_snapshot(call: Call) -> Iterator[Any]:
     aliases=("Restore-VMCheckpoint",),
     should_process=True,
     prompts=True,
+    local_only=True,
 )
 def restore_snapshot(call: Call) -> Iterator[Any]:
-    _no_job(call)
-    _local_only(call)
     for vm, cp in target_snapshots(call):
-        call.touch(vm.id)
-        call.touch(cp.id)
-        if call.flag("WhatIf"):
+        if not call.should_process(vm.id, cp.id):
             continue
         if call.get("Confirm", True) is not False:
             # ConfirmImpact High: a real host prompts; this host cannot, like any non-interactive host.

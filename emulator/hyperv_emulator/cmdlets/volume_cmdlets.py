@@ -18,105 +18,13 @@ not-found error, and the client treats any error as "free space unknown".
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
-
-from psrpcore.types import PSChar, PSObject, PSString, PSUInt, PSUInt16, PSUInt64
 
 from hyperv_emulator.cmdlets.base import Call, cmdlet
 from hyperv_emulator.cmdlets.binding import Param
-from hyperv_emulator.cmdlets.serialize import EXTRA_SERIALIZERS, _fill, _pstype
-from hyperv_emulator.model.errors import HyperVError, ParameterBindingError
-from hyperv_emulator.model.host import HostModel
-from hyperv_emulator.model.paths import Volume
-
-CIM = "Microsoft.Management.Infrastructure.CimInstance"
-VOLUME_TYPE = _pstype(
-    "MSFTVolumeObj",
-    [
-        f"{CIM}#ROOT/Microsoft/Windows/Storage/MSFT_Volume",
-        f"{CIM}#MSFT_Volume",
-        f"{CIM}#ROOT/Microsoft/Windows/Storage/MSFT_StorageObject",
-        f"{CIM}#MSFT_StorageObject",
-        CIM,
-        "System.Object",
-    ],
-    [
-        ("ObjectId", PSString),
-        ("UniqueId", PSString),
-        ("Path", PSString),
-        ("DriveLetter", PSChar),
-        ("DriveType", PSUInt),
-        ("FileSystem", PSString),
-        ("FileSystemLabel", PSString),
-        ("FileSystemType", PSUInt16),
-        ("HealthStatus", PSUInt16),
-        ("OperationalStatus", PSUInt16),
-        ("AllocationUnitSize", PSUInt),
-        ("Size", PSUInt64),
-        ("SizeRemaining", PSUInt64),
-        ("PSComputerName", PSString),
-    ],
-)
-# MSFT_Volume.FileSystemType values (Storage Management API, MSFT_Volume class): NTFS 14, ReFS 15,
-# CSVFS_NTFS 32768.
-_FS_TYPE = {"NTFS": 14, "ReFS": 15, "CSVFS": 32768}
-
-
-class VolumeNotFoundError(HyperVError):
-    """The CDXML query found no MSFT_Volume: CmdletizationQuery_NotFound_<Property>."""
-
-    category = "ObjectNotFound"
-    exception_type = "Microsoft.PowerShell.Cmdletization.Cim.CimJobException"
-
-    def __init__(self, prop: str, value: str) -> None:
-        super().__init__(
-            f"No MSFT_Volume objects found with property '{prop}' equal to '{value}'.  "
-            "Verify the value of the property and retry.",
-            target_name=value,
-            target_type="String",
-        )
-        self.error_id = f"CmdletizationQuery_NotFound_{prop}"  # type: ignore[misc]
-
-
-@dataclass(frozen=True)
-class VolumeView:
-    host: HostModel
-    volume: Volume
-
-
-def volume_path(host: HostModel, vol: Volume) -> str:
-    guid = vol.guid or str(uuid.uuid5(uuid.NAMESPACE_URL, f"volume:{host.name}/{vol.root.lower()}"))
-    return f"\\\\?\\Volume{{{guid}}}\\"
-
-
-def _serialize(view: VolumeView, host: HostModel) -> PSObject:
-    vol = view.volume
-    path = volume_path(host, vol)
-    return _fill(
-        VOLUME_TYPE(),
-        {
-            "ObjectId": f'{{1}}\\\\{host.name}\\root/Microsoft/Windows/Storage/Providers_v2\\WSP_Volume.ObjectId="{path}"',
-            "UniqueId": path,
-            "Path": path,
-            "DriveLetter": PSChar(vol.letter) if vol.letter else None,
-            "DriveType": 3,  # Fixed
-            "FileSystem": vol.file_system,
-            "FileSystemLabel": vol.label,
-            "FileSystemType": _FS_TYPE.get(vol.file_system, 0),
-            "HealthStatus": 0,  # Healthy
-            "OperationalStatus": 2,  # OK
-            "AllocationUnitSize": 4096,
-            "Size": vol.capacity,
-            "SizeRemaining": host.fs.free(vol),
-            "PSComputerName": None,
-        },
-    )
-
-
-EXTRA_SERIALIZERS[VolumeView] = _serialize
+from hyperv_emulator.cmdlets.output_views import VolumeView
+from hyperv_emulator.model.errors import HyperVError, ParameterBindingError, VolumeNotFoundError
 
 
 @cmdlet(
@@ -152,7 +60,7 @@ def get_volume(call: Call) -> Iterator[Any]:
             if prop == "DriveLetter":
                 found = [v for v in volumes if v.letter and v.letter.lower() == value.lower()]
             elif prop == "Path":
-                found = [v for v in volumes if volume_path(call.host, v).lower() == value.lower()]
+                found = [v for v in volumes if v.device_path(call.host.name).lower() == value.lower()]
             else:
                 found = [v for v in volumes if v.label and v.label.lower() == value.lower()]
             if not found:

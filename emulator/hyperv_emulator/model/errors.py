@@ -1,7 +1,7 @@
 """One exception class per FullyQualifiedErrorId family a real host produces.
 
 Each carries what PowerShell puts in an ErrorRecord (error id, category, exception type, target) and
-turns into a ``runtime.ErrorSpec`` once the cmdlet is known, because a real FQID is
+turns into a ``host_runtime.ErrorSpec`` once the cmdlet is known, because a real FQID is
 ``<ErrorId>,<cmdlet's .NET class>`` (``ObjectNotFound,Microsoft.HyperV.PowerShell.Commands.CheckpointVM``).
 Clients must match on FQID, category and exception type, never on the message text.
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from hyperv_emulator.runtime import ErrorSpec
+from hyperv_emulator.host_runtime import ErrorSpec
 
 VIRTUALIZATION_EXCEPTION = "Microsoft.HyperV.PowerShell.VirtualizationException"
 
@@ -391,3 +391,111 @@ class WildcardPatternError(HyperVError):
             target_name=pattern,
             target_type="String",
         )
+
+
+# --- a JEA proxy command (restricted mode, cmdlets/jea.py) ------------------------------------------------
+
+
+class ParameterValidationError(HyperVError):
+    """A value outside a role's ValidateSet / ValidatePattern: ParameterArgumentValidationError."""
+
+    error_id = "ParameterArgumentValidationError"
+    category = "InvalidData"
+    exception_type = "System.Management.Automation.ParameterBindingValidationException"
+
+
+# --- file system provider (Microsoft.PowerShell.Commands.*ItemCommand, Get-Content) ---------------------
+
+
+class FileInUseError(HyperVError):
+    """A VM's open disk: IOException, like Windows' sharing violation."""
+
+    error_id = "RemoveFileSystemItemIOError"
+    category = "WriteError"
+    exception_type = "System.IO.IOException"
+
+    def __init__(self, path: str) -> None:
+        super().__init__(
+            f"The process cannot access the file '{path}' because it is being used by another process.",
+            target_name=path,
+            target_type="String",
+        )
+
+
+class FileExistsError_(HyperVError):
+    """New-Item -ItemType File (no -Force) on an existing file: the provider opens it with
+    FileMode.CreateNew and reports the IOException as ``NewItemIOError`` / WriteError (PowerShell's
+    FileSystemProvider.NewItem; see docs/emulator.md, Leases)."""
+
+    error_id = "NewItemIOError"
+    category = "WriteError"
+    exception_type = "System.IO.IOException"
+
+    def __init__(self, path: str) -> None:
+        super().__init__(f"The file '{path}' already exists.", target_name=path, target_type="String")
+
+
+class UnauthorizedAccessError(HyperVError):
+    """Get-Content on a directory: ``GetContentReaderUnauthorizedAccessError`` (PermissionDenied)."""
+
+    error_id = "GetContentReaderUnauthorizedAccessError"
+    category = "PermissionDenied"
+    exception_type = "System.UnauthorizedAccessException"
+
+    def __init__(self, path: str) -> None:
+        super().__init__(f"Access to the path '{path}' is denied.", target_name=path, target_type="String")
+
+
+# --- Storage module (Get-Volume, a CDXML function) -------------------------------------------------------
+
+
+class VolumeNotFoundError(HyperVError):
+    """The CDXML query found no MSFT_Volume: CmdletizationQuery_NotFound_<Property>."""
+
+    category = "ObjectNotFound"
+    exception_type = "Microsoft.PowerShell.Cmdletization.Cim.CimJobException"
+
+    def __init__(self, prop: str, value: str) -> None:
+        super().__init__(
+            f"No MSFT_Volume objects found with property '{prop}' equal to '{value}'.  "
+            "Verify the value of the property and retry.",
+            target_name=value,
+            target_type="String",
+        )
+        self.error_id = f"CmdletizationQuery_NotFound_{prop}"  # type: ignore[misc]
+
+
+# --- Get-WinEvent (Microsoft.PowerShell.Commands.GetWinEventCommand) -------------------------------------
+
+
+class NoMatchingEventsError(HyperVError):
+    """A query that matches no event: the non-terminating ``NoMatchingEventsFound``."""
+
+    error_id = "NoMatchingEventsFound"
+    category = "ObjectNotFound"
+    exception_type = "System.Exception"
+
+    def __init__(self) -> None:
+        super().__init__("No events were found that match the specified selection criteria.")
+
+
+class LogNotFoundError(HyperVError):
+    """-LogName of a log the host does not have: ``NoMatchingLogsFound``."""
+
+    error_id = "NoMatchingLogsFound"
+    category = "ObjectNotFound"
+    exception_type = "System.Exception"
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f'There is not an event log on the localhost computer that matches "{name}".')
+
+
+class InvalidQueryError(HyperVError):
+    """-FilterXPath outside the subset a host accepts (model/event_query.py): EventLogException."""
+
+    error_id = "System.Diagnostics.Eventing.Reader.EventLogException"
+    category = "NotSpecified"
+    exception_type = "System.Diagnostics.Eventing.Reader.EventLogException"
+
+    def __init__(self, query: str) -> None:
+        super().__init__(f"The specified query is invalid: {query}")

@@ -12,7 +12,7 @@ import uuid
 from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import yaml
 
@@ -29,10 +29,6 @@ from hyperv_emulator.model.vm import (
     IntegrationService,
     VirtualMachine,
 )
-
-if TYPE_CHECKING:
-    from hyperv_emulator.cmdlets import AuditLog, HyperVCommandHost
-    from hyperv_emulator.cmdlets.jea import RoleCapability
 
 _HOST_KEYS = {"name", "volumes", "vms", "vm_path", "logical_processors", "memory_gb", "golden_images"}
 _CULTURE_KEYS = {"locale", "utc_offset", "windows", "hyperv_admin"}  # what a host prints (model/culture.py)
@@ -121,12 +117,14 @@ def _culture(ctx: _Ctx, where: str, raw: Mapping[str, Any]) -> HostCulture:
 
 
 class Fleet:
-    """Hosts built from a fleet file, sharing one clock, fault plan, audit log and ``timing``."""
+    """Hosts built from a fleet file, sharing one clock, fault plan and ``timing``.
 
-    def __init__(self, hosts: dict[str, HostModel], timing: Timing, audit: AuditLog | None) -> None:
+    The model only: the PowerShell command hosts in front of these hosts (and their audit log) are
+    composed in ``hyperv_emulator.api.command_hosts``."""
+
+    def __init__(self, hosts: dict[str, HostModel], timing: Timing) -> None:
         self.hosts = hosts
         self.timing = timing
-        self.audit = audit
 
     @classmethod
     def load(
@@ -136,7 +134,6 @@ class Fleet:
         root_dir: Path,
         clock: Clock,
         faults: FaultPlan,
-        audit: AuditLog | None = None,
         timing: Timing | None = None,
     ) -> Fleet:
         """Build the fleet. ``timing`` (if given) overrides the file's ``timing`` section entirely."""
@@ -164,18 +161,7 @@ class Fleet:
             if host.name.lower() in {h.lower() for h in hosts}:
                 raise ctx.fail(f"hosts[{hi}] '{host.name}'", "name", "duplicate host name")
             hosts[host.name] = host
-        return cls(hosts, timing, audit)
-
-    def command_hosts(self, role: RoleCapability | None = None) -> dict[str, HyperVCommandHost]:
-        """One PowerShell command host per Hyper-V host, in fleet order, sharing the audit log;
-        restricted to a JEA role capability when ``role`` is given."""
-        from hyperv_emulator.cmdlets import AuditLog, HyperVCommandHost
-
-        if self.audit is None:
-            self.audit = AuditLog()
-        return {
-            name: HyperVCommandHost(host, audit=self.audit, role=role) for name, host in self.hosts.items()
-        }
+        return cls(hosts, timing)
 
     @staticmethod
     def _timing(ctx: _Ctx, raw: Any) -> Timing:

@@ -5,11 +5,14 @@ and reserves under the lock, waits on the clock *without* it, then commits under
 pipelines keep working meanwhile. Background merges are not threads: ``settle()`` applies every merge
 whose end time has passed, and every public method settles first, so a test with a ManualClock sees a
 merge finish exactly when it advances the clock past it.
+
+``HostModel`` holds the state and the VM and checkpoint operations; it composes the jobs that have
+modules of their own: the merge engine (``model/merging.py``), Export-VMSnapshot
+(``model/exporting.py``), Get-VHD (``model/vhd.py``) and Import-VM (``model/importing.py``).
 """
 
 from __future__ import annotations
 
-import ntpath
 import threading
 import uuid
 from dataclasses import dataclass
@@ -24,24 +27,22 @@ from hyperv_emulator.model.disk import (
     VirtualDisk,
     avhdx_path,
     derive_content,
-    flattened_header,
-    flattened_size,
 )
 from hyperv_emulator.model.enums import CheckpointType, VhdType, VMState
 from hyperv_emulator.model.errors import (
     CheckpointNoSpaceError,
     CheckpointsDisabledError,
-    ExportExistsError,
     InvalidStateError,
-    NotEnoughSpaceError,
     OperationFailedError,
     ProductionCheckpointError,
     SnapshotNotFoundError,
-    VhdNotFoundError,
     VMNotFoundError,
 )
 from hyperv_emulator.model.eventlog import VMMS_ADMIN, WORKER_ADMIN, HostEventLog
-from hyperv_emulator.model.paths import HostFileSystem, Volume, read_standin_header
+from hyperv_emulator.model.exporting import ExportResult, export_snapshot
+from hyperv_emulator.model.merging import MergeEngine, disk_tree, merge_plan, pinned_disks
+from hyperv_emulator.model.paths import HostFileSystem, Volume
+from hyperv_emulator.model.vhd import VhdInfo, vhd_info
 from hyperv_emulator.model.vm import VirtualMachine
 from hyperv_emulator.model.wildcard import WildcardPattern
 
@@ -63,27 +64,6 @@ class Timing:
         for name in ("checkpoint_seconds", "restore_seconds", "avhdx_initial_mb"):
             if getattr(self, name) < 0:
                 raise ValueError(f"timing.{name} must be >= 0")
-
-
-@dataclass(frozen=True)
-class VhdInfo:
-    """What Get-VHD reports for a path: the model's disk, or a stand-in file found on a volume."""
-
-    path: str
-    vhd_type: VhdType
-    format_name: str
-    size: int
-    file_size: int
-    parent_path: str
-    disk_id: str
-    attached: bool
-
-
-@dataclass(frozen=True)
-class ExportResult:
-    path: str  # <Path>\<VMName>
-    files: tuple[str, ...]
-    bytes_written: int
 
 
 class HostModel:
@@ -114,7 +94,7 @@ class HostModel:
         self.vhd_path = vhd_path
         self.lock = threading.RLock()
         self._vms: dict[uuid.UUID, VirtualMachine] = {}
-        self._merge_fail: dict[uuid.UUID, bool] = {}
+        self.merges = MergeEngine(self)  # background merges (model/merging.py)
         self.events = HostEventLog(clock)  # Get-WinEvent (emulator/model/eventlog.py)
         self.culture = HostCulture()  # language, time zone, Windows version (emulator/model/culture.py)
         self.caller_is_hyperv_admin = True  # False: every Hyper-V cmdlet answers AccessDenied
@@ -136,12 +116,13 @@ class HostModel:
                     disk.path = self.fs.normalize(disk.path)
                     if not disk.content:
                         disk.content = derive_content(str(vm.id), disk.path.lower())
-                    self._write_disk(disk)
+                    self.write_disk(disk)
             self.fs.mkdir(vm.path)
             self._vms[vm.id] = vm
             return vm
 
-    def _write_disk(self, disk: VirtualDisk) -> None:
+    def write_disk(self, disk: VirtualDisk) -> None:
+        """Write (or rewrite) a disk's stand-in file."""
         self.fs.write_standin(disk.path, disk.header(), disk.file_size)
 
     # --- settling timed transitions -----------------------------------------------------------------------
@@ -149,12 +130,7 @@ class HostModel:
     def settle(self) -> None:
         """Apply every background merge whose end time has passed."""
         with self.lock:
-            now = self.clock.now()
-            for vm in self._vms.values():
-                if vm.merge_until is not None and vm.merge_until <= now:
-                    failed = self._merge_fail.pop(vm.id, False)
-                    vm.merge_until = None
-                    self._collapse(vm, failed=failed)
+            self.merges.settle(self._vms.values())
 
     # --- lookups -------------------------------------------------------------------------------------------
 
@@ -360,7 +336,7 @@ class HostModel:
                 parent=frozen,
                 content=derive_content(frozen.content, str(cp_id)),
             )
-            self._write_disk(child)
+            self.write_disk(child)
             drive.disk = child
             cp.frozen[index] = frozen
         vm.checkpoints.append(cp)
@@ -394,7 +370,7 @@ class HostModel:
             with self.lock:
                 vm.busy = ""
         with self.lock:
-            pinned = self._pinned(vm)
+            pinned = pinned_disks(vm)
             for index, drive in enumerate(vm.hard_drives):
                 frozen = cp.frozen.get(index)
                 if frozen is None:
@@ -409,15 +385,15 @@ class HostModel:
                     parent=frozen,
                     content=derive_content(frozen.content, str(new_id)),
                 )
-                self._write_disk(drive.disk)
+                self.write_disk(drive.disk)
                 if old.parent is not None and id(old) not in pinned:
-                    self._delete_disk(old)
+                    self.delete_disk(old)
             vm.state = VMState.Saved if cp.has_saved_state else VMState.Off
             vm.started_at = None
             vm.parent_checkpoint_id = cp.id
             return True
 
-    # --- removal and background merges ---------------------------------------------------------------------
+    # --- removal (the merges it starts: model/merging.py) ---------------------------------------------------------------------
 
     def remove_snapshot(
         self,
@@ -440,8 +416,8 @@ class HostModel:
                     kids = [c for c in vm.checkpoints if c.parent_id == pid]
                     doomed.extend(kids)
                     frontier.extend(k.id for k in kids)
-            before = self._merge_plan(vm)
-            reachable = self._tree(vm)[0]
+            before = merge_plan(vm)
+            reachable = disk_tree(vm)[0]
             for dead in doomed:
                 vm.checkpoints.remove(dead)
                 for other in vm.checkpoints:  # children re-parent to the removed one's parent
@@ -451,110 +427,20 @@ class HostModel:
                     vm.parent_checkpoint_id = dead.parent_id
             # A removed checkpoint's differencing disk that nothing depends on any more (its branch
             # was left by a restore to an older checkpoint) has nothing to merge: it is deleted.
-            still = {id(d) for d in self._tree(vm)[0]}
+            still = {id(d) for d in disk_tree(vm)[0]}
             for disk in reachable:
                 if id(disk) not in still and disk.parent is not None:
-                    self._delete_disk(disk)
-            plan = [pair for pair in self._merge_plan(vm) if pair not in before]
-            merge_bytes = sum(child.file_size for _, child in plan)
-            if plan:
-                now = self.clock.now()
-                start = max(now, vm.merge_until or now)
-                vm.merge_until = start + merge_bytes / (self.timing.merge_mb_per_s * MiB)
-                fault = self.faults.take(
-                    Fault.MERGE_FAILURE,
-                    cmdlets=[cmdlet],
-                    vms=[vm.name, str(vm.id)],
-                    detail=f"{self.name}/{vm.name}/{cp.name}",
-                )
-                if fault is not None:
-                    self._merge_fail[vm.id] = True
-                if vm.merge_until <= now:
-                    self.settle()
+                    self.delete_disk(disk)
+            self.merges.start(vm, before, cp, cmdlet)
             return doomed
 
-    def _pinned(self, vm: VirtualMachine) -> set[int]:
-        return {id(d) for c in vm.checkpoints for d in c.frozen.values()}
-
-    def _tree(self, vm: VirtualMachine) -> tuple[list[VirtualDisk], dict[int, list[VirtualDisk]]]:
-        seen: dict[int, VirtualDisk] = {}
-        roots = [d.disk for d in vm.hard_drives] + [d for c in vm.checkpoints for d in c.frozen.values()]
-        for disk in roots:
-            for d in disk.chain():
-                seen[id(d)] = d
-        children: dict[int, list[VirtualDisk]] = {k: [] for k in seen}
-        for d in seen.values():
-            if d.parent is not None:
-                children[id(d.parent)].append(d)
-        return list(seen.values()), children
-
-    def _merge_plan(self, vm: VirtualMachine) -> list[tuple[VirtualDisk, VirtualDisk]]:
-        """(parent, child) pairs the host would merge now: an unpinned, not-running disk with one child."""
-        pinned = self._pinned(vm)
-        current = {id(d.disk) for d in vm.hard_drives}
-        disks, children = self._tree(vm)
-        return [
-            (d, children[id(d)][0])
-            for d in disks
-            if id(d) not in pinned
-            and id(d) not in current
-            and not d.merge_blocked
-            and not d.golden  # a golden image is never merged into (model/disk.py)
-            and len(children[id(d)]) == 1
-        ]
-
-    def _collapse(self, vm: VirtualMachine, *, failed: bool) -> None:
-        """Finish a merge — or, when the merge failed, leave the AVHDX chain as it is and never retry it
-        (orphaned AVHDX, like real hosts). The direction follows docs/emulator.md (Merges): the disk
-        the VM writes to folds into its parent (the drive moves down), so does a child of a base disk;
-        an older checkpoint's differencing disk folds into its child (the drive path stays)."""
-        while True:
-            plan = self._merge_plan(vm)
-            if not plan:
-                return
-            if failed:
-                for parent, _ in plan:
-                    parent.merge_blocked = True
-                return
-            parent, child = plan[0]
-            current = any(d.disk is child for d in vm.hard_drives)
-            if parent.parent is not None and not current:
-                self._fold_into_child(parent, child)
-                continue
-            parent.content = child.content
-            if parent.vhd_type is not VhdType.Fixed:
-                parent.file_size = (
-                    min(parent.size, parent.file_size + child.file_size)
-                    if parent.parent is None
-                    else parent.file_size + child.file_size
-                )
-            _, children = self._tree(vm)
-            for grandchild in children[id(child)]:
-                grandchild.parent = parent
-            for drive in vm.hard_drives:
-                if drive.disk is child:
-                    drive.disk = parent
-            for c in vm.checkpoints:
-                for idx, d in c.frozen.items():
-                    if d is child:
-                        c.frozen[idx] = parent
-            self._write_disk(parent)
-            self._delete_disk(child)
-
-    def _fold_into_child(self, disk: VirtualDisk, child: VirtualDisk) -> None:
-        """Merge an unreferenced differencing disk into its only child: the child keeps its path and
-        takes the disk's parent; the disk's file is deleted."""
-        child.parent = disk.parent
-        child.file_size = child.file_size + disk.file_size
-        self._write_disk(child)
-        self._delete_disk(disk)
-
-    def _delete_disk(self, disk: VirtualDisk) -> None:
+    def delete_disk(self, disk: VirtualDisk) -> None:
+        """Delete a disk's stand-in file, if it is there."""
         real = self.fs.to_real(disk.path)
         if real.exists():
             self.fs.remove(disk.path)
 
-    # --- export --------------------------------------------------------------------------------------------
+    # --- export (model/exporting.py) and Get-VHD (model/vhd.py) ---------------------------------------------
 
     def export_snapshot(
         self,
@@ -565,137 +451,9 @@ class HostModel:
         *,
         cmdlet: str = "Export-VMSnapshot",
     ) -> ExportResult | None:
-        """Write ``<Path>\\<VMName>\\{Virtual Machines,Virtual Hard Disks,Snapshots}`` with flattened disks at
-        the export rate, checking the target volume's free space as it goes. Layout *unconfirmed* for
-        Export-VMSnapshot (it follows Export-VM, hashicorp/packer#5913). On failure the partial folder stays."""
-        with self.lock:
-            self.settle()
-            dest = self.fs.join(self.fs.normalize(path), vm.name)
-            volume = self.fs.volume_for(dest)  # a CSV or mount point has its own free space
-            uid = str(vm.id).upper()
-            plan: list[tuple[str, dict[str, object], int]] = [
-                (
-                    self.fs.join(dest, "Virtual Machines", f"{uid}.vmcx"),
-                    {
-                        "kind": "vmcx",
-                        "vm_id": uid,
-                        "checkpoint": cp.name,
-                        "state": cp.state.name,
-                        # what Import-VM reads back (emulator/model/importing.py)
-                        "name": vm.name,
-                        "generation": vm.generation,
-                        "guest": vm.guest_os,
-                        "memory": vm.memory_startup,
-                        "disks": [ntpath.basename(cp.frozen[i].base().path) for i in sorted(cp.frozen)],
-                    },
-                    64 * 1024,
-                ),
-                (
-                    self.fs.join(dest, "Virtual Machines", f"{uid}.vmgs"),
-                    {"kind": "vmgs", "vm_id": uid},
-                    1 * MiB,
-                ),
-            ]
-            if cp.has_saved_state:
-                plan.append(
-                    (
-                        self.fs.join(dest, "Virtual Machines", f"{uid}.VMRS"),
-                        {"kind": "vmrs", "vm_id": uid, "checkpoint": str(cp.id)},
-                        cp.memory_bytes,
-                    )
-                )
-            for index in sorted(cp.frozen):
-                disk = cp.frozen[index]
-                base_name = ntpath.basename(disk.base().path)
-                plan.append(
-                    (
-                        self.fs.join(dest, "Virtual Hard Disks", base_name),
-                        flattened_header(disk),
-                        flattened_size(disk),
-                    )
-                )
-            for target, _, _ in plan:
-                if self.fs.to_real(target).exists():
-                    raise ExportExistsError(
-                        f"Failed to copy file during export.\nFailed to copy file from '{vm.name}' to "
-                        f"'{target}': The file exists. (0x80070050).",
-                        target_name=target,
-                        target_type="String",
-                    )
-            for sub in ("Virtual Machines", "Virtual Hard Disks", "Snapshots"):
-                self.fs.mkdir(self.fs.join(dest, sub))
-            total = sum(size for _, _, size in plan)
-            fault = self.faults.take(
-                Fault.DISK_FULL_DURING_EXPORT,
-                cmdlets=[cmdlet],
-                vms=[vm.name, str(vm.id)],
-                detail=f"{self.name}/{vm.name} -> {dest}",
-            )
-            fail_after = total // 2 if fault is not None else None
-            vm.busy = vm.busy or "export"
-        written = 0
-        rate = self.timing.export_mb_per_s * MiB
-        try:
-            for target, header, size in plan:
-                done = 0
-                while True:
-                    step = min(size - done, int(rate))
-                    with self.lock:
-                        allowed = min(step, self.fs.free(volume))
-                        if fail_after is not None:
-                            allowed = min(allowed, max(0, fail_after - written))
-                        done += allowed
-                        written += allowed
-                        self.fs.write_standin(target, header, size, fraction=(done / size) if size else 1.0)
-                        if allowed < step:
-                            raise NotEnoughSpaceError(
-                                f"Failed to copy file during export.\nFailed to copy file from '{vm.name}' to "
-                                f"'{target}': There is not enough space on the disk. (0x80070070).",
-                                target_name=vm.name,
-                                target_type="VMSnapshot",
-                            )
-                    if done >= size:
-                        break
-                    if not self.clock.sleep_until(self.clock.now() + step / rate, cancelled):
-                        return None
-        finally:
-            with self.lock:
-                if vm.busy == "export":
-                    vm.busy = ""
-        return ExportResult(path=dest, files=tuple(t for t, _, _ in plan), bytes_written=written)
-
-    # --- disks -----------------------------------------------------------------------------------------------
+        """Export-VMSnapshot of ``cp`` to ``path`` (model/exporting.py); None if the client stopped it."""
+        return export_snapshot(self, vm, cp, path, cancelled, cmdlet=cmdlet)
 
     def vhd_info(self, path: str) -> VhdInfo:
-        """Get-VHD: a disk of a VM (attached), or a stand-in VHD file anywhere on the host's volumes."""
-        with self.lock:
-            self.settle()
-            wanted = self.fs.normalize(path).lower()
-            for vm in self._vms.values():
-                for disk in self._tree(vm)[0]:
-                    if disk.path.lower() == wanted:
-                        current = any(d.disk is disk for d in vm.hard_drives)
-                        return VhdInfo(
-                            disk.path,
-                            disk.vhd_type,
-                            disk.vhd_format.name,
-                            disk.size,
-                            disk.file_size,
-                            disk.parent_path,
-                            str(disk.id).upper(),
-                            current,
-                        )
-            real = self.fs.to_real(path)
-            header = read_standin_header(real) if real.is_file() else None
-            if header is None or header.get("kind") != "vhd":
-                raise VhdNotFoundError(path)
-            return VhdInfo(
-                self.fs.to_windows(real),
-                VhdType[str(header["vhd_type"])],
-                str(header["format"]),
-                int(str(header["size"])),
-                self.fs.logical_size(real),
-                str(header.get("parent", "")),
-                str(header.get("disk_id", "")) or str(uuid.uuid5(uuid.NAMESPACE_URL, str(real))).upper(),
-                False,
-            )
+        """Get-VHD of ``path`` (model/vhd.py)."""
+        return vhd_info(self, path)

@@ -14,6 +14,7 @@ import os
 import re
 import shutil
 import threading
+import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,6 +54,11 @@ class Volume:
     def root(self) -> str:
         """Where the volume is reached: ``C:\\`` or ``C:\\ClusterStorage\\Volume1\\``."""
         return f"{self.letter}:\\" if not self.mount_point else self.mount_point.rstrip("\\") + "\\"
+
+    def device_path(self, host_name: str) -> str:
+        """The volume's own ``\\\\?\\Volume{GUID}\\`` path (Get-Volume's ``Path`` and ``UniqueId``)."""
+        guid = self.guid or str(uuid.uuid5(uuid.NAMESPACE_URL, f"volume:{host_name}/{self.root.lower()}"))
+        return f"\\\\?\\Volume{{{guid}}}\\"
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from typing import Any
 import psrpcore
 from psrpcore.types import ErrorCategory, ErrorCategoryInfo, ErrorRecord, NETException
 
-from hyperv_emulator.runtime import (
+from hyperv_emulator.host_runtime import (
     BoundParameter,
     CommandInvocation,
     ErrorSpec,
@@ -149,7 +149,7 @@ Writer = Callable[[Pipeline, Callable[[psrpcore.ServerPipeline], None]], None]
 
 @dataclass
 class Sink:
-    """``runtime.PipelineSink`` for one pipeline; ``write`` locks the shell and checks it still runs."""
+    """``host_runtime.PipelineSink`` for one pipeline; ``write`` locks the shell and checks it still runs."""
 
     pipeline: Pipeline
     write: Writer = field(repr=False)

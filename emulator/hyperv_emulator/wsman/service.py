@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 from hyperv_emulator.counters import Counters
 from hyperv_emulator.faults import Fault, FaultPlan
-from hyperv_emulator.runtime import CommandHost
+from hyperv_emulator.host_runtime import CommandHost
 from hyperv_emulator.wsman import soap
 from hyperv_emulator.wsman.pipeline import CommandState, Pipeline
 from hyperv_emulator.wsman.shell import Shell, ShellState

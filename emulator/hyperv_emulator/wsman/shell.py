@@ -23,7 +23,7 @@ from collections.abc import Callable
 import psrpcore
 from psrpcore.types import PSInvocationState, RunspacePoolState
 
-from hyperv_emulator.runtime import CommandHost, PipelineContext, TerminatingError
+from hyperv_emulator.host_runtime import CommandHost, PipelineContext, TerminatingError
 from hyperv_emulator.wsman import soap
 from hyperv_emulator.wsman.pipeline import (
     CommandState,

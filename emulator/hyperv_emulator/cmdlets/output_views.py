@@ -46,5 +46,22 @@ class FileHashView:
 
 @dataclass(frozen=True)
 class DriveInfoView:
+    """A drive as Get-PSDrive shows it (PSDriveInfo)."""
+
+    host: HostModel
+    volume: Volume
+
+
+@dataclass(frozen=True)
+class NetworkAdapterView:
+    """The one network adapter of a VM (model/importing.py)."""
+
+    vm: VirtualMachine
+
+
+@dataclass(frozen=True)
+class VolumeView:
+    """A volume as Get-Volume shows it (an MSFT_Volume CIM instance)."""
+
     host: HostModel
     volume: Volume
