@@ -147,7 +147,7 @@ class CheckpointsDisabledError(HyperVError):
 
 
 class ProductionCheckpointError(HyperVError):
-    """ProductionOnly and the guest cannot quiesce. Text from the facts file; id/category *unconfirmed*."""
+    """ProductionOnly and the guest cannot quiesce. Text seen on real hosts (home-assistant/operating-system#1996); id/category *unconfirmed*."""
 
     error_id = "OperationFailed"
     category = "NotSpecified"

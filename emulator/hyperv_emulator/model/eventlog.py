@@ -29,7 +29,7 @@ TEMPLATES: dict[tuple[str, int], tuple[int, str]] = {
     ): (4, "'{name}' was shut down using the Shutdown Integration Component. (Virtual machine ID {vm_id})"),
     (VMMS_ADMIN, 13002): (4, "A new virtual machine '{name}' was created. (Virtual machine ID {vm_id})"),
     (VMMS_ADMIN, 13003): (4, "A virtual machine '{name}' was deleted. (Virtual machine ID {vm_id})"),
-    # Checkpoint failures: the texts are confirmed (facts "Error texts"), the ids are *unconfirmed*.
+    # Checkpoint failures: the texts are confirmed (hashicorp/vagrant#9977, home-assistant/operating-system#1996), the ids are *unconfirmed*.
     (VMMS_ADMIN, 18016): (
         2,
         "Production checkpoints cannot be created for '{name}'. (Virtual machine ID {vm_id})",
