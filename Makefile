@@ -11,10 +11,12 @@ PYTEST_ARGS ?=
 
 setup: $(STAMP)
 
+# The provider and the emulator, editable, and the dev tools: the PEP 735 dependency group `dev` of
+# pyproject.toml (not a published extra; `--group` needs pip >= 25.1). One pip command, one constraints file.
 $(STAMP): pyproject.toml emulator/pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PIP) install --quiet --upgrade "pip>=24"
-	$(PIP) install --quiet -c constraints.txt -e ./emulator -e ".[dev]"
+	$(PIP) install --quiet --upgrade "pip>=25.1"
+	$(PIP) install --quiet -c constraints.txt --group dev -e ./emulator -e .
 	touch $(STAMP)
 
 LINT_DIRS := $(wildcard airflow_hyperv emulator tests bench)
@@ -59,7 +61,8 @@ bench-slow: setup
 
 constraints:
 	rm -rf /tmp/airflow-hyperv-constraints && $(PYTHON) -m venv /tmp/airflow-hyperv-constraints
-	/tmp/airflow-hyperv-constraints/bin/pip install --quiet -e ./emulator -e ".[dev]"
+	/tmp/airflow-hyperv-constraints/bin/pip install --quiet --upgrade "pip>=25.1"
+	/tmp/airflow-hyperv-constraints/bin/pip install --quiet --group dev -e ./emulator -e .
 	{ head -3 constraints.txt; /tmp/airflow-hyperv-constraints/bin/pip freeze --exclude-editable | grep -v '^-e'; } > constraints.txt.new
 	mv constraints.txt.new constraints.txt
 

@@ -8,3 +8,5 @@ Layers, each with one job:
 - ``server``: HTTP(S) listener, authentication (Basic, NTLM/Negotiate with message encryption).
 - ``api``: the ``Emulator`` context manager that composes the above for tests and the CLI.
 """
+
+__version__ = "0.2.0"
