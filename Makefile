@@ -7,7 +7,7 @@ PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: setup test lint typecheck unit e2e overlap demo airflow emulator bench bench-slow constraints clean
+.PHONY: setup test lint typecheck layers unit e2e overlap demo airflow emulator bench bench-slow constraints clean
 
 setup: $(STAMP)
 
@@ -28,6 +28,10 @@ lint: setup
 typecheck: setup
 	$(VENV)/bin/mypy
 
+# The import layering of [tool.importlinter] in pyproject.toml (provider, domain, emulator).
+layers: setup
+	$(VENV)/bin/lint-imports --no-cache
+
 unit: setup
 	$(VENV)/bin/pytest -q -m "not overlap" $(PYTEST_ARGS)
 
@@ -39,8 +43,15 @@ e2e: setup
 overlap: setup
 	$(VENV)/bin/pytest -m overlap -q -s tests/e2e/test_overlap_matrix.py $(PYTEST_ARGS)
 
-# The whole suite: linter, type checker, every test.
-test: lint typecheck unit
+# The whole suite: linter, type checker, import layers, every test (tests/packaging builds and installs
+# the wheels). Every part runs even when an earlier one fails; the exit status is non-zero if any failed.
+TEST_PARTS := lint typecheck layers unit
+test: setup
+	@failed=""; for part in $(TEST_PARTS); do \
+		$(MAKE) --no-print-directory $$part || failed="$$failed $$part"; \
+	done; \
+	if [ -n "$$failed" ]; then echo "make test: FAILED:$$failed" >&2; exit 1; fi; \
+	echo "make test: $(TEST_PARTS) passed"
 
 demo: setup
 	$(PY) -m airflow_hyperv.cli.main demo
