@@ -7,14 +7,16 @@ PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: setup test lint typecheck unit e2e overlap demo airflow emulator bench bench-slow constraints clean
+.PHONY: setup test lint typecheck layers unit e2e overlap demo airflow emulator bench bench-slow constraints clean
 
 setup: $(STAMP)
 
+# The provider and the emulator, editable, and the dev tools: the PEP 735 dependency group `dev` of
+# pyproject.toml (not a published extra; `--group` needs pip >= 25.1). One pip command, one constraints file.
 $(STAMP): pyproject.toml emulator/pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PIP) install --quiet --upgrade "pip>=24"
-	$(PIP) install --quiet -c constraints.txt -e ./emulator -e ".[dev]"
+	$(PIP) install --quiet --upgrade "pip>=25.1"
+	$(PIP) install --quiet -c constraints.txt --group dev -e ./emulator -e .
 	touch $(STAMP)
 
 LINT_DIRS := $(wildcard airflow_hyperv emulator tests bench)
@@ -25,6 +27,10 @@ lint: setup
 
 typecheck: setup
 	$(VENV)/bin/mypy
+
+# The import layering of [tool.importlinter] in pyproject.toml (provider, domain, emulator).
+layers: setup
+	$(VENV)/bin/lint-imports --no-cache
 
 unit: setup
 	$(VENV)/bin/pytest -q -m "not overlap" $(PYTEST_ARGS)
@@ -37,8 +43,15 @@ e2e: setup
 overlap: setup
 	$(VENV)/bin/pytest -m overlap -q -s tests/e2e/test_overlap_matrix.py $(PYTEST_ARGS)
 
-# The whole suite: linter, type checker, every test.
-test: lint typecheck unit
+# The whole suite: linter, type checker, import layers, every test (tests/packaging builds and installs
+# the wheels). Every part runs even when an earlier one fails; the exit status is non-zero if any failed.
+TEST_PARTS := lint typecheck layers unit
+test: setup
+	@failed=""; for part in $(TEST_PARTS); do \
+		$(MAKE) --no-print-directory $$part || failed="$$failed $$part"; \
+	done; \
+	if [ -n "$$failed" ]; then echo "make test: FAILED:$$failed" >&2; exit 1; fi; \
+	echo "make test: $(TEST_PARTS) passed"
 
 demo: setup
 	$(PY) -m airflow_hyperv.cli.main demo
@@ -59,7 +72,8 @@ bench-slow: setup
 
 constraints:
 	rm -rf /tmp/airflow-hyperv-constraints && $(PYTHON) -m venv /tmp/airflow-hyperv-constraints
-	/tmp/airflow-hyperv-constraints/bin/pip install --quiet -e ./emulator -e ".[dev]"
+	/tmp/airflow-hyperv-constraints/bin/pip install --quiet --upgrade "pip>=25.1"
+	/tmp/airflow-hyperv-constraints/bin/pip install --quiet --group dev -e ./emulator -e .
 	{ head -3 constraints.txt; /tmp/airflow-hyperv-constraints/bin/pip freeze --exclude-editable | grep -v '^-e'; } > constraints.txt.new
 	mv constraints.txt.new constraints.txt
 

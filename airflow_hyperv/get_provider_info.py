@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from airflow_hyperv import __version__
 from airflow_hyperv.hyperv.defaults import NUMBER_DEFAULTS
 
 
@@ -24,7 +25,7 @@ def get_provider_info() -> dict[str, Any]:
         "package-name": "airflow-hyperv",
         "name": "Hyper-V",
         "description": "Protect Hyper-V virtual machines with production checkpoints, exports and merges.",
-        "versions": ["0.1.0"],
+        "versions": [__version__],  # airflow_hyperv.__version__, the one version source
         "integrations": [
             {
                 "integration-name": "Microsoft Hyper-V",

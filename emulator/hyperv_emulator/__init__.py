@@ -20,3 +20,5 @@ Two one-way stacks meet at the seam ``host_runtime`` (what each layer may import
 - ``api``: the ``Emulator`` context manager and ``command_hosts`` (a fleet with its command hosts),
   composing the above for tests and the CLI (``cli``).
 """
+
+__version__ = "0.2.0"

@@ -206,11 +206,16 @@ def _pip_install(words: list[str]) -> dict[str, Any]:
     start = next(i for i in range(len(words) - 1) if words[i].endswith("pip") and words[i + 1] == "install")
     args = words[start + 2 :]
     constraints, requirement, editable = None, None, False
+    groups: set[str] = set()  # PEP 735 dependency groups of the pyproject.toml in the working directory
     i = 0
     while i < len(args):
         arg = args[i]
         if arg in ("-c", "--constraint"):
             constraints, i = args[i + 1], i + 2
+            continue
+        if arg == "--group" or arg.startswith("--group="):
+            groups.add(arg.split("=", 1)[1] if "=" in arg else args[i + 1])
+            i += 1 if "=" in arg else 2
             continue
         if arg in ("-e", "--editable"):
             editable, requirement, i = True, args[i + 1], i + 2
@@ -222,7 +227,13 @@ def _pip_install(words: list[str]) -> dict[str, Any]:
     match = re.fullmatch(r"(?P<path>[^\[]+)(\[(?P<extras>[^\]]*)\])?", requirement)
     assert match, requirement
     extras = {e.strip() for e in (match["extras"] or "").split(",") if e.strip()}
-    return {"constraints": constraints, "path": match["path"], "extras": extras, "editable": editable}
+    return {
+        "constraints": constraints,
+        "path": match["path"],
+        "extras": extras,
+        "groups": groups,
+        "editable": editable,
+    }
 
 
 def test_the_dockerfile_installs_like_make_setup():
