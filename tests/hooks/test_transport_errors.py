@@ -134,3 +134,15 @@ def test_rejected_logins_still_hide_pypsrps_message(emulator):
     with pytest.raises(AuthenticationFailedError) as info:
         HyperVHook(settings=settings_for(emulator, "hv-01")).open()
     assert info.value.__cause__ is None  # pypsrp's message names the user: not chained
+
+
+def test_a_listener_that_never_answers_is_a_read_timeout_and_transient():
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(4)  # the kernel completes the handshake; nobody ever reads or answers
+        port = server.getsockname()[1]
+        hook = HyperVHook(settings=_settings("127.0.0.1", port, read_timeout=1, operation_timeout=1))
+        with pytest.raises(TransientTransportError) as info:
+            hook.open()
+    assert f"no answer from 127.0.0.1:{port} within the read timeout" in str(info.value), str(info.value)
+    assert isinstance(info.value.__cause__, requests.exceptions.ReadTimeout)
