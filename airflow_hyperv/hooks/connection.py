@@ -234,7 +234,21 @@ class ConnectionSettings:
 
         ``extra`` takes this connection's own names (``EXTRAS``) and the peer PsrpHook's where they
         mean the same (``ALIASES``); any other key is refused (docs/connection.md, "Coming from PsrpHook").
+        No message holds the password (5 characters or more), even one pasted into the wrong extra.
         """
+        try:
+            return cls._parse(host=host, port=port, login=login, password=password, extra=extra)
+        except InvalidInputError as exc:
+            # Airflow's own masker leaves secrets under 5 characters alone ([logging]
+            # min_length_masked_secret): replacing "p" would garble every message.
+            if password and len(password) >= 5 and password in str(exc):
+                raise InvalidInputError(str(exc).replace(password, "***")) from None
+            raise
+
+    @classmethod
+    def _parse(
+        cls, *, host: str | None, port: int | None, login: str | None, password: str | None, extra: Any
+    ) -> ConnectionSettings:
         if isinstance(extra, str):
             try:
                 extra = json.loads(extra) if extra.strip() else {}

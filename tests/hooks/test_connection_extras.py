@@ -131,6 +131,9 @@ def test_bad_extras_are_refused_with_the_reason(extra, problem):
         {"api_key": SECRET, "ssl": True},
         {"proxy": SECRET, "extra__hyperv__proxy": SECRET + "-other"},
         {"certificate_key_pem": ["-----BEGIN PRIVATE KEY-----", SECRET]},
+        {"retry_attempts": SECRET},  # the password pasted into the wrong field
+        {"use_tls": SECRET},
+        {"auth": SECRET},
     ],
 )
 def test_no_refusal_quotes_a_value(extra):
