@@ -202,7 +202,7 @@ def _tls_failure(exc: BaseException, endpoint: str) -> str:
     for cause in _causes(exc):
         if isinstance(cause, ssl.SSLError) and cause.reason:
             hint = (
-                ": is that port a WinRM HTTPS listener? (5985 speaks HTTP)"
+                ": is that port the WinRM HTTPS listener, not the HTTP one?"
                 if cause.reason in ("WRONG_VERSION_NUMBER", "RECORD_LAYER_FAILURE")
                 else ""
             )
