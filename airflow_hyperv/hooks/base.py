@@ -96,9 +96,25 @@ class HyperVBaseHook(BaseHook):
             if isinstance(error, AuthenticationFailedError):
                 self._rejected = error
                 self._raise_rejected(error)
-            raise error from None
+            raise error from exc  # the root cause (DNS, refused, TLS...) stays in the traceback
         self._pool = pool
         log.info("Opened a runspace pool on %s", settings.endpoint)
+
+    def get_conn(self) -> Any:
+        """The open ``pypsrp.powershell.RunspacePool`` this hook runs every pipeline on, as other
+        first-party hooks return their client (the peer PsrpHook also returns a RunspacePool).
+
+        Opens it on first use (one Create and one Receive on the wire), then returns the same pool until
+        ``close()``. The hook owns it: do not close it yourself; leave the ``with`` block (or call
+        ``close()``) instead. Its ``WSMan`` session is ``pool.connection``. A transient transport fault
+        during a call makes the hook abandon the pool and open a fresh one on the next call, so ask
+        ``get_conn()`` again rather than keeping the object. Run commands on it with
+        ``pypsrp.powershell.PowerShell(pool)``, bound parameters only (``add_cmdlet`` /
+        ``add_parameter``): the typed methods of ``HyperVHook`` do the same with retries and error
+        classification, and are what operators use.
+        """
+        self.open()
+        return self._pool
 
     def close(self) -> None:
         pool, self._pool = self._pool, None
@@ -183,7 +199,7 @@ class HyperVBaseHook(BaseHook):
                 # the pipeline: abandon the pool (never Delete it, which would stop the pipeline) and
                 # start the next try on a fresh one.
                 self.abandon()
-            raise error from None
+            raise error from exc
         log.info(
             "%s on %s: %d object(s), %d error(s) in %.2fs",
             pipeline.describe(),

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import difflib
 import json
+import os
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,24 +18,91 @@ AUTH_CHOICES = ("negotiate", "ntlm", "kerberos", "credssp", "basic", "certificat
 ENCRYPTION_CHOICES = ("auto", "always", "never")
 HTTP_PORT, HTTPS_PORT = 5985, 5986
 _HOST = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.\-]*[A-Za-z0-9])?$|^\[[0-9A-Fa-f:.]+\]$|^[0-9A-Fa-f:]+$")
+_LOCALE = re.compile(r"^[A-Za-z]{1,8}(-[A-Za-z0-9]{1,8})*$")  # RFC 3066, as wsmv:Locale takes it
+_TRUE, _FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off")
+
+# Every extra a ``hyperv`` connection accepts, under its own name (docs/hook.md, docs/connection.md).
+EXTRAS = (
+    "auth",
+    "use_tls",
+    "cert_validation",
+    "ca_bundle",
+    "encryption",
+    "configuration_name",
+    "locale",
+    "operation_timeout",
+    "read_timeout",
+    "connection_timeout",
+    "retry_attempts",
+    "retry_max_seconds",
+    "wsman_path",
+    "certificate_pem",
+    "certificate_key_pem",
+    "proxy",
+    "lease_folder",
+)
+# The names the peer ``microsoft-psrp`` provider (PsrpHook) and pypsrp's WSMan give the same settings.
+# PsrpHook's own extras auth, cert_validation, configuration_name, connection_timeout, locale and
+# read_timeout are already ours, with the same meaning (cert_validation may also be a CA bundle path).
+ALIASES = {"ssl": "use_tls", "path": "wsman_path"}
+# Names PsrpHook or WSMan know that this connection refuses, with the reason and what to use instead.
+_RETRIES = (
+    "the hook retries transient faults itself and never repeats a write blindly: use retry_attempts "
+    "and retry_max_seconds"
+)
+REFUSED = {
+    "reconnection_retries": _RETRIES,
+    "reconnection_backoff": _RETRIES,
+    "no_proxy": "the hook never reads proxy environment variables: set proxy to use a proxy",
+    "server": "give the host in the connection's host field",
+    "port": "give the port in the connection's port field",
+    "username": "give the account in the connection's login field",
+    "password": "give the password in the connection's password field, which is kept secret",
+}
+# Airflow 2's connection form saved its custom fields as ``extra__<conn_type>__<name>``.
+_FORM_PREFIX = "extra__hyperv__"
 
 
-def _flag(extra: dict[str, Any], key: str, default: bool) -> bool:
-    value = extra.get(key, default)
+def _is_empty(value: Any) -> bool:
+    """A form field left empty (saved as null or ""): the setting's default."""
+    return value is None or (isinstance(value, str) and not value.strip())
+
+
+def _bool(key: str, value: Any) -> bool:
     if isinstance(value, bool):
         return value
     text = str(value).strip().lower()
-    if text in ("true", "1", "yes", "on"):
+    if text in _TRUE:
         return True
-    if text in ("false", "0", "no", "off", ""):
+    if text in _FALSE:
         return False
     raise InvalidInputError(f"connection extra {key!r} must be true or false, not {value!r}")
 
 
-def _number(extra: dict[str, Any], key: str, default: float, *, minimum: float = 0) -> float:
+def _flag(extra: dict[str, Any], key: str, default: bool) -> bool:
     value = extra.get(key)
-    if value is None or (isinstance(value, str) and not value.strip()):
+    return default if _is_empty(value) else _bool(key, value)
+
+
+def _text(extra: dict[str, Any], key: str) -> str | None:
+    """A text extra (a name, a path, a URL), or None when empty. Its value is never quoted in the
+    message: certificate_key_pem may hold a private key and proxy a password."""
+    value = extra.get(key)
+    if _is_empty(value):
+        return None
+    if isinstance(value, os.PathLike):
+        value = os.fspath(value)
+    if not isinstance(value, str):
+        raise InvalidInputError(f"connection extra {key!r} must be text, not {type(value).__name__}")
+    return value.strip()
+
+
+def _number(extra: dict[str, Any], key: str, default: float, *, minimum: float = 0) -> float:
+    value: Any = extra.get(key)
+    if _is_empty(value):
         value = default  # a form field left empty (saved as null) means the default
+    if isinstance(value, bool):
+        raise InvalidInputError(f"connection extra {key!r} must be a number, not {value!r}")
     try:
         number = float(value)
     except (TypeError, ValueError):
@@ -41,6 +110,82 @@ def _number(extra: dict[str, Any], key: str, default: float, *, minimum: float =
     if number < minimum:
         raise InvalidInputError(f"connection extra {key!r} must be at least {minimum}, not {number}")
     return number
+
+
+def _cert_validation(value: Any) -> bool | str:
+    """PsrpHook's ``cert_validation``, as pypsrp takes it: true, false, or the path of a CA bundle."""
+    if isinstance(value, bool):
+        return value
+    text = _text({"cert_validation": value}, "cert_validation") or ""
+    if text.lower() in _TRUE + _FALSE:
+        return text.lower() in _TRUE
+    if "/" in text or "\\" in text or text.lower().endswith((".pem", ".crt", ".cer")):
+        return text
+    raise InvalidInputError(
+        f"connection extra 'cert_validation' must be true, false or the path of a CA bundle, not {value!r}"
+    )
+
+
+def _accepted() -> str:
+    aliases = ", ".join(f"{name} (= {ours})" for name, ours in ALIASES.items())
+    return f"{', '.join(sorted(EXTRAS))}; PsrpHook's names {aliases}"
+
+
+def canonical_extra(extra: dict[str, Any]) -> dict[str, Any]:
+    """The extras under this connection's own names, or an error naming every key it cannot use.
+
+    Accepts PsrpHook's names (``ALIASES``) and Airflow 2's ``extra__hyperv__`` form prefix. Refuses an
+    unknown key, a known key this connection replaces (``REFUSED``), and two names of one setting
+    that disagree. No message quotes a value of an unknown or conflicting key (it may be a secret).
+    """
+    unknown: list[str] = []
+    given: dict[str, list[tuple[str, Any]]] = {}
+    for key, value in extra.items():
+        name = str(key)
+        bare = name.removeprefix(_FORM_PREFIX)
+        if bare in REFUSED:
+            raise InvalidInputError(f"connection extra {name!r} is not supported: {REFUSED[bare]}")
+        ours = ALIASES.get(bare, bare)
+        if ours not in EXTRAS:
+            unknown.append(name)
+            continue
+        if not _is_empty(value):
+            given.setdefault(ours, []).append((name, value))
+    if unknown:
+        hints = []
+        for name in unknown:
+            close = difflib.get_close_matches(name.removeprefix(_FORM_PREFIX), [*EXTRAS, *ALIASES], n=1)
+            hints.append(f"{name!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+        raise InvalidInputError(
+            f"unknown connection extra{'s' if len(hints) > 1 else ''} {', '.join(hints)}: "
+            f"a hyperv connection accepts {_accepted()}"
+        )
+    if "cert_validation" in given:  # a CA bundle path in cert_validation is the ca_bundle setting
+        for name, value in list(given["cert_validation"]):
+            parsed = _cert_validation(value)
+            if isinstance(parsed, str):
+                given["cert_validation"].remove((name, value))
+                given["cert_validation"].append((name, True))
+                given.setdefault("ca_bundle", []).append((name, parsed))
+    canonical: dict[str, Any] = {}
+    for ours, values in given.items():
+        if len({_comparable(ours, value) for _, value in values}) > 1:
+            names = " and ".join(repr(name) for name, _ in values)
+            raise InvalidInputError(
+                f"connection extras {names} both set {ours} but disagree: give only one of them"
+            )
+        canonical[ours] = values[0][1]
+    return canonical
+
+
+def _comparable(ours: str, value: Any) -> Any:
+    if ours in ("use_tls", "cert_validation"):
+        return _bool(ours, value)
+    if ours == "wsman_path":
+        return str(value).strip().strip("/")
+    if isinstance(value, str | os.PathLike):
+        return os.fspath(value).strip()
+    return json.dumps(value, sort_keys=True, default=str)
 
 
 @dataclass(frozen=True)
@@ -57,6 +202,7 @@ class ConnectionSettings:
     ca_bundle: str | None = None
     encryption: str = "auto"
     configuration_name: str = "Microsoft.PowerShell"
+    locale: str = "en-US"  # wsmv:Locale: the language of the host's messages (errors are classified by id)
     operation_timeout: float = defaults.OPERATION_TIMEOUT
     read_timeout: float = defaults.READ_TIMEOUT
     connection_timeout: float = defaults.CONNECTION_TIMEOUT
@@ -84,13 +230,33 @@ class ConnectionSettings:
     def from_connection(
         cls, *, host: str | None, port: int | None, login: str | None, password: str | None, extra: Any
     ) -> ConnectionSettings:
-        """Parse an Airflow Connection's fields; every problem is named before anything connects."""
+        """Parse an Airflow Connection's fields; every problem is named before anything connects.
+
+        ``extra`` takes this connection's own names (``EXTRAS``) and the peer PsrpHook's where they
+        mean the same (``ALIASES``); any other key is refused (docs/connection.md, "Coming from PsrpHook").
+        No message holds the password (5 characters or more), even one pasted into the wrong extra.
+        """
+        try:
+            return cls._parse(host=host, port=port, login=login, password=password, extra=extra)
+        except InvalidInputError as exc:
+            # Airflow's own masker leaves secrets under 5 characters alone ([logging]
+            # min_length_masked_secret): replacing "p" would garble every message.
+            if password and len(password) >= 5 and password in str(exc):
+                raise InvalidInputError(str(exc).replace(password, "***")) from None
+            raise
+
+    @classmethod
+    def _parse(
+        cls, *, host: str | None, port: int | None, login: str | None, password: str | None, extra: Any
+    ) -> ConnectionSettings:
         if isinstance(extra, str):
             try:
                 extra = json.loads(extra) if extra.strip() else {}
             except json.JSONDecodeError as exc:
                 raise InvalidInputError(f"connection extra is not valid JSON: {exc.msg}") from None
-        extra = dict(extra or {})
+        if extra is not None and not isinstance(extra, dict):
+            raise InvalidInputError(f"connection extra must be a JSON object, not {type(extra).__name__}")
+        extra = canonical_extra(dict(extra or {}))
         host = (host or "").strip()
         if not host:
             raise InvalidInputError("the hyperv connection has no host")
@@ -117,9 +283,13 @@ class ConnectionSettings:
                 "basic auth over plain HTTP sends the password in clear text: set use_tls, or (only for a "
                 "test host) set encryption to 'never'"
             )
+        certificate_pem, certificate_key_pem = (
+            _text(extra, "certificate_pem"),
+            _text(extra, "certificate_key_pem"),
+        )
         if auth == "certificate" and not use_tls:
             raise InvalidInputError("certificate auth needs use_tls")
-        if auth == "certificate" and not (extra.get("certificate_pem") and extra.get("certificate_key_pem")):
+        if auth == "certificate" and not (certificate_pem and certificate_key_pem):
             raise InvalidInputError(
                 "certificate auth needs the certificate_pem and certificate_key_pem extras"
             )
@@ -127,14 +297,18 @@ class ConnectionSettings:
             raise InvalidInputError(f"{auth} auth needs a login")
         if port is not None and not 0 < int(port) < 65536:
             raise InvalidInputError(f"connection port {port} is out of range")
-        ca_bundle = extra.get("ca_bundle") or None
-        path = str(extra.get("wsman_path", "wsman")).strip("/") or "wsman"
+        path = (_text(extra, "wsman_path") or "wsman").strip("/") or "wsman"
         if not re.fullmatch(r"[A-Za-z0-9._\-/]+", path):
             raise InvalidInputError(
                 f"connection extra 'wsman_path' {path!r} has characters a URL path cannot hold"
             )
+        locale = _text(extra, "locale") or "en-US"
+        if not _LOCALE.match(locale):
+            raise InvalidInputError(
+                f"connection extra 'locale' must be a language tag like en-US, not {locale!r}"
+            )
         lease_folder = require_host_path(
-            str(extra.get("lease_folder") or DEFAULT_LEASE_FOLDER).rstrip("\\"),
+            (_text(extra, "lease_folder") or DEFAULT_LEASE_FOLDER).rstrip("\\"),
             "connection extra 'lease_folder'",
         )
         return cls(
@@ -145,18 +319,19 @@ class ConnectionSettings:
             auth=auth,
             use_tls=use_tls,
             cert_validation=_flag(extra, "cert_validation", True),
-            ca_bundle=str(ca_bundle) if ca_bundle else None,
+            ca_bundle=_text(extra, "ca_bundle"),
             encryption=encryption,
-            configuration_name=str(extra.get("configuration_name") or "Microsoft.PowerShell"),
+            configuration_name=_text(extra, "configuration_name") or "Microsoft.PowerShell",
+            locale=locale,
             operation_timeout=_number(extra, "operation_timeout", defaults.OPERATION_TIMEOUT, minimum=1),
             read_timeout=_number(extra, "read_timeout", defaults.READ_TIMEOUT, minimum=1),
             connection_timeout=_number(extra, "connection_timeout", defaults.CONNECTION_TIMEOUT, minimum=1),
             retry_attempts=int(_number(extra, "retry_attempts", defaults.RETRY_ATTEMPTS, minimum=1)),
             retry_max_seconds=_number(extra, "retry_max_seconds", defaults.RETRY_MAX_SECONDS, minimum=0),
             wsman_path=path,
-            certificate_pem=extra.get("certificate_pem") or None,
-            certificate_key_pem=extra.get("certificate_key_pem") or None,
-            proxy=extra.get("proxy") or None,
+            certificate_pem=certificate_pem,
+            certificate_key_pem=certificate_key_pem,
+            proxy=_text(extra, "proxy"),
             lease_folder=lease_folder,
         )
 
@@ -169,6 +344,7 @@ class ConnectionSettings:
             "ssl": self.use_tls,
             "auth": self.auth,
             "encryption": self.encryption,
+            "locale": self.locale,
             "cert_validation": (self.ca_bundle or True) if self.cert_validation else False,
             "operation_timeout": int(self.operation_timeout),
             "read_timeout": int(self.read_timeout),

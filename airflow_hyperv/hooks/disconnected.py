@@ -175,7 +175,8 @@ def start_disconnected(
             # The Command may have reached the host (its answer lost): deleting the shell now would
             # stop a pipeline that may be running. Disconnect instead, so a later poll can tell.
             _best_effort(pool.disconnect, "disconnect the runspace pool", settings)
-            raise StartUncertainError(op, transport.translate(exc, settings.endpoint)) from None
+            error = transport.translate(exc, settings.endpoint)
+            raise StartUncertainError(op, error) from _cause(error, exc)
         op = DisconnectedOperation(
             shell_id=op.shell_id,
             command_id=str(ps._command_id or ps.id).upper(),
@@ -189,7 +190,7 @@ def start_disconnected(
         # After a rejected login, any further request is one more rejected login: send none.
         if pool is not None and pool.state == RunspacePoolState.OPENED and not _rejected(error):
             _best_effort(pool.close, "delete the runspace pool", settings)
-        raise error from None
+        raise error from _cause(error, exc)
     finally:
         _close_session(wsman)
     log.info("Started %s on %s in disconnected shell %s", op.label, settings.endpoint, op.shell_id)
@@ -244,7 +245,7 @@ def poll_disconnected(
         # (not after a rejected login: that request would be one more rejected login).
         if pool.state == RunspacePoolState.OPENED and not _rejected(error):
             _best_effort(pool.disconnect, "disconnect the runspace pool", settings)
-        raise error from None
+        raise error from _cause(error, exc)
     finally:
         _close_session(wsman)
 
@@ -277,9 +278,11 @@ def cancel_disconnected(settings: ConnectionSettings, op: DisconnectedOperation)
     except WSManFaultError as exc:
         if exc.code == SHELL_NOT_FOUND:
             return False
-        raise transport.translate(exc, settings.endpoint) from None
+        error = transport.translate(exc, settings.endpoint)
+        raise error from _cause(error, exc)
     except Exception as exc:
-        raise transport.translate(exc, settings.endpoint) from None
+        error = transport.translate(exc, settings.endpoint)
+        raise error from _cause(error, exc)
     finally:
         _close_session(wsman)
     log.info("Cancelled %s on %s: shell %s deleted", op.label, settings.endpoint, op.shell_id)
@@ -336,6 +339,12 @@ def _connect(
         _best_effort(pool.close, "delete the runspace pool", settings)
         return False
     return True
+
+
+def _cause(error: HyperVError, exc: BaseException) -> BaseException | None:
+    """What a translated error is raised from: the transport's own exception, which names the root
+    cause (DNS, refused, TLS), except after a rejected login, whose pypsrp message names the user."""
+    return None if _rejected(error) else exc
 
 
 def _rejected(error: HyperVError) -> bool:

@@ -3,10 +3,16 @@ translate transport exceptions into the domain's classes. The only module that i
 
 from __future__ import annotations
 
+import errno
+import http.client
 import logging
+import socket
+import ssl
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
 from pypsrp.exceptions import AuthenticationError, WinRMTransportError, WSManFaultError
@@ -107,9 +113,9 @@ def translate(exc: BaseException, endpoint: str) -> HyperVError:
             f"authenticating with {endpoint} failed ({type(exc).__name__}); the credentials were not accepted"
         )
     if isinstance(exc, requests.exceptions.SSLError):
-        return TransportError(f"TLS with {endpoint} failed: {_first_line(exc)}")
+        return TransportError(_tls_failure(exc, endpoint))
     if isinstance(exc, (requests.exceptions.ConnectionError, requests.exceptions.Timeout)):
-        return TransientTransportError(f"connection to {endpoint} failed: {type(exc).__name__}")
+        return TransientTransportError(f"connection to {endpoint} failed: {root_cause(exc, endpoint)}")
     if isinstance(exc, WSManFaultError):
         code = exc.code or 0
         text = f"WS-Man fault {code} from {endpoint}: {_first_line(exc.reason or exc.message)}"
@@ -120,8 +126,88 @@ def translate(exc: BaseException, endpoint: str) -> HyperVError:
         text = f"HTTP {exc.code} from {endpoint}"
         return TransientTransportError(text) if exc.code in TRANSIENT_HTTP_STATUS else TransportError(text)
     if isinstance(exc, (ConnectionError, TimeoutError)):
-        return TransientTransportError(f"connection to {endpoint} failed: {type(exc).__name__}")
+        return TransientTransportError(f"connection to {endpoint} failed: {root_cause(exc, endpoint)}")
     return TransportError(f"unexpected {type(exc).__name__} talking to {endpoint}: {_first_line(exc)}")
+
+
+def _causes(exc: BaseException) -> Iterator[BaseException]:
+    """``exc`` and what it wraps, outermost first: requests and urllib3 keep the cause in ``args`` and
+    ``reason`` as well as in ``__cause__`` / ``__context__``."""
+    seen: set[int] = set()
+    todo = [exc]
+    while todo:
+        current = todo.pop(0)
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        yield current
+        inner = [getattr(current, "reason", None), current.__cause__, current.__context__]
+        inner += list(getattr(current, "args", ()) or ())
+        todo.extend(e for e in inner if isinstance(e, BaseException))
+
+
+def _where(endpoint: str) -> tuple[str, str]:
+    """The host, and ``host:port``, of an endpoint URL."""
+    parts = urlsplit(endpoint)
+    host = parts.hostname or endpoint
+    shown = f"[{host}]" if ":" in host else host
+    return host, f"{shown}:{parts.port}" if parts.port else shown
+
+
+def root_cause(exc: BaseException, endpoint: str) -> str:
+    """Why a connection failed, in words (DNS, refused, reset, timeout, unreachable), not a class name."""
+    import urllib3.exceptions as u3
+
+    host, address = _where(endpoint)
+    causes = list(_causes(exc))
+    for cause in causes:
+        if isinstance(cause, socket.gaierror | u3.NameResolutionError):
+            detail = next((c.strerror for c in causes if isinstance(c, socket.gaierror) and c.strerror), "")
+            return f"cannot resolve host {host!r}" + (f" ({detail})" if detail else "")
+    for cause in causes:
+        if isinstance(cause, ConnectionRefusedError):
+            return f"connection refused by {address} (nothing listens there, or a firewall rejects it)"
+        if isinstance(cause, http.client.RemoteDisconnected):  # a ConnectionResetError too
+            return f"{address} closed the connection without answering"
+        if isinstance(cause, ConnectionResetError):
+            return f"connection reset by {address}"
+        if isinstance(cause, BrokenPipeError | ConnectionAbortedError):
+            return f"connection to {address} broke while sending ({type(cause).__name__})"
+        if isinstance(cause, OSError) and cause.errno in (errno.ENETUNREACH, errno.EHOSTUNREACH):
+            return f"{address} is unreachable ({cause.strerror})"
+    for cause in causes:
+        # urllib3's NewConnectionError is a ConnectTimeoutError too, but a refusal or DNS failure
+        if isinstance(cause, requests.exceptions.ConnectTimeout) or (
+            isinstance(cause, u3.ConnectTimeoutError) and not isinstance(cause, u3.NewConnectionError)
+        ):
+            return f"no TCP connection to {address} within the connection timeout"
+        if isinstance(cause, requests.exceptions.ReadTimeout | u3.ReadTimeoutError):
+            return f"no answer from {address} within the read timeout"
+    for cause in causes:
+        if isinstance(cause, TimeoutError):
+            return f"timed out talking to {address}"
+    innermost = causes[-1]
+    text = _first_line(innermost)
+    return f"{type(innermost).__name__}: {text}" if text else type(innermost).__name__
+
+
+def _tls_failure(exc: BaseException, endpoint: str) -> str:
+    for cause in _causes(exc):
+        if isinstance(cause, ssl.SSLCertVerificationError):
+            reason = cause.verify_message or cause.reason or _first_line(cause)
+            return (
+                f"TLS certificate verification failed for {endpoint}: {reason}; trust the host's CA with "
+                "the ca_bundle extra (a PEM file), or turn cert_validation off on a test host only"
+            )
+    for cause in _causes(exc):
+        if isinstance(cause, ssl.SSLError) and cause.reason:
+            hint = (
+                ": is that port the WinRM HTTPS listener, not the HTTP one?"
+                if cause.reason in ("WRONG_VERSION_NUMBER", "RECORD_LAYER_FAILURE")
+                else ""
+            )
+            return f"TLS with {endpoint} failed ({cause.reason}){hint}"
+    return f"TLS with {endpoint} failed: {_first_line(exc)}"
 
 
 def _first_line(value: Any) -> str:

@@ -5,8 +5,12 @@ What these tests cannot tell: whether the images build and the containers start.
 
 from __future__ import annotations
 
+import fnmatch
 import re
 import shlex
+import shutil
+import subprocess
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -122,7 +126,7 @@ def test_every_referenced_path_exists(services):
 
 def test_the_dockerfile_copies_what_exists_and_builds_from_the_pinned_image():
     text = DOCKERFILE.read_text()
-    assert re.search(r"^FROM apache/airflow:3\.3\.2-python3\.11\s*$", text, re.M)
+    assert re.search(r"^FROM apache/airflow:3\.3\.2-python3\.11(\s+AS\s+\w+)?\s*$", text, re.M)
     for line in re.findall(r"^COPY\s+(.+)$", text, re.M):
         sources = [w for w in shlex.split(line) if not w.startswith("--")][:-1]
         for source in sources:
@@ -236,22 +240,223 @@ def _pip_install(words: list[str]) -> dict[str, Any]:
     }
 
 
-def test_the_dockerfile_installs_like_make_setup():
+@dataclass
+class Stage:
+    name: str
+    parent: str  # the image or stage it is FROM
+    lines: list[str] = field(default_factory=list)
+
+
+def _stages() -> dict[str, Stage]:
+    """The Dockerfile's build stages in order, each with its instruction lines."""
+    stages: dict[str, Stage] = {}
+    current: Stage | None = None
+    for line in DOCKERFILE.read_text().splitlines():
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        m = re.match(r"^FROM\s+(\S+)(?:\s+AS\s+(\S+))?\s*$", line, re.I)
+        if m:
+            current = Stage(m[2] or f"stage{len(stages)}", m[1])
+            stages[current.name] = current
+        else:
+            assert current is not None, f"instruction before FROM: {line}"
+            current.lines.append(line)
+    return stages
+
+
+def _lineage(stages: dict[str, Stage], name: str) -> list[Stage]:
+    """A stage and the stages it builds on, the base first."""
+    chain = [stages[name]]
+    while chain[0].parent in stages:
+        chain.insert(0, stages[chain[0].parent])
+    return chain
+
+
+def _installs(stage: Stage) -> list[dict[str, Any]]:
+    return [
+        _pip_install(shlex.split(line[4:]))
+        for line in stage.lines
+        if line.startswith("RUN ") and "pip install" in line
+    ]
+
+
+def _copies_into(chain: list[Stage]) -> list[tuple[list[str], str]]:
+    copies = []
+    for stage in chain:
+        for line in stage.lines:
+            if line.startswith("COPY "):
+                words = [w for w in shlex.split(line[5:]) if not w.startswith("--")]
+                copies.append((words[:-1], words[-1]))
+    return copies
+
+
+def _workdir(chain: list[Stage], before: str) -> str:
+    workdir = "/"
+    for stage in chain:
+        for line in stage.lines:
+            if line == before:
+                return workdir
+            if line.startswith("WORKDIR "):
+                workdir = line.split(None, 1)[1].strip()
+    return workdir
+
+
+def _make_constraints() -> str:
     make_lines = [
         line.replace("$(PIP)", "pip").strip()
         for line in (ROOT / "Makefile").read_text().splitlines()
         if "$(PIP) install" in line and " -c " in line
     ]
     assert len(make_lines) == 1, make_lines
-    make = _pip_install(shlex.split(make_lines[0]))
-    text = DOCKERFILE.read_text()
-    runs = [r for r in re.findall(r"^RUN\s+(.+)$", text, re.M) if "pip install" in r]
-    assert len(runs) == 1, runs
-    docker = _pip_install(shlex.split(runs[0]))
-    assert docker == make
-    # The constraints file the image uses is the project's own, copied into the install directory.
-    workdirs = re.findall(r"^WORKDIR\s+(\S+)", text[: text.index(runs[0])], re.M)
-    copies = [shlex.split(c) for c in re.findall(r"^COPY\s+(.+)$", text, re.M)]
+    constraints = _pip_install(shlex.split(make_lines[0]))["constraints"]
+    assert constraints
+    return str(constraints)
+
+
+def test_the_provider_image_is_a_normal_install_with_the_projects_constraints_and_no_dev_tools():
+    stages = _stages()
+    assert list(stages)[-1] == "provider", "the provider must be the last stage: the default target"
+    chain = _lineage(stages, "provider")
+    (install,) = [i for stage in chain for i in _installs(stage)]
+    assert install == {
+        "constraints": _make_constraints(),
+        "path": ".",
+        "extras": set(),
+        "groups": set(),
+        "editable": False,
+    }
+    # the constraints file pip reads is the project's own, copied into the directory pip runs in
+    run = next(line for line in stages["provider"].lines if "pip install" in line)
+    workdir = _workdir(chain, run).rstrip("/")
     assert any(
-        docker["constraints"] in c and c[-1].rstrip("/") == workdirs[-1].rstrip("/") for c in copies
+        install["constraints"] in sources and dest.rstrip("/") == workdir
+        for sources, dest in _copies_into(chain)
     ), "constraints.txt is not copied into the directory pip runs in"
+    copied = {source for sources, _ in _copies_into(chain) for source in sources}
+    assert "emulator" not in copied and "tests" not in copied, copied
+    assert {"pyproject.toml", "airflow_hyperv"} <= copied
+
+
+def test_no_dev_tool_goes_into_any_image():
+    dev = {"pytest", "pytest-timeout", "ruff", "mypy", "types-pyyaml", "types-requests"}
+    text = DOCKERFILE.read_text().lower()
+    for stage in _stages().values():
+        for install in _installs(stage):
+            assert "dev" not in install["extras"] and not install["editable"], (stage.name, install)
+        runs = " ".join(line for line in stage.lines if line.startswith("RUN ")).lower()
+        assert not [tool for tool in dev if re.search(rf"(^|[\s\[,]){re.escape(tool)}([\s\],=<>]|$)", runs)]
+    assert "-e " not in text and "--editable" not in text and "[dev" not in text
+
+
+def test_the_emulator_has_its_own_target_with_the_same_constraints():
+    stages = _stages()
+    chain = _lineage(stages, "emulator")
+    (install,) = [i for stage in chain for i in _installs(stage)]
+    assert install == {
+        "constraints": _make_constraints(),
+        "path": "./emulator",
+        "extras": set(),
+        "groups": set(),
+        "editable": False,
+    }
+    assert (["emulator"], "/opt/airflow-hyperv/emulator") in _copies_into(chain)
+    run = next(line for line in stages["emulator"].lines if "pip install" in line)
+    assert _workdir(chain, run) == "/opt/airflow-hyperv"
+    assert "provider" not in [s.name for s in chain], "the emulator image does not need the provider"
+
+
+def test_each_service_builds_its_own_target(services):
+    stages = _stages()
+    for name in AIRFLOW_SERVICES:
+        assert services[name]["build"]["target"] == "provider", name
+    assert services["emulator"]["build"]["target"] == "emulator"
+    assert services["emulator"]["image"] != services["airflow-worker"]["image"]
+    for name, service in services.items():
+        if isinstance(service.get("build"), dict) and "target" in service["build"]:
+            assert service["build"]["target"] in stages, f"{name}: no stage {service['build']['target']}"
+
+
+def test_the_emulator_starts_only_with_its_profile(services):
+    assert services["emulator"]["profiles"] == ["emulator"]
+    for name, service in services.items():
+        if name != "emulator":
+            assert not service.get("profiles"), f"{name} would not start with a plain `docker compose up`"
+            assert "emulator" not in (service.get("depends_on") or {}), f"{name} depends on the emulator"
+
+
+def _mounts(service: dict[str, Any]) -> dict[str, str]:
+    """Target path -> source of every volume of a service (short and long syntax)."""
+    mounts = {}
+    for volume in service.get("volumes") or []:
+        if isinstance(volume, str):
+            source, target = volume.split(":")[:2]
+        else:
+            source, target = volume.get("source", ""), volume["target"]
+        mounts[target] = source
+    return mounts
+
+
+def test_every_airflow_component_shares_the_protection_report_volume(compose, services, monkeypatch):
+    from airflow_hyperv.protection_report import report_dir
+
+    where = set()
+    for name in AIRFLOW_SERVICES:
+        env = _environment(services[name])
+        assert "AIRFLOW_HYPERV_REPORT_DIR" in env, f"{name}: no AIRFLOW_HYPERV_REPORT_DIR"
+        path = env["AIRFLOW_HYPERV_REPORT_DIR"]
+        # the variable is the one the provider reads: with it set, report_dir() is that path
+        monkeypatch.setenv("AIRFLOW_HYPERV_REPORT_DIR", path)
+        assert str(report_dir()) == path
+        source = _mounts(services[name]).get(path)
+        assert source and not source.startswith((".", "/")), f"{name}: {path} is not on a named volume"
+        where.add((source, path))
+    assert len(where) == 1, f"the components do not share one report volume: {where}"
+    ((volume, path),) = where
+    assert volume in (compose.get("volumes") or {}), f"volume {volume} is not declared"
+    # Docker initialises a new named volume from the image's directory, so the airflow user owns it
+    assert f"RUN mkdir -p {path}" in _stages()["provider"].lines
+
+
+def test_the_dockerignore_keeps_local_state_out_and_every_copy_in():
+    ignore = ROOT / ".dockerignore"  # the build context is the project root
+    patterns = [
+        line.strip() for line in ignore.read_text().splitlines() if line.strip() and not line.startswith("#")
+    ]
+    for required in (".venv", ".git", ".demo", ".airflow", ".e2e", "bench/results", "docker/.env"):
+        assert required in patterns, f".dockerignore lacks {required}"
+    assert any("__pycache__" in p for p in patterns) and any("_cache" in p for p in patterns)
+    for stage in _stages().values():
+        for sources, _ in _copies_into([stage]):
+            for source in sources:
+                hit = [p for p in patterns if fnmatch.fnmatch(source, p.removeprefix("**/"))]
+                assert not hit, f"{stage.name} copies {source}, which .dockerignore excludes ({hit})"
+
+
+def _compose_cli() -> list[str] | None:
+    if (
+        shutil.which("docker")
+        and subprocess.run(["docker", "compose", "version"], capture_output=True, timeout=30).returncode == 0
+    ):
+        return ["docker", "compose"]
+    if shutil.which("docker-compose"):
+        return ["docker-compose"]
+    return None
+
+
+@pytest.mark.skipif(
+    _compose_cli() is None, reason="neither `docker compose` nor `docker-compose` is installed"
+)
+def test_docker_compose_config_accepts_the_file(tmp_path):
+    """The Compose implementation's own validation, offline (no engine needed): schema, anchors,
+    interpolation. docker/.env is the template, in a copy of docker/ (the real .env is never read)."""
+    cli = _compose_cli()
+    assert cli
+    copy = tmp_path / "docker"
+    copy.mkdir()
+    shutil.copy(COMPOSE, copy / COMPOSE.name)
+    shutil.copy(ENV_EXAMPLE, copy / ".env")
+    base = [*cli, "-f", str(copy / COMPOSE.name), "--project-directory", str(copy)]
+    run = subprocess.run([*base, "config", "-q"], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    volumes = subprocess.run([*base, "config", "--volumes"], capture_output=True, text=True, timeout=120)
+    assert "hyperv-reports" in volumes.stdout.split(), volumes.stdout
