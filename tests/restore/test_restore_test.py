@@ -8,7 +8,7 @@ import types
 import pytest
 from airflow.sdk.exceptions import AirflowFailException
 
-from airflow_hyperv.operators.restore_test import (
+from airflow_hyperv.operators.restore_verification import (
     HyperVRestoreCleanupOperator,
     HyperVRestoreTestOperator,
     newest_export,
@@ -128,10 +128,10 @@ def test_copy_that_never_answers_fails_and_is_removed(emulator, hook, conn):
 
 def test_cleanup_teardown_removes_what_a_dead_worker_left(emulator, hook, conn):
     manifest = make_export(hook)
-    from airflow_hyperv.hyperv.restore import config_path, import_copy
+    from airflow_hyperv.hyperv.restore import config_path
 
     hook.make_directory(ROOT + "\\restore-test-deadbeef0000")
-    hook.run_pipeline(import_copy(config_path(manifest), ROOT + "\\restore-test-deadbeef0000"))
+    hook.import_vm_copy(config_path(manifest), ROOT + "\\restore-test-deadbeef0000")
     assert leftovers(emulator)[0]
     op = HyperVRestoreCleanupOperator(task_id="cleanup", restore_root=ROOT)
     assert len(op.execute({})) == 1  # type: ignore[arg-type]
