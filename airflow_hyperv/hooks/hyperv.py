@@ -102,7 +102,7 @@ class HyperVHook(HyperVBaseHook):
     """Typed Hyper-V operations. Resolve a VM once (``get_vm``), then pass its Id everywhere."""
 
     # -- virtual machines -------------------------------------------------------------------------
-    def get_vm(self, *, name: str | None = None, vm_id: uuid.UUID | str | None = None) -> VirtualMachine:
+    def get_vm(self, *, name: str | None = None, vm_id: uuid.UUID | None = None) -> VirtualMachine:
         """The one VM with this exact name or Id; wildcard characters in a name are refused."""
         if (name is None) == (vm_id is None):
             raise ValueError("give exactly one of name or vm_id")
@@ -389,10 +389,10 @@ class HyperVHook(HyperVBaseHook):
         return True
 
     # -- protection leases (docs/operations.md, Overlapping runs) -----------------------------------
-    def lease_file(self, vm_id: uuid.UUID | str) -> str:
+    def lease_file(self, vm_id: uuid.UUID) -> str:
         return lease_path(self.settings.lease_folder, vm_id)
 
-    def read_lease(self, vm_id: uuid.UUID | str) -> Lease | None:
+    def read_lease(self, vm_id: uuid.UUID) -> Lease | None:
         """The lease on the VM, or None if nobody holds it."""
         path = self.lease_file(vm_id)
         result = self.run_repeatable(pipelines.read_text(path))
@@ -409,7 +409,7 @@ class HyperVHook(HyperVBaseHook):
     def acquire_lease(self, candidate: Lease) -> LeaseClaim:
         """Create the VM's lease file atomically (New-Item without -Force). If it exists: this run's
         own lease is resumed (with what it recorded), another run's is returned as the holder."""
-        path = self.lease_file(candidate.vm_id)
+        path = self.lease_file(candidate.vm_uuid)
         for _ in range(3):  # the holder may release between our create and our read
             result = self.run_checked_write(
                 pipelines.create_lease(self.settings.lease_folder, path, candidate.encode()),
@@ -423,7 +423,7 @@ class HyperVHook(HyperVBaseHook):
                 _raise_first(others, what=f"creating lease {path}")
             if not exists:
                 return LeaseClaim(candidate, ours=True)
-            held = self.read_lease(candidate.vm_id)
+            held = self.read_lease(candidate.vm_uuid)
             if held is None:
                 continue
             if held.same_owner(candidate):
@@ -432,13 +432,13 @@ class HyperVHook(HyperVBaseHook):
         raise OperationInProgressError(f"the lease {path} keeps changing hands; try again")
 
     def _own_lease(self, candidate: Lease) -> Lease | None:
-        held = self.read_lease(candidate.vm_id)
+        held = self.read_lease(candidate.vm_uuid)
         return held if held is not None and held.same_owner(candidate) else None
 
     def record_lease(self, lease: Lease) -> Lease:
         """Rewrite this run's own lease (New-Item -Force) with what it must restore."""
-        path = self.lease_file(lease.vm_id)
-        held = self.read_lease(lease.vm_id)
+        path = self.lease_file(lease.vm_uuid)
+        held = self.read_lease(lease.vm_uuid)
         if held is None or not held.same_owner(lease):
             raise HyperVError(
                 f"the lease {path} is no longer this run's ({held.describe() if held else 'gone'})"
@@ -449,22 +449,22 @@ class HyperVHook(HyperVBaseHook):
 
     def release_lease(self, lease: Lease) -> bool:
         """Remove the VM's lease file if it is still ``lease``'s owner's; False if it was not."""
-        held = self.read_lease(lease.vm_id)
+        held = self.read_lease(lease.vm_uuid)
         if held is None:
             return False
         if not held.same_owner(lease):
             log.info("Not releasing the lease of VM %s: it is held by %s", lease.vm_id, held.describe())
             return False
-        path = self.lease_file(lease.vm_id)
+        path = self.lease_file(lease.vm_uuid)
         result = self.run_checked_write(
             pipelines.remove_file(path),
-            already_done=lambda: True if self.read_lease(lease.vm_id) is None else None,
+            already_done=lambda: True if self.read_lease(lease.vm_uuid) is None else None,
         )
         if result is not True:
             _raise_first(result.errors, what=f"removing lease {path}")
         return True
 
-    def finish_lease(self, vm_id: uuid.UUID | str, checkpoint_name: str) -> Lease | None:
+    def finish_lease(self, vm_id: uuid.UUID, checkpoint_name: str) -> Lease | None:
         """End of a run's work on a VM: if the VM's lease is the one taken for ``checkpoint_name``,
         put the checkpoint type it recorded back (a dropped connection may have left ProductionOnly)
         and release it. Returns the released lease, None if there was none of ours."""
@@ -472,7 +472,7 @@ class HyperVHook(HyperVBaseHook):
         if held is None or held.checkpoint_name != checkpoint_name or held.vm_id != str(vm_id).lower():
             return None
         before = CheckpointType.parse(held.checkpoint_type_before) if held.checkpoint_type_before else None
-        if before is not None and self.ensure_checkpoint_type(uuid.UUID(str(vm_id)), before):
+        if before is not None and self.ensure_checkpoint_type(vm_id, before):
             log.warning(
                 "Repaired the checkpoint type of VM %s to %s, as recorded in the lease",
                 vm_id,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -88,7 +89,7 @@ class HostEvent(Record):
     record_id: int
     event_id: int
     kind: str
-    vm_id: str | None  # lower-case GUID from the message, when it has one
+    vm_id: uuid.UUID | None  # the GUID in the message, when it has one (a lower-case string in payload())
     time_created: dt.datetime | None
     level: str
     message: str  # for humans only
@@ -106,7 +107,7 @@ class HostEvent(Record):
             record_id=p.integer("RecordId"),
             event_id=event_id,
             kind=kind_of(channel, event_id),
-            vm_id=guids[-1].lower() if guids else None,
+            vm_id=uuid.UUID(guids[-1]) if guids else None,
             time_created=p.time("TimeCreated"),
             level=p.text("LevelDisplayName"),
             message=message,
@@ -124,7 +125,7 @@ def not_for_protection(event: HostEvent, vms_on_host: Mapping[str, str]) -> str 
     restore test's copy, turned off and removed), and the restore test's own copy is never protected."""
     if event.vm_id is None:
         return None
-    name = vms_on_host.get(event.vm_id.lower())
+    name = vms_on_host.get(str(event.vm_id))
     if name is None:
         return f"VM {event.vm_id} is no longer on the host"
     if name.lower().startswith(RESTORE_COPY_NAME_PREFIX):

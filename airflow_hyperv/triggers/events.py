@@ -127,7 +127,7 @@ class HyperVEventTrigger(BaseEventTrigger):
     def _wanted(self, event: HostEvent) -> bool:
         if self.kinds is not None and event.kind not in self.kinds:
             return False
-        return self.vm_ids is None or (event.vm_id is not None and event.vm_id in self.vm_ids)
+        return self.vm_ids is None or (event.vm_id is not None and str(event.vm_id) in self.vm_ids)
 
     # -- the watch ---------------------------------------------------------------------------------
     async def run(self) -> AsyncIterator[TriggerEvent]:

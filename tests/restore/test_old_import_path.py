@@ -23,7 +23,7 @@ PUBLIC = (
 
 def test_from_the_old_path_imports_the_same_objects_with_a_deprecation_warning():
     with pytest.warns(DeprecationWarning, match=r"restore_test is deprecated.*restore_verification"):
-        from airflow_hyperv.operators.restore_test import (  # noqa: F401
+        from airflow_hyperv.operators.restore_test import (
             HyperVRestoreCleanupOperator,
             HyperVRestoreTestOperator,
         )
