@@ -3,8 +3,8 @@
 Pure (no transport): triggers and DAG files may import it; ``HyperVHook.read_events`` and
 ``HyperVHook.newest_event_record_id`` run the pipelines built here. Event ids and their sources are
 listed in docs/events.md; we branch on the channel and the numeric id, never on the (localized)
-message. The VM is identified by the GUID in
-the message ``(Virtual machine ID <GUID>)`` — a GUID reads the same in every language.
+message. The VM is identified by the GUID in the message ``(Virtual machine ID <GUID>)`` — a GUID
+reads the same in every language.
 """
 
 from __future__ import annotations
