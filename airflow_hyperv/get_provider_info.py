@@ -33,6 +33,17 @@ def get_provider_info() -> dict[str, Any]:
                 "tags": ["service"],
             }
         ],
+        "operators": [
+            {
+                "integration-name": "Microsoft Hyper-V",
+                "python-modules": [
+                    "airflow_hyperv.operators.checkpoint",
+                    "airflow_hyperv.operators.export",
+                    "airflow_hyperv.operators.restore_verification",
+                    "airflow_hyperv.operators.verify",
+                ],
+            }
+        ],
         "triggers": [
             {"integration-name": "Microsoft Hyper-V", "python-modules": ["airflow_hyperv.triggers.hyperv"]}
         ],

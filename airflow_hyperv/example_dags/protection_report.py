@@ -17,7 +17,7 @@ from airflow.sdk import DAG, AssetAlias, task
 
 from airflow_hyperv.operators.export import EXPORT_ALIAS
 
-RESTORE_ALIAS = "hyperv-restore-tests"  # airflow_hyperv.operators.restore_test.RESTORE_ALIAS
+RESTORE_ALIAS = "hyperv-restore-tests"  # airflow_hyperv.operators.restore_verification.RESTORE_ALIAS
 # Every VM of the nightly inventory is in the report, protected or not (the nightly DAG's inventory).
 INVENTORY = Path(
     os.environ.get("AIRFLOW_HYPERV_INVENTORY", Path(__file__).parent / "inventory" / "nightly.yaml")

@@ -15,7 +15,10 @@ import pendulum
 from airflow.sdk import DAG, AssetAlias
 
 from airflow_hyperv.operators.export import EXPORT_ALIAS
-from airflow_hyperv.operators.restore_test import HyperVRestoreCleanupOperator, HyperVRestoreTestOperator
+from airflow_hyperv.operators.restore_verification import (
+    HyperVRestoreCleanupOperator,
+    HyperVRestoreTestOperator,
+)
 
 CONN = "hyperv_hv_01"
 RESTORE_ROOT = "D:\\RestoreTests"

@@ -36,7 +36,6 @@ with DAG(
 
         from airflow_hyperv.authoring.inventory import conn_id_for_host
         from airflow_hyperv.hooks.hyperv import HyperVHook
-        from airflow_hyperv.hyperv.restore import verify_against_manifest
 
         found = [dict(m) for m in (context["dag_run"].conf or {}).get("manifests") or []]
         for events in (context.get("triggering_asset_events") or {}).values():
@@ -50,7 +49,7 @@ with DAG(
         for manifest in manifests:
             # Each export is checked on the host that wrote it (the manifest names it).
             with HyperVHook(conn_id_for_host(INVENTORY, manifest.get("host", ""))) as hv:
-                problems = verify_against_manifest(hv, manifest)
+                problems = hv.verify_export(manifest)
             results.append({"vm": manifest["vm_name"], "path": manifest["path"], "problems": problems})
             if problems:
                 failures.append(f"{manifest['vm_name']} at {manifest['path']}: " + "; ".join(problems))

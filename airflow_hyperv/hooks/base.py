@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
+import warnings
 from collections.abc import Callable
 from typing import Any, NoReturn, TypeVar
 
@@ -215,16 +216,18 @@ class HyperVBaseHook(BaseHook):
             log.info("%s (verbose): %s", source, line)
         return result
 
-    def read(self, pipeline: Pipeline) -> Any:
-        """Run a pipeline that changes nothing: a transient fault simply repeats it."""
+    def run_repeatable(self, pipeline: Pipeline) -> Any:
+        """Run a pipeline that is safe to repeat (it reads, or sets what it sets to the same end
+        state): after a transient fault it is simply sent again."""
         for attempt in self._retrying():
             with attempt:
                 return self.run_pipeline(pipeline)
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def write(self, pipeline: Pipeline, *, already_done: Callable[[], T | None]) -> Any:
-        """Run a pipeline that changes the host. Before a repeat, ``already_done()`` asks the host
-        whether the lost try took effect; if it returns something, that is the result."""
+    def run_checked_write(self, pipeline: Pipeline, *, already_done: Callable[[], T | None]) -> Any:
+        """Run a pipeline that changes the host and must not simply be repeated (a second checkpoint,
+        a second lease). Before a repeat, ``already_done()`` asks the host whether the lost try took
+        effect; if it returns something, that is the result and nothing is sent again."""
         first = True
         for attempt in self._retrying():
             with attempt:
@@ -241,13 +244,25 @@ class HyperVBaseHook(BaseHook):
                 return self.run_pipeline(pipeline)
         raise AssertionError("unreachable")  # pragma: no cover
 
+    def read(self, pipeline: Pipeline) -> Any:
+        """Deprecated name of ``run_repeatable``."""
+        warnings.warn("HyperVHook.read is deprecated: use run_repeatable", DeprecationWarning, stacklevel=2)
+        return self.run_repeatable(pipeline)
+
+    def write(self, pipeline: Pipeline, *, already_done: Callable[[], T | None]) -> Any:
+        """Deprecated name of ``run_checked_write``."""
+        warnings.warn(
+            "HyperVHook.write is deprecated: use run_checked_write", DeprecationWarning, stacklevel=2
+        )
+        return self.run_checked_write(pipeline, already_done=already_done)
+
     def test_connection(self) -> tuple[bool, str]:
         """A real round trip (Get-VMHost), as the UI's Test button and ``airflow connections test`` run it."""
         from airflow_hyperv.hyperv import pipelines
 
         try:
             with self:
-                result = self.read(pipelines.host_info())
+                result = self.run_repeatable(pipelines.host_info())
         except Exception as exc:
             return False, str(exc)
         if result.errors or not result.output:

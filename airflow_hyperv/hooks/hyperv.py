@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from airflow_hyperv.hooks.base import HyperVBaseHook
-from airflow_hyperv.hyperv import pipelines
+from airflow_hyperv.hyperv import events as event_log
+from airflow_hyperv.hyperv import pipelines, restore
 from airflow_hyperv.hyperv.enums import CheckpointType, Consistency, SnapshotType
 from airflow_hyperv.hyperv.errors import (
     NEARLY_FULL_BYTES,
@@ -40,6 +41,15 @@ from airflow_hyperv.hyperv.records import (
     VirtualMachine,
     VMHost,
     VolumeSpace,
+    has_type,
+)
+from airflow_hyperv.hyperv.restore import (
+    NETWORK_ADAPTER_TYPE,
+    CopyImportError,
+    CopyRemoval,
+    NetworkAdapter,
+    NetworkIsolation,
+    VMLocation,
 )
 from airflow_hyperv.hyperv.waits import HostSnapshot
 
@@ -50,10 +60,6 @@ SNAPSHOT_TYPE = "Microsoft.HyperV.PowerShell.VMSnapshot"
 SERVICE_TYPE = "Microsoft.HyperV.PowerShell.VMIntegrationComponent"
 DRIVE_TYPE = "Microsoft.HyperV.PowerShell.HardDiskDrive"
 VHD_TYPE = "Microsoft.Vhd.PowerShell.VirtualHardDisk"
-
-
-def _is(obj: Any, type_name: str) -> bool:
-    return any(t.removeprefix("Deserialized.") == type_name for t in getattr(obj, "types", None) or [])
 
 
 def _raise_first(errors: list[ErrorInfo], *, what: str) -> None:
@@ -96,7 +102,7 @@ class HyperVHook(HyperVBaseHook):
     """Typed Hyper-V operations. Resolve a VM once (``get_vm``), then pass its Id everywhere."""
 
     # -- virtual machines -------------------------------------------------------------------------
-    def get_vm(self, *, name: str | None = None, vm_id: uuid.UUID | str | None = None) -> VirtualMachine:
+    def get_vm(self, *, name: str | None = None, vm_id: uuid.UUID | None = None) -> VirtualMachine:
         """The one VM with this exact name or Id; wildcard characters in a name are refused."""
         if (name is None) == (vm_id is None):
             raise ValueError("give exactly one of name or vm_id")
@@ -106,7 +112,7 @@ class HyperVHook(HyperVBaseHook):
         else:
             pipeline = pipelines.get_vm_by_id(uuid.UUID(str(vm_id)))
             what = f"VM {vm_id}"
-        result = self.read(pipeline)
+        result = self.run_repeatable(pipeline)
         vms = [VirtualMachine.decode(o) for o in result.output]
         if not vms:
             if result.errors:
@@ -134,32 +140,32 @@ class HyperVHook(HyperVBaseHook):
 
     def vm_with_checkpoints(self, vm_id: uuid.UUID) -> tuple[VirtualMachine, list[Checkpoint]]:
         """The VM and its checkpoints in one round trip."""
-        result = self.read(pipelines.get_vm_by_id(vm_id).then(pipelines.list_checkpoints(vm_id)))
-        vms = [VirtualMachine.decode(o) for o in result.output if _is(o, VM_TYPE)]
+        result = self.run_repeatable(pipelines.get_vm_by_id(vm_id).then(pipelines.list_checkpoints(vm_id)))
+        vms = [VirtualMachine.decode(o) for o in result.output if has_type(o, VM_TYPE)]
         if not vms:
             raise VMNotFoundError(f"VM {vm_id} was not found on {self.settings.host}")
         _raise_first(result.errors, what=f"listing checkpoints of {vms[0].name}")
-        return vms[0], [Checkpoint.decode(o) for o in result.output if _is(o, SNAPSHOT_TYPE)]
+        return vms[0], [Checkpoint.decode(o) for o in result.output if has_type(o, SNAPSHOT_TYPE)]
 
     def vm_overview(self, vm_id: uuid.UUID) -> VMOverview:
         """Everything verification needs about a VM but its disk chain, in one round trip."""
-        result = self.read(pipelines.vm_overview(vm_id))
-        vms = [VirtualMachine.decode(o) for o in result.output if _is(o, VM_TYPE)]
+        result = self.run_repeatable(pipelines.vm_overview(vm_id))
+        vms = [VirtualMachine.decode(o) for o in result.output if has_type(o, VM_TYPE)]
         if not vms:
             raise VMNotFoundError(f"VM {vm_id} was not found on {self.settings.host}")
         _raise_first(result.errors, what=f"reading VM {vms[0].name}")
         return VMOverview(
             vm=vms[0],
-            services=[IntegrationService.decode(o) for o in result.output if _is(o, SERVICE_TYPE)],
-            checkpoints=[Checkpoint.decode(o) for o in result.output if _is(o, SNAPSHOT_TYPE)],
-            drives=[HardDiskDrive.decode(o) for o in result.output if _is(o, DRIVE_TYPE)],
+            services=[IntegrationService.decode(o) for o in result.output if has_type(o, SERVICE_TYPE)],
+            checkpoints=[Checkpoint.decode(o) for o in result.output if has_type(o, SNAPSHOT_TYPE)],
+            drives=[HardDiskDrive.decode(o) for o in result.output if has_type(o, DRIVE_TYPE)],
         )
 
     def host_state(self, disk_paths: Sequence[str] = ()) -> HostSnapshot:
         """VM states, checkpoint ids and current disks of every VM on the host, in one round trip;
         with ``disk_paths``, also the parent of each of those disks (a path that is no disk any more,
         ObjectNotFound from Get-VHD, is simply absent; any other error fails the poll)."""
-        result = self.read(pipelines.host_state(disk_paths))
+        result = self.run_repeatable(pipelines.host_state(disk_paths))
         watched = {p.lower() for p in disk_paths}
         _raise_first(
             [e for e in result.errors if not (e.target_name.lower() in watched and _not_found(e))],
@@ -167,19 +173,19 @@ class HyperVHook(HyperVBaseHook):
         )
         snapshot = HostSnapshot()
         for obj in result.output:
-            if _is(obj, VM_TYPE):
+            if has_type(obj, VM_TYPE):
                 vm = VirtualMachine.decode(obj)
                 snapshot.vms[str(vm.id).lower()] = {
                     "name": vm.name,
                     "state": vm.state.name,
                     "heartbeat_ok": bool(vm.heartbeat and vm.heartbeat.is_ok),
                 }
-            elif _is(obj, SNAPSHOT_TYPE):
+            elif has_type(obj, SNAPSHOT_TYPE):
                 snapshot.checkpoint_ids.append(str(Checkpoint.decode(obj).id).lower())
-            elif _is(obj, DRIVE_TYPE):
+            elif has_type(obj, DRIVE_TYPE):
                 drive = HardDiskDrive.decode(obj)
                 snapshot.drive_paths.setdefault(str(drive.vm_id).lower(), []).append(drive.path)
-            elif _is(obj, VHD_TYPE):
+            elif has_type(obj, VHD_TYPE):
                 disk = VirtualDisk.decode(obj)
                 snapshot.disk_parents[disk.path.lower()] = (disk.parent_path or "").lower()
         return snapshot
@@ -188,17 +194,17 @@ class HyperVHook(HyperVBaseHook):
         """The checkpoint's own drives (``Get-VMSnapshot -Id | Get-VMHardDiskDrive``), as they were when it
         was taken (a drive added later is not among them): each path is the disk that holds the
         checkpoint's state, the parent of the differencing disk made with it."""
-        result = self.read(pipelines.checkpoint_drives(checkpoint_id))
+        result = self.run_repeatable(pipelines.checkpoint_drives(checkpoint_id))
         _raise_first(result.errors, what=f"drives of checkpoint {checkpoint_id}")
-        return [HardDiskDrive.decode(o) for o in result.output if _is(o, DRIVE_TYPE)]
+        return [HardDiskDrive.decode(o) for o in result.output if has_type(o, DRIVE_TYPE)]
 
     def integration_services(self, vm_id: uuid.UUID) -> list[IntegrationService]:
-        result = self.read(pipelines.integration_services(vm_id))
+        result = self.run_repeatable(pipelines.integration_services(vm_id))
         _raise_first(result.errors, what=f"integration services of VM {vm_id}")
         return [IntegrationService.decode(o) for o in result.output]
 
     def set_checkpoint_type(self, vm_id: uuid.UUID, checkpoint_type: CheckpointType) -> VirtualMachine:
-        result = self.write(
+        result = self.run_checked_write(
             pipelines.set_checkpoint_type(vm_id, checkpoint_type),
             already_done=lambda: self._vm_if(vm_id, lambda vm: vm.checkpoint_type is checkpoint_type),
         )
@@ -212,14 +218,16 @@ class HyperVHook(HyperVBaseHook):
         return vm if predicate(vm) else None
 
     def start_vm(self, vm_id: uuid.UUID) -> VirtualMachine:
-        result = self.write(pipelines.start_vm(vm_id), already_done=lambda: self._vm_if(vm_id, _running))
+        result = self.run_checked_write(
+            pipelines.start_vm(vm_id), already_done=lambda: self._vm_if(vm_id, _running)
+        )
         if isinstance(result, VirtualMachine):
             return result
         _raise_first(result.errors, what=f"starting VM {vm_id}")
         return self.get_vm(vm_id=vm_id)
 
     def stop_vm(self, vm_id: uuid.UUID, *, turn_off: bool = False) -> VirtualMachine:
-        result = self.write(
+        result = self.run_checked_write(
             pipelines.stop_vm(vm_id, turn_off=turn_off), already_done=lambda: self._vm_if(vm_id, _off)
         )
         if isinstance(result, VirtualMachine):
@@ -239,7 +247,7 @@ class HyperVHook(HyperVBaseHook):
         return matches[0] if matches else None
 
     def get_checkpoint(self, checkpoint_id: uuid.UUID) -> Checkpoint | None:
-        result = self.read(pipelines.get_checkpoint(checkpoint_id))
+        result = self.run_repeatable(pipelines.get_checkpoint(checkpoint_id))
         if result.output:
             return Checkpoint.decode(result.output[0])
         if result.errors and not isinstance(
@@ -290,10 +298,10 @@ class HyperVHook(HyperVBaseHook):
             return found
 
         pipeline = pipelines.checkpoint_with_type(vm_id, name, attempt, restore)
-        result = self.write(pipeline, already_done=made_meanwhile)
+        result = self.run_checked_write(pipeline, already_done=made_meanwhile)
         if isinstance(result, Checkpoint):
             return CheckpointResult(result, _label(result, consistency), created=True)
-        made = [Checkpoint.decode(o) for o in result.output if _is(o, SNAPSHOT_TYPE)]
+        made = [Checkpoint.decode(o) for o in result.output if has_type(o, SNAPSHOT_TYPE)]
         if made:
             return CheckpointResult(made[0], _label(made[0], consistency), created=True)
         if not result.errors:
@@ -355,14 +363,14 @@ class HyperVHook(HyperVBaseHook):
             vm.name,
             name,
         )
-        result = self.write(
+        result = self.run_checked_write(
             pipelines.rename_checkpoint(new[0].id, name),
             already_done=lambda: self._named(new[0].id, name),
         )
         if isinstance(result, Checkpoint):
             return result
         _raise_first(result.errors, what=f"renaming checkpoint {new[0].id} to {name!r}")
-        renamed = [Checkpoint.decode(o) for o in result.output if _is(o, SNAPSHOT_TYPE)]
+        renamed = [Checkpoint.decode(o) for o in result.output if has_type(o, SNAPSHOT_TYPE)]
         return renamed[0] if renamed else self.get_checkpoint(new[0].id)
 
     def _named(self, checkpoint_id: uuid.UUID, name: str) -> Checkpoint | None:
@@ -381,13 +389,13 @@ class HyperVHook(HyperVBaseHook):
         return True
 
     # -- protection leases (docs/operations.md, Overlapping runs) -----------------------------------
-    def lease_file(self, vm_id: uuid.UUID | str) -> str:
+    def lease_file(self, vm_id: uuid.UUID) -> str:
         return lease_path(self.settings.lease_folder, vm_id)
 
-    def read_lease(self, vm_id: uuid.UUID | str) -> Lease | None:
+    def read_lease(self, vm_id: uuid.UUID) -> Lease | None:
         """The lease on the VM, or None if nobody holds it."""
         path = self.lease_file(vm_id)
-        result = self.read(pipelines.read_text(path))
+        result = self.run_repeatable(pipelines.read_text(path))
         if result.errors:
             info = result.errors[0]
             if info.error_id == "PathNotFound" or info.category == "ObjectNotFound":
@@ -401,9 +409,9 @@ class HyperVHook(HyperVBaseHook):
     def acquire_lease(self, candidate: Lease) -> LeaseClaim:
         """Create the VM's lease file atomically (New-Item without -Force). If it exists: this run's
         own lease is resumed (with what it recorded), another run's is returned as the holder."""
-        path = self.lease_file(candidate.vm_id)
+        path = self.lease_file(candidate.vm_uuid)
         for _ in range(3):  # the holder may release between our create and our read
-            result = self.write(
+            result = self.run_checked_write(
                 pipelines.create_lease(self.settings.lease_folder, path, candidate.encode()),
                 already_done=lambda: self._own_lease(candidate),
             )
@@ -415,7 +423,7 @@ class HyperVHook(HyperVBaseHook):
                 _raise_first(others, what=f"creating lease {path}")
             if not exists:
                 return LeaseClaim(candidate, ours=True)
-            held = self.read_lease(candidate.vm_id)
+            held = self.read_lease(candidate.vm_uuid)
             if held is None:
                 continue
             if held.same_owner(candidate):
@@ -424,39 +432,39 @@ class HyperVHook(HyperVBaseHook):
         raise OperationInProgressError(f"the lease {path} keeps changing hands; try again")
 
     def _own_lease(self, candidate: Lease) -> Lease | None:
-        held = self.read_lease(candidate.vm_id)
+        held = self.read_lease(candidate.vm_uuid)
         return held if held is not None and held.same_owner(candidate) else None
 
     def record_lease(self, lease: Lease) -> Lease:
         """Rewrite this run's own lease (New-Item -Force) with what it must restore."""
-        path = self.lease_file(lease.vm_id)
-        held = self.read_lease(lease.vm_id)
+        path = self.lease_file(lease.vm_uuid)
+        held = self.read_lease(lease.vm_uuid)
         if held is None or not held.same_owner(lease):
             raise HyperVError(
                 f"the lease {path} is no longer this run's ({held.describe() if held else 'gone'})"
             )
-        result = self.read(pipelines.write_text(path, lease.encode()))  # overwriting is idempotent
+        result = self.run_repeatable(pipelines.write_text(path, lease.encode()))  # overwriting is idempotent
         _raise_first(result.errors, what=f"writing lease {path}")
         return lease
 
     def release_lease(self, lease: Lease) -> bool:
         """Remove the VM's lease file if it is still ``lease``'s owner's; False if it was not."""
-        held = self.read_lease(lease.vm_id)
+        held = self.read_lease(lease.vm_uuid)
         if held is None:
             return False
         if not held.same_owner(lease):
             log.info("Not releasing the lease of VM %s: it is held by %s", lease.vm_id, held.describe())
             return False
-        path = self.lease_file(lease.vm_id)
-        result = self.write(
+        path = self.lease_file(lease.vm_uuid)
+        result = self.run_checked_write(
             pipelines.remove_file(path),
-            already_done=lambda: True if self.read_lease(lease.vm_id) is None else None,
+            already_done=lambda: True if self.read_lease(lease.vm_uuid) is None else None,
         )
         if result is not True:
             _raise_first(result.errors, what=f"removing lease {path}")
         return True
 
-    def finish_lease(self, vm_id: uuid.UUID | str, checkpoint_name: str) -> Lease | None:
+    def finish_lease(self, vm_id: uuid.UUID, checkpoint_name: str) -> Lease | None:
         """End of a run's work on a VM: if the VM's lease is the one taken for ``checkpoint_name``,
         put the checkpoint type it recorded back (a dropped connection may have left ProductionOnly)
         and release it. Returns the released lease, None if there was none of ours."""
@@ -464,7 +472,7 @@ class HyperVHook(HyperVBaseHook):
         if held is None or held.checkpoint_name != checkpoint_name or held.vm_id != str(vm_id).lower():
             return None
         before = CheckpointType.parse(held.checkpoint_type_before) if held.checkpoint_type_before else None
-        if before is not None and self.ensure_checkpoint_type(uuid.UUID(str(vm_id)), before):
+        if before is not None and self.ensure_checkpoint_type(vm_id, before):
             log.warning(
                 "Repaired the checkpoint type of VM %s to %s, as recorded in the lease",
                 vm_id,
@@ -484,7 +492,7 @@ class HyperVHook(HyperVBaseHook):
         after this returns: wait on ``disk_chains`` for it to end."""
         if self.get_checkpoint(checkpoint_id) is None:
             return False
-        result = self.write(
+        result = self.run_checked_write(
             pipelines.remove_checkpoint(checkpoint_id),
             already_done=lambda: True if self.get_checkpoint(checkpoint_id) is None else None,
         )
@@ -514,7 +522,7 @@ class HyperVHook(HyperVBaseHook):
         """Each drive's chain from the disk the VM writes to, down to its base disk (one round trip
         per level; ``drives`` from ``vm_overview`` saves the first)."""
         if drives is None:
-            result = self.read(pipelines.hard_disk_drives(vm_id))
+            result = self.run_repeatable(pipelines.hard_disk_drives(vm_id))
             _raise_first(result.errors, what=f"hard disk drives of VM {vm_id}")
             drives = [HardDiskDrive.decode(o) for o in result.output]
         chains = {d.path: [] for d in drives if d.path}  # type: dict[str, list[VirtualDisk]]
@@ -536,16 +544,18 @@ class HyperVHook(HyperVBaseHook):
         return [DiskChain(drive=d, disks=chains.get(d.path, [])) for d in drives]
 
     def get_vhds(self, paths: Sequence[str]) -> list[VirtualDisk]:
-        result = self.read(pipelines.get_vhds(paths))
+        result = self.run_repeatable(pipelines.get_vhds(paths))
         _raise_first(result.errors, what="reading virtual disks")
         return [VirtualDisk.decode(o) for o in result.output]
 
     def host_info(self, drive: str | None = None) -> HostInfo:
-        result = self.read(pipelines.host_info(drive))
+        result = self.run_repeatable(pipelines.host_info(drive))
         _raise_first(result.errors, what="reading host information")
-        hosts = [VMHost.decode(o) for o in result.output if _is(o, "Microsoft.HyperV.PowerShell.VMHost")]
+        hosts = [VMHost.decode(o) for o in result.output if has_type(o, "Microsoft.HyperV.PowerShell.VMHost")]
         drives = [
-            DriveSpace.decode(o) for o in result.output if not _is(o, "Microsoft.HyperV.PowerShell.VMHost")
+            DriveSpace.decode(o)
+            for o in result.output
+            if not has_type(o, "Microsoft.HyperV.PowerShell.VMHost")
         ]
         if not hosts:
             raise CommandFailedError(f"Get-VMHost returned nothing on {self.settings.host}")
@@ -562,7 +572,7 @@ class HyperVHook(HyperVBaseHook):
         parts = [p for p in path[3:].split("\\") if p]
         candidates = ["\\".join([path[:2], *parts[:n]]) for n in range(len(parts), 0, -1)] + [path[:3]]
         for candidate in candidates:
-            result = self.read(pipelines.volume_of(candidate))
+            result = self.run_repeatable(pipelines.volume_of(candidate))
             volumes = [VolumeSpace.decode(o) for o in result.output]
             if volumes:
                 return volumes[0]
@@ -577,35 +587,37 @@ class HyperVHook(HyperVBaseHook):
         return None if volume is None else volume.free
 
     def path_exists(self, path: str) -> bool:
-        result = self.read(pipelines.test_path(host_path(path)))
+        result = self.run_repeatable(pipelines.test_path(host_path(path)))
         _raise_first(result.errors, what=f"testing {path}")
         return bool(result.output and str(result.output[0]).lower() == "true")
 
     def list_files(self, path: str) -> list[RemoteFile]:
-        result = self.read(pipelines.list_files(host_path(path)))
+        result = self.run_repeatable(pipelines.list_files(host_path(path)))
         _raise_first(result.errors, what=f"listing {path}")
         return [RemoteFile.decode(o) for o in result.output]
 
     def is_empty_folder(self, path: str) -> bool:
         """True when the folder holds nothing at all (no file, no sub-folder)."""
-        result = self.read(pipelines.list_entries(host_path(path)))
+        result = self.run_repeatable(pipelines.list_entries(host_path(path)))
         _raise_first(result.errors, what=f"listing {path}")
         return not result.output
 
     def file_hashes(self, paths: Sequence[str]) -> list[FileHash]:
         if not paths:
             return []
-        result = self.read(pipelines.file_hashes([host_path(p) for p in paths]))
+        result = self.run_repeatable(pipelines.file_hashes([host_path(p) for p in paths]))
         _raise_first(result.errors, what="hashing files")
         return [FileHash.decode(o) for o in result.output]
 
     def make_directory(self, path: str) -> None:
-        result = self.read(pipelines.make_directory(host_path(path)))  # -Force: repeating is harmless
+        result = self.run_repeatable(
+            pipelines.make_directory(host_path(path))
+        )  # -Force: repeating is harmless
         _raise_first(result.errors, what=f"creating {path}")
 
     def move_item(self, path: str, destination: str) -> None:
         source, target = host_path(path), host_path(destination)
-        result = self.write(
+        result = self.run_checked_write(
             pipelines.move_item(source, target),
             already_done=lambda: True if self.path_exists(target) and not self.path_exists(source) else None,
         )
@@ -614,11 +626,86 @@ class HyperVHook(HyperVBaseHook):
 
     def remove_item(self, path: str) -> None:
         target = host_path(path)
-        result = self.write(
+        result = self.run_checked_write(
             pipelines.remove_item(target), already_done=lambda: True if not self.path_exists(target) else None
         )
         if result is not True:
             _raise_first(result.errors, what=f"removing {path}")
+
+    # -- restore verification (hyperv/restore.py) -------------------------------------------------
+    def list_vm_locations(self) -> list[VMLocation]:
+        """Every VM of the host with the folder it lives in (``Get-VM``): how a restore copy is found
+        by its work folder even when the answer to Import-VM was lost. Errors are not raised: a VM
+        that cannot be read is simply not listed."""
+        result = self.run_repeatable(restore.list_vms())
+        return [vm for vm in (VMLocation.decode(o) for o in result.output) if vm is not None]
+
+    def verify_export(self, manifest: Mapping[str, Any]) -> list[str]:
+        """Problems of the export on disk compared with its manifest (empty: intact). Test-Path, a
+        listing, and one Get-FileHash of the files that are there with the right size."""
+        problem = restore.manifest_problem(manifest)
+        if problem is not None:
+            return [problem]
+        folder = manifest["path"]
+        if not self.path_exists(folder):
+            return [f"the export folder {folder} does not exist"]
+        listed = self.list_files(folder)
+        problems, present = restore.size_problems(manifest, listed)
+        return problems + restore.hash_problems(manifest, listed, self.file_hashes(present))
+
+    def import_vm_copy(self, vmcx: str, work: str) -> VirtualMachine:
+        """Import the configuration ``vmcx`` as a copy with a new Id, its files under ``work``. Sent
+        once, never repeated: a repeat would make a second copy (cleanup finds a lost one by its
+        folder). Raises ``CopyImportError`` with the host's reason when no copy was made."""
+        result = self.run_pipeline(restore.import_copy(vmcx, work))
+        copies = [VirtualMachine.decode(o) for o in result.output if has_type(o, VM_TYPE)]
+        if not copies:
+            info = result.errors[0] if result.errors else None
+            raise CopyImportError(info.describe() if info else "Import-VM returned nothing", info)
+        return copies[0]
+
+    def rename_vm(self, vm_id: uuid.UUID, new_name: str) -> VirtualMachine | None:
+        """Rename the VM with this Id (safe to repeat: the same name again). The renamed VM, or None
+        when the host passed none back; the host's errors are logged, not raised."""
+        result = self.run_repeatable(restore.rename(vm_id, new_name))
+        for error in result.errors:
+            log.warning("Renaming VM %s failed: %s", vm_id, error.describe())
+        renamed = [VirtualMachine.decode(o) for o in result.output if has_type(o, VM_TYPE)]
+        return renamed[0] if renamed else None
+
+    def isolate_vm(self, vm_id: uuid.UUID) -> NetworkIsolation:
+        """Disconnect every network adapter of the VM and read them back, in one round trip (safe to
+        repeat). The caller decides from ``isolated`` whether the VM may boot."""
+        result = self.run_repeatable(restore.isolate(vm_id))
+        return NetworkIsolation(
+            vm_id,
+            adapters=[NetworkAdapter.decode(o) for o in result.output if has_type(o, NETWORK_ADAPTER_TYPE)],
+            errors=[e.describe() for e in result.errors],
+        )
+
+    def remove_vm_copy(self, vm_id: uuid.UUID) -> CopyRemoval:
+        """Turn a restore copy off and Remove-VM it (its files stay: they go with its work folder).
+        Sent once, not retried; "not found" is no error (the copy is already gone)."""
+        result = self.run_pipeline(restore.remove_copy(vm_id))
+        real = [e for e in result.errors if not e.fully_qualified_error_id.startswith("ObjectNotFound")]
+        return CopyRemoval(vm_id, [e.message for e in real])
+
+    # -- event log (hyperv/events.py) -------------------------------------------------------------
+    def read_events(
+        self, channel: str, after: int, event_ids: Sequence[int], max_events: int = 100, host: str = ""
+    ) -> list[event_log.HostEvent]:
+        """Records of ``channel`` after RecordId ``after``, oldest first. "No events" is an empty list."""
+        result = self.run_repeatable(event_log.events_after(channel, after, event_ids, max_events))
+        if not event_log.only_no_match(result.errors):
+            _raise_first(result.errors, what=f"reading {channel}")
+        return event_log.events_in_order(result.output, after, host, channel)
+
+    def newest_event_record_id(self, channel: str) -> int:
+        """The newest RecordId of ``channel`` (0 for an empty log): where a new watcher starts."""
+        result = self.run_repeatable(event_log.newest_event(channel))
+        if not event_log.only_no_match(result.errors):
+            _raise_first(result.errors, what=f"reading {channel}")
+        return event_log.newest_of(result.output)
 
 
 def _label(checkpoint: Checkpoint, asked: Consistency) -> Consistency:

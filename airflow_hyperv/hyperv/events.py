@@ -1,20 +1,22 @@
 """Hyper-V event-log records: which events mean what, the Get-WinEvent pipelines, and the watermark.
 
-Pure (no transport): triggers and DAG files may import it. ``read_events`` takes any object with the
-hook's ``read(pipeline)``. Event ids and their sources are listed in docs/events.md; we branch on the
-channel and the numeric id, never on the (localized) message. The VM is identified by the GUID in
-the message ``(Virtual machine ID <GUID>)`` — a GUID reads the same in every language.
+Pure (no transport): triggers and DAG files may import it; ``HyperVHook.read_events`` and
+``HyperVHook.newest_event_record_id`` run the pipelines built here. Event ids and their sources are
+listed in docs/events.md; we branch on the channel and the numeric id, never on the (localized)
+message. The VM is identified by the GUID in the message ``(Virtual machine ID <GUID>)`` — a GUID
+reads the same in every language.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import re
+import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from airflow_hyperv.hyperv.pipelines import SWITCH, Pipeline, cmd, one
+from airflow_hyperv.hyperv.pipelines import SWITCH, Pipeline, bound_command, single_statement
 from airflow_hyperv.hyperv.records import Props, Record
 
 WORKER_ADMIN = "Microsoft-Windows-Hyper-V-Worker-Admin"
@@ -41,7 +43,7 @@ CHANGE_KINDS = frozenset({"vm_turned_off", "vm_shut_down", "vm_shut_down_by_gues
 # (every run whose guest cannot quiesce, before its fallback), and the event names only the VM, not
 # the checkpoint, so nobody can tell whose attempt failed. Reacting to them would trigger itself.
 CHECKPOINT_FAILURE_KINDS = frozenset({"production_checkpoint_impossible", "checkpoint_failed"})
-# The name the restore test gives its isolated copy: operators/restore_test.py COPY_PREFIX + " ".
+# The name the restore test gives its isolated copy: operators/restore_verification.py COPY_PREFIX + " ".
 RESTORE_COPY_NAME_PREFIX = "restore-test "
 NO_EVENTS_ID = "NoMatchingEventsFound"
 _GUID = re.compile(r"\b[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}\b")
@@ -62,8 +64,8 @@ def xpath_after(record_id: int, event_ids: Sequence[int] = ()) -> str:
 
 def events_after(channel: str, record_id: int, event_ids: Sequence[int], max_events: int) -> Pipeline:
     """The oldest ``max_events`` matching records after ``record_id`` (``-Oldest``: forward order)."""
-    return one(
-        cmd(
+    return single_statement(
+        bound_command(
             "Get-WinEvent",
             LogName=channel,
             FilterXPath=xpath_after(record_id, event_ids),
@@ -76,7 +78,9 @@ def events_after(channel: str, record_id: int, event_ids: Sequence[int], max_eve
 
 def newest_event(channel: str) -> Pipeline:
     """The newest record of a channel (Get-WinEvent's default order is newest first)."""
-    return one(cmd("Get-WinEvent", LogName=channel, MaxEvents=1), label="win-events-newest")
+    return single_statement(
+        bound_command("Get-WinEvent", LogName=channel, MaxEvents=1), label="win-events-newest"
+    )
 
 
 @dataclass(frozen=True)
@@ -85,7 +89,7 @@ class HostEvent(Record):
     record_id: int
     event_id: int
     kind: str
-    vm_id: str | None  # lower-case GUID from the message, when it has one
+    vm_id: uuid.UUID | None  # the GUID in the message, when it has one (a lower-case string in payload())
     time_created: dt.datetime | None
     level: str
     message: str  # for humans only
@@ -103,7 +107,7 @@ class HostEvent(Record):
             record_id=p.integer("RecordId"),
             event_id=event_id,
             kind=kind_of(channel, event_id),
-            vm_id=guids[-1].lower() if guids else None,
+            vm_id=uuid.UUID(guids[-1]) if guids else None,
             time_created=p.time("TimeCreated"),
             level=p.text("LevelDisplayName"),
             message=message,
@@ -121,7 +125,7 @@ def not_for_protection(event: HostEvent, vms_on_host: Mapping[str, str]) -> str 
     restore test's copy, turned off and removed), and the restore test's own copy is never protected."""
     if event.vm_id is None:
         return None
-    name = vms_on_host.get(event.vm_id.lower())
+    name = vms_on_host.get(str(event.vm_id))
     if name is None:
         return f"VM {event.vm_id} is no longer on the host"
     if name.lower().startswith(RESTORE_COPY_NAME_PREFIX):
@@ -136,34 +140,21 @@ def kind_of(channel: str, event_id: int) -> str:
     return "other"
 
 
-def _only_no_match(errors: Iterable[Any]) -> bool:
+def only_no_match(errors: Iterable[Any]) -> bool:
+    """True when every error is Get-WinEvent's "no events were found": an empty answer, not a failure."""
     errs = list(errors)
     return bool(errs) and all(str(e.fully_qualified_error_id).startswith(NO_EVENTS_ID) for e in errs)
 
 
-def read_events(
-    hv: Any, channel: str, after: int, event_ids: Sequence[int], max_events: int = 100, host: str = ""
-) -> list[HostEvent]:
-    """Records of ``channel`` after RecordId ``after``, oldest first. "No events" is an empty list."""
-    from airflow_hyperv.hyperv.errors import classify
-
-    result = hv.read(events_after(channel, after, event_ids, max_events))
-    if result.errors and not _only_no_match(result.errors):
-        error = classify(result.errors[0])
-        raise type(error)(f"reading {channel}: {error}", error.info)
-    events = [HostEvent.decode(o, host, channel) for o in result.output]
+def events_in_order(objects: Iterable[Any], after: int, host: str, channel: str) -> list[HostEvent]:
+    """The decoded records after RecordId ``after``, oldest first (a host may hand back the boundary)."""
+    events = [HostEvent.decode(o, host, channel) for o in objects]
     return sorted((e for e in events if e.record_id > after), key=lambda e: e.record_id)
 
 
-def newest_record_id(hv: Any, channel: str) -> int:
-    """The newest RecordId of ``channel`` (0 for an empty log)."""
-    from airflow_hyperv.hyperv.errors import classify
-
-    result = hv.read(newest_event(channel))
-    if result.errors and not _only_no_match(result.errors):
-        error = classify(result.errors[0])
-        raise type(error)(f"reading {channel}: {error}", error.info)
-    return max((HostEvent.decode(o).record_id for o in result.output), default=0)
+def newest_of(objects: Iterable[Any]) -> int:
+    """The highest RecordId among the records (0 when there are none: an empty log)."""
+    return max((HostEvent.decode(o).record_id for o in objects), default=0)
 
 
 # --- the watermark ---------------------------------------------------------------------------------------

@@ -60,6 +60,11 @@ class Lease:
         except (ValueError, KeyError, TypeError) as exc:
             raise InvalidInputError(f"the lease file is not a lease this provider wrote: {exc}") from None
 
+    @property
+    def vm_uuid(self) -> uuid.UUID:
+        """The VM's Id as the hook takes it (``vm_id`` stays a string: the lease file is JSON)."""
+        return uuid.UUID(self.vm_id)
+
     def same_owner(self, other: Lease) -> bool:
         """The same run's claim on the same VM (a retry of its create task, or its merge)."""
         return (self.dag_id, self.run_id, self.vm_id.lower(), self.checkpoint_name) == (

@@ -46,50 +46,60 @@ class Pipeline:
         return Pipeline(self.statements + other.statements, self.label or other.label)
 
 
-def cmd(name: str, **params: Any) -> Command:
+def bound_command(name: str, **params: Any) -> Command:
+    """One command with its values bound as named parameters (never pasted into script text);
+    a parameter given as None is left out, so optional ones need no branching at the call site."""
     return Command(name, tuple((k, v) for k, v in params.items() if v is not None))
 
 
-def one(*commands: Command, label: str = "") -> Pipeline:
+def single_statement(*commands: Command, label: str = "") -> Pipeline:
+    """A pipeline of one statement, ``commands`` piped into each other (``Get-VM -Id x | Start-VM``);
+    join several with ``Pipeline.then`` to send them in one round trip."""
     return Pipeline((tuple(commands),), label)
 
 
 def _vm(vm_id: uuid.UUID) -> Command:
-    return cmd("Get-VM", Id=uuid.UUID(str(vm_id)))
+    return bound_command("Get-VM", Id=uuid.UUID(str(vm_id)))
 
 
 def _checkpoint(checkpoint_id: uuid.UUID) -> Command:
-    return cmd("Get-VMSnapshot", Id=uuid.UUID(str(checkpoint_id)))
+    return bound_command("Get-VMSnapshot", Id=uuid.UUID(str(checkpoint_id)))
 
 
 def get_vm_by_name(name: str) -> Pipeline:
-    return one(cmd("Get-VM", Name=require_exact_name(name)), label="get-vm")
+    return single_statement(bound_command("Get-VM", Name=require_exact_name(name)), label="get-vm")
 
 
 def get_vm_by_id(vm_id: uuid.UUID) -> Pipeline:
-    return one(_vm(vm_id), label="get-vm")
+    return single_statement(_vm(vm_id), label="get-vm")
 
 
 def integration_services(vm_id: uuid.UUID) -> Pipeline:
-    return one(_vm(vm_id), cmd("Get-VMIntegrationService"), label="integration-services")
+    return single_statement(
+        _vm(vm_id), bound_command("Get-VMIntegrationService"), label="integration-services"
+    )
 
 
 def set_checkpoint_type(vm_id: uuid.UUID, checkpoint_type: CheckpointType) -> Pipeline:
-    return one(
+    return single_statement(
         _vm(vm_id),
-        cmd("Set-VM", CheckpointType=checkpoint_type.name, Passthru=SWITCH),
+        bound_command("Set-VM", CheckpointType=checkpoint_type.name, Passthru=SWITCH),
         label="set-checkpoint-type",
     )
 
 
 def set_automatic_checkpoints(vm_id: uuid.UUID, enabled: bool) -> Pipeline:
-    return one(
-        _vm(vm_id), cmd("Set-VM", AutomaticCheckpointsEnabled=enabled, Passthru=SWITCH), label="set-vm"
+    return single_statement(
+        _vm(vm_id),
+        bound_command("Set-VM", AutomaticCheckpointsEnabled=enabled, Passthru=SWITCH),
+        label="set-vm",
     )
 
 
 def checkpoint_vm(vm_id: uuid.UUID, name: str) -> Pipeline:
-    return one(_vm(vm_id), cmd("Checkpoint-VM", SnapshotName=name, Passthru=SWITCH), label="checkpoint-vm")
+    return single_statement(
+        _vm(vm_id), bound_command("Checkpoint-VM", SnapshotName=name, Passthru=SWITCH), label="checkpoint-vm"
+    )
 
 
 def checkpoint_with_type(
@@ -102,9 +112,9 @@ def checkpoint_with_type(
     A failed checkpoint is a non-terminating error, so the third statement restores the type
     (``restore``: the type recorded in the run's lease) whatever the checkpoint did.
     """
-    first = one(
+    first = single_statement(
         _vm(vm_id),
-        cmd("Set-VM", CheckpointType=attempt.name, Passthru=SWITCH, ErrorAction="Stop"),
+        bound_command("Set-VM", CheckpointType=attempt.name, Passthru=SWITCH, ErrorAction="Stop"),
         label="set-checkpoint-type",
     )
     return first.then(checkpoint_vm(vm_id, name)).then(set_checkpoint_type(vm_id, restore))
@@ -112,9 +122,11 @@ def checkpoint_with_type(
 
 def rename_checkpoint(checkpoint_id: uuid.UUID, new_name: str) -> Pipeline:
     """Give a checkpoint (found by Id) its run's name: adopting one whose rename never ran."""
-    return one(
+    return single_statement(
         _checkpoint(checkpoint_id),
-        cmd("Rename-VMSnapshot", NewName=require_exact_name(new_name, "checkpoint name"), Passthru=SWITCH),
+        bound_command(
+            "Rename-VMSnapshot", NewName=require_exact_name(new_name, "checkpoint name"), Passthru=SWITCH
+        ),
         label="rename-checkpoint",
     )
 
@@ -123,22 +135,26 @@ def create_lease(folder: str, path: str, content: str) -> Pipeline:
     """Make the lease folder (``-Force``: repeating is harmless), then the lease file WITHOUT
     ``-Force``: New-Item fails (NewItemIOError) when the file exists, so one run wins."""
     return make_directory(folder).then(
-        one(cmd("New-Item", ItemType="File", Path=path, Value=content), label="create-lease")
+        single_statement(
+            bound_command("New-Item", ItemType="File", Path=path, Value=content), label="create-lease"
+        )
     )
 
 
 def write_text(path: str, content: str) -> Pipeline:
     """New-Item -ItemType File -Force: creates or overwrites (FileMode.Create)."""
-    return one(cmd("New-Item", ItemType="File", Path=path, Value=content, Force=SWITCH), label="write-text")
+    return single_statement(
+        bound_command("New-Item", ItemType="File", Path=path, Value=content, Force=SWITCH), label="write-text"
+    )
 
 
 def read_text(path: str) -> Pipeline:
-    return one(cmd("Get-Content", LiteralPath=path, Raw=SWITCH), label="read-text")
+    return single_statement(bound_command("Get-Content", LiteralPath=path, Raw=SWITCH), label="read-text")
 
 
 def remove_file(path: str) -> Pipeline:
     """One file (no ``-Recurse``), ``-Force`` for a read-only or hidden one."""
-    return one(cmd("Remove-Item", LiteralPath=path, Force=SWITCH), label="remove-file")
+    return single_statement(bound_command("Remove-Item", LiteralPath=path, Force=SWITCH), label="remove-file")
 
 
 def vm_overview(vm_id: uuid.UUID) -> Pipeline:
@@ -155,98 +171,118 @@ def host_state(disk_paths: Sequence[str] = ()) -> Pipeline:
     """Every VM, checkpoint and drive of the host in one round trip: one poll serves every wait.
     ``disk_paths`` adds Get-VHD of those disks (a merge wait watches its checkpoint's disks)."""
     statements: tuple[tuple[Command, ...], ...] = (
-        (cmd("Get-VM"),),
-        (cmd("Get-VM"), cmd("Get-VMSnapshot")),
-        (cmd("Get-VM"), cmd("Get-VMHardDiskDrive")),
+        (bound_command("Get-VM"),),
+        (bound_command("Get-VM"), bound_command("Get-VMSnapshot")),
+        (bound_command("Get-VM"), bound_command("Get-VMHardDiskDrive")),
     )
     if disk_paths:
-        statements += ((cmd("Get-VHD", Path=list(disk_paths)),),)
+        statements += ((bound_command("Get-VHD", Path=list(disk_paths)),),)
     return Pipeline(statements, label="host-state")
 
 
 def checkpoint_drives(checkpoint_id: uuid.UUID) -> Pipeline:
     """The checkpoint's own drives: each Path is the disk that holds the checkpoint's state."""
-    return one(_checkpoint(checkpoint_id), cmd("Get-VMHardDiskDrive"), label="checkpoint-drives")
+    return single_statement(
+        _checkpoint(checkpoint_id), bound_command("Get-VMHardDiskDrive"), label="checkpoint-drives"
+    )
 
 
 def list_checkpoints(vm_id: uuid.UUID) -> Pipeline:
-    return one(_vm(vm_id), cmd("Get-VMSnapshot"), label="list-checkpoints")
+    return single_statement(_vm(vm_id), bound_command("Get-VMSnapshot"), label="list-checkpoints")
 
 
 def get_checkpoint(checkpoint_id: uuid.UUID) -> Pipeline:
-    return one(_checkpoint(checkpoint_id), label="get-checkpoint")
+    return single_statement(_checkpoint(checkpoint_id), label="get-checkpoint")
 
 
 def export_checkpoint(checkpoint_id: uuid.UUID, path: str) -> Pipeline:
-    return one(
-        _checkpoint(checkpoint_id), cmd("Export-VMSnapshot", Path=path, Passthru=SWITCH), label="export"
+    return single_statement(
+        _checkpoint(checkpoint_id),
+        bound_command("Export-VMSnapshot", Path=path, Passthru=SWITCH),
+        label="export",
     )
 
 
 def remove_checkpoint(checkpoint_id: uuid.UUID) -> Pipeline:
-    return one(_checkpoint(checkpoint_id), cmd("Remove-VMSnapshot"), label="remove-checkpoint")
+    return single_statement(
+        _checkpoint(checkpoint_id), bound_command("Remove-VMSnapshot"), label="remove-checkpoint"
+    )
 
 
 def restore_checkpoint(checkpoint_id: uuid.UUID) -> Pipeline:
-    return one(
-        _checkpoint(checkpoint_id), cmd("Restore-VMSnapshot", Confirm=False), label="restore-checkpoint"
+    return single_statement(
+        _checkpoint(checkpoint_id),
+        bound_command("Restore-VMSnapshot", Confirm=False),
+        label="restore-checkpoint",
     )
 
 
 def start_vm(vm_id: uuid.UUID) -> Pipeline:
-    return one(_vm(vm_id), cmd("Start-VM", Passthru=SWITCH), label="start-vm")
+    return single_statement(_vm(vm_id), bound_command("Start-VM", Passthru=SWITCH), label="start-vm")
 
 
 def stop_vm(vm_id: uuid.UUID, *, turn_off: bool = False) -> Pipeline:
     option = {"TurnOff": SWITCH} if turn_off else {"Force": SWITCH}
-    return one(_vm(vm_id), cmd("Stop-VM", Passthru=SWITCH, **option), label="stop-vm")
+    return single_statement(_vm(vm_id), bound_command("Stop-VM", Passthru=SWITCH, **option), label="stop-vm")
 
 
 def hard_disk_drives(vm_id: uuid.UUID) -> Pipeline:
-    return one(_vm(vm_id), cmd("Get-VMHardDiskDrive"), label="hard-disk-drives")
+    return single_statement(_vm(vm_id), bound_command("Get-VMHardDiskDrive"), label="hard-disk-drives")
 
 
 def get_vhds(paths: Sequence[str]) -> Pipeline:
-    return one(cmd("Get-VHD", Path=list(paths)), label="get-vhd")
+    return single_statement(bound_command("Get-VHD", Path=list(paths)), label="get-vhd")
 
 
 def host_info(drive: str | None = None) -> Pipeline:
-    pipeline = one(cmd("Get-VMHost"), label="host-info")
+    pipeline = single_statement(bound_command("Get-VMHost"), label="host-info")
     if drive:
-        pipeline = pipeline.then(one(cmd("Get-PSDrive", Name=drive, PSProvider="FileSystem")))
+        pipeline = pipeline.then(
+            single_statement(bound_command("Get-PSDrive", Name=drive, PSProvider="FileSystem"))
+        )
     return pipeline
 
 
 def volume_of(path: str) -> Pipeline:
     """The volume that holds ``path`` (Storage module ``Get-Volume -FilePath``): the CSV or mount point
     a folder is on, not the drive letter its path starts with."""
-    return one(cmd("Get-Volume", FilePath=path), label="volume-of")
+    return single_statement(bound_command("Get-Volume", FilePath=path), label="volume-of")
 
 
 def list_files(path: str) -> Pipeline:
-    return one(cmd("Get-ChildItem", LiteralPath=path, Recurse=SWITCH, File=SWITCH), label="list-files")
+    return single_statement(
+        bound_command("Get-ChildItem", LiteralPath=path, Recurse=SWITCH, File=SWITCH), label="list-files"
+    )
 
 
 def list_entries(path: str) -> Pipeline:
     """A folder's own files and folders (not recursive)."""
-    return one(cmd("Get-ChildItem", LiteralPath=path), label="list-entries")
+    return single_statement(bound_command("Get-ChildItem", LiteralPath=path), label="list-entries")
 
 
 def file_hashes(paths: Sequence[str]) -> Pipeline:
-    return one(cmd("Get-FileHash", LiteralPath=list(paths), Algorithm="SHA256"), label="file-hashes")
+    return single_statement(
+        bound_command("Get-FileHash", LiteralPath=list(paths), Algorithm="SHA256"), label="file-hashes"
+    )
 
 
 def test_path(path: str) -> Pipeline:
-    return one(cmd("Test-Path", LiteralPath=path), label="test-path")
+    return single_statement(bound_command("Test-Path", LiteralPath=path), label="test-path")
 
 
 def make_directory(path: str) -> Pipeline:
-    return one(cmd("New-Item", ItemType="Directory", Path=path, Force=SWITCH), label="make-directory")
+    return single_statement(
+        bound_command("New-Item", ItemType="Directory", Path=path, Force=SWITCH), label="make-directory"
+    )
 
 
 def move_item(path: str, destination: str) -> Pipeline:
-    return one(cmd("Move-Item", LiteralPath=path, Destination=destination), label="move-item")
+    return single_statement(
+        bound_command("Move-Item", LiteralPath=path, Destination=destination), label="move-item"
+    )
 
 
 def remove_item(path: str) -> Pipeline:
-    return one(cmd("Remove-Item", LiteralPath=path, Recurse=SWITCH, Force=SWITCH), label="remove-item")
+    return single_statement(
+        bound_command("Remove-Item", LiteralPath=path, Recurse=SWITCH, Force=SWITCH), label="remove-item"
+    )

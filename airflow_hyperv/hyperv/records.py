@@ -72,6 +72,12 @@ class Props:
         return parse_clixml_datetime(str(value))
 
 
+def has_type(obj: Any, type_name: str) -> bool:
+    """True when the remoting object is of .NET type ``type_name`` (``Deserialized.`` or not). One
+    round trip of several statements answers with a mix of objects: their type tells them apart."""
+    return any(t.removeprefix("Deserialized.") == type_name for t in getattr(obj, "types", None) or [])
+
+
 # .NET round-trip ("o") DateTime as CLIXML carries it: 0-7 fractional digits (trailing zeros trimmed),
 # then "Z", a local offset, or nothing (DateTimeKind.Unspecified). Parsed here rather than with
 # ``datetime.fromisoformat``, whose accepted shapes changed between Python versions.

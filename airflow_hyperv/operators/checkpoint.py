@@ -7,6 +7,7 @@ import dataclasses
 import datetime as dt
 import logging
 import time
+import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -245,7 +246,7 @@ class HyperVCreateCheckpointOperator(DeferrableMixin, HyperVBaseOperator):
             "avhdx_paths": _avhdx([d.path for d in drives]),
         }
 
-    def _remove_partial(self, hv: HyperVHook, vm_id: Any, name: str, lease: Lease) -> None:
+    def _remove_partial(self, hv: HyperVHook, vm_id: uuid.UUID, name: str, lease: Lease) -> None:
         """A failed create must not leave its checkpoint behind (it may exist if an answer was lost,
         named or, if the rename never ran, with its default name), nor hold the VM's lease."""
         try:
@@ -433,7 +434,7 @@ class HyperVMergeCheckpointOperator(DeferrableMixin, HyperVBaseOperator):
         )
         return self._confirm(plan)
 
-    def _finish_lease(self, hv: HyperVHook, vm_id: Any, name: str) -> None:
+    def _finish_lease(self, hv: HyperVHook, vm_id: uuid.UUID, name: str) -> None:
         """This run is done with the VM: its recorded checkpoint type back, its lease released."""
         released = hv.finish_lease(vm_id, name)
         if released is not None:
@@ -519,8 +520,6 @@ class HyperVMergeCheckpointOperator(DeferrableMixin, HyperVBaseOperator):
     def _confirm(self, plan: MergePlan) -> dict[str, Any]:
         """The host's word is not enough: the checkpoint is gone and every link it had is dissolved,
         read from the whole chain of every drive."""
-        import uuid
-
         vm_id = uuid.UUID(plan.vm_id)
         with self.hyperv_hook() as hv:
             if hv.get_checkpoint(uuid.UUID(plan.checkpoint_id)) is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -64,7 +65,7 @@ class HyperVVerifyOperator(HyperVBaseOperator):
         return data
 
 
-def _other_holder(hv: Any, vm_id: Any, own_name: str) -> str | None:
+def _other_holder(hv: HyperVHook, vm_id: uuid.UUID, own_name: str) -> str | None:
     """Who else holds the VM's protection lease (reported, never acted on here)."""
     try:
         held = hv.read_lease(vm_id)

@@ -36,7 +36,7 @@ import functools
 import hashlib
 import time
 from collections.abc import AsyncIterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow.triggers.base import BaseEventTrigger, TriggerEvent
 
@@ -46,11 +46,12 @@ from airflow_hyperv.hyperv.events import (
     HostEvent,
     advance,
     default_event_ids,
-    newest_record_id,
     not_for_protection,
     parse_watermark,
-    read_events,
 )
+
+if TYPE_CHECKING:
+    from airflow_hyperv.hooks.hyperv import HyperVHook
 
 CLASSPATH = "airflow_hyperv.triggers.events.HyperVEventTrigger"
 WATERMARK_KEY = "hyperv-event-watermark"
@@ -126,7 +127,7 @@ class HyperVEventTrigger(BaseEventTrigger):
     def _wanted(self, event: HostEvent) -> bool:
         if self.kinds is not None and event.kind not in self.kinds:
             return False
-        return self.vm_ids is None or (event.vm_id is not None and event.vm_id in self.vm_ids)
+        return self.vm_ids is None or (event.vm_id is not None and str(event.vm_id) in self.vm_ids)
 
     # -- the watch ---------------------------------------------------------------------------------
     async def run(self) -> AsyncIterator[TriggerEvent]:
@@ -235,15 +236,15 @@ class HyperVEventTrigger(BaseEventTrigger):
                 await asyncio.sleep(min(self.poll_interval * (2 ** min(failures, 5)), 600.0))
 
 
-def _vm_names(hv: Any) -> dict[str, str]:
+def _vm_names(hv: HyperVHook) -> dict[str, str]:
     return {vm_id: vm["name"] for vm_id, vm in hv.host_state().vms.items()}
 
 
-def _newest(hv: Any, *, channel: str) -> int:
-    return newest_record_id(hv, channel)
+def _newest(hv: HyperVHook, *, channel: str) -> int:
+    return hv.newest_event_record_id(channel)
 
 
 def _read(
-    hv: Any, *, channel: str, after: int, event_ids: list[int], max_events: int, host: str
+    hv: HyperVHook, *, channel: str, after: int, event_ids: list[int], max_events: int, host: str
 ) -> list[HostEvent]:
-    return read_events(hv, channel, after, event_ids, max_events, host)
+    return hv.read_events(channel, after, event_ids, max_events, host)

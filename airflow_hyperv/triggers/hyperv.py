@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from collections.abc import AsyncIterator, Hashable
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -246,7 +247,7 @@ class HyperVWaitTrigger(BaseEventTrigger):
         async with HyperVAsyncHook(self.hyperv_conn_id) as hook:
             while True:
                 try:
-                    current = await hook.call(lambda hv: hv.read_lease(self.vm_id))
+                    current = await hook.call(lambda hv: hv.read_lease(uuid.UUID(self.vm_id)))
                 except AuthenticationFailedError as exc:
                     self.log.error("%s: ending the wait without retrying", exc)
                     yield self._event("error", f"reading the lease: {exc}", rejected_login=True)

@@ -71,15 +71,19 @@ NET_ROUND_TRIP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{0,6}[1-9])?[+-
 def test_dates_go_out_in_host_local_time_with_trimmed_ticks_and_decode_to_the_same_instant(tmp_path):
     with connected(tmp_path, FLEETS / "de-de.yaml") as (emu, hook):
         model = next(v for v in emu.host("hv-01").vms() if v.name == "dc-01")
-        result = hook.read(pipelines.get_vm_by_id(model.id))
+        result = hook.run_repeatable(pipelines.get_vm_by_id(model.id))
         wire = result.output[0].adapted_properties["CreationTime"]
         assert NET_ROUND_TRIP.fullmatch(wire) and wire.endswith("+01:00"), wire
         decoded = hook.get_vm(vm_id=model.id)
         assert isinstance(decoded, VirtualMachine)
         made = hook.create_checkpoint(model.id, "conformance", consistency="application").checkpoint
-        raw = hook.read(pipelines.get_checkpoint(made.id)).output[0].adapted_properties["CreationTime"]
+        raw = (
+            hook.run_repeatable(pipelines.get_checkpoint(made.id))
+            .output[0]
+            .adapted_properties["CreationTime"]
+        )
         assert NET_ROUND_TRIP.fullmatch(raw) and raw.endswith("+01:00"), raw
-        checkpoint = Checkpoint.decode(hook.read(pipelines.get_checkpoint(made.id)).output[0])
+        checkpoint = Checkpoint.decode(hook.run_repeatable(pipelines.get_checkpoint(made.id)).output[0])
         cp_model = model.checkpoint(made.id)
         assert checkpoint.creation_time is not None and cp_model is not None
         assert abs(checkpoint.creation_time.timestamp() - cp_model.creation_time) < 1e-5
@@ -99,12 +103,16 @@ def test_a_german_host_prints_german_service_names_and_the_vss_service_is_still_
         }  # fmt: skip
         assert hook.get_vm(name="dc-01").status == "Normaler Betrieb"
         # -Name matches the localized name only (PlagueHO/LabBuilder#183)
-        by_name = hook.read(
-            pipelines.one(pipelines.cmd("Get-VMIntegrationService", VMName="dc-01", Name="Takt"))
+        by_name = hook.run_repeatable(
+            pipelines.single_statement(
+                pipelines.bound_command("Get-VMIntegrationService", VMName="dc-01", Name="Takt")
+            )
         )
         assert len(by_name.output) == 1
-        english = hook.read(
-            pipelines.one(pipelines.cmd("Get-VMIntegrationService", VMName="dc-01", Name="Heartbeat"))
+        english = hook.run_repeatable(
+            pipelines.single_statement(
+                pipelines.bound_command("Get-VMIntegrationService", VMName="dc-01", Name="Heartbeat")
+            )
         )
         assert not english.output
         assert verify_vm(hook, "dc-01").verdict is Verdict.PRODUCTION
@@ -130,7 +138,7 @@ def test_a_danish_2012r2_host_names_services_its_own_way_and_vss_is_found_by_gui
 
 def test_get_vm_by_a_missing_name_answers_invalid_parameter_and_the_hook_says_not_found(tmp_path):
     with connected(tmp_path, EXAMPLE_FLEET) as (_, hook):
-        error = hook.read(pipelines.get_vm_by_name("nope")).errors[0]
+        error = hook.run_repeatable(pipelines.get_vm_by_name("nope")).errors[0]
         assert error.fully_qualified_error_id == "InvalidParameter,Microsoft.HyperV.PowerShell.Commands.GetVM"
         assert error.category == "InvalidArgument"
         with pytest.raises(VMNotFoundError) as caught:
@@ -141,10 +149,12 @@ def test_get_vm_by_a_missing_name_answers_invalid_parameter_and_the_hook_says_no
             == 'Hyper-V was unable to find a virtual machine with name "nope".'
         )
         # -VMName cmdlets answer ObjectNotFound for the same situation, and so does Get-VM -Id
-        snapshots = hook.read(pipelines.one(pipelines.cmd("Get-VMSnapshot", VMName="nope"))).errors[0]
+        snapshots = hook.run_repeatable(
+            pipelines.single_statement(pipelines.bound_command("Get-VMSnapshot", VMName="nope"))
+        ).errors[0]
         assert snapshots.category == "ObjectNotFound" and snapshots.error_id == "ObjectNotFound"
         missing = uuid.uuid4()
-        by_id = hook.read(pipelines.get_vm_by_id(missing)).errors[0]
+        by_id = hook.run_repeatable(pipelines.get_vm_by_id(missing)).errors[0]
         assert by_id.category == "ObjectNotFound" and by_id.error_id == "ObjectNotFound"
         with pytest.raises(VMNotFoundError):
             hook.get_vm(vm_id=missing)

@@ -89,12 +89,10 @@ def test_the_providers_own_failed_production_checkpoint_does_not_trigger_a_run(h
 
 
 def test_the_restore_tests_copy_and_vms_that_are_gone_do_not_trigger_a_run(host: Any, hook: Any) -> None:
-    from airflow_hyperv.hyperv.restore import rename
-
     vms = {v.name: v for v in host.vms()}
     copy, deleted, control = vms["app-01"], vms["dc-01"], vms["web-01"]
     # The restore test's isolated copy, turned off by its teardown (still there when the watcher reads)
-    hook.read(rename(copy.id, f"{RESTORE_COPY_NAME_PREFIX}app-01 0123456789ab"))
+    hook.rename_vm(copy.id, f"{RESTORE_COPY_NAME_PREFIX}app-01 0123456789ab")
     hook.stop_vm(copy.id, turn_off=True)
     # A copy already removed by the time the watcher reads (its turn-off names a VM that is gone)
     hook.stop_vm(deleted.id, turn_off=True)
@@ -109,6 +107,6 @@ def test_the_restore_tests_copy_and_vms_that_are_gone_do_not_trigger_a_run(host:
 
 
 def test_the_restore_copy_name_prefix_is_the_one_the_restore_test_uses() -> None:
-    from airflow_hyperv.operators.restore_test import COPY_PREFIX
+    from airflow_hyperv.operators.restore_verification import COPY_PREFIX
 
     assert f"{COPY_PREFIX} " == RESTORE_COPY_NAME_PREFIX

@@ -18,7 +18,7 @@ from airflow_hyperv.hooks.disconnected import (
     start_disconnected,
 )
 from airflow_hyperv.hyperv.errors import AuthenticationFailedError, InvalidInputError
-from airflow_hyperv.hyperv.pipelines import Pipeline, cmd, one
+from airflow_hyperv.hyperv.pipelines import Pipeline, bound_command, single_statement
 from hyperv_emulator.host_runtime import (
     ErrorSpec,
     PipelineContext,
@@ -99,7 +99,7 @@ def settings_for(srv: WSManServer, **extra: object) -> ConnectionSettings:
 
 
 def export(ticks: int, name: str = "Export-X") -> Pipeline:
-    return one(cmd(name, Name="snap", Ticks=ticks), label="export")
+    return single_statement(bound_command(name, Name="snap", Ticks=ticks), label="export")
 
 
 def travel(op: DisconnectedOperation) -> DisconnectedOperation:

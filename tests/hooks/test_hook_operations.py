@@ -165,3 +165,25 @@ def test_host_info_and_free_space(hook):
     info = hook.host_info("D")
     assert info.host.name and info.drive is not None and info.drive.free > 0
     assert hook.free_space("D:\\Backups") == info.drive.free
+
+
+def test_the_old_names_of_run_repeatable_and_run_checked_write_still_work_with_a_warning(hook):
+    from airflow_hyperv.hyperv import pipelines
+
+    with pytest.warns(DeprecationWarning, match="run_repeatable"):
+        assert hook.read(pipelines.host_info()).output
+    with pytest.warns(DeprecationWarning, match="run_checked_write"):
+        assert hook.write(pipelines.host_info(), already_done=lambda: None).output
+
+
+def test_the_event_log_reads_return_typed_events_oldest_first(hook):
+    from airflow_hyperv.hyperv.events import WORKER_ADMIN, default_event_ids
+
+    start = hook.newest_event_record_id(WORKER_ADMIN)
+    vm = hook.get_vm(name="web-01")
+    hook.stop_vm(vm.id, turn_off=True)
+    events = hook.read_events(WORKER_ADMIN, start, default_event_ids(WORKER_ADMIN), host="hv-01")
+    assert [(e.kind, e.vm_id, e.host) for e in events] == [("vm_turned_off", vm.id, "hv-01")]
+    assert events[0].payload()["vm_id"] == str(vm.id).lower()  # the payload keeps its string
+    assert hook.newest_event_record_id(WORKER_ADMIN) == events[0].record_id > start
+    assert hook.read_events(WORKER_ADMIN, events[0].record_id, default_event_ids(WORKER_ADMIN)) == []

@@ -95,7 +95,7 @@ def test_reads_are_still_retried_on_a_refused_connection():
     from airflow_hyperv.hyperv import pipelines
 
     with pytest.raises(TransientTransportError, match="connection refused"):
-        hook.read(pipelines.host_info())
+        hook.run_repeatable(pipelines.host_info())
     assert len(attempts) == 3
 
 

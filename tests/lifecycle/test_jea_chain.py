@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from airflow_hyperv.hyperv.pipelines import cmd, one
+from airflow_hyperv.hyperv.pipelines import bound_command, single_statement
 from airflow_hyperv.jea import ROLE_CAPABILITY
 from tests.lifecycle.runs import states
 from tests.support.emulated import uri_for
@@ -32,7 +32,7 @@ def refused(emulator) -> list[tuple[str, list[str]]]:
 def test_the_endpoint_is_restricted(hook, emulator):
     """Positive control: the role is in force (a parameter it does not list is unknown)."""
     assert emulator.role is not None and emulator.role.source.endswith("AirflowHyperV.psrc")
-    result = hook.read(one(cmd("Get-VMSnapshot", VMName="dc-01")))
+    result = hook.run_repeatable(single_statement(bound_command("Get-VMSnapshot", VMName="dc-01")))
     assert result.errors[0].fully_qualified_error_id.startswith("NamedParameterNotFound")
 
 

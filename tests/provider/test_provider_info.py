@@ -57,3 +57,13 @@ def test_emptied_number_fields_mean_the_defaults():
 def test_the_key_path_field_is_not_masked_as_a_password():
     # certificate_key_pem holds a file path; masking it hides what a user typed without protecting anything
     assert "format" not in _connection_type()["conn-fields"]["certificate_key_pem"]["schema"]
+
+
+def test_every_operator_module_listed_is_importable_under_its_current_name():
+    import importlib
+
+    modules = [m for o in get_provider_info()["operators"] for m in o["python-modules"]]
+    assert "airflow_hyperv.operators.restore_verification" in modules
+    assert not any(m.endswith("restore_test") for m in modules)  # the old name is only an alias
+    for module in modules:
+        importlib.import_module(module)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import types
 
-from airflow_hyperv.operators.restore_test import newest_export
+from airflow_hyperv.operators.restore_verification import newest_export
 
 
 def event(host: str, path: str, ts: str) -> types.SimpleNamespace:

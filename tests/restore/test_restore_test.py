@@ -8,7 +8,7 @@ import types
 import pytest
 from airflow.sdk.exceptions import AirflowFailException
 
-from airflow_hyperv.operators.restore_test import (
+from airflow_hyperv.operators.restore_verification import (
     HyperVRestoreCleanupOperator,
     HyperVRestoreTestOperator,
     newest_export,
@@ -128,10 +128,10 @@ def test_copy_that_never_answers_fails_and_is_removed(emulator, hook, conn):
 
 def test_cleanup_teardown_removes_what_a_dead_worker_left(emulator, hook, conn):
     manifest = make_export(hook)
-    from airflow_hyperv.hyperv.restore import config_path, import_copy
+    from airflow_hyperv.hyperv.restore import config_path
 
     hook.make_directory(ROOT + "\\restore-test-deadbeef0000")
-    hook.run_pipeline(import_copy(config_path(manifest), ROOT + "\\restore-test-deadbeef0000"))
+    hook.import_vm_copy(config_path(manifest), ROOT + "\\restore-test-deadbeef0000")
     assert leftovers(emulator)[0]
     op = HyperVRestoreCleanupOperator(task_id="cleanup", restore_root=ROOT)
     assert len(op.execute({})) == 1  # type: ignore[arg-type]
@@ -146,3 +146,36 @@ def test_newest_export_picks_the_latest_event_per_vm():
     assert newest_export(events)["path"] == "p3"
     assert newest_export(events, "A")["path"] == "p2"
     assert newest_export([], None) is None
+
+
+def test_the_hooks_restore_steps_return_typed_records(emulator, hook):
+    import uuid
+
+    from airflow_hyperv.hyperv.records import VirtualMachine
+    from airflow_hyperv.hyperv.restore import (
+        CopyImportError,
+        CopyRemoval,
+        NetworkIsolation,
+        VMLocation,
+        config_path,
+    )
+
+    manifest = make_export(hook)
+    assert hook.verify_export(manifest) == []
+    assert hook.verify_export({**manifest, "files": []}) == ["the manifest lists no files"]
+    work = ROOT + "\\restore-test-0123456789ab"
+    hook.make_directory(work)
+    copy = hook.import_vm_copy(config_path(manifest), work)
+    assert isinstance(copy, VirtualMachine) and isinstance(copy.id, uuid.UUID)
+    assert str(copy.id) != manifest["vm_id"]
+    renamed = hook.rename_vm(copy.id, "restore-test web-01 0123456789ab")
+    assert renamed is not None and renamed.id == copy.id and renamed.name.startswith("restore-test ")
+    isolation = hook.isolate_vm(copy.id)
+    assert isinstance(isolation, NetworkIsolation) and isolation.adapters and isolation.isolated
+    locations = {vm.id: vm for vm in hook.list_vm_locations()}
+    assert isinstance(locations[copy.id], VMLocation) and locations[copy.id].path.startswith(work)
+    assert hook.remove_vm_copy(copy.id) == CopyRemoval(copy.id, [])
+    assert hook.remove_vm_copy(copy.id) == CopyRemoval(copy.id, [])  # already gone: not an error
+    assert copy.id not in {vm.id for vm in hook.list_vm_locations()}
+    with pytest.raises(CopyImportError, match="ImportVM"):
+        hook.import_vm_copy(config_path({**manifest, "vm_id": str(uuid.uuid4())}), work)

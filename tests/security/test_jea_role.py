@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from airflow_hyperv.hyperv.pipelines import Pipeline, cmd, one
+from airflow_hyperv.hyperv.pipelines import Pipeline, bound_command, single_statement
 from airflow_hyperv.jea import ROLE_CAPABILITY
 from hyperv_emulator.cmdlets.jea import (
     COMMON_PARAMETERS,
@@ -44,10 +44,10 @@ class Sent:
 
 
 def _command_name(node: ast.AST, helpers: dict[str, str]) -> str | None:
-    """``cmd("X", …)`` / ``Command("X", …)`` -> X; a call to a helper that returns one -> its X."""
+    """``bound_command("X", …)`` / ``Command("X", …)`` -> X; a call to a helper that returns one -> its X."""
     if not isinstance(node, ast.Call) or not isinstance(node.func, ast.Name):
         return None
-    if node.func.id in ("cmd", "Command") and node.args and isinstance(node.args[0], ast.Constant):
+    if node.func.id in ("bound_command", "Command") and node.args and isinstance(node.args[0], ast.Constant):
         value = node.args[0].value
         return value if isinstance(value, str) else None
     return helpers.get(node.func.id)
@@ -61,7 +61,7 @@ def commands_the_provider_sends() -> dict[str, Sent]:
         if "emulator" in path.relative_to(PACKAGE).parts:
             continue
         tree = ast.parse(path.read_text(encoding="utf-8"))
-        helpers: dict[str, str] = {}  # def _vm(...): return cmd("Get-VM", ...)
+        helpers: dict[str, str] = {}  # def _vm(...): return bound_command("Get-VM", ...)
         for fn in ast.walk(tree):
             if isinstance(fn, ast.FunctionDef):
                 for ret in (n for n in ast.walk(fn) if isinstance(n, ast.Return)):
@@ -245,34 +245,38 @@ def restricted_hook(tmp_path):
 def test_restricted_mode_refuses_what_the_role_does_not_show(restricted_hook) -> None:
     emu, hv = restricted_hook
     vm = next(v for v in emu.host("hv-01").vms() if v.name == "dc-01")
-    assert hv.read(one(cmd("Get-VM", Id=vm.id))).output  # visible, with a listed parameter
+    assert hv.run_repeatable(
+        single_statement(bound_command("Get-VM", Id=vm.id))
+    ).output  # visible, with a listed parameter
 
     # A cmdlet the role does not list is not there at all (PowerShell's CommandNotFoundException).
-    result = hv.read(one(cmd("Get-VMHost")))
+    result = hv.run_repeatable(single_statement(bound_command("Get-VMHost")))
     error = result.errors[0]
     assert error.fully_qualified_error_id == "CommandNotFoundException"
     assert error.category == "ObjectNotFound" and error.target_name == "Get-VMHost"
 
     # A function listed under VisibleCmdlets is not visible either (Get-FileHash is a function on 5.1).
-    assert hv.read(one(cmd("Get-FileHash", LiteralPath=["D:\\x"]))).errors[0].fully_qualified_error_id == (
-        "CommandNotFoundException"
-    )
+    assert hv.run_repeatable(single_statement(bound_command("Get-FileHash", LiteralPath=["D:\\x"]))).errors[
+        0
+    ].fully_qualified_error_id == ("CommandNotFoundException")
 
     # A parameter the role does not list is unknown; a value outside ValidatePattern is refused.
     assert (
-        hv.read(one(cmd("Get-VM", Name="dc-01")))
+        hv.run_repeatable(single_statement(bound_command("Get-VM", Name="dc-01")))
         .errors[0]
         .fully_qualified_error_id.startswith("NamedParameterNotFound")
     )
     assert (
-        hv.read(one(cmd("Get-ChildItem", LiteralPath="C:\\Windows", Recurse=True)))
+        hv.run_repeatable(
+            single_statement(bound_command("Get-ChildItem", LiteralPath="C:\\Windows", Recurse=True))
+        )
         .errors[0]
         .fully_qualified_error_id.startswith("ParameterArgumentValidationError")
     )
 
     # No VisibleProviders: the FileSystem drives do not exist in the session.
     assert (
-        hv.read(one(cmd("Test-Path", LiteralPath="D:\\Backups")))
+        hv.run_repeatable(single_statement(bound_command("Test-Path", LiteralPath="D:\\Backups")))
         .errors[0]
         .fully_qualified_error_id.startswith("DriveNotFound")
     )
@@ -284,7 +288,9 @@ def test_a_role_without_the_pipeline_parameter_cannot_take_piped_input(restricte
     """The role lists Get-VMSnapshot with -Id only: ``Get-VM -Id … | Get-VMSnapshot`` cannot bind -VM."""
     emu, hv = restricted_hook
     vm = next(v for v in emu.host("hv-01").vms() if v.name == "dc-01")
-    result = hv.read(Pipeline(((cmd("Get-VM", Id=vm.id), cmd("Get-VMSnapshot")),)))
+    result = hv.run_repeatable(
+        Pipeline(((bound_command("Get-VM", Id=vm.id), bound_command("Get-VMSnapshot")),))
+    )
     assert not result.output
     assert result.errors[0].fully_qualified_error_id.startswith("InputObjectNotBound")
 

@@ -20,16 +20,7 @@ from airflow.sdk import Asset, AssetAlias, BaseOperator
 from airflow.sdk.exceptions import AirflowFailException
 
 from airflow_hyperv.hyperv.names import join_host_path, require_host_path
-from airflow_hyperv.hyperv.restore import (
-    VM_TYPE,
-    all_vms,
-    config_path,
-    import_copy,
-    isolate,
-    remove_copy,
-    rename,
-    verify_against_manifest,
-)
+from airflow_hyperv.hyperv.restore import CopyImportError, config_path
 from airflow_hyperv.operators.base import DEFAULT_CONN_ID, HyperVOperatorMixin
 from airflow_hyperv.operators.export import EXPORT_ALIAS
 
@@ -148,7 +139,7 @@ class HyperVRestoreTestOperator(HyperVOperatorMixin, BaseOperator):
             "work_folder": work,
         }
         with self.hyperv_hook() as hv:
-            problems = verify_against_manifest(hv, manifest)
+            problems = hv.verify_export(manifest)
             if problems:
                 raise AirflowFailException(
                     f"export {manifest['path']} of {manifest['vm_name']} is damaged, not restore-tested: "
@@ -158,22 +149,16 @@ class HyperVRestoreTestOperator(HyperVOperatorMixin, BaseOperator):
             try:
                 self._remove_leftovers(hv, work)  # an earlier try of this run
                 hv.make_directory(work)
-                imported = hv.run_pipeline(import_copy(config_path(manifest), work))
-                copies = [o for o in imported.output if any(t.endswith(VM_TYPE) for t in o.types)]
-                if not copies:
-                    message = (
-                        imported.errors[0].describe() if imported.errors else "Import-VM returned nothing"
-                    )
-                    raise AirflowFailException(f"import of {manifest['path']} failed: {message}")
-                from airflow_hyperv.hyperv.records import VirtualMachine
-
-                copy = VirtualMachine.decode(copies[0])
+                try:
+                    copy = hv.import_vm_copy(config_path(manifest), work)
+                except CopyImportError as exc:
+                    raise AirflowFailException(f"import of {manifest['path']} failed: {exc}") from exc
                 copy_id = copy.id
                 if str(copy_id).lower() == str(manifest["vm_id"]).lower():
                     raise AirflowFailException(
                         "the imported copy kept the original's Id; refusing to boot it"
                     )
-                hv.read(rename(copy_id, copy_name))
+                hv.rename_vm(copy_id, copy_name)
                 self._isolate(hv, copy_id)
                 hv.start_vm(copy_id)
                 heartbeat = self._wait_heartbeat(hv, copy_id)
@@ -194,14 +179,11 @@ class HyperVRestoreTestOperator(HyperVOperatorMixin, BaseOperator):
         return result
 
     def _isolate(self, hv: HyperVHook, copy_id: uuid.UUID) -> None:
-        from airflow_hyperv.hyperv.records import Props
-
-        result = hv.read(isolate(copy_id))
-        adapters = [Props(o) for o in result.output if any(t.endswith("VMNetworkAdapter") for t in o.types)]
-        connected = [a.text("Name") for a in adapters if a.text("SwitchName")]
-        if result.errors or connected:
+        isolation = hv.isolate_vm(copy_id)
+        if not isolation.isolated:
             raise AirflowFailException(
-                f"could not isolate the copy {copy_id} (connected: {connected or 'unknown'}): not booting it"
+                f"could not isolate the copy {copy_id} (connected: {isolation.connected or 'unknown'}): "
+                "not booting it"
             )
 
     def _wait_heartbeat(self, hv: HyperVHook, copy_id: uuid.UUID) -> str:
@@ -219,7 +201,7 @@ class HyperVRestoreTestOperator(HyperVOperatorMixin, BaseOperator):
             time.sleep(self.poll_interval)
 
     def _remove_leftovers(self, hv: HyperVHook, work: str) -> None:
-        for vm in all_vms(hv):
+        for vm in hv.list_vm_locations():
             if vm.path.lower().startswith(work.lower()):
                 self._remove(hv, vm.id, None)
         if hv.path_exists(work):
@@ -230,12 +212,9 @@ class HyperVRestoreTestOperator(HyperVOperatorMixin, BaseOperator):
         errors = []
         if copy_id is not None:
             try:
-                result = hv.run_pipeline(remove_copy(copy_id))
-                real = [
-                    e for e in result.errors if not e.fully_qualified_error_id.startswith("ObjectNotFound")
-                ]
-                if real and not _gone(hv, copy_id):
-                    errors.append(real[0].message)
+                removal = hv.remove_vm_copy(copy_id)
+                if removal.errors and not _gone(hv, copy_id):
+                    errors.append(removal.errors[0])
             except Exception as exc:
                 errors.append(str(exc))
         if work is not None:
@@ -252,7 +231,7 @@ class HyperVRestoreTestOperator(HyperVOperatorMixin, BaseOperator):
 
 
 def _gone(hv: HyperVHook, vm_id: uuid.UUID) -> bool:
-    return all(v.id != vm_id for v in all_vms(hv))
+    return all(v.id != vm_id for v in hv.list_vm_locations())
 
 
 def _now() -> str:
@@ -276,9 +255,11 @@ class HyperVRestoreCleanupOperator(HyperVOperatorMixin, BaseOperator):
         prefix = join_host_path(root, COPY_PREFIX).lower()
         removed = []
         with self.hyperv_hook() as hv:
-            for vm in all_vms(hv):
+            for vm in hv.list_vm_locations():
                 if vm.path.lower().startswith(prefix):
-                    hv.run_pipeline(remove_copy(vm.id))
+                    removal = hv.remove_vm_copy(vm.id)
+                    if removal.errors:
+                        self.log.warning("Removing the restore copy %s reported: %s", vm.id, removal.errors)
                     removed.append(str(vm.id))
             if hv.path_exists(root):
                 folders = {f.path[len(root) :].lstrip("\\").split("\\", 1)[0] for f in hv.list_files(root)}
