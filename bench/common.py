@@ -23,6 +23,13 @@ def start_emulator(
     return Emulator(fleet=fleet, auth=auth, time_scale=time_scale).start()
 
 
+def cpu_busy() -> tuple[float, float]:
+    """(busy, total) jiffies of the whole machine, from /proc/stat."""
+    fields = [float(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0.0)
+    return sum(fields) - idle, sum(fields)
+
+
 def median(values: Iterable[float]) -> float:
     return float(statistics.median(list(values)))
 
