@@ -31,9 +31,7 @@ HTTP authentication legs under NTLM included). Timed: the cycle only. Run:
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
-import io
 import time
 import uuid
 from collections import Counter
@@ -42,7 +40,18 @@ from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any
 
-from bench.common import Auth, median, print_machine_info, print_table, start_emulator
+from bench.common import (
+    Auth,
+    auths,
+    cli,
+    header,
+    interleaved,
+    measure_each_auth,
+    median,
+    print_table,
+    request_options,
+    start_emulator,
+)
 from bench.hook_requests import (
     PSRP_CONN_ID,
     _env,
@@ -50,7 +59,6 @@ from bench.hook_requests import (
     psrp_connection_uri,
     psrp_wsman_options,
     pypsrp_wsman_kwargs,
-    quiet,
 )
 from hyperv_emulator.api import Emulator
 from hyperv_emulator.counters import CountersSnapshot
@@ -262,17 +270,9 @@ def measure(
     auth: Auth = "basic", *, variants: Sequence[str] = tuple(VARIANTS), iterations: int = 5, warmup: int = 1
 ) -> list[dict[str, Any]]:
     """Rows (one per variant); variants interleaved in a rotating order so machine drift spreads evenly."""
-    unknown = set(variants) - set(VARIANTS)
-    if unknown:
-        raise ValueError(f"unknown variants: {sorted(unknown)}")
-    for _ in range(warmup):
-        for variant in variants:
-            run_once(variant, auth)
-    samples: dict[str, list[CycleSample]] = {v: [] for v in variants}
-    order = list(variants)
-    for i in range(iterations):
-        for variant in order[i % len(order) :] + order[: i % len(order)]:
-            samples[variant].append(run_once(variant, auth))
+    samples = interleaved(
+        lambda variant: run_once(variant, auth), variants, VARIANTS, iterations=iterations, warmup=warmup
+    )
     return add_ratios([summarize(v, auth, samples[v]) for v in variants])
 
 
@@ -291,34 +291,17 @@ RATIO_COLUMNS = (
 
 
 def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
-    parser = argparse.ArgumentParser(prog="python -m bench.cycle", description=__doc__.splitlines()[0])
-    parser.add_argument("--iterations", type=int, default=5, help="measured cycles per variant (default 5)")
-    parser.add_argument(
-        "--warmup", type=int, default=1, help="unmeasured cycles per variant first (default 1)"
-    )
-    parser.add_argument("--auth", choices=("basic", "ntlm", "both"), default="both")
-    parser.add_argument("--variants", nargs="+", choices=tuple(VARIANTS), default=list(VARIANTS))
-    args = parser.parse_args(argv)
-
-    print("\n## WS-Man requests per full VM protection cycle\n")
-    print_machine_info()
+    args = cli("bench.cycle", __doc__, argv, request_options("cycles", tuple(VARIANTS)))
+    header("WS-Man requests per full VM protection cycle")
     print(
         f"Cycle: verify -> production checkpoint -> export -> merge of {VM_NAME} on {HOST}; "
         f"{args.iterations} measured cycle(s) per variant after {args.warmup} warm-up, each on a fresh "
         "emulator (time_scale 1000)."
     )
-    auths: list[Auth] = ["basic", "ntlm"] if args.auth == "both" else [args.auth]
-    rows: list[dict[str, Any]] = []
-    for auth in auths:
-        chatter = io.StringIO()
-        try:
-            with quiet(chatter):
-                rows.extend(
-                    measure(auth, variants=args.variants, iterations=args.iterations, warmup=args.warmup)
-                )
-        except Exception as exc:
-            print(f"\n{auth}: the measurement failed: {type(exc).__name__}: {exc}")
-            print("Last log lines:\n" + "\n".join(chatter.getvalue().splitlines()[-15:]))
+    rows = measure_each_auth(
+        auths(args.auth),
+        lambda auth: measure(auth, variants=args.variants, iterations=args.iterations, warmup=args.warmup),
+    )
     print_table(rows, COUNT_COLUMNS, title="Per cycle (median of the runs; a range when runs differed)")
     print_table(rows, STEP_COLUMNS, title="Per step: WS-Man requests, pools/pipelines")
     print_table(rows, [c for c in RATIO_COLUMNS if any(c in r for r in rows)], title="Ratios")

@@ -35,7 +35,7 @@ from typing import Any
 import yaml
 
 from airflow_hyperv.example_dags import EXAMPLE_DAGS
-from bench.common import cpu_busy, print_machine_info, print_table
+from bench.common import cli, cpu_busy, fleet_options, growth, header, print_table
 from bench.fleet import CHURN_MB, DISK_FILE_GB, TIMING, fleet, inventory, layout
 from tests.support.airflow_stack import (
     AirflowStack,
@@ -205,33 +205,22 @@ COLUMNS = (
 )  # fmt: skip
 
 
-def growth(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    if len(rows) < 2:
-        return []
-    small, big = rows[0], rows[-1]
-    keys = ("vms", "task_instances", "makespan_s", "lower_bound_s", "hyperv_bound_s", "makespan_over_bound",
-            "sum_task_durations_s", "mean_queued_to_start_s")  # fmt: skip
-    return [
-        {"measure": k, f"{small['vms']} VMs": small[k], f"{big['vms']} VMs": big[k],
-         "growth": round(big[k] / small[k], 2) if small[k] else "n/a"}
-        for k in keys
-    ]  # fmt: skip
+GROWTH_KEYS = (
+    "vms", "task_instances", "makespan_s", "lower_bound_s", "hyperv_bound_s", "makespan_over_bound",
+    "sum_task_durations_s", "mean_queued_to_start_s",
+)  # fmt: skip
 
 
-def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
-    parser = argparse.ArgumentParser(
-        prog="python -m bench.fleet_airflow", description=__doc__.splitlines()[0]
-    )
-    parser.add_argument("--sizes", type=int, nargs="+", default=[10, 100], help="VM counts (default 10 100)")
-    parser.add_argument("--hosts", type=int, default=10, help="emulated hosts (fewer if fewer VMs)")
-    parser.add_argument("--pool-slots", type=int, default=2, help="slots of each host's pool")
+def options(parser: argparse.ArgumentParser) -> None:
+    fleet_options(parser)
     parser.add_argument("--time-scale", type=float, default=2.0, help="emulated seconds per real second")
     parser.add_argument("--parallelism", type=int, default=8, help="Airflow [core] parallelism")
     parser.add_argument("--deadline", type=float, default=2400.0, help="stop after this many seconds")
-    args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
 
-    print("\n## Fleet makespan of the nightly DAG on real Airflow (LocalExecutor, PostgreSQL, triggerer)\n")
-    print_machine_info()
+
+def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
+    args = cli("bench.fleet_airflow", __doc__, argv, options)
+    header("Fleet makespan of the nightly DAG on real Airflow (LocalExecutor, PostgreSQL, triggerer)")
     print(
         f"\nparallelism {args.parallelism}, pools of {args.pool_slots} slots (include deferred), time_scale "
         f"{args.time_scale}: {per_vm_seconds(args.time_scale):.1f} s of Hyper-V work per VM\n"
@@ -247,8 +236,8 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
             f"* {row['vms']} VMs: {row['states']}; chain latency = VM list {row['vm_list_s']} s + the VM's "
             f"other tasks {row['vm_other_tasks_s']} s + report {row['report_s']} s; wall {row['wall_s']} s"
         )
-    if g := growth(rows):
-        print_table(g, title="Growth")
+    if grown := growth(rows, GROWTH_KEYS):
+        print_table(grown, title="Growth")
     return rows
 
 

@@ -31,11 +31,8 @@ it is not timed) and a fresh checkpoint name. Run: ``.venv/bin/python -m bench.h
 
 from __future__ import annotations
 
-import argparse
 import contextlib
-import io
 import json
-import logging
 import os
 import time
 import uuid
@@ -43,7 +40,18 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from bench.common import Auth, median, print_machine_info, print_table, start_emulator
+from bench.common import (
+    Auth,
+    auths,
+    cli,
+    header,
+    interleaved,
+    measure_each_auth,
+    median,
+    print_table,
+    request_options,
+    start_emulator,
+)
 from hyperv_emulator.api import Emulator
 from hyperv_emulator.counters import CountersSnapshot
 from tests.support.emulated import settings_for
@@ -318,17 +326,9 @@ def measure(
 ) -> list[dict[str, Any]]:
     """Rows (one per variant) of request counts, median wall time and ratios. The variants are
     interleaved, in a rotating order, so drift of the machine spreads evenly over them."""
-    unknown = set(variants) - set(VARIANTS)
-    if unknown:
-        raise ValueError(f"unknown variants: {sorted(unknown)}")
-    for _ in range(warmup):  # imports, first connections: not measured
-        for variant in variants:
-            run_once(variant, auth)
-    samples: dict[str, list[Sample]] = {v: [] for v in variants}
-    order = list(variants)
-    for i in range(iterations):
-        for variant in order[i % len(order) :] + order[: i % len(order)]:
-            samples[variant].append(run_once(variant, auth))
+    samples = interleaved(
+        lambda variant: run_once(variant, auth), variants, VARIANTS, iterations=iterations, warmup=warmup
+    )
     return add_ratios([summarize(v, auth, samples[v]) for v in variants])
 
 
@@ -344,47 +344,18 @@ RATIO_COLUMNS = (
 )  # fmt: skip
 
 
-@contextlib.contextmanager
-def quiet(sink: io.StringIO) -> Iterator[None]:
-    """pypsrp, Airflow and PsrpHook log every call at INFO (PsrpHook's structlog logger to stdout):
-    keep that out of the tables. Logging costs no requests, so the counts are unaffected."""
-    logging.disable(logging.INFO)
-    try:
-        with contextlib.redirect_stdout(sink):
-            yield
-    finally:
-        logging.disable(logging.NOTSET)
-
-
 def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
-    parser = argparse.ArgumentParser(
-        prog="python -m bench.hook_requests", description=__doc__.splitlines()[0]
-    )
-    parser.add_argument("--iterations", type=int, default=5, help="measured runs per variant (default 5)")
-    parser.add_argument("--warmup", type=int, default=1, help="unmeasured runs per variant first (default 1)")
-    parser.add_argument("--auth", choices=("basic", "ntlm", "both"), default="both")
-    parser.add_argument("--variants", nargs="+", choices=tuple(VARIANTS), default=list(VARIANTS))
-    args = parser.parse_args(argv)
-
-    print("\n## WS-Man requests per hook sequence\n")
-    print_machine_info()
+    args = cli("bench.hook_requests", __doc__, argv, request_options("runs", tuple(VARIANTS)))
+    header("WS-Man requests per hook sequence")
     print(
         f"Sequence: Get-VM -Name {VM_NAME} -> integration services -> Checkpoint-VM -> Get-VMSnapshot; "
         f"{args.iterations} measured run(s) per variant after {args.warmup} warm-up, each on a fresh "
         "emulator (time_scale 1000)."
     )
-    auths: list[Auth] = ["basic", "ntlm"] if args.auth == "both" else [args.auth]
-    rows: list[dict[str, Any]] = []
-    for auth in auths:
-        chatter = io.StringIO()
-        try:
-            with quiet(chatter):
-                rows.extend(
-                    measure(auth, variants=args.variants, iterations=args.iterations, warmup=args.warmup)
-                )
-        except Exception as exc:  # report and go on: one auth mode failing says something too
-            print(f"\n{auth}: the measurement failed: {type(exc).__name__}: {exc}")
-            print("Last log lines:\n" + "\n".join(chatter.getvalue().splitlines()[-15:]))
+    rows = measure_each_auth(
+        auths(args.auth),
+        lambda auth: measure(auth, variants=args.variants, iterations=args.iterations, warmup=args.warmup),
+    )
     print_table(
         rows, COUNT_COLUMNS, title="Requests per sequence (median of the runs; a range when runs differed)"
     )
