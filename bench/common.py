@@ -127,6 +127,37 @@ def interleaved(
     return samples
 
 
+def median_count(samples: Sequence[Any], pick: Callable[[Any], int]) -> int | str:
+    """The median of ``pick(sample.counters)``; ``"m (a-b)"`` when the runs disagreed (a Receive more
+    or less is timing)."""
+    values = sorted(pick(s.counters) for s in samples)
+    mid = values[len(values) // 2]
+    return mid if values[0] == values[-1] else f"{mid} ({values[0]}-{values[-1]})"
+
+
+def leading_number(value: int | str) -> float:
+    """A count as ``median_count`` wrote it, as a number (its median)."""
+    return float(str(value).split(" ", 1)[0])
+
+
+def add_ratios(rows: list[dict[str, Any]], references: Sequence[tuple[str, str]]) -> list[dict[str, Any]]:
+    """Per row: WS-Man, HTTP and wall-time ratios (``wsman_vs_<suffix>``, ...) against each reference
+    variant of ``references`` (variant, suffix) that was measured."""
+    by_variant = {r["variant"]: r for r in rows}
+    for row in rows:
+        for ref_name, suffix in references:
+            ref = by_variant.get(ref_name)
+            if ref is None:
+                continue
+            for key, short in (
+                ("wsman_requests", "wsman"),
+                ("http_requests", "http"),
+                ("wall_ms_median", "wall"),
+            ):
+                row[f"{short}_vs_{suffix}"] = round(leading_number(row[key]) / leading_number(ref[key]), 2)
+    return rows
+
+
 def growth(rows: Sequence[dict[str, Any]], keys: Sequence[str]) -> list[dict[str, Any]]:
     """How each of ``keys`` grew from the smallest fleet (the first row) to the largest (the last)."""
     if len(rows) < 2:

@@ -42,12 +42,14 @@ from typing import Any
 
 from bench.common import (
     Auth,
+    add_ratios,
     auths,
     cli,
     header,
     interleaved,
     measure_each_auth,
     median,
+    median_count,
     print_table,
     request_options,
     start_emulator,
@@ -55,7 +57,6 @@ from bench.common import (
 from bench.hook_requests import (
     PSRP_CONN_ID,
     _env,
-    _number,
     psrp_connection_uri,
     psrp_wsman_options,
     pypsrp_wsman_kwargs,
@@ -205,6 +206,9 @@ VARIANTS: dict[str, Variant] = {
 FLOOR, PEER = "pypsrp_floor", "psrp_operators"
 
 
+REFERENCES = ((FLOOR, "floor"), (PEER, "psrp"))  # the ratios' denominators: (variant, suffix)
+
+
 def run_once(variant: str, auth: Auth) -> CycleSample:
     run_id = f"bench__{uuid.uuid4().hex[:12]}"
     with start_emulator(auth) as emu:
@@ -216,23 +220,16 @@ def run_once(variant: str, auth: Auth) -> CycleSample:
         return CycleSample(emu.counters.snapshot() - before, seconds, meter.steps, meter.cmdlets)
 
 
-def _count(samples: Sequence[CycleSample], pick: Callable[[CountersSnapshot], int]) -> int | str:
-    """The median count; ``"m (a-b)"`` when the runs disagreed (a Receive more or less is timing)."""
-    values = sorted(pick(s.counters) for s in samples)
-    mid = values[len(values) // 2]
-    return mid if values[0] == values[-1] else f"{mid} ({values[0]}-{values[-1]})"
-
-
 def summarize(variant: str, auth: Auth, samples: Sequence[CycleSample]) -> dict[str, Any]:
     row: dict[str, Any] = {
         "auth": auth,
         "variant": variant,
         "runs": len(samples),
-        "pools": _count(samples, lambda c: c.pools_opened),
-        "pipelines": _count(samples, lambda c: c.pipelines_run),
-        "cmdlets": _count(samples, lambda c: c.cmdlets_run),
-        "wsman_requests": _count(samples, lambda c: c.wsman_requests),
-        "http_requests": _count(samples, lambda c: c.http_requests),
+        "pools": median_count(samples, lambda c: c.pools_opened),
+        "pipelines": median_count(samples, lambda c: c.pipelines_run),
+        "cmdlets": median_count(samples, lambda c: c.cmdlets_run),
+        "wsman_requests": median_count(samples, lambda c: c.wsman_requests),
+        "http_requests": median_count(samples, lambda c: c.http_requests),
         "wall_ms_median": round(median(s.seconds for s in samples) * 1000.0, 1),
     }
     for step in STEPS:
@@ -250,22 +247,6 @@ def summarize(variant: str, auth: Auth, samples: Sequence[CycleSample]) -> dict[
     return row
 
 
-def add_ratios(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    by_variant = {r["variant"]: r for r in rows}
-    for row in rows:
-        for ref_name, suffix in ((FLOOR, "floor"), (PEER, "psrp")):
-            ref = by_variant.get(ref_name)
-            if ref is None:
-                continue
-            for key, short in (
-                ("wsman_requests", "wsman"),
-                ("http_requests", "http"),
-                ("wall_ms_median", "wall"),
-            ):
-                row[f"{short}_vs_{suffix}"] = round(_number(row[key]) / _number(ref[key]), 2)
-    return rows
-
-
 def measure(
     auth: Auth = "basic", *, variants: Sequence[str] = tuple(VARIANTS), iterations: int = 5, warmup: int = 1
 ) -> list[dict[str, Any]]:
@@ -273,7 +254,7 @@ def measure(
     samples = interleaved(
         lambda variant: run_once(variant, auth), variants, VARIANTS, iterations=iterations, warmup=warmup
     )
-    return add_ratios([summarize(v, auth, samples[v]) for v in variants])
+    return add_ratios([summarize(v, auth, samples[v]) for v in variants], REFERENCES)
 
 
 COUNT_COLUMNS = (

@@ -42,12 +42,14 @@ from typing import Any
 
 from bench.common import (
     Auth,
+    add_ratios,
     auths,
     cli,
     header,
     interleaved,
     measure_each_auth,
     median,
+    median_count,
     print_table,
     request_options,
     start_emulator,
@@ -261,6 +263,13 @@ VARIANTS: dict[str, Variant] = {
 FLOOR, PEER, SAME = "pypsrp_floor", "psrp_hook", "pypsrp_same_pipelines"
 
 
+REFERENCES = (
+    (FLOOR, "floor"),
+    (PEER, "psrp_hook"),
+    (SAME, "same_pipelines"),
+)  # the ratios' denominators: (variant, suffix)
+
+
 def run_once(variant: str, auth: Auth) -> Sample:
     """One sequence on a fresh emulator; only the sequence itself is counted and timed."""
     checkpoint = f"airflow-hyperv 20261126T0000Z {uuid.uuid4().hex[:12]}"
@@ -272,53 +281,25 @@ def run_once(variant: str, auth: Auth) -> Sample:
         return Sample(emu.counters.snapshot() - before, seconds)
 
 
-def _count(samples: Sequence[Sample], pick: Callable[[CountersSnapshot], int]) -> int | str:
-    """The median count; ``"a-b"`` when the runs disagreed (a Receive more or less is timing)."""
-    values = sorted(pick(s.counters) for s in samples)
-    mid = values[len(values) // 2]
-    return mid if values[0] == values[-1] else f"{mid} ({values[0]}-{values[-1]})"
-
-
-def _number(value: int | str) -> float:
-    return float(str(value).split(" ", 1)[0])
-
-
 def _action(name: str) -> Callable[[CountersSnapshot], int]:
     return lambda c: c.by_action.get(name, 0)
 
 
 def summarize(variant: str, auth: Auth, samples: Sequence[Sample]) -> dict[str, Any]:
     others = sorted({k for s in samples for k in s.counters.by_action} - set(ACTIONS))
-    by_action = {a: _count(samples, _action(a)) for a in (*ACTIONS, *others)}
+    by_action = {a: median_count(samples, _action(a)) for a in (*ACTIONS, *others)}
     return {
         "auth": auth,
         "variant": variant,
         "runs": len(samples),
-        "pools": _count(samples, lambda c: c.pools_opened),
-        "pipelines": _count(samples, lambda c: c.pipelines_run),
-        "cmdlets": _count(samples, lambda c: c.cmdlets_run),
-        "wsman_requests": _count(samples, lambda c: c.wsman_requests),
-        "http_requests": _count(samples, lambda c: c.http_requests),
+        "pools": median_count(samples, lambda c: c.pools_opened),
+        "pipelines": median_count(samples, lambda c: c.pipelines_run),
+        "cmdlets": median_count(samples, lambda c: c.cmdlets_run),
+        "wsman_requests": median_count(samples, lambda c: c.wsman_requests),
+        "http_requests": median_count(samples, lambda c: c.http_requests),
         "by_action": ", ".join(f"{a} {n}" for a, n in by_action.items() if n != 0),
         "wall_ms_median": round(median(s.seconds for s in samples) * 1000.0, 1),
     }
-
-
-def add_ratios(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Per row: WS-Man, HTTP and wall-time ratios against the floor, PsrpHook and the same pipelines."""
-    by_variant = {r["variant"]: r for r in rows}
-    for row in rows:
-        for ref_name, suffix in ((FLOOR, "floor"), (PEER, "psrp_hook"), (SAME, "same_pipelines")):
-            ref = by_variant.get(ref_name)
-            if ref is None:
-                continue
-            for key, short in (
-                ("wsman_requests", "wsman"),
-                ("http_requests", "http"),
-                ("wall_ms_median", "wall"),
-            ):
-                row[f"{short}_vs_{suffix}"] = round(_number(row[key]) / _number(ref[key]), 2)
-    return rows
 
 
 def measure(
@@ -329,7 +310,7 @@ def measure(
     samples = interleaved(
         lambda variant: run_once(variant, auth), variants, VARIANTS, iterations=iterations, warmup=warmup
     )
-    return add_ratios([summarize(v, auth, samples[v]) for v in variants])
+    return add_ratios([summarize(v, auth, samples[v]) for v in variants], REFERENCES)
 
 
 COUNT_COLUMNS = (

@@ -2,7 +2,7 @@
 together and staggered (B triggered while A is held in its checkpoint, its export, its merge).
 
 ``dag.test()`` runs one DAG run at a time and cannot interleave two; here the scheduler, the
-LocalExecutor and the triggerer run both runs for real (tests/e2e/harness.py). Each case has its own
+LocalExecutor and the triggerer run both runs for real (tests/support/airflow_stack.py). Each case has its own
 VM, so the cases run concurrently in one Airflow (``OVERLAP_CONCURRENCY`` at a time).
 
 Sequencing is explicit, never a sleep: an emulator gate (emulator/faults.py ``Gate``) holds A's
