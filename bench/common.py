@@ -103,6 +103,29 @@ def measure_each_auth(
     return rows
 
 
+def request_bench(
+    module: str,
+    doc: str | None,
+    argv: Sequence[str] | None,
+    *,
+    unit: str,
+    variants: Sequence[str],
+    title: str,
+    describe: Callable[[argparse.Namespace], str],
+    measure: Callable[..., list[dict[str, Any]]],
+) -> list[dict[str, Any]]:
+    """A request-count bench's run: its command line (``request_options``), its header, what it
+    measures (``describe(args)``), then ``measure(auth, variants=, iterations=, warmup=)``'s rows for
+    each auth mode asked for."""
+    args = cli(module, doc, argv, request_options(unit, variants))
+    header(title)
+    print(describe(args))
+    return measure_each_auth(
+        auths(args.auth),
+        lambda auth: measure(auth, variants=args.variants, iterations=args.iterations, warmup=args.warmup),
+    )
+
+
 def interleaved(
     run_once: Callable[[str], T],
     variants: Sequence[str],

@@ -43,15 +43,11 @@ from typing import Any
 from bench.common import (
     Auth,
     add_ratios,
-    auths,
-    cli,
-    header,
     interleaved,
-    measure_each_auth,
     median,
     median_count,
     print_table,
-    request_options,
+    request_bench,
     start_emulator,
 )
 from bench.hook_requests import (
@@ -272,17 +268,15 @@ RATIO_COLUMNS = (
 
 
 def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
-    args = cli("bench.cycle", __doc__, argv, request_options("cycles", tuple(VARIANTS)))
-    header("WS-Man requests per full VM protection cycle")
-    print(
-        f"Cycle: verify -> production checkpoint -> export -> merge of {VM_NAME} on {HOST}; "
-        f"{args.iterations} measured cycle(s) per variant after {args.warmup} warm-up, each on a fresh "
-        "emulator (time_scale 1000)."
-    )
-    rows = measure_each_auth(
-        auths(args.auth),
-        lambda auth: measure(auth, variants=args.variants, iterations=args.iterations, warmup=args.warmup),
-    )
+    rows = request_bench(
+        "bench.cycle", __doc__, argv, unit="cycles", variants=tuple(VARIANTS), measure=measure,
+        title="WS-Man requests per full VM protection cycle",
+        describe=lambda args: (
+            f"Cycle: verify -> production checkpoint -> export -> merge of {VM_NAME} on {HOST}; "
+            f"{args.iterations} measured cycle(s) per variant after {args.warmup} warm-up, each on a fresh "
+            "emulator (time_scale 1000)."
+        ),
+    )  # fmt: skip
     print_table(rows, COUNT_COLUMNS, title="Per cycle (median of the runs; a range when runs differed)")
     print_table(rows, STEP_COLUMNS, title="Per step: WS-Man requests, pools/pipelines")
     print_table(rows, [c for c in RATIO_COLUMNS if any(c in r for r in rows)], title="Ratios")

@@ -43,15 +43,11 @@ from typing import Any
 from bench.common import (
     Auth,
     add_ratios,
-    auths,
-    cli,
-    header,
     interleaved,
-    measure_each_auth,
     median,
     median_count,
     print_table,
-    request_options,
+    request_bench,
     start_emulator,
 )
 from hyperv_emulator.api import Emulator
@@ -326,17 +322,15 @@ RATIO_COLUMNS = (
 
 
 def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
-    args = cli("bench.hook_requests", __doc__, argv, request_options("runs", tuple(VARIANTS)))
-    header("WS-Man requests per hook sequence")
-    print(
-        f"Sequence: Get-VM -Name {VM_NAME} -> integration services -> Checkpoint-VM -> Get-VMSnapshot; "
-        f"{args.iterations} measured run(s) per variant after {args.warmup} warm-up, each on a fresh "
-        "emulator (time_scale 1000)."
-    )
-    rows = measure_each_auth(
-        auths(args.auth),
-        lambda auth: measure(auth, variants=args.variants, iterations=args.iterations, warmup=args.warmup),
-    )
+    rows = request_bench(
+        "bench.hook_requests", __doc__, argv, unit="runs", variants=tuple(VARIANTS), measure=measure,
+        title="WS-Man requests per hook sequence",
+        describe=lambda args: (
+            f"Sequence: Get-VM -Name {VM_NAME} -> integration services -> Checkpoint-VM -> Get-VMSnapshot; "
+            f"{args.iterations} measured run(s) per variant after {args.warmup} warm-up, each on a fresh "
+            "emulator (time_scale 1000)."
+        ),
+    )  # fmt: skip
     print_table(
         rows, COUNT_COLUMNS, title="Requests per sequence (median of the runs; a range when runs differed)"
     )
