@@ -111,15 +111,18 @@ def request_bench(
     unit: str,
     variants: Sequence[str],
     title: str,
-    describe: Callable[[argparse.Namespace], str],
+    what: str,
     measure: Callable[..., list[dict[str, Any]]],
 ) -> list[dict[str, Any]]:
-    """A request-count bench's run: its command line (``request_options``), its header, what it
-    measures (``describe(args)``), then ``measure(auth, variants=, iterations=, warmup=)``'s rows for
-    each auth mode asked for."""
-    args = cli(module, doc, argv, request_options(unit, variants))
+    """A request-count bench's run: its command line (``request_options``; ``unit``: one iteration,
+    e.g. "run"), its header, what one ``unit`` is (``what``) and how often it ran, then
+    ``measure(auth, variants=, iterations=, warmup=)``'s rows for each auth mode asked for."""
+    args = cli(module, doc, argv, request_options(f"{unit}s", variants))
     header(title)
-    print(describe(args))
+    print(
+        f"{what}; {args.iterations} measured {unit}(s) per variant after {args.warmup} warm-up, each on a "
+        "fresh emulator (time_scale 1000)."
+    )
     return measure_each_auth(
         auths(args.auth),
         lambda auth: measure(auth, variants=args.variants, iterations=args.iterations, warmup=args.warmup),

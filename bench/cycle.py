@@ -269,13 +269,9 @@ RATIO_COLUMNS = (
 
 def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
     rows = request_bench(
-        "bench.cycle", __doc__, argv, unit="cycles", variants=tuple(VARIANTS), measure=measure,
+        "bench.cycle", __doc__, argv, unit="cycle", variants=tuple(VARIANTS), measure=measure,
         title="WS-Man requests per full VM protection cycle",
-        describe=lambda args: (
-            f"Cycle: verify -> production checkpoint -> export -> merge of {VM_NAME} on {HOST}; "
-            f"{args.iterations} measured cycle(s) per variant after {args.warmup} warm-up, each on a fresh "
-            "emulator (time_scale 1000)."
-        ),
+        what=f"Cycle: verify -> production checkpoint -> export -> merge of {VM_NAME} on {HOST}",
     )  # fmt: skip
     print_table(rows, COUNT_COLUMNS, title="Per cycle (median of the runs; a range when runs differed)")
     print_table(rows, STEP_COLUMNS, title="Per step: WS-Man requests, pools/pipelines")

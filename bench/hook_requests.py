@@ -323,13 +323,9 @@ RATIO_COLUMNS = (
 
 def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
     rows = request_bench(
-        "bench.hook_requests", __doc__, argv, unit="runs", variants=tuple(VARIANTS), measure=measure,
+        "bench.hook_requests", __doc__, argv, unit="run", variants=tuple(VARIANTS), measure=measure,
         title="WS-Man requests per hook sequence",
-        describe=lambda args: (
-            f"Sequence: Get-VM -Name {VM_NAME} -> integration services -> Checkpoint-VM -> Get-VMSnapshot; "
-            f"{args.iterations} measured run(s) per variant after {args.warmup} warm-up, each on a fresh "
-            "emulator (time_scale 1000)."
-        ),
+        what=f"Sequence: Get-VM -Name {VM_NAME} -> integration services -> Checkpoint-VM -> Get-VMSnapshot",
     )  # fmt: skip
     print_table(
         rows, COUNT_COLUMNS, title="Requests per sequence (median of the runs; a range when runs differed)"
