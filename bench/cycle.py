@@ -31,9 +31,7 @@ HTTP authentication legs under NTLM included). Timed: the cycle only. Run:
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
-import io
 import time
 import uuid
 from collections import Counter
@@ -42,15 +40,22 @@ from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any
 
-from bench.common import Auth, median, print_machine_info, print_table, start_emulator
+from bench.common import (
+    Auth,
+    add_ratios,
+    interleaved,
+    median,
+    median_count,
+    print_table,
+    request_bench,
+    start_emulator,
+)
 from bench.hook_requests import (
     PSRP_CONN_ID,
     _env,
-    _number,
     psrp_connection_uri,
     psrp_wsman_options,
     pypsrp_wsman_kwargs,
-    quiet,
 )
 from hyperv_emulator.api import Emulator
 from hyperv_emulator.counters import CountersSnapshot
@@ -197,6 +202,9 @@ VARIANTS: dict[str, Variant] = {
 FLOOR, PEER = "pypsrp_floor", "psrp_operators"
 
 
+REFERENCES = ((FLOOR, "floor"), (PEER, "psrp"))  # the ratios' denominators: (variant, suffix)
+
+
 def run_once(variant: str, auth: Auth) -> CycleSample:
     run_id = f"bench__{uuid.uuid4().hex[:12]}"
     with start_emulator(auth) as emu:
@@ -208,23 +216,16 @@ def run_once(variant: str, auth: Auth) -> CycleSample:
         return CycleSample(emu.counters.snapshot() - before, seconds, meter.steps, meter.cmdlets)
 
 
-def _count(samples: Sequence[CycleSample], pick: Callable[[CountersSnapshot], int]) -> int | str:
-    """The median count; ``"m (a-b)"`` when the runs disagreed (a Receive more or less is timing)."""
-    values = sorted(pick(s.counters) for s in samples)
-    mid = values[len(values) // 2]
-    return mid if values[0] == values[-1] else f"{mid} ({values[0]}-{values[-1]})"
-
-
 def summarize(variant: str, auth: Auth, samples: Sequence[CycleSample]) -> dict[str, Any]:
     row: dict[str, Any] = {
         "auth": auth,
         "variant": variant,
         "runs": len(samples),
-        "pools": _count(samples, lambda c: c.pools_opened),
-        "pipelines": _count(samples, lambda c: c.pipelines_run),
-        "cmdlets": _count(samples, lambda c: c.cmdlets_run),
-        "wsman_requests": _count(samples, lambda c: c.wsman_requests),
-        "http_requests": _count(samples, lambda c: c.http_requests),
+        "pools": median_count(samples, lambda c: c.pools_opened),
+        "pipelines": median_count(samples, lambda c: c.pipelines_run),
+        "cmdlets": median_count(samples, lambda c: c.cmdlets_run),
+        "wsman_requests": median_count(samples, lambda c: c.wsman_requests),
+        "http_requests": median_count(samples, lambda c: c.http_requests),
         "wall_ms_median": round(median(s.seconds for s in samples) * 1000.0, 1),
     }
     for step in STEPS:
@@ -242,38 +243,14 @@ def summarize(variant: str, auth: Auth, samples: Sequence[CycleSample]) -> dict[
     return row
 
 
-def add_ratios(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    by_variant = {r["variant"]: r for r in rows}
-    for row in rows:
-        for ref_name, suffix in ((FLOOR, "floor"), (PEER, "psrp")):
-            ref = by_variant.get(ref_name)
-            if ref is None:
-                continue
-            for key, short in (
-                ("wsman_requests", "wsman"),
-                ("http_requests", "http"),
-                ("wall_ms_median", "wall"),
-            ):
-                row[f"{short}_vs_{suffix}"] = round(_number(row[key]) / _number(ref[key]), 2)
-    return rows
-
-
 def measure(
     auth: Auth = "basic", *, variants: Sequence[str] = tuple(VARIANTS), iterations: int = 5, warmup: int = 1
 ) -> list[dict[str, Any]]:
     """Rows (one per variant); variants interleaved in a rotating order so machine drift spreads evenly."""
-    unknown = set(variants) - set(VARIANTS)
-    if unknown:
-        raise ValueError(f"unknown variants: {sorted(unknown)}")
-    for _ in range(warmup):
-        for variant in variants:
-            run_once(variant, auth)
-    samples: dict[str, list[CycleSample]] = {v: [] for v in variants}
-    order = list(variants)
-    for i in range(iterations):
-        for variant in order[i % len(order) :] + order[: i % len(order)]:
-            samples[variant].append(run_once(variant, auth))
-    return add_ratios([summarize(v, auth, samples[v]) for v in variants])
+    samples = interleaved(
+        lambda variant: run_once(variant, auth), variants, VARIANTS, iterations=iterations, warmup=warmup
+    )
+    return add_ratios([summarize(v, auth, samples[v]) for v in variants], REFERENCES)
 
 
 COUNT_COLUMNS = (
@@ -291,34 +268,11 @@ RATIO_COLUMNS = (
 
 
 def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
-    parser = argparse.ArgumentParser(prog="python -m bench.cycle", description=__doc__.splitlines()[0])
-    parser.add_argument("--iterations", type=int, default=5, help="measured cycles per variant (default 5)")
-    parser.add_argument(
-        "--warmup", type=int, default=1, help="unmeasured cycles per variant first (default 1)"
-    )
-    parser.add_argument("--auth", choices=("basic", "ntlm", "both"), default="both")
-    parser.add_argument("--variants", nargs="+", choices=tuple(VARIANTS), default=list(VARIANTS))
-    args = parser.parse_args(argv)
-
-    print("\n## WS-Man requests per full VM protection cycle\n")
-    print_machine_info()
-    print(
-        f"Cycle: verify -> production checkpoint -> export -> merge of {VM_NAME} on {HOST}; "
-        f"{args.iterations} measured cycle(s) per variant after {args.warmup} warm-up, each on a fresh "
-        "emulator (time_scale 1000)."
-    )
-    auths: list[Auth] = ["basic", "ntlm"] if args.auth == "both" else [args.auth]
-    rows: list[dict[str, Any]] = []
-    for auth in auths:
-        chatter = io.StringIO()
-        try:
-            with quiet(chatter):
-                rows.extend(
-                    measure(auth, variants=args.variants, iterations=args.iterations, warmup=args.warmup)
-                )
-        except Exception as exc:
-            print(f"\n{auth}: the measurement failed: {type(exc).__name__}: {exc}")
-            print("Last log lines:\n" + "\n".join(chatter.getvalue().splitlines()[-15:]))
+    rows = request_bench(
+        "bench.cycle", __doc__, argv, unit="cycle", variants=tuple(VARIANTS), measure=measure,
+        title="WS-Man requests per full VM protection cycle",
+        what=f"Cycle: verify -> production checkpoint -> export -> merge of {VM_NAME} on {HOST}",
+    )  # fmt: skip
     print_table(rows, COUNT_COLUMNS, title="Per cycle (median of the runs; a range when runs differed)")
     print_table(rows, STEP_COLUMNS, title="Per step: WS-Man requests, pools/pipelines")
     print_table(rows, [c for c in RATIO_COLUMNS if any(c in r for r in rows)], title="Ratios")

@@ -27,7 +27,6 @@ copied). Emulator time_scale 1000. Run: ``.venv/bin/python -m bench.fleet`` (``-
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
@@ -40,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from airflow_hyperv.example_dags import EXAMPLE_DAGS
-from bench.common import print_machine_info, print_table
+from bench.common import cli, fleet_options, growth, header, print_table
 from tests.support.emulated import uri_for
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -238,22 +237,10 @@ def run_size(template: Path, base: Path, hosts: int, vms: int, slots: int) -> di
     }
 
 
-def add_growth(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    if len(rows) < 2:
-        return []
-    small, big = rows[0], rows[-1]
-    out = []
-    for key in ("vms", "task_instances", "sequential_makespan_s", "pool_bound_measured_s", "pool_bound_hyperv_s", "wsman_requests", "wsman_per_vm"):  # fmt: skip
-        ratio = round(big[key] / small[key], 2) if small[key] else "n/a"
-        out.append(
-            {
-                "measure": key,
-                f"{small['vms']} VMs": small[key],
-                f"{big['vms']} VMs": big[key],
-                "growth": ratio,
-            }
-        )
-    return out
+GROWTH_KEYS = (
+    "vms", "task_instances", "sequential_makespan_s", "pool_bound_measured_s", "pool_bound_hyperv_s",
+    "wsman_requests", "wsman_per_vm",
+)  # fmt: skip
 
 
 def measure(sizes: Sequence[int] = (10, 100), *, hosts: int = 10, slots: int = 2) -> list[dict[str, Any]]:
@@ -275,21 +262,14 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
         home, hosts, vms, slots = Path(argv[1]), int(argv[2]), int(argv[3]), int(argv[4])
         print(json.dumps(_child(home, hosts, vms, slots)))
         return []
-    parser = argparse.ArgumentParser(prog="python -m bench.fleet", description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", type=int, nargs="+", default=[10, 100], help="VM counts (default 10 100)")
-    parser.add_argument("--hosts", type=int, default=10, help="emulated hosts (fewer if fewer VMs)")
-    parser.add_argument("--pool-slots", type=int, default=2, help="slots of each host's pool")
-    args = parser.parse_args(argv)
-
-    print("\n## Fleet makespan of the nightly DAG (dag.test(): sequential, pools not enforced)\n")
-    print_machine_info()
+    args = cli("bench.fleet", __doc__, argv, fleet_options)
+    header("Fleet makespan of the nightly DAG (dag.test(): sequential, pools not enforced)")
     rows = measure(args.sizes, hosts=args.hosts, slots=args.pool_slots)
     print_table(rows, COLUMNS, title="Per fleet size")
     for row in rows:
         print(f"* {row['vms']} VMs: {row['states']}")
-    growth = add_growth(rows)
-    if growth:
-        print_table(growth, title="Growth")
+    if grown := growth(rows, GROWTH_KEYS):
+        print_table(grown, title="Growth")
     return rows
 
 

@@ -1,7 +1,7 @@
 """Fleet makespan of the nightly DAG on REAL Airflow, against the bound the per-host pools allow
 (``make bench-slow``; ``.venv/bin/python -m bench.fleet_airflow``).
 
-A real deployment (``bench/cluster.py``): PostgreSQL, scheduler, dag-processor, api-server and triggerer,
+A real deployment (``tests/support/airflow_stack.py``, the one the e2e tests use): PostgreSQL, scheduler, dag-processor, api-server and triggerer,
 LocalExecutor with ``[core] parallelism`` 8, deferrable operators on (exports and merges wait in the
 triggerer, and with ``--include-deferred`` pools they keep their pool slot while they wait). The real
 ``dags/nightly_checkpoint.py`` reads a generated inventory (``AIRFLOW_HYPERV_INVENTORY``): ``--hosts``
@@ -24,9 +24,9 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import shutil
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -35,10 +35,18 @@ from typing import Any
 import yaml
 
 from airflow_hyperv.example_dags import EXAMPLE_DAGS
-from bench.cluster import AirflowCluster, Postgres, RunTimeout, airflow_env, cpu_busy, free_port, parse_time
-from bench.common import print_machine_info, print_table
+from bench.common import cli, cpu_busy, fleet_options, growth, header, print_table
 from bench.fleet import CHURN_MB, DISK_FILE_GB, TIMING, fleet, inventory, layout
-from tests.support.emulated import uri_for
+from tests.support.airflow_stack import (
+    AirflowStack,
+    LeftoverProcesses,
+    RunTimeout,
+    explained,
+    parse_time,
+    postgres_cluster,
+    running_airflow,
+    work_directory,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 DAG_ID = "nightly_checkpoint"
@@ -87,7 +95,7 @@ def chain_latency(tis: list[dict[str, Any]]) -> tuple[float, dict[str, float]]:
 
 
 def run_size(
-    cluster: AirflowCluster,
+    cluster: AirflowStack,
     inv_path: Path,
     hosts: int,
     vms: int,
@@ -100,9 +108,9 @@ def run_size(
     wall0 = time.time()
     run_id = cluster.trigger(DAG_ID)
     try:
-        run = cluster.wait_for_run(DAG_ID, run_id, timeout)
+        run = cluster.wait_for_run(DAG_ID, run_id, timeout, poll=2.0, watch_tasks=False).info
     except RunTimeout as exc:  # the deadline: report how far it got (its makespan is at least the wall time)
-        print(f"fleet_airflow: {exc}", file=sys.stderr)
+        print(f"fleet_airflow: {str(exc).splitlines()[0]}", file=sys.stderr)
         run = {"state": "unfinished at the deadline", "start_date": None, "end_date": None}
     wall = time.time() - wall0
     busy1, total1 = cpu_busy()
@@ -150,66 +158,44 @@ def measure(
 
     stop_at = time.monotonic() + deadline
     biggest = max(sizes)
-    tmp = Path(tempfile.mkdtemp(prefix="bench-fleet-airflow-"))
-    keep = False
-    postgres = Postgres(tmp / "postgres")
-    cluster: AirflowCluster | None = None
+    rows: list[dict[str, Any]] = []
+    ready_s = 0.0
     try:
-        db_url = postgres.start()
-        with Emulator(
-            fleet=fleet(hosts, biggest), root_dir=tmp / "hosts", auth="basic", time_scale=time_scale
-        ) as emu:
+        with (
+            work_directory("bench-fleet-airflow-", label="fleet_airflow", stream=sys.stderr) as tmp,
+            postgres_cluster(tmp) as db_url,
+            Emulator(
+                fleet=fleet(hosts, biggest), root_dir=tmp / "hosts", auth="basic", time_scale=time_scale
+            ) as emu,
+        ):
             home = tmp / "airflow"
             (home / "dags").mkdir(parents=True)
             shutil.copy2(EXAMPLE_DAGS / f"{DAG_ID}.py", home / "dags" / f"{DAG_ID}.py")
             inv_path = tmp / "inventory.yaml"  # outside the DAGs folder
             inv_path.write_text(yaml.safe_dump(inventory(hosts, biggest, slots)))
-            conns = {
-                f"AIRFLOW_CONN_HYPERV_{name.upper().replace('-', '_')}": uri_for(emu, name)
-                for name in emu.host_names
+            env = {
+                "AIRFLOW__CORE__MAX_ACTIVE_TASKS_PER_DAG": "1024",
+                "AIRFLOW_HYPERV_INVENTORY": str(inv_path),
+                "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH", "")])),
             }
-            api_port = free_port()
-            env = airflow_env(
-                home, db_url, api_port, parallelism=parallelism,
-                extra={**conns, "AIRFLOW_HYPERV_INVENTORY": str(inv_path)},
-            )  # fmt: skip
-            cluster = AirflowCluster(home, env, f"http://127.0.0.1:{api_port}")
-            started = time.monotonic()
-            cluster.cli("db", "migrate", timeout=600)
-            for h in range(hosts):
-                cluster.cli(
-                    "pools", "set", f"hyperv_hv_{h:02d}", str(slots), "Hyper-V host", "--include-deferred"
-                )
-            cluster.start()
-            cluster.wait_ready((DAG_ID,), min(STARTUP_TIMEOUT, stop_at - time.monotonic()))
-            ready_s = time.monotonic() - started
-            print(f"fleet_airflow: Airflow ready in {ready_s:.1f}s", file=sys.stderr)
-            rows = []
-            for n in sizes:
-                remaining = stop_at - time.monotonic()
-                if remaining < 30:
-                    print(f"fleet_airflow: deadline reached, {n} VMs not run", file=sys.stderr)
-                    break
-                row = run_size(cluster, inv_path, min(hosts, n), n, slots, time_scale, remaining)
-                print(f"fleet_airflow: {row}", file=sys.stderr)
-                rows.append(row)
-            return rows, ready_s
-    except BaseException:
-        keep = True
-        if cluster is not None:
-            print(cluster.tails(30), file=sys.stderr)
-        raise
-    finally:
-        left = cluster.stop() if cluster is not None else []
-        postgres.stop()
-        if left:
-            print(f"fleet_airflow: processes survived the cleanup: {left}", file=sys.stderr)
-        if keep:
-            print(
-                f"fleet_airflow: kept {tmp} (logs in airflow/process-logs and airflow/logs)", file=sys.stderr
-            )
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
+            with running_airflow(
+                home, db_url, emu, dag_ids=(DAG_ID,), env=env, parallelism=parallelism,
+                pools={f"hyperv_hv_{h:02d}": slots for h in range(hosts)},
+                startup_timeout=min(STARTUP_TIMEOUT, stop_at - time.monotonic()),
+                label="fleet_airflow", stream=sys.stderr, api_timeout=60.0,
+            ) as cluster, explained(cluster, 30):  # fmt: skip
+                ready_s = cluster.ready_seconds
+                for n in sizes:
+                    remaining = stop_at - time.monotonic()
+                    if remaining < 30:
+                        print(f"fleet_airflow: deadline reached, {n} VMs not run", file=sys.stderr)
+                        break
+                    row = run_size(cluster, inv_path, min(hosts, n), n, slots, time_scale, remaining)
+                    print(f"fleet_airflow: {row}", file=sys.stderr)
+                    rows.append(row)
+    except LeftoverProcesses as exc:  # the rows stand; say what escaped the cleanup
+        print(f"fleet_airflow: {exc}", file=sys.stderr)
+    return rows, ready_s
 
 
 COLUMNS = (
@@ -219,33 +205,22 @@ COLUMNS = (
 )  # fmt: skip
 
 
-def growth(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    if len(rows) < 2:
-        return []
-    small, big = rows[0], rows[-1]
-    keys = ("vms", "task_instances", "makespan_s", "lower_bound_s", "hyperv_bound_s", "makespan_over_bound",
-            "sum_task_durations_s", "mean_queued_to_start_s")  # fmt: skip
-    return [
-        {"measure": k, f"{small['vms']} VMs": small[k], f"{big['vms']} VMs": big[k],
-         "growth": round(big[k] / small[k], 2) if small[k] else "n/a"}
-        for k in keys
-    ]  # fmt: skip
+GROWTH_KEYS = (
+    "vms", "task_instances", "makespan_s", "lower_bound_s", "hyperv_bound_s", "makespan_over_bound",
+    "sum_task_durations_s", "mean_queued_to_start_s",
+)  # fmt: skip
 
 
-def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
-    parser = argparse.ArgumentParser(
-        prog="python -m bench.fleet_airflow", description=__doc__.splitlines()[0]
-    )
-    parser.add_argument("--sizes", type=int, nargs="+", default=[10, 100], help="VM counts (default 10 100)")
-    parser.add_argument("--hosts", type=int, default=10, help="emulated hosts (fewer if fewer VMs)")
-    parser.add_argument("--pool-slots", type=int, default=2, help="slots of each host's pool")
+def options(parser: argparse.ArgumentParser) -> None:
+    fleet_options(parser)
     parser.add_argument("--time-scale", type=float, default=2.0, help="emulated seconds per real second")
     parser.add_argument("--parallelism", type=int, default=8, help="Airflow [core] parallelism")
     parser.add_argument("--deadline", type=float, default=2400.0, help="stop after this many seconds")
-    args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
 
-    print("\n## Fleet makespan of the nightly DAG on real Airflow (LocalExecutor, PostgreSQL, triggerer)\n")
-    print_machine_info()
+
+def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
+    args = cli("bench.fleet_airflow", __doc__, argv, options)
+    header("Fleet makespan of the nightly DAG on real Airflow (LocalExecutor, PostgreSQL, triggerer)")
     print(
         f"\nparallelism {args.parallelism}, pools of {args.pool_slots} slots (include deferred), time_scale "
         f"{args.time_scale}: {per_vm_seconds(args.time_scale):.1f} s of Hyper-V work per VM\n"
@@ -261,8 +236,8 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
             f"* {row['vms']} VMs: {row['states']}; chain latency = VM list {row['vm_list_s']} s + the VM's "
             f"other tasks {row['vm_other_tasks_s']} s + report {row['report_s']} s; wall {row['wall_s']} s"
         )
-    if g := growth(rows):
-        print_table(g, title="Growth")
+    if grown := growth(rows, GROWTH_KEYS):
+        print_table(grown, title="Growth")
     return rows
 
 

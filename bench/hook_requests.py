@@ -31,11 +31,8 @@ it is not timed) and a fresh checkpoint name. Run: ``.venv/bin/python -m bench.h
 
 from __future__ import annotations
 
-import argparse
 import contextlib
-import io
 import json
-import logging
 import os
 import time
 import uuid
@@ -43,7 +40,16 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from bench.common import Auth, median, print_machine_info, print_table, start_emulator
+from bench.common import (
+    Auth,
+    add_ratios,
+    interleaved,
+    median,
+    median_count,
+    print_table,
+    request_bench,
+    start_emulator,
+)
 from hyperv_emulator.api import Emulator
 from hyperv_emulator.counters import CountersSnapshot
 from tests.support.emulated import settings_for
@@ -253,6 +259,13 @@ VARIANTS: dict[str, Variant] = {
 FLOOR, PEER, SAME = "pypsrp_floor", "psrp_hook", "pypsrp_same_pipelines"
 
 
+REFERENCES = (
+    (FLOOR, "floor"),
+    (PEER, "psrp_hook"),
+    (SAME, "same_pipelines"),
+)  # the ratios' denominators: (variant, suffix)
+
+
 def run_once(variant: str, auth: Auth) -> Sample:
     """One sequence on a fresh emulator; only the sequence itself is counted and timed."""
     checkpoint = f"airflow-hyperv 20261126T0000Z {uuid.uuid4().hex[:12]}"
@@ -264,53 +277,25 @@ def run_once(variant: str, auth: Auth) -> Sample:
         return Sample(emu.counters.snapshot() - before, seconds)
 
 
-def _count(samples: Sequence[Sample], pick: Callable[[CountersSnapshot], int]) -> int | str:
-    """The median count; ``"a-b"`` when the runs disagreed (a Receive more or less is timing)."""
-    values = sorted(pick(s.counters) for s in samples)
-    mid = values[len(values) // 2]
-    return mid if values[0] == values[-1] else f"{mid} ({values[0]}-{values[-1]})"
-
-
-def _number(value: int | str) -> float:
-    return float(str(value).split(" ", 1)[0])
-
-
 def _action(name: str) -> Callable[[CountersSnapshot], int]:
     return lambda c: c.by_action.get(name, 0)
 
 
 def summarize(variant: str, auth: Auth, samples: Sequence[Sample]) -> dict[str, Any]:
     others = sorted({k for s in samples for k in s.counters.by_action} - set(ACTIONS))
-    by_action = {a: _count(samples, _action(a)) for a in (*ACTIONS, *others)}
+    by_action = {a: median_count(samples, _action(a)) for a in (*ACTIONS, *others)}
     return {
         "auth": auth,
         "variant": variant,
         "runs": len(samples),
-        "pools": _count(samples, lambda c: c.pools_opened),
-        "pipelines": _count(samples, lambda c: c.pipelines_run),
-        "cmdlets": _count(samples, lambda c: c.cmdlets_run),
-        "wsman_requests": _count(samples, lambda c: c.wsman_requests),
-        "http_requests": _count(samples, lambda c: c.http_requests),
+        "pools": median_count(samples, lambda c: c.pools_opened),
+        "pipelines": median_count(samples, lambda c: c.pipelines_run),
+        "cmdlets": median_count(samples, lambda c: c.cmdlets_run),
+        "wsman_requests": median_count(samples, lambda c: c.wsman_requests),
+        "http_requests": median_count(samples, lambda c: c.http_requests),
         "by_action": ", ".join(f"{a} {n}" for a, n in by_action.items() if n != 0),
         "wall_ms_median": round(median(s.seconds for s in samples) * 1000.0, 1),
     }
-
-
-def add_ratios(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Per row: WS-Man, HTTP and wall-time ratios against the floor, PsrpHook and the same pipelines."""
-    by_variant = {r["variant"]: r for r in rows}
-    for row in rows:
-        for ref_name, suffix in ((FLOOR, "floor"), (PEER, "psrp_hook"), (SAME, "same_pipelines")):
-            ref = by_variant.get(ref_name)
-            if ref is None:
-                continue
-            for key, short in (
-                ("wsman_requests", "wsman"),
-                ("http_requests", "http"),
-                ("wall_ms_median", "wall"),
-            ):
-                row[f"{short}_vs_{suffix}"] = round(_number(row[key]) / _number(ref[key]), 2)
-    return rows
 
 
 def measure(
@@ -318,18 +303,10 @@ def measure(
 ) -> list[dict[str, Any]]:
     """Rows (one per variant) of request counts, median wall time and ratios. The variants are
     interleaved, in a rotating order, so drift of the machine spreads evenly over them."""
-    unknown = set(variants) - set(VARIANTS)
-    if unknown:
-        raise ValueError(f"unknown variants: {sorted(unknown)}")
-    for _ in range(warmup):  # imports, first connections: not measured
-        for variant in variants:
-            run_once(variant, auth)
-    samples: dict[str, list[Sample]] = {v: [] for v in variants}
-    order = list(variants)
-    for i in range(iterations):
-        for variant in order[i % len(order) :] + order[: i % len(order)]:
-            samples[variant].append(run_once(variant, auth))
-    return add_ratios([summarize(v, auth, samples[v]) for v in variants])
+    samples = interleaved(
+        lambda variant: run_once(variant, auth), variants, VARIANTS, iterations=iterations, warmup=warmup
+    )
+    return add_ratios([summarize(v, auth, samples[v]) for v in variants], REFERENCES)
 
 
 COUNT_COLUMNS = (
@@ -344,47 +321,12 @@ RATIO_COLUMNS = (
 )  # fmt: skip
 
 
-@contextlib.contextmanager
-def quiet(sink: io.StringIO) -> Iterator[None]:
-    """pypsrp, Airflow and PsrpHook log every call at INFO (PsrpHook's structlog logger to stdout):
-    keep that out of the tables. Logging costs no requests, so the counts are unaffected."""
-    logging.disable(logging.INFO)
-    try:
-        with contextlib.redirect_stdout(sink):
-            yield
-    finally:
-        logging.disable(logging.NOTSET)
-
-
 def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
-    parser = argparse.ArgumentParser(
-        prog="python -m bench.hook_requests", description=__doc__.splitlines()[0]
-    )
-    parser.add_argument("--iterations", type=int, default=5, help="measured runs per variant (default 5)")
-    parser.add_argument("--warmup", type=int, default=1, help="unmeasured runs per variant first (default 1)")
-    parser.add_argument("--auth", choices=("basic", "ntlm", "both"), default="both")
-    parser.add_argument("--variants", nargs="+", choices=tuple(VARIANTS), default=list(VARIANTS))
-    args = parser.parse_args(argv)
-
-    print("\n## WS-Man requests per hook sequence\n")
-    print_machine_info()
-    print(
-        f"Sequence: Get-VM -Name {VM_NAME} -> integration services -> Checkpoint-VM -> Get-VMSnapshot; "
-        f"{args.iterations} measured run(s) per variant after {args.warmup} warm-up, each on a fresh "
-        "emulator (time_scale 1000)."
-    )
-    auths: list[Auth] = ["basic", "ntlm"] if args.auth == "both" else [args.auth]
-    rows: list[dict[str, Any]] = []
-    for auth in auths:
-        chatter = io.StringIO()
-        try:
-            with quiet(chatter):
-                rows.extend(
-                    measure(auth, variants=args.variants, iterations=args.iterations, warmup=args.warmup)
-                )
-        except Exception as exc:  # report and go on: one auth mode failing says something too
-            print(f"\n{auth}: the measurement failed: {type(exc).__name__}: {exc}")
-            print("Last log lines:\n" + "\n".join(chatter.getvalue().splitlines()[-15:]))
+    rows = request_bench(
+        "bench.hook_requests", __doc__, argv, unit="run", variants=tuple(VARIANTS), measure=measure,
+        title="WS-Man requests per hook sequence",
+        what=f"Sequence: Get-VM -Name {VM_NAME} -> integration services -> Checkpoint-VM -> Get-VMSnapshot",
+    )  # fmt: skip
     print_table(
         rows, COUNT_COLUMNS, title="Requests per sequence (median of the runs; a range when runs differed)"
     )

@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from airflow_hyperv.example_dags import EXAMPLE_DAGS
-from bench.common import median, print_machine_info, print_table
+from bench.common import cli, header, median, print_table
 
 ROOT = Path(__file__).resolve().parents[1]
 DAG_FILES = sorted(p for p in EXAMPLE_DAGS.glob("*.py") if p.name != "__init__.py")
@@ -201,15 +201,15 @@ FILE_COLUMNS = (
 )  # fmt: skip
 
 
-def main(argv: Sequence[str] | None = None) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    parser = argparse.ArgumentParser(prog="python -m bench.parse", description=__doc__.splitlines()[0])
+def options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--repeat", type=int, default=20, help="in-process parses per file (median)")
     parser.add_argument("--runs", type=int, default=3, help="fresh interpreters per file / layer (median)")
     parser.add_argument("--no-layers", action="store_true", help="skip the per-layer import times")
-    args = parser.parse_args(argv)
 
-    print("\n## DAG parse time and import time\n")
-    print_machine_info()
+
+def main(argv: Sequence[str] | None = None) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    args = cli("bench.parse", __doc__, argv, options)
+    header("DAG parse time and import time")
     print(
         f"In-process: median of {args.repeat} after one unmeasured run; fresh interpreter: median of {args.runs}."
     )

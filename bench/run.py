@@ -7,6 +7,8 @@ import argparse
 import importlib
 from collections.abc import Sequence
 
+from bench.common import cli
+
 # (module, argv): each module has ``main(argv)``; add new benchmarks here.
 MODULES: Sequence[tuple[str, Sequence[str]]] = (
     ("bench.hook_requests", ()),
@@ -24,10 +26,12 @@ SLOW_MODULES: Sequence[tuple[str, Sequence[str]]] = (
 )
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.splitlines()[0])
+def options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--slow", action="store_true", help="run the slow benchmarks instead")
-    args = parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = cli("bench.run", __doc__, argv, options)
     for name, module_argv in SLOW_MODULES if args.slow else MODULES:
         importlib.import_module(name).main(list(module_argv))
 

@@ -43,8 +43,7 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import Any
 
-from bench.common import print_machine_info, print_table
-from bench.hook_requests import quiet
+from bench.common import cli, header, print_table, quiet
 from hyperv_emulator.counters import CountersSnapshot
 from tests.support.emulated import uri_for
 
@@ -364,8 +363,7 @@ COLUMNS = (
 )  # fmt: skip
 
 
-def main(argv: Sequence[str] | None = None) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    parser = argparse.ArgumentParser(prog="python -m bench.triggerer", description=__doc__.splitlines()[0])
+def options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--waits", type=int, default=1000)
     parser.add_argument("--hosts", type=int, default=10)
     parser.add_argument("--vms-per-host", type=int, default=100)
@@ -376,10 +374,11 @@ def main(argv: Sequence[str] | None = None) -> tuple[list[dict[str, Any]], list[
     parser.add_argument("--window", type=float, default=20.0, help="seconds of steady state counted")
     parser.add_argument("--deadline", type=float, default=60.0, help="seconds the waits get to fire")
     parser.add_argument("--paths", nargs="+", choices=PATHS, default=list(PATHS))
-    args = parser.parse_args(argv)
 
-    print("\n## Deferred waits in one triggerer loop: shared host polls vs standalone\n")
-    print_machine_info()
+
+def main(argv: Sequence[str] | None = None) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    args = cli("bench.triggerer", __doc__, argv, options)
+    header("Deferred waits in one triggerer loop: shared host polls vs standalone")
     print(
         f"{args.waits} vm_state waits over {args.hosts} hosts x {args.vms_per_host} VMs, poll interval "
         f"{args.poll_interval}s; counted window {args.window}s after {args.settle}s; then every VM starts and "

@@ -5,40 +5,21 @@ verify_new_export and restore-tested by restore_verification."""
 from __future__ import annotations
 
 import asyncio
-import importlib.util
-import os
-import shutil
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-from airflow_hyperv.example_dags import EXAMPLE_DAGS
+from tests.support.dags import copy_example_dags, import_file, set_pools
 from tests.support.emulated import uri_for
-
-DAGS = EXAMPLE_DAGS
 
 
 @pytest.fixture
-def event_dags(emulator, monkeypatch):
-    subprocess.run(
-        [sys.executable, "-m", "airflow", "db", "migrate"], check=True, capture_output=True, timeout=300
-    )
-    folder = Path(os.environ["AIRFLOW__CORE__DAGS_FOLDER"])
-    shutil.copytree(DAGS, folder, dirs_exist_ok=True)
+def event_dags(airflow_db, emulator, monkeypatch):
+    folder = copy_example_dags()
     monkeypatch.setenv("AIRFLOW_CONN_HYPERV_HV_01", uri_for(emulator, "hv-01"))
-    subprocess.run(
-        [sys.executable, "-m", "airflow", "pools", "set", "hyperv_hv_01", "2", "Hyper-V host", "--include-deferred"],
-        check=True, capture_output=True, timeout=120,
-    )  # fmt: skip
+    set_pools({"hyperv_hv_01": 2})
 
     def load(name: str):
-        spec = importlib.util.spec_from_file_location(name, folder / f"{name}.py")
-        assert spec and spec.loader
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        return module
+        return import_file(folder / f"{name}.py")
 
     return load
 

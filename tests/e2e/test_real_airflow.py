@@ -25,17 +25,9 @@ from typing import Any
 
 import pytest
 import yaml
-from harness import (  # tests/e2e/harness.py (pytest puts this folder on sys.path)
-    AirflowStack,
-    Run,
-    explained,
-    postgres_cluster,
-    running_airflow,
-    wait_for,
-    work_directory,
-)
 
 from airflow_hyperv.example_dags import EXAMPLE_DAGS
+from tests.support.airflow_stack import AirflowStack, Run, explained, running_airflow
 
 DAG_IDS = ("nightly_checkpoint", "pre_deployment_snapshot")
 # The Asset-driven DAGs (docs/events.md): paused until their test, so the events and exports of the
@@ -51,21 +43,10 @@ NIGHTLY_VMS = {
 }  # fmt: skip
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
+WORKDIR_PREFIX = "airflow-hyperv-e2e-"  # tests/e2e/conftest.py: the module's work directory
 
 
-# -- fixtures -------------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def workdir(request: pytest.FixtureRequest) -> Iterator[Path]:
-    with work_directory(request, "airflow-hyperv-e2e-") as path:
-        yield path
-
-
-@pytest.fixture(scope="module")
-def postgres(workdir: Path) -> Iterator[str]:
-    with postgres_cluster(workdir) as url:
-        yield url
-
-
+# -- fixtures (workdir and postgres: tests/e2e/conftest.py) ------------------------------------------
 @pytest.fixture(scope="module")
 def fleet(workdir: Path) -> Iterator[Any]:
     from hyperv_emulator.api import Emulator
@@ -250,12 +231,12 @@ def test_a_vm_stop_on_the_host_runs_protect_on_change_through_the_asset_watcher_
             assets = airflow.api("GET", "/assets", params={"name_pattern": WATCHED_ASSET})["assets"]
             return next((a for a in assets if a["name"] == WATCHED_ASSET and a["watchers"]), None)
 
-        asset = wait_for("the watcher to be registered", asset_with_watcher, airflow)
+        asset = airflow.wait_for("the watcher to be registered", asset_with_watcher)
         assert [w["name"] for w in asset["watchers"]] == ["hv-01-vm-changes"], asset["watchers"]
         # The triggerer runs it: it wrote its starting watermark (the newest records) to the asset's
         # state store in Airflow's database.
-        start_mark = wait_for(
-            "the watcher's first watermark", lambda: watermark(airflow, asset["id"]), airflow
+        start_mark = airflow.wait_for(
+            "the watcher's first watermark", lambda: watermark(airflow, asset["id"])
         )
         print(f"e2e: watcher running {time.monotonic() - started:.1f}s after the unpause: {start_mark}")
         assert not watcher_events(airflow, asset["id"])
@@ -263,7 +244,7 @@ def test_a_vm_stop_on_the_host_runs_protect_on_change_through_the_asset_watcher_
         # The real event: maintenance shuts web-01 down (the model writes 18504 to its event log).
         assert host.stop_vm(web)
         stopped = time.monotonic()
-        runs = wait_for("a protect_on_change run", lambda: dag_runs(airflow, "protect_on_change"), airflow)
+        runs = airflow.wait_for("a protect_on_change run", lambda: dag_runs(airflow, "protect_on_change"))
         print(f"e2e: protect_on_change run created {time.monotonic() - stopped:.1f}s after the VM stopped")
         assert len(runs) == 1, runs
         assert runs[0]["run_type"] == "asset_triggered", runs[0]
@@ -289,7 +270,7 @@ def test_a_vm_stop_on_the_host_runs_protect_on_change_through_the_asset_watcher_
 
         # No repeat: the watcher keeps reading the event log past that record and fires nothing more.
         reads = event_log_reads(fleet)
-        wait_for("three more polls", lambda: event_log_reads(fleet) >= reads + 6, airflow, timeout=60)
+        airflow.wait_for("three more polls", lambda: event_log_reads(fleet) >= reads + 6, timeout=60)
         assert len(watcher_events(airflow, asset["id"])) == 1
         assert len(dag_runs(airflow, "protect_on_change")) == 1
         mark = watermark(airflow, asset["id"])
@@ -300,15 +281,15 @@ def test_a_vm_stop_on_the_host_runs_protect_on_change_through_the_asset_watcher_
         airflow.start("triggerer")
         restarted = time.monotonic()
         reads = event_log_reads(fleet)
-        wait_for("the new triggerer's polls", lambda: event_log_reads(fleet) >= reads + 6, airflow)
+        airflow.wait_for("the new triggerer's polls", lambda: event_log_reads(fleet) >= reads + 6)
         print(f"e2e: the new triggerer polled again {time.monotonic() - restarted:.1f}s after its start")
         assert len(watcher_events(airflow, asset["id"])) == 1
         assert len(dag_runs(airflow, "protect_on_change")) == 1
         assert watermark(airflow, asset["id"]) == mark
 
         # The export's asset event (through the hyperv-exports alias) scheduled verify_new_export.
-        verify_runs = wait_for(
-            "a verify_new_export run", lambda: dag_runs(airflow, "verify_new_export"), airflow
+        verify_runs = airflow.wait_for(
+            "a verify_new_export run", lambda: dag_runs(airflow, "verify_new_export")
         )
         assert len(verify_runs) == 1 and verify_runs[0]["run_type"] == "asset_triggered", verify_runs
         verified = airflow.wait_for_run("verify_new_export", verify_runs[0]["dag_run_id"])

@@ -1,10 +1,9 @@
-"""The real pypsrp client against WSManServer, with a tiny CommandHost defined here."""
+"""The real pypsrp client against WSManServer, with the tiny CommandHost of tests/support/command_hosts.py."""
 
 from __future__ import annotations
 
-import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 
 import pytest
 import requests
@@ -14,80 +13,31 @@ from pypsrp.wsman import WSMan
 
 from hyperv_emulator.counters import Counters
 from hyperv_emulator.faults import Fault, FaultPlan
-from hyperv_emulator.host_runtime import (
-    ErrorSpec,
-    PipelineContext,
-    PipelineSink,
-    Statement,
-    TerminatingError,
-)
 from hyperv_emulator.server import WSManServer
+from tests.support.command_hosts import PASSWORD, USER, ScriptedHost, hyperv_error
+from tests.support.waiting import wait_for
 
-USER, PASSWORD = "alice", "Secret1"
-NOT_FOUND = ErrorSpec(
-    message='Hyper-V was unable to find a virtual machine with name "nope".',
-    fully_qualified_error_id="InvalidParameter,Microsoft.HyperV.PowerShell.Commands.GetVM",
-    category="ObjectNotFound",
-    exception_type="Microsoft.HyperV.PowerShell.VirtualizationException",
-    activity="Get-VM",
-    reason="VirtualizationException",
-    target_name="nope",
-    target_type="String",
-)
+NOT_FOUND = hyperv_error(
+    'Hyper-V was unable to find a virtual machine with name "nope".',
+    "InvalidParameter", "ObjectNotFound", "Get-VM", "nope",
+)  # fmt: skip
 
 
-class EchoHost:
-    """Echo-X writes its parameters; Sleep-X writes ``Count`` ticks ``Seconds`` apart; Fail-X fails."""
-
-    def __init__(self, name: str = "hv1") -> None:
-        self.name = name
-        self.seen: list[Sequence[Statement]] = []
-        self.cancelled: list[PipelineContext] = []
-        self.finished = threading.Event()
-
-    def run(self, statements: Sequence[Statement], sink: PipelineSink, ctx: PipelineContext) -> None:
-        self.seen.append(statements)
-        for statement in statements:
-            for cmd in statement:
-                params = {p.name: p.value for p in cmd.parameters}
-                if cmd.is_script:
-                    raise TerminatingError(
-                        ErrorSpec(
-                            "Scripts are not allowed.",
-                            "ScriptsNotAllowed",
-                            "PermissionDenied",
-                            "System.Exception",
-                        )
-                    )
-                if cmd.name == "Sleep-X":
-                    for i in range(int(params.get("Count", 1))):
-                        if ctx.cancelled.wait(float(params.get("Seconds", 0.1))):
-                            self.cancelled.append(ctx)
-                            return
-                        sink.write_output(f"tick {i}")
-                    self.finished.set()
-                elif cmd.name == "Fail-X":
-                    raise TerminatingError(NOT_FOUND)
-                elif cmd.name == "Crash-X":
-                    raise RuntimeError("emulator bug")
-                elif cmd.name == "Get-VM":
-                    sink.write_warning("careful")
-                    sink.write_verbose("looking")
-                    sink.write_error(NOT_FOUND, target_object="nope")
-                    sink.write_output(f"{self.name}:{params}")
-                else:
-                    sink.write_output(f"{self.name}:{cmd.name}:{sorted(params.items(), key=str)}")
+def echo_host(name: str = "hv1") -> ScriptedHost:
+    """Echo-X writes its parameters; Sleep-X writes ``Count`` ticks ``Seconds`` apart; Fail-X fails
+    (tests/support/command_hosts.py)."""
+    return ScriptedHost(name, error=NOT_FOUND)
 
 
 @pytest.fixture
-def host() -> EchoHost:
-    return EchoHost()
+def host() -> ScriptedHost:
+    return echo_host()
 
 
 @pytest.fixture
-def server(host: EchoHost) -> Iterator[WSManServer]:
+def server(host: ScriptedHost) -> Iterator[WSManServer]:
     with WSManServer(
-        {"hv1": host, "hv2": EchoHost("hv2")}, username=USER, password=PASSWORD, receive_wait_cap=0.3
+        {"hv1": host, "hv2": echo_host("hv2")}, username=USER, password=PASSWORD, receive_wait_cap=0.3
     ) as srv:
         yield srv
 
@@ -154,7 +104,7 @@ def test_streams_and_failed_pipeline(server: WSManServer) -> None:
         assert ps.state == PSInvocationState.FAILED
 
 
-def test_statements_and_large_pipeline_via_send(server: WSManServer, host: EchoHost) -> None:
+def test_statements_and_large_pipeline_via_send(server: WSManServer, host: ScriptedHost) -> None:
     with RunspacePool(wsman(server)) as pool:
         before = server.counters.snapshot()
         ps = echo(pool, Name="a")
@@ -168,7 +118,7 @@ def test_statements_and_large_pipeline_via_send(server: WSManServer, host: EchoH
     assert delta.cmdlets_run == 3
 
 
-def test_slow_pipeline_long_polls_then_stop_signal(server: WSManServer, host: EchoHost) -> None:
+def test_slow_pipeline_long_polls_then_stop_signal(server: WSManServer, host: ScriptedHost) -> None:
     with RunspacePool(wsman(server)) as pool:
         before = server.counters.snapshot()
         assert echo(pool, "Sleep-X", Count=2, Seconds=0.4).invoke() == ["tick 0", "tick 1"]
@@ -178,10 +128,7 @@ def test_slow_pipeline_long_polls_then_stop_signal(server: WSManServer, host: Ec
         ps.poll_invoke()
         ps.stop()
         assert ps.state == PSInvocationState.STOPPED
-        deadline = time.time() + 3
-        while not host.cancelled and time.time() < deadline:
-            time.sleep(0.02)
-        assert host.cancelled
+        wait_for(lambda: host.cancelled, timeout=3)
 
 
 def test_request_floor_per_pipeline(server: WSManServer) -> None:
@@ -220,7 +167,7 @@ def test_disconnect_and_reconnect_same_client(server: WSManServer) -> None:
     assert actions["Disconnect"] == 1 and actions["Reconnect"] == 1 and actions["Connect"] == 1
 
 
-def test_new_client_connects_to_disconnected_pipeline(server: WSManServer, host: EchoHost) -> None:
+def test_new_client_connects_to_disconnected_pipeline(server: WSManServer, host: ScriptedHost) -> None:
     pool_a = RunspacePool(wsman(server))
     pool_a.open()
     ps_a = echo(pool_a, "Sleep-X", Count=4, Seconds=0.15)
@@ -241,15 +188,13 @@ def test_new_client_connects_to_disconnected_pipeline(server: WSManServer, host:
     assert server.counters.snapshot().by_action["Enumerate"] == 2
 
 
-def test_disconnected_shell_is_deleted_after_idle_timeout(host: EchoHost) -> None:
+def test_disconnected_shell_is_deleted_after_idle_timeout(host: ScriptedHost) -> None:
     with WSManServer({"hv1": host}, username=USER, password=PASSWORD, idle_timeout=0.4) as srv:
         pool = RunspacePool(wsman(srv))
         pool.open()
         echo(pool, "Sleep-X", Count=100, Seconds=0.05).begin_invoke()
         pool.disconnect()
-        deadline = time.time() + 5
-        while not host.cancelled and time.time() < deadline:
-            time.sleep(0.05)
+        wait_for(lambda: host.cancelled, timeout=5, interval=0.05)
         assert host.cancelled and not srv.service.shells("hv1")
         assert RunspacePool.get_runspace_pools(wsman(srv)) == []
         with pytest.raises(WSManFaultError) as err:
@@ -270,7 +215,7 @@ def test_plaintext_body_over_http_refused(server: WSManServer) -> None:
         RunspacePool(wsman(server, encryption="never")).open()
 
 
-def test_basic_over_https_needs_the_ca(host: EchoHost) -> None:
+def test_basic_over_https_needs_the_ca(host: ScriptedHost) -> None:
     with WSManServer({"hv1": host}, username=USER, password=PASSWORD, auth="basic", tls=True) as srv:
         assert srv.ca_cert_path and srv.url.startswith("https://")
         kwargs = srv.pypsrp_kwargs() | {"connection_timeout": 5}
@@ -282,13 +227,13 @@ def test_basic_over_https_needs_the_ca(host: EchoHost) -> None:
             RunspacePool(WSMan(**(kwargs | {"password": "nope"}))).open()
 
 
-def test_ntlm_over_https_with_channel_binding(host: EchoHost) -> None:
+def test_ntlm_over_https_with_channel_binding(host: ScriptedHost) -> None:
     srv = WSManServer({"hv1": host}, username=USER, password=PASSWORD, tls=True).start()
     with srv, RunspacePool(WSMan(**(srv.pypsrp_kwargs() | {"auth": "ntlm"}))) as pool:
         assert echo(pool, Name="n").invoke() == ["hv1:Echo-X:[('Name', 'n')]"]
 
 
-def test_basic_over_plain_http_for_debugging(host: EchoHost) -> None:
+def test_basic_over_plain_http_for_debugging(host: ScriptedHost) -> None:
     with WSManServer({"hv1": host}, username=USER, password=PASSWORD, auth="basic") as srv:
         with RunspacePool(WSMan(**srv.pypsrp_kwargs())) as pool:
             assert echo(pool).invoke()
@@ -300,7 +245,7 @@ def test_basic_over_plain_http_for_debugging(host: EchoHost) -> None:
 
 
 @pytest.fixture
-def faulty(host: EchoHost) -> Iterator[WSManServer]:
+def faulty(host: ScriptedHost) -> Iterator[WSManServer]:
     with WSManServer(
         {"hv1": host},
         username=USER,
@@ -312,7 +257,7 @@ def faulty(host: EchoHost) -> Iterator[WSManServer]:
         yield srv
 
 
-def test_drop_before_run(faulty: WSManServer, host: EchoHost) -> None:
+def test_drop_before_run(faulty: WSManServer, host: ScriptedHost) -> None:
     faulty.faults.inject(Fault.DROP_BEFORE_RUN, cmdlet="Checkpoint-VM")
     pool = RunspacePool(wsman(faulty))
     pool.open()
@@ -330,7 +275,7 @@ def test_drop_before_run(faulty: WSManServer, host: EchoHost) -> None:
         assert echo(fresh, "Checkpoint-VM").invoke()
 
 
-def test_drop_after_run(faulty: WSManServer, host: EchoHost) -> None:
+def test_drop_after_run(faulty: WSManServer, host: ScriptedHost) -> None:
     faulty.faults.inject(Fault.DROP_AFTER_RUN, cmdlet="Sleep-X")
     pool = RunspacePool(wsman(faulty))
     pool.open()
@@ -339,7 +284,7 @@ def test_drop_after_run(faulty: WSManServer, host: EchoHost) -> None:
     assert host.finished.is_set()
 
 
-def test_wsman_busy(faulty: WSManServer, host: EchoHost) -> None:
+def test_wsman_busy(faulty: WSManServer, host: ScriptedHost) -> None:
     faulty.faults.inject(Fault.WSMAN_BUSY)
     with RunspacePool(wsman(faulty)) as pool:
         with pytest.raises(WSManFaultError) as err:
@@ -348,7 +293,7 @@ def test_wsman_busy(faulty: WSManServer, host: EchoHost) -> None:
         assert echo(pool).invoke()  # the next command goes through on the same pool
 
 
-def test_wsman_timeout(faulty: WSManServer, host: EchoHost) -> None:
+def test_wsman_timeout(faulty: WSManServer, host: ScriptedHost) -> None:
     faulty.faults.inject(Fault.WSMAN_TIMEOUT, cmdlet="Echo-X")
     with RunspacePool(wsman(faulty)) as pool:
         with pytest.raises(WSManFaultError) as err:

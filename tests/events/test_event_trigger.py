@@ -16,6 +16,7 @@ from hyperv_emulator.model.errors import InvalidQueryError
 from hyperv_emulator.model.event_query import parse_xpath
 from hyperv_emulator.model.eventlog import WORKER_ADMIN, EventRecord
 from tests.support.emulated import uri_for
+from tests.support.waiting import wait_for_async
 
 
 class FakeStateStore:
@@ -47,11 +48,7 @@ class Triggerer:
         self.task = asyncio.ensure_future(self._consume())
 
     async def wait_for(self, n: int, timeout: float = 10.0) -> None:
-        async def until() -> None:
-            while len(self.fired) < n:
-                await asyncio.sleep(0.01)
-
-        await asyncio.wait_for(until(), timeout)
+        await wait_for_async(lambda: len(self.fired) >= n, timeout, what=f"{n} events")
 
     async def stop(self) -> None:  # a triggerer shutting down cancels its trigger tasks
         assert self.task is not None

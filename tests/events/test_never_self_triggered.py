@@ -8,7 +8,6 @@ A positive control (an ordinary VM shut down) must fire, so "nothing fired" cann
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 from typing import Any
 
 import pytest
@@ -17,6 +16,7 @@ from airflow_hyperv.example_dags import EXAMPLE_DAGS
 from airflow_hyperv.hyperv.events import RESTORE_COPY_NAME_PREFIX
 from airflow_hyperv.triggers.events import HyperVEventTrigger
 from hyperv_emulator.model.eventlog import VMMS_ADMIN, WORKER_ADMIN
+from tests.support.dags import import_file
 from tests.support.emulated import uri_for
 
 DAG_FILE = EXAMPLE_DAGS / "protect_on_change.py"
@@ -30,10 +30,7 @@ def host(emulator: Any, monkeypatch: Any) -> Any:
 
 def shipped_watcher() -> HyperVEventTrigger:
     """The trigger protect_on_change ships, on the test connection, polling fast, from the beginning."""
-    spec = importlib.util.spec_from_file_location("protect_on_change_under_test", DAG_FILE)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = import_file(DAG_FILE, "protect_on_change_under_test")
     _, kwargs = module.hv01_changes.watchers[0].trigger.serialize()
     kwargs.update(hyperv_conn_id="hv_events", poll_interval=0.05, start_from="beginning")
     trigger = HyperVEventTrigger(**kwargs)

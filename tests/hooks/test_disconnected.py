@@ -1,12 +1,10 @@
-"""Disconnected-session operations: the real pypsrp client against WSManServer and a tiny CommandHost."""
+"""Disconnected-session operations: the real pypsrp client against WSManServer and the tiny CommandHost of tests/support/."""
 
 from __future__ import annotations
 
 import json
-import threading
-import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 
 import pytest
 
@@ -19,71 +17,35 @@ from airflow_hyperv.hooks.disconnected import (
 )
 from airflow_hyperv.hyperv.errors import AuthenticationFailedError, InvalidInputError
 from airflow_hyperv.hyperv.pipelines import Pipeline, bound_command, single_statement
-from hyperv_emulator.host_runtime import (
-    ErrorSpec,
-    PipelineContext,
-    PipelineSink,
-    Statement,
-    TerminatingError,
-)
 from hyperv_emulator.server import WSManServer
+from tests.support.command_hosts import PASSWORD, USER, ScriptedHost, hyperv_error
+from tests.support.waiting import wait_for
 
-USER, PASSWORD = "alice", "Secret1"
 CAP = 0.2  # the server's receive_wait_cap: one Receive long-polls at most this long
-DENIED = ErrorSpec(
-    message="The export path is not accessible.",
-    fully_qualified_error_id="AccessDenied,Microsoft.HyperV.PowerShell.Commands.ExportVMSnapshot",
-    category="PermissionDenied",
-    exception_type="Microsoft.HyperV.PowerShell.VirtualizationException",
-    activity="Export-VMSnapshot",
-    reason="VirtualizationException",
-    target_name="snap",
-    target_type="String",
+DENIED = hyperv_error(
+    "The export path is not accessible.", "AccessDenied", "PermissionDenied", "Export-VMSnapshot", "snap"
 )
 
 
-def wait_for(predicate, timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached")
-        time.sleep(0.02)
-
-
-class SlowHost:
+def slow_host() -> ScriptedHost:
     """``Export-X -Ticks N`` sleeps N x CAP then writes one object; ``Early-X`` writes before and after
-    sleeping; ``Warn-X`` ends with a non-terminating error; ``Fail-X`` raises a terminating one."""
-
-    def __init__(self, name: str = "hv1") -> None:
-        self.name = name
-        self.finished = threading.Event()
-        self.cancelled = threading.Event()
-
-    def run(self, statements: Sequence[Statement], sink: PipelineSink, ctx: PipelineContext) -> None:
-        for statement in statements:
-            for command in statement:
-                params = {p.name: p.value for p in command.parameters}
-                ticks = int(params.get("Ticks", 0))
-                if command.name == "Early-X":
-                    sink.write_output("early")
-                if ctx.cancelled.wait(ticks * CAP):
-                    self.cancelled.set()
-                    return
-                if command.name == "Fail-X":
-                    raise TerminatingError(DENIED)
-                if command.name == "Warn-X":
-                    sink.write_error(DENIED, target_object="snap")
-                sink.write_output(f"{command.name}:{params.get('Name', '')}")
-        self.finished.set()
+    sleeping; ``Warn-X`` ends with a non-terminating error; ``Fail-X`` raises a terminating one
+    (tests/support/command_hosts.py)."""
+    return ScriptedHost(
+        "hv1",
+        error=DENIED,
+        tick=CAP,
+        reply=lambda _host, command, params: f"{command}:{params.get('Name', '')}",
+    )
 
 
 @pytest.fixture
-def host() -> SlowHost:
-    return SlowHost()
+def host() -> ScriptedHost:
+    return slow_host()
 
 
 @pytest.fixture
-def server(host: SlowHost) -> Iterator[WSManServer]:
+def server(host: ScriptedHost) -> Iterator[WSManServer]:
     with WSManServer(
         {"hv1": host}, username=USER, password=PASSWORD, auth="basic", receive_wait_cap=CAP
     ) as srv:
@@ -107,7 +69,9 @@ def travel(op: DisconnectedOperation) -> DisconnectedOperation:
     return DisconnectedOperation.from_dict(json.loads(json.dumps(op.to_dict())))
 
 
-def test_start_poll_running_then_completed_from_another_client(server: WSManServer, host: SlowHost) -> None:
+def test_start_poll_running_then_completed_from_another_client(
+    server: WSManServer, host: ScriptedHost
+) -> None:
     before = server.counters.snapshot()
     op = start_disconnected(settings_for(server), export(5))
     started = server.counters.snapshot() - before
@@ -177,24 +141,24 @@ def test_output_read_by_a_running_poll_comes_back_as_partial(server: WSManServer
     assert done.state == "completed" and done.result and done.result.output == ["Early-X:snap"]
 
 
-def test_cancel_stops_the_pipeline_and_deletes_the_shell(server: WSManServer, host: SlowHost) -> None:
+def test_cancel_stops_the_pipeline_and_deletes_the_shell(server: WSManServer, host: ScriptedHost) -> None:
     op = start_disconnected(settings_for(server), export(100))
     mid = server.counters.snapshot()
     assert cancel_disconnected(settings_for(server), op) is True
     assert (server.counters.snapshot() - mid).by_action == {"Connect": 1, "Receive": 1, "Delete": 1}
-    wait_for(host.cancelled.is_set)
+    wait_for(lambda: host.cancelled, timeout=5)
     assert server.service.shells("hv1") == []
     assert poll_disconnected(settings_for(server), op).state == "gone"
     assert cancel_disconnected(settings_for(server), op) is False
 
 
-def test_shell_reaped_after_idle_timeout_is_gone(host: SlowHost) -> None:
+def test_shell_reaped_after_idle_timeout_is_gone(host: ScriptedHost) -> None:
     with WSManServer(
         {"hv1": host}, username=USER, password=PASSWORD, auth="basic", receive_wait_cap=CAP, idle_timeout=0.4
     ) as srv:
         op = start_disconnected(settings_for(srv), export(100))
-        wait_for(lambda: not srv.service.shells("hv1"))
-        wait_for(host.cancelled.is_set)
+        wait_for(lambda: not srv.service.shells("hv1"), timeout=5)
+        wait_for(lambda: host.cancelled, timeout=5)
         assert poll_disconnected(settings_for(srv), op).state == "gone"
         assert cancel_disconnected(settings_for(srv), op) is False
 
@@ -231,7 +195,7 @@ def test_operation_dict_is_validated() -> None:
         DisconnectedOperation.from_dict(["not", "a", "dict"])
 
 
-def test_ntlm_with_message_encryption(host: SlowHost) -> None:
+def test_ntlm_with_message_encryption(host: ScriptedHost) -> None:
     with WSManServer({"hv1": host}, username=USER, password=PASSWORD, receive_wait_cap=CAP) as srv:
         settings = settings_for(srv, auth="ntlm", encryption="auto")
         op = start_disconnected(settings, export(5))

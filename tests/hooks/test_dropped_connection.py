@@ -9,9 +9,6 @@ lets it finish, so the order "connection lost -> hook gives up -> host finishes"
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
-
 import pytest
 
 from airflow_hyperv.hooks.hyperv import HyperVHook
@@ -22,6 +19,7 @@ from hyperv_emulator.faults import Fault
 from hyperv_emulator.model.clock import ManualClock
 from hyperv_emulator.wsman.shell import ShellState
 from tests.support.emulated import settings_for
+from tests.support.waiting import wait_for
 
 VM = "sql-01"  # CheckpointType Production: the pipeline sets ProductionOnly, then puts Production back
 NAME = "airflow-hyperv 20261129T0300Z 222222222222"
@@ -30,15 +28,6 @@ NAME = "airflow-hyperv 20261129T0300Z 222222222222"
 def fast(hook: HyperVHook) -> HyperVHook:
     hook.retry_wait_multiplier, hook.retry_wait_max = 0.01, 0.05
     return hook
-
-
-def wait_until(condition: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
-    """Wait for the host's worker thread (not a timing assertion: only a bound on a hang)."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"never happened: {what}")
-        time.sleep(0.01)
 
 
 @pytest.fixture
@@ -70,7 +59,7 @@ def test_a_connection_lost_mid_pipeline_leaves_the_host_to_restore_the_type(held
             set_vm = emu.audit.entries(cmdlet="Set-VM")
             return len(set_vm) == 2 and set_vm[-1].outcome == "ok"
 
-        wait_until(restored, "the pipeline's last Set-VM ran on the host")
+        wait_for(restored, 10, what="the pipeline's last Set-VM ran on the host")
     finally:
         hv.close()
     checkpoint_vm = emu.audit.entries(cmdlet="Checkpoint-VM")
@@ -98,7 +87,9 @@ def test_an_abandoned_shell_lives_until_the_idle_timeout(held):
     # While the pipeline runs the shell is kept however long it is quiet.
     assert service.reap(now=shell.last_activity + shell.idle_timeout * 10) == []
     clock.advance(emu.fleet.timing.checkpoint_seconds + 1)
-    wait_until(lambda: all(p.state.value == "Done" for p in shell.pipelines.values()), "the pipeline ended")
+    wait_for(
+        lambda: all(p.state.value == "Done" for p in shell.pipelines.values()), 10, what="the pipeline ended"
+    )
     # Then it stays until its idle timeout (WinRM IdleTimeout), and goes after it.
     assert service.reap(now=shell.last_activity + shell.idle_timeout - 1) == []
     assert service.reap(now=shell.last_activity + shell.idle_timeout + 1) == [shell.shell_id]

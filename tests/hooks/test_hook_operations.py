@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 import uuid
 
 import pytest
@@ -16,17 +15,7 @@ from airflow_hyperv.hyperv.errors import (
 )
 from airflow_hyperv.hyperv.names import is_provider_checkpoint
 from tests.support.emulated import settings_for
-
-
-def wait_for(predicate, timeout=10.0):
-    """Poll the host until ``predicate()`` is true (operations finish on the host's own clock)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError("condition not reached")
+from tests.support.waiting import wait_for  # operations finish on the host's own clock
 
 
 def test_get_vm_by_name_and_by_id_agree(hook):

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from tests.support.dags import task_states as states  # by task id without the group: protect_x.merge -> merge
 
-def states(dag_run: Any) -> dict[str, str]:
-    """Task states by task id without the group prefix (``protect_x.merge`` -> ``merge``)."""
-    return {ti.task_id.split(".", 1)[-1]: str(ti.state) for ti in dag_run.get_task_instances()}
+__all__ = ["chain_snapshot", "states", "xcom"]
 
 
 def xcom(dag_run: Any, task_id: str) -> Any:

@@ -10,9 +10,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import threading
-import time
 import uuid
-from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -23,7 +21,9 @@ from airflow_hyperv.hyperv.names import checkpoint_name
 from airflow_hyperv.operators.export import HyperVExportCheckpointOperator
 from hyperv_emulator.api import Emulator
 from hyperv_emulator.model.clock import ManualClock
+from tests.support.dags import write_dag
 from tests.support.emulated import settings_for, uri_for
+from tests.support.waiting import wait_for
 
 ROOT = "D:\\Backups"
 
@@ -87,15 +87,6 @@ def exports(emu: Emulator) -> list[Any]:
     return emu.audit.entries(cmdlet="Export-VMSnapshot")
 
 
-def wait_until(condition: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
-    """Bounded wait for a state the test sequenced (not a timing assertion)."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"never happened: {what}")
-        time.sleep(0.02)
-
-
 def exists(emu: Emulator, path: str, host: str = "hv-01") -> bool:
     return emu.host(host).fs.to_real(path).exists()
 
@@ -124,12 +115,14 @@ def test_on_kill_cancels_the_export_and_the_retry_writes_elsewhere(held):
 
     worker = threading.Thread(target=run_first)
     worker.start()
-    wait_until(lambda: bool(exports(held)) and first._running is not None, "the export runs on the host")
+    wait_for(
+        lambda: bool(exports(held)) and first._running is not None, 30, what="the export runs on the host"
+    )
     staging = exports(held)[0].parameters["Path"]
     first.on_kill()  # what Airflow calls when the task is killed or hits its execution_timeout
     worker.join(30)
     assert not worker.is_alive()
-    wait_until(lambda: exports(held)[0].outcome != "running", "the export ends")
+    wait_for(lambda: exports(held)[0].outcome != "running", 30, what="the export ends")
     assert exports(held)[0].outcome == "stopped"  # the host stopped the export
     assert failure and "left in place" in str(failure[0]), failure
     assert exists(held, staging) and not removed(held, staging)  # Hyper-V may have written there
@@ -154,7 +147,7 @@ def test_trigger_on_kill_cancels_the_deferred_export(held):
     assert isinstance(trigger, HyperVWaitTrigger)
     assert exports(held)[0].outcome == "running"
     asyncio.run(trigger.on_kill())  # the triggerer calls it when the user marks / clears the task
-    wait_until(lambda: exports(held)[0].outcome != "running", "the export ends")
+    wait_for(lambda: exports(held)[0].outcome != "running", 30, what="the export ends")
     assert exports(held)[0].outcome == "stopped"
     op = trigger.operation
     from airflow_hyperv.hooks.disconnected import DisconnectedOperation
@@ -175,7 +168,7 @@ def test_deferral_timeout_cancels_the_export_recorded_in_the_state_store(held):
         op.execute({"task_state_store": store})
     with pytest.raises(TaskDeferralTimeout):
         op.resume_execution("__fail__", {"error": "Trigger timeout"}, {"task_state_store": store})
-    wait_until(lambda: exports(held)[0].outcome != "running", "the export ends")
+    wait_for(lambda: exports(held)[0].outcome != "running", 30, what="the export ends")
     assert exports(held)[0].outcome == "stopped"
 
 
@@ -232,7 +225,7 @@ def test_promotion_refuses_a_final_folder_that_appeared(held):
     with pytest.raises(TaskDeferred) as deferred:
         op.execute({})
     echo = deferred.value.trigger.echo
-    wait_until(lambda: exports(held)[0].outcome == "ok", "the export finishes")
+    wait_for(lambda: exports(held)[0].outcome == "ok", 30, what="the export finishes")
     with make_hook(held) as hv:
         hv.make_directory(echo["final"])  # someone else made the final folder meanwhile
     with pytest.raises(AirflowException, match="not promoting"):
@@ -351,22 +344,12 @@ with DAG("t_export_timeout", schedule=None, start_date=pendulum.datetime(2026, 1
 
 
 def test_a_deferred_export_past_its_wait_timeout_is_cancelled(airflow_db, emulator, monkeypatch):
-    import importlib.util
-    import os
-    from pathlib import Path
-
     monkeypatch.setenv("AIRFLOW_CONN_HYPERV_DEFAULT", uri_for(emulator, "hv-01"))
     emulator.host("hv-01").timing.export_mb_per_s = 0.01  # hours of emulated time: it cannot finish
-    path = Path(os.environ["AIRFLOW__CORE__DAGS_FOLDER"]) / "t_export_timeout.py"
-    path.write_text(TIMEOUT_DAG)
-    spec = importlib.util.spec_from_file_location("t_export_timeout", path)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    run = module.dag.test()
+    run = write_dag("t_export_timeout", TIMEOUT_DAG).test()
     states = {ti.task_id: str(ti.state) for ti in run.get_task_instances()}
     assert states["export"] == "failed", states
-    wait_until(lambda: exports(emulator)[0].outcome != "running", "the export ends")
+    wait_for(lambda: exports(emulator)[0].outcome != "running", 30, what="the export ends")
     assert exports(emulator)[0].outcome == "stopped"  # cancelled on the host, not left running
     assert states["merge"] == "success", states  # the VM was free again: the checkpoint merged
     staging = exports(emulator)[0].parameters["Path"]

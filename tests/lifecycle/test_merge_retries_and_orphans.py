@@ -7,18 +7,16 @@ With a manual clock a removed checkpoint's merge stays pending until the test ad
 
 from __future__ import annotations
 
-import importlib.util
-import os
 import textwrap
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from airflow_hyperv.hyperv.enums import Consistency
 from hyperv_emulator.faults import Fault
+from tests.support.dags import write_dag
 from tests.support.emulated import settings_for, uri_for
 
 HOUR = 3600.0
@@ -65,15 +63,10 @@ def merge_dag(dag_id: str, *, create: bool, on_retry: Any = None, wait_timeout: 
             {checkpoint}
         """
     )
-    path = Path(os.environ["AIRFLOW__CORE__DAGS_FOLDER"]) / f"{dag_id}.py"
-    path.write_text(source)
-    spec = importlib.util.spec_from_file_location(dag_id, path)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    dag = write_dag(dag_id, source)
     if on_retry is not None:
-        module.dag.get_task("merge").on_retry_callback = [on_retry]
-    return module.dag
+        dag.get_task("merge").on_retry_callback = [on_retry]
+    return dag
 
 
 def tis(run: Any) -> dict[str, Any]:

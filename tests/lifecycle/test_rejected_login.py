@@ -4,10 +4,7 @@ and when a deferred wait's trigger is the one whose login is refused."""
 
 from __future__ import annotations
 
-import importlib.util
-import os
 import textwrap
-from pathlib import Path
 
 import pytest
 from airflow.sdk.definitions.retry_policy import RetryAction, RetryDecision, RetryPolicy
@@ -17,6 +14,7 @@ from airflow_hyperv.hyperv.errors import AuthenticationFailedError
 from airflow_hyperv.operators.base import NeverRetryRejectedLogins
 from airflow_hyperv.operators.verify import HyperVVerifyOperator
 from hyperv_emulator.faults import Fault
+from tests.support.dags import write_dag
 from tests.support.emulated import uri_for
 
 BODY = """
@@ -38,14 +36,7 @@ SENSOR = (
 
 
 def load(dag_id: str, task: str):
-    folder = Path(os.environ["AIRFLOW__CORE__DAGS_FOLDER"])
-    path = folder / f"{dag_id}.py"
-    path.write_text(textwrap.dedent(BODY.format(dag_id=dag_id, task=task)))
-    spec = importlib.util.spec_from_file_location(dag_id, path)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.dag
+    return write_dag(dag_id, textwrap.dedent(BODY.format(dag_id=dag_id, task=task)))
 
 
 @pytest.fixture

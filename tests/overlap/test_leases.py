@@ -7,13 +7,10 @@ metadata database, or its holder is a run this Airflow does not know), then run 
 from __future__ import annotations
 
 import asyncio
-import importlib.util
-import os
 import textwrap
 import threading
 import types
 import uuid
-from pathlib import Path
 
 import pendulum
 import pytest
@@ -23,6 +20,7 @@ from airflow_hyperv.hyperv.errors import CommandFailedError
 from airflow_hyperv.hyperv.lease import new_lease
 from airflow_hyperv.hyperv.names import checkpoint_name
 from hyperv_emulator.faults import Fault
+from tests.support.dags import write_dag
 from tests.support.emulated import uri_for
 
 DAY = pendulum.datetime(2026, 11, 20, 1, tz="UTC")
@@ -80,7 +78,6 @@ def set_run_state(run, state):
 def create_only_dag(airflow_db, emulator, monkeypatch):
     """Run A: a DAG that only takes a checkpoint of web-01 (so it keeps its checkpoint and lease)."""
     monkeypatch.setenv("AIRFLOW_CONN_HYPERV_DEFAULT", uri_for(emulator, "hv-01"))
-    folder = Path(os.environ["AIRFLOW__CORE__DAGS_FOLDER"])
     source = textwrap.dedent(
         """
         import pendulum
@@ -92,13 +89,7 @@ def create_only_dag(airflow_db, emulator, monkeypatch):
             HyperVCreateCheckpointOperator(task_id="production_checkpoint", vm="web-01", poll_interval=0.1)
         """
     )
-    path = folder / "overlap_a.py"
-    path.write_text(source)
-    spec = importlib.util.spec_from_file_location("overlap_a", path)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.dag
+    return write_dag("overlap_a", source)
 
 
 def run_a_holds_web01(create_only_dag, emulator, hook):

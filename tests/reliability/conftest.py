@@ -7,11 +7,7 @@ the same port, with the same credentials, so the ``hyperv_default`` connection n
 
 from __future__ import annotations
 
-import importlib.util
-import os
 import socket
-import subprocess
-import sys
 import textwrap
 import threading
 import time
@@ -22,18 +18,12 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.support.dags import write_dag
 from tests.support.emulated import uri_for
 
 USERNAME = "hyperv-admin"
 PASSWORD = "reliability-pa55word"
 EXAMPLE_FLEET = Path(__file__).parents[2] / "emulator" / "hyperv_emulator" / "fleets" / "example.yaml"
-
-
-@pytest.fixture(scope="session")
-def airflow_db() -> None:
-    subprocess.run(
-        [sys.executable, "-m", "airflow", "db", "migrate"], check=True, capture_output=True, timeout=300
-    )
 
 
 @pytest.fixture(scope="session")
@@ -141,13 +131,12 @@ def make_emulator(tmp_path: Path, emulator_port: int, monkeypatch: pytest.Monkey
 
 
 @pytest.fixture(scope="session")
-def dag_loader(airflow_db: None) -> Callable[[str, str], Any]:
+def dag_loader(airflow_db: None) -> Callable[[str, str], Any]:  # airflow_db: tests/conftest.py
     return load_dag
 
 
 def load_dag(dag_id: str, body: str) -> Any:
     """Write a DAG file into the dags folder (``dag.test()`` syncs the bundle) and import it."""
-    folder = Path(os.environ["AIRFLOW__CORE__DAGS_FOLDER"])
     source = textwrap.dedent(
         """
         import datetime as dt
@@ -156,11 +145,4 @@ def load_dag(dag_id: str, body: str) -> Any:
 
         """
     ) + textwrap.dedent(body)
-    path = folder / f"{dag_id}.py"
-    if not path.exists() or path.read_text() != source:
-        path.write_text(source)
-    spec = importlib.util.spec_from_file_location(dag_id, path)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.dag
+    return write_dag(dag_id, source)

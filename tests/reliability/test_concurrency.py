@@ -24,6 +24,7 @@ from airflow_hyperv.hyperv.errors import (
 )
 from hyperv_emulator.model.clock import ManualClock
 from tests.support.emulated import settings_for
+from tests.support.waiting import wait_for
 
 VM = "web-01"
 CLEAR_ERRORS = (OperationInProgressError, InvalidStateError)
@@ -106,7 +107,9 @@ def test_two_runs_protect_the_same_vm_one_after_the_other_on_the_host(held: Any)
             )
         )
         worker.start()
-        wait_until(lambda: model_vm(emu).busy == "checkpoint", "A's Checkpoint-VM in progress on the host")
+        wait_for(
+            lambda: model_vm(emu).busy == "checkpoint", 30, what="A's Checkpoint-VM in progress on the host"
+        )
 
         with pytest.raises(CLEAR_ERRORS) as refused:
             b.create_checkpoint(vm_id, names[1], consistency=Consistency.APPLICATION)
@@ -150,14 +153,6 @@ def held(make_emulator: Any) -> tuple[Any, ManualClock]:
     return make_emulator(clock=clock).emu, clock
 
 
-def wait_until(condition: Any, what: str) -> None:
-    """Wait (bounded, real time) for another thread to reach a state the test then acts on."""
-    deadline = time.monotonic() + 30
-    while not condition():
-        assert time.monotonic() < deadline, f"never saw {what}"
-        time.sleep(0.01)
-
-
 def finish_merge(emu: Any, clock: ManualClock) -> None:
     """Move the host's time past the merge in progress; the VM is off the merged AVHDX afterwards."""
     vm = model_vm(emu)
@@ -188,7 +183,7 @@ def test_a_checkpoint_that_reaches_the_host_first_holds_off_the_merge(held: Any)
             )
         )
         worker.start()
-        wait_until(lambda: model_vm(emu).busy == "checkpoint", "Checkpoint-VM in progress on the host")
+        wait_for(lambda: model_vm(emu).busy == "checkpoint", 30, what="Checkpoint-VM in progress on the host")
 
         with pytest.raises(CLEAR_ERRORS) as refused:
             a.remove_checkpoint(old.checkpoint.id)

@@ -25,6 +25,7 @@ from typing import Any
 import pytest
 
 from hyperv_emulator.faults import Fault
+from tests.support.dags import failure_reason, task_states
 
 VM = "web-01"  # Linux with hv_vss_daemon, CheckpointType Production (set to ProductionOnly while we checkpoint)
 EXPORT_ROOT = "D:\\Backups"
@@ -338,27 +339,6 @@ def exports(emu: Any) -> tuple[list[str], list[str], list[str]]:
             )
             (complete if whole and expected <= rel else incomplete).append(folder.name)
     return complete, incomplete, staging
-
-
-def task_states(run: Any) -> dict[str, str]:
-    return {ti.task_id.split(".")[-1]: str(ti.state) for ti in run.get_task_instances()}
-
-
-def failure_reason(run: Any, task_short: str) -> str:
-    from airflow.models.xcom import XComModel
-    from airflow.utils.session import create_session
-
-    from airflow_hyperv.hyperv.outcomes import FAILURE_KEY
-
-    ti = next(t for t in run.get_task_instances() if t.task_id.split(".")[-1] == task_short)
-    with create_session() as session:
-        row = (
-            session.query(XComModel)
-            .filter_by(dag_id=ti.dag_id, run_id=ti.run_id, task_id=ti.task_id, key=FAILURE_KEY)
-            .one_or_none()
-        )
-        value = None if row is None else XComModel.deserialize_value(row)
-    return str((value or {}).get("reason", ""))
 
 
 # -- arming -------------------------------------------------------------------------------------------

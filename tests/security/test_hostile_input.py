@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from tests.support.dags import failure_reason, task_states
 from tests.support.emulated import uri_for
 
 MUTATING = {
@@ -59,36 +60,14 @@ def _bound_anywhere(emulator, value):
     ]
 
 
-def _failure_reason(run, task_short):
-    """The reason the task's on_failure_callback recorded (airflow_hyperv.operators.failures.record_failure)."""
-    from airflow.models.xcom import XComModel
-    from airflow.utils.session import create_session
-
-    from airflow_hyperv.hyperv.outcomes import FAILURE_KEY
-
-    ti = next(t for t in run.get_task_instances() if t.task_id.split(".")[-1] == task_short)
-    with create_session() as session:
-        row = (
-            session.query(XComModel)
-            .filter_by(dag_id=ti.dag_id, run_id=ti.run_id, task_id=ti.task_id, key=FAILURE_KEY)
-            .one_or_none()
-        )
-        value = None if row is None else XComModel.deserialize_value(row)
-    return str((value or {}).get("reason", ""))
-
-
-def _task_states(run):
-    return {ti.task_id.split(".", 1)[-1]: str(ti.state) for ti in run.get_task_instances()}
-
-
 @pytest.mark.parametrize("name", HOSTILE_VM_NAMES, ids=range(len(HOSTILE_VM_NAMES)))
 def test_hostile_vm_names_through_the_protection_chain(dag_factory, emulator, name):
     run = dag_factory(f"hostile_vm_{abs(hash(name)) % 10**8}", vm=name, policy="fallback",
                       export_root="D:\\Backups").test()  # fmt: skip
-    states = _task_states(run)
+    states = task_states(run)
     assert str(run.state) == "failed" and states["verify"] == "failed", states
     assert _mutations(emulator) == []
-    reason = _failure_reason(run, "verify")
+    reason = failure_reason(run, "verify")
     if name in REFUSED_VM_NAMES:
         # refused by the provider: nothing reached the host at all
         assert REFUSED_VM_NAMES[name] in reason.lower(), reason
@@ -106,7 +85,7 @@ def test_hostile_export_paths_fail_before_any_change(dag_factory, emulator, path
     run = dag_factory(
         f"hostile_path_{abs(hash(path)) % 10**8}", vm="dc-01", policy="require", export_root=path
     ).test()
-    states = _task_states(run)
+    states = task_states(run)
     if ("$(" in path or "`" in path) and ":" not in path[2:]:
         # Legal Windows file names: the export lands under that literal folder, nothing is executed.
         assert str(run.state) == "success", states
@@ -117,7 +96,7 @@ def test_hostile_export_paths_fail_before_any_change(dag_factory, emulator, path
         assert folder.is_dir() and any(p.is_file() for p in folder.rglob("*")), folder
         return
     assert str(run.state) == "failed" and states["verify"] == "failed", states
-    assert "export path" in _failure_reason(run, "verify"), _failure_reason(run, "verify")
+    assert "export path" in failure_reason(run, "verify"), failure_reason(run, "verify")
     assert _mutations(emulator) == []
     assert _bound_anywhere(emulator, path) == []  # the path never reached the host
 

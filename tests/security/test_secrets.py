@@ -13,12 +13,10 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
-import importlib.util
 import json
 import os
 import subprocess
 import sys
-import textwrap
 import urllib.parse
 from pathlib import Path
 from typing import Any
@@ -26,6 +24,7 @@ from typing import Any
 import pytest
 
 from hyperv_emulator.faults import Fault
+from tests.support.dags import protect_dag_source, task_states, write_dag
 from tests.support.emulated import settings_for, uri_for
 
 PASSWORD = "S3cr3t-pa55word!"
@@ -82,26 +81,12 @@ def leaks(text: str, needles: list[str]) -> list[str]:
 
 
 def load_dag(dag_id: str) -> Any:
-    folder = Path(os.environ["AIRFLOW__CORE__DAGS_FOLDER"])
-    source = textwrap.dedent(
-        f"""
-        import pendulum
-        from airflow.sdk import DAG
-        from airflow_hyperv.authoring.protect import protect_vm
-
-        with DAG({dag_id!r}, schedule=None, start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
-                 catchup=False, default_args={{"retries": 0}}) as dag:
-            protect_vm({VM!r}, policy="require", export_root="D:\\\\Backups", deferrable=True,
-                       poll_interval=0.1)
-        """
+    return write_dag(
+        dag_id,
+        protect_dag_source(
+            dag_id, vm=VM, policy="require", export_root="D:\\Backups", deferrable=True, poll_interval=0.1
+        ),
     )
-    path = folder / f"{dag_id}.py"
-    path.write_text(source)
-    spec = importlib.util.spec_from_file_location(dag_id, path)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.dag
 
 
 def xcom_texts(run: Any) -> list[str]:
@@ -161,13 +146,13 @@ def test_password_and_tls_key_never_leak(airflow_db: None, tls_emulator: Any, ca
     dag = load_dag("sec_secrets")
 
     ok = dag.test()
-    ok_states = {ti.task_id.split(".")[-1]: str(ti.state) for ti in ok.get_task_instances()}
+    ok_states = task_states(ok)
     assert str(ok.state) == "success", ok_states
 
     # the same DAG once more, with the host rejecting the (right) credentials from the start
     emu.faults.inject(Fault.REJECT_CREDENTIALS, times=None)
     bad = dag.test(logical_date=ok.logical_date + dt.timedelta(days=1))
-    bad_states = {ti.task_id.split(".")[-1]: str(ti.state) for ti in bad.get_task_instances()}
+    bad_states = task_states(bad)
     assert str(bad.state) == "failed" and bad_states["verify"] == "failed", bad_states
     emu.faults.clear()
 
