@@ -21,7 +21,7 @@ from airflow_hyperv.hyperv.names import (
     require_host_path,
 )
 from airflow_hyperv.hyperv.records import ExportManifest
-from airflow_hyperv.hyperv.waits import WaitFor
+from airflow_hyperv.hyperv.waits import WaitFor, WaitTarget
 from airflow_hyperv.operators.base import DeferrableMixin, HyperVBaseOperator, run_checkpoint_name
 
 if TYPE_CHECKING:
@@ -84,7 +84,7 @@ def export_base(hv: HyperVHook, root: str, vm_id: uuid.UUID | str) -> str:
 
 @dataclass
 class ExportPlan:
-    """What one export attempt writes where; travels in the trigger's echo and the task state store."""
+    """What one export attempt writes where; travels in the trigger's resume_state and the task state store."""
 
     vm_id: str
     vm_name: str
@@ -281,17 +281,15 @@ class HyperVExportCheckpointOperator(DeferrableMixin, HyperVBaseOperator):
 
         op = DisconnectedOperation.from_dict(plan.operation)
         if self.deferrable:
-            from airflow_hyperv.triggers.hyperv import HyperVWaitTrigger
+            from airflow_hyperv.triggers.hyperv import HyperVOperationTrigger
 
             self.log.info("Export of %s to %s runs on the host; deferring", plan.vm_name, plan.staging)
             self.defer_to(
-                HyperVWaitTrigger(
+                HyperVOperationTrigger(
                     hyperv_conn_id=self.hyperv_conn_id,
-                    wait_for=WaitFor.OPERATION_DONE.value,
-                    vm_id=plan.vm_id,
+                    target=WaitTarget(WaitFor.OPERATION_DONE, plan.vm_id, operation=op.to_dict()),
                     poll_interval=self.poll_interval,
-                    operation=op.to_dict(),
-                    echo=plan.to_dict(),
+                    resume_state=plan.to_dict(),
                 )
             )
             raise AssertionError("defer returned")  # pragma: no cover
@@ -341,10 +339,10 @@ class HyperVExportCheckpointOperator(DeferrableMixin, HyperVBaseOperator):
         )
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
-        echo = (event or {}).get("echo") or {}
-        if not echo:
+        saved = self.resume_state(event)
+        if not saved:
             raise AirflowException(f"the export wait ended without its plan: {event}")
-        plan = ExportPlan.from_dict(echo)
+        plan = ExportPlan.from_dict(saved)
         with self.hyperv_hook() as hv:
             if event.get("status") == "success":
                 return self._finish(context, hv, plan, "completed", "")

@@ -19,7 +19,7 @@ TRIGGERS = [
         hyperv_conn_id="hv", wait_for="operation_done", vm_id="d",
         operation={"shell_id": "E" * 8 + "-0000-0000-0000-" + "0" * 12, "command_id": "F" * 8 + "-0000-0000-0000-" + "0" * 12,
                    "label": "export", "started_at": 1.0},
-        echo={"plan": {"final": "D:\\\\x"}},
+        resume_state={"plan": {"final": "D:\\\\x"}},
     ),
 ]  # fmt: skip
 
@@ -104,10 +104,10 @@ def test_standalone_merge_wait_and_vanished_vm(emulator, monkeypatch):
         hv.remove_checkpoint(made.checkpoint.id)
     trigger = HyperVWaitTrigger(
         hyperv_conn_id="hv_one", wait_for=WaitFor.MERGE_DONE.value, vm_id=str(dc.id),
-        checkpoint_id=str(made.checkpoint.id), avhdx_paths=avhdx, poll_interval=0.05, echo={"k": "v"},
+        checkpoint_id=str(made.checkpoint.id), avhdx_paths=avhdx, poll_interval=0.05, resume_state={"k": "v"},
     )  # fmt: skip
     event = asyncio.run(asyncio.wait_for(trigger.run().asend(None), 20))
-    assert event.payload["status"] == "success" and event.payload["echo"] == {"k": "v"}
+    assert event.payload["status"] == "success" and event.payload["resume_state"] == {"k": "v"}
 
     gone = HyperVWaitTrigger(hyperv_conn_id="hv_one", wait_for="vm_state", vm_id="00000000-0000-0000-0000-000000000001",
                              target_state="Running", poll_interval=0.05)  # fmt: skip
