@@ -57,3 +57,27 @@ def test_emptied_number_fields_mean_the_defaults():
 def test_the_key_path_field_is_not_masked_as_a_password():
     # certificate_key_pem holds a file path; masking it hides what a user typed without protecting anything
     assert "format" not in _connection_type()["conn-fields"]["certificate_key_pem"]["schema"]
+
+
+def test_the_trigger_list_names_the_module_of_every_trigger_class():
+    import importlib
+    import inspect
+    import pkgutil
+
+    from airflow.triggers.base import BaseTrigger
+
+    import airflow_hyperv.triggers as package
+
+    listed = {m for t in get_provider_info()["triggers"] for m in t["python-modules"]}
+    found = set()
+    for info in pkgutil.iter_modules(package.__path__, f"{package.__name__}."):
+        module = importlib.import_module(info.name)
+        for _, cls in inspect.getmembers(module, inspect.isclass):
+            if (
+                issubclass(cls, BaseTrigger)
+                and cls.__module__ == module.__name__
+                and not inspect.isabstract(cls)
+            ):
+                found.add(cls.__module__)
+    assert found == {"airflow_hyperv.triggers.hyperv", "airflow_hyperv.triggers.events"}
+    assert found <= listed
