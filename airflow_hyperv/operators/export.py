@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import json
 import re
-import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import Asset, AssetAlias
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
+from airflow_hyperv.hooks.waiter import MAX_CONSECUTIVE_ERRORS, OperationWait, WaitStep, wait
 from airflow_hyperv.hyperv.enums import Consistency
 from airflow_hyperv.hyperv.names import (
     is_provider_checkpoint,
@@ -21,7 +21,7 @@ from airflow_hyperv.hyperv.names import (
     require_host_path,
 )
 from airflow_hyperv.hyperv.records import ExportManifest
-from airflow_hyperv.hyperv.waits import WaitFor, WaitTarget
+from airflow_hyperv.hyperv.waits import Verdict, WaitFor, WaitTarget
 from airflow_hyperv.operators.base import DeferrableMixin, HyperVBaseOperator, run_checkpoint_name
 
 if TYPE_CHECKING:
@@ -115,6 +115,25 @@ class _UnknownPoll:
 
 
 PollResultUnknown: Any = _UnknownPoll()
+
+
+class _ExportWait(WaitStep["PollResult | None"]):
+    """The worker's wait for its export: the operation wait, ended early when the task is killed
+    (``on_kill`` deletes the shell under the poll)."""
+
+    def __init__(self, op: DisconnectedOperation, plan: ExportPlan, killed: Callable[[], bool]) -> None:
+        self.operation = OperationWait(op)
+        self.plan = plan
+        self.killed = killed
+        self.subject = f"polling the export of {plan.vm_name}"
+
+    def judge(self, observation: PollResult | None) -> Verdict:
+        if observation is None or self.killed():
+            return Verdict(True, "the task was killed", failed=True)
+        return self.operation.judge(observation)
+
+    def waiting(self, verdict: Verdict) -> tuple[Any, ...]:
+        return ("Waiting for the export of %s to %s", self.plan.vm_name, self.plan.staging)
 
 
 class HyperVExportCheckpointOperator(DeferrableMixin, HyperVBaseOperator):
@@ -293,49 +312,52 @@ class HyperVExportCheckpointOperator(DeferrableMixin, HyperVBaseOperator):
                 )
             )
             raise AssertionError("defer returned")  # pragma: no cover
-        deadline = time.monotonic() + (self.wait_timeout or float("inf"))
+        polls: list[PollResult] = []
+
+        def poll() -> PollResult | None:
+            try:
+                polls.append(poll_disconnected(hv.settings, op, wait_seconds=min(self.poll_interval, 30.0)))
+            except Exception:
+                if self._killed:  # on_kill deleted the shell under this poll
+                    return None
+                raise
+            return polls[-1]
+
         self._running = (hv.settings, op)
         try:
-            errors = 0
-            while True:
-                try:
-                    poll = poll_disconnected(hv.settings, op, wait_seconds=min(self.poll_interval, 30.0))
-                except Exception as exc:
-                    if self._killed:  # on_kill deleted the shell under this poll
-                        break
-                    errors += 1
-                    if errors >= 5:  # the export may still run: a retry reattaches to it
-                        raise AirflowException(
-                            f"polling the export of {plan.vm_name} failed {errors} times: {exc}"
-                        ) from exc
-                    self.log.warning(
-                        "Polling the export of %s failed (%d in a row): %s", plan.vm_name, errors, exc
+            outcome = wait(
+                _ExportWait(op, plan, killed=lambda: self._killed),
+                poll,
+                interval=0.0,  # each poll waits on the host (wait_seconds) for the export to end
+                error_interval=self.poll_interval,
+                error_budget=MAX_CONSECUTIVE_ERRORS,  # the export may still run: a retry reattaches to it
+                give_up_after=self.wait_timeout,
+                log=self.log,
+            )
+            if outcome.timed_out:
+                self._cancel(hv.settings, op)
+                raise AirflowException(
+                    self._left(
+                        plan, f"export of {plan.vm_name} not done after {self.wait_timeout:g}s; cancelled"
                     )
-                    time.sleep(self.poll_interval)
-                    continue
-                errors = 0
-                if poll.finished or self._killed:
-                    break
-                if time.monotonic() > deadline:
-                    self._cancel(hv.settings, op)
-                    raise AirflowException(
-                        self._left(
-                            plan, f"export of {plan.vm_name} not done after {self.wait_timeout:g}s; cancelled"
-                        )
-                    )
-                self.log.info("Waiting for the export of %s to %s", plan.vm_name, plan.staging)
+                )
         finally:
             self._running = None
         if self._killed:
             raise AirflowException(
                 self._left(plan, f"export of {plan.vm_name} cancelled: the task was killed")
             )
+        if outcome.rejected_login:
+            raise AirflowFailException(outcome.message) from outcome.cause
+        if outcome.cause is not None:
+            raise AirflowException(outcome.message) from outcome.cause
+        last = polls[-1]
         return self._finish(
             context,
             hv,
             plan,
-            poll.state,
-            poll.result.errors[0].message if poll.result and poll.result.errors else "",
+            last.state,
+            last.result.errors[0].message if last.result and last.result.errors else "",
         )
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:

@@ -142,6 +142,48 @@ def test_on_kill_cancels_the_export_and_the_retry_writes_elsewhere(held):
     assert exists(held, staging) and not removed(held, staging)
 
 
+def test_a_worker_export_past_its_wait_timeout_is_cancelled(held):
+    name = provider_checkpoint(held, "web-01")
+    held.clock.auto_advance = False  # the export cannot finish: only the wait's own deadline ends it
+    with pytest.raises(AirflowException, match=r"not done after 0\.3s; cancelled") as failed:
+        export_op(name, wait_timeout=0.3).execute({"task_state_store": MemoryStateStore()})
+    assert "left in place" in str(failed.value)
+    wait_until(lambda: exports(held)[0].outcome != "running", "the export ends")
+    assert exports(held)[0].outcome == "stopped"  # the host stopped the export
+
+
+def test_a_worker_export_wait_ends_at_the_first_rejected_login(held):
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from hyperv_emulator.faults import Fault
+
+    name = provider_checkpoint(held, "web-01")
+    held.clock.auto_advance = False
+    op = export_op(name)
+    store = MemoryStateStore()
+    failure: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            op.execute({"task_state_store": store})
+        except BaseException as exc:  # handed to the test thread
+            failure.append(exc)
+
+    worker = threading.Thread(target=run)
+    worker.start()
+    wait_until(lambda: bool(exports(held)) and op._running is not None, "the export runs on the host")
+    held.faults.inject(Fault.REJECT_CREDENTIALS, times=None)  # the password changes while it waits
+    worker.join(30)
+    assert not worker.is_alive()
+    assert failure and isinstance(failure[0], AirflowFailException), failure
+    assert str(failure[0]).startswith("polling the export of web-01: ")
+    # One rejected poll, never retried (before the shared waiter: five). The second rejected login is
+    # the operator's own hook closing its runspace pool on the way out (the hook's close, not the wait).
+    assert held.counters.rejected_logins("hv-01") == 2
+    held.faults.clear()
+    op._cancel(settings_for(held, "hv-01"), op._operation(op._load({"task_state_store": store}, None)))
+
+
 def test_trigger_on_kill_cancels_the_deferred_export(held):
     from airflow_hyperv.hooks.disconnected import poll_disconnected
     from airflow_hyperv.triggers.hyperv import HyperVOperationTrigger
