@@ -19,7 +19,7 @@ synchronous: every call runs in a worker thread, so the triggerer's event loop n
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Hashable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Hashable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -198,13 +198,17 @@ class HyperVHostStateTrigger(HyperVBaseWaitTrigger):
                 await asyncio.sleep(interval)
 
     async def filter_shared_stream(self, shared_stream: AsyncIterator[Any]) -> AsyncIterator[TriggerEvent]:
-        outcome = await async_wait_on(
-            HostStateWait(self.target),
-            _as_polls(shared_stream),
-            error_budget=MAX_CONSECUTIVE_ERRORS,
-            give_up_after=self.give_up_after,
-            log=self.log,
-        )
+        polls = _as_polls(shared_stream)
+        try:
+            outcome = await async_wait_on(
+                HostStateWait(self.target),
+                polls,
+                error_budget=MAX_CONSECUTIVE_ERRORS,
+                give_up_after=self.give_up_after,
+                log=self.log,
+            )
+        finally:
+            await polls.aclose()  # not the shared stream itself: that is the triggerer's
         if outcome is not None:
             yield self._event(outcome)
 
@@ -215,7 +219,7 @@ class HyperVHostStateTrigger(HyperVBaseWaitTrigger):
             return
 
 
-async def _as_polls(shared_stream: AsyncIterator[Any]) -> AsyncIterator[Polled[HostSnapshot]]:
+async def _as_polls(shared_stream: AsyncIterator[Any]) -> AsyncGenerator[Polled[HostSnapshot], None]:
     """The shared host poll's snapshots as the waiter's polls (a failed one is its error)."""
     async for snapshot in shared_stream:
         if isinstance(snapshot, LoginRejected):
