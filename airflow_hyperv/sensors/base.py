@@ -1,4 +1,5 @@
-"""One base for sensors that wait on a host's state: poke in the worker, or defer to the one trigger."""
+"""One base for sensors that wait on a host's state: poke in the worker (one round of the shared wait:
+the same host verdict as every wait), or defer to the host-state trigger."""
 
 from __future__ import annotations
 
