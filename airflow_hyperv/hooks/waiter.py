@@ -111,15 +111,31 @@ class HostStateWait(WaitStep[HostSnapshot]):
         return ("Waiting for %s: %s", self.target.kind.value, verdict.observed)
 
 
-class OperationWait(WaitStep["PollResult"]):
-    """A pipeline started in a disconnected session, until it ends (or its session is lost)."""
+class OperationWait(WaitStep["PollResult | None"]):
+    """A pipeline started in a disconnected session, until it ends (or its session is lost).
 
-    def __init__(self, operation: DisconnectedOperation) -> None:
+    ``stopped`` (the worker's wait): asked each round whether this side stopped the operation (the
+    task was killed); a poll that answers None was cut off by that. ``progress``: the log line of a
+    round that waits on.
+    """
+
+    def __init__(
+        self,
+        operation: DisconnectedOperation,
+        *,
+        subject: str | None = None,
+        progress: tuple[Any, ...] | None = None,
+        stopped: Callable[[], bool] | None = None,
+    ) -> None:
         self.operation = operation
-        self.subject = f"polling {operation.label}"
+        self.subject = subject or f"polling {operation.label}"
+        self.progress = progress
+        self.stopped = stopped
 
-    def judge(self, observation: PollResult) -> Verdict:
+    def judge(self, observation: PollResult | None) -> Verdict:
         label = self.operation.label
+        if observation is None or (self.stopped is not None and self.stopped()):
+            return Verdict(True, f"{label}: stopped", failed=True)
         if observation.state == "running":
             return Verdict(False, f"{label} still running")
         if observation.state == "gone":
@@ -137,6 +153,9 @@ class OperationWait(WaitStep["PollResult"]):
 
     def timed_out(self, seconds: float, verdict: Verdict) -> str:
         return f"{self.operation.label} still running after {seconds:g}s"
+
+    def waiting(self, verdict: Verdict) -> tuple[Any, ...] | None:
+        return self.progress
 
 
 class LeaseWait(WaitStep["Lease | None"]):

@@ -5,14 +5,13 @@ from __future__ import annotations
 import json
 import re
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import Asset, AssetAlias
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
-from airflow_hyperv.hooks.waiter import MAX_CONSECUTIVE_ERRORS, OperationWait, WaitStep, wait
 from airflow_hyperv.hyperv.enums import Consistency
 from airflow_hyperv.hyperv.names import (
     is_provider_checkpoint,
@@ -21,7 +20,7 @@ from airflow_hyperv.hyperv.names import (
     require_host_path,
 )
 from airflow_hyperv.hyperv.records import ExportManifest
-from airflow_hyperv.hyperv.waits import Verdict, WaitFor, WaitTarget
+from airflow_hyperv.hyperv.waits import WaitFor, WaitTarget
 from airflow_hyperv.operators.base import DeferrableMixin, HyperVBaseOperator, run_checkpoint_name
 
 if TYPE_CHECKING:
@@ -115,25 +114,6 @@ class _UnknownPoll:
 
 
 PollResultUnknown: Any = _UnknownPoll()
-
-
-class _ExportWait(WaitStep["PollResult | None"]):
-    """The worker's wait for its export: the operation wait, ended early when the task is killed
-    (``on_kill`` deletes the shell under the poll)."""
-
-    def __init__(self, op: DisconnectedOperation, plan: ExportPlan, killed: Callable[[], bool]) -> None:
-        self.operation = OperationWait(op)
-        self.plan = plan
-        self.killed = killed
-        self.subject = f"polling the export of {plan.vm_name}"
-
-    def judge(self, observation: PollResult | None) -> Verdict:
-        if observation is None or self.killed():
-            return Verdict(True, "the task was killed", failed=True)
-        return self.operation.judge(observation)
-
-    def waiting(self, verdict: Verdict) -> tuple[Any, ...]:
-        return ("Waiting for the export of %s to %s", self.plan.vm_name, self.plan.staging)
 
 
 class HyperVExportCheckpointOperator(DeferrableMixin, HyperVBaseOperator):
@@ -297,6 +277,7 @@ class HyperVExportCheckpointOperator(DeferrableMixin, HyperVBaseOperator):
     # -- wait ---------------------------------------------------------------------------------------
     def _wait(self, context: Context, hv: HyperVHook, plan: ExportPlan) -> dict[str, Any]:
         from airflow_hyperv.hooks.disconnected import DisconnectedOperation, poll_disconnected
+        from airflow_hyperv.hooks.waiter import MAX_CONSECUTIVE_ERRORS, OperationWait, wait
 
         op = DisconnectedOperation.from_dict(plan.operation)
         if self.deferrable:
@@ -326,7 +307,12 @@ class HyperVExportCheckpointOperator(DeferrableMixin, HyperVBaseOperator):
         self._running = (hv.settings, op)
         try:
             outcome = wait(
-                _ExportWait(op, plan, killed=lambda: self._killed),
+                OperationWait(
+                    op,
+                    subject=f"polling the export of {plan.vm_name}",
+                    progress=("Waiting for the export of %s to %s", plan.vm_name, plan.staging),
+                    stopped=lambda: self._killed,
+                ),
                 poll,
                 interval=0.0,  # each poll waits on the host (wait_seconds) for the export to end
                 error_interval=self.poll_interval,
