@@ -44,8 +44,14 @@ def get_provider_info() -> dict[str, Any]:
                 ],
             }
         ],
+        # Every module with a trigger class (tests/provider checks none is missing): the wait triggers
+        # (HyperVHostStateTrigger, alias HyperVWaitTrigger; HyperVOperationTrigger; HyperVLeaseTrigger)
+        # and the event-log watcher (HyperVEventTrigger).
         "triggers": [
-            {"integration-name": "Microsoft Hyper-V", "python-modules": ["airflow_hyperv.triggers.hyperv"]}
+            {
+                "integration-name": "Microsoft Hyper-V",
+                "python-modules": ["airflow_hyperv.triggers.hyperv", "airflow_hyperv.triggers.events"],
+            }
         ],
         "hooks": [
             {"integration-name": "Microsoft Hyper-V", "python-modules": ["airflow_hyperv.hooks.hyperv"]}

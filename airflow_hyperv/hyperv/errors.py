@@ -202,3 +202,14 @@ def means_production_impossible(error: HyperVError) -> bool:
 def _is_snapshot_command(command: str) -> bool:
     tail = command.rsplit(".", 1)[-1].lower()
     return "snapshot" in tail or ("checkpoint" in tail and not tail.endswith("checkpointvm"))
+
+
+def is_rejected_login(exc: BaseException | None) -> bool:
+    """Whether ``exc``, or an exception it was raised from, is a rejected login."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, AuthenticationFailedError):
+            return True
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return False

@@ -6,6 +6,7 @@ per VM (Airflow's shared trigger streams).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
@@ -35,6 +36,9 @@ class HostSnapshot:
 
 @dataclass(frozen=True)
 class WaitTarget:
+    """What one wait waits for: the one form every wait uses, in the worker, in a sensor and in a
+    trigger (``to_dict``/``from_dict`` at the trigger boundary)."""
+
     kind: WaitFor
     vm_id: str
     target_state: str | None = None
@@ -45,15 +49,84 @@ class WaitTarget:
     # Hyper-V folds one of the two into the other (which one survives depends on where the checkpoint
     # sits), so the link itself, not a file name, says whether the merge is done.
     merge_links: tuple[tuple[str, str], ...] = ()
+    # OPERATION_DONE: the disconnected operation (``DisconnectedOperation.to_dict()``: ids and a label).
+    operation: Mapping[str, Any] | None = field(default=None, hash=False)
+    holder: Lease | None = None  # LEASE_FREE: the lease whose end is waited for
+
+    def __post_init__(self) -> None:
+        if self.kind is WaitFor.OPERATION_DONE and not self.operation:
+            raise ValueError("waiting for an operation needs the operation")
+        if self.kind is WaitFor.LEASE_FREE and not self.holder:
+            raise ValueError("waiting for a lease needs its holder")
 
     @property
     def watched_disks(self) -> tuple[str, ...]:
         """The disks whose parent the host snapshot must report for this wait."""
         return tuple(disk for disk, _ in self.merge_links)
 
+    @property
+    def on_host_state(self) -> bool:
+        """Judged from a host snapshot (``judge``), so it can share the host's one poll."""
+        return self.kind in (WaitFor.VM_STATE, WaitFor.MERGE_DONE)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON for trigger kwargs. The keys are those the trigger's kwargs had before there was
+        a ``WaitTarget`` there, so ``from_dict`` also reads a trigger serialized back then."""
+        return {
+            "wait_for": self.kind.value,
+            "vm_id": self.vm_id,
+            "target_state": self.target_state,
+            "require_heartbeat": self.require_heartbeat,
+            "checkpoint_id": self.checkpoint_id,
+            "avhdx_paths": list(self.avhdx_paths),
+            "merge_links": [[disk, parent] for disk, parent in self.merge_links],
+            "operation": dict(self.operation) if self.operation else None,
+            "holder": self.holder.encode() if self.holder else None,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> WaitTarget:
+        """The target ``to_dict`` wrote (ids lower-cased, as the host reports them)."""
+        checkpoint_id = data.get("checkpoint_id")
+        holder = data.get("holder")
+        return cls(
+            kind=WaitFor(data["wait_for"]),
+            vm_id=str(data["vm_id"]).lower(),
+            target_state=data.get("target_state"),
+            require_heartbeat=bool(data.get("require_heartbeat")),
+            checkpoint_id=str(checkpoint_id).lower() if checkpoint_id else None,
+            avhdx_paths=tuple(data.get("avhdx_paths") or ()),
+            merge_links=tuple((str(disk), str(parent)) for disk, parent in data.get("merge_links") or ()),
+            operation=dict(data["operation"]) if data.get("operation") else None,
+            holder=Lease.decode(holder) if holder else None,
+        )
+
+
+# The keys of ``WaitTarget.to_dict``: flat in the kwargs of triggers serialized before ``target``.
+TARGET_KEYS = frozenset(
+    {"wait_for", "vm_id", "target_state", "require_heartbeat", "checkpoint_id", "avhdx_paths", "merge_links",
+     "operation", "holder"}
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """One judged poll: whether the wait is over, what was seen, and whether it ended badly."""
+
+    done: bool
+    observed: str
+    failed: bool = False  # over, but not as hoped (the VM vanished, the operation failed)
+    details: Mapping[str, Any] = field(default_factory=dict, hash=False)  # extra event fields
+
+
+def host_verdict(target: WaitTarget, snapshot: HostSnapshot) -> Verdict:
+    """``judge`` with its one rule for a VM that left the host: the wait is over, and it failed."""
+    done, observed = judge(target, snapshot)
+    return Verdict(done, observed, failed=done and target.vm_id.lower() not in snapshot.vms)
+
 
 def judge(target: WaitTarget, snapshot: HostSnapshot) -> tuple[bool, str]:
-    """(done, what was observed). A VM that disappeared is 'done' with an error the caller raises."""
+    """(done, what was observed). A VM that disappeared is 'done' (``host_verdict``: failed)."""
     vm = snapshot.vms.get(target.vm_id.lower())
     if vm is None:
         return True, f"VM {target.vm_id} is no longer on the host"
@@ -88,3 +161,7 @@ def lease_released(holder: Lease, current: Lease | None) -> tuple[bool, str]:
     if not current.same_owner(holder):
         return True, f"the lease of VM {holder.vm_id} passed to {current.describe()}"
     return False, f"VM {holder.vm_id} is held by {holder.describe()}"
+
+
+def lease_verdict(holder: Lease, current: Lease | None) -> Verdict:
+    return Verdict(*lease_released(holder, current))

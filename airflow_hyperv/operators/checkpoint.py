@@ -121,11 +121,11 @@ class HyperVCreateCheckpointOperator(DeferrableMixin, HyperVBaseOperator):
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
         """The holder released the VM (or it is time to look at the holder again): try once more."""
-        echo = (event or {}).get("echo") or {}
+        state = self.resume_state(event)
         if event and event.get("timed_out"):
             raise AirflowException(f"{self.vm} stayed busy: {event.get('message', '')}")
         self.check_event(event)
-        return self.execute(context, busy_since=float(echo.get("busy_since") or time.time()))
+        return self.execute(context, busy_since=float(state.get("busy_since") or time.time()))
 
     def _claim(self, context: Context, hv: HyperVHook, vm: Any, name: str, busy_since: float | None) -> Lease:
         """This run's lease on ``vm``: acquired, resumed (a retry), taken over from a finished run, or
@@ -191,17 +191,15 @@ class HyperVCreateCheckpointOperator(DeferrableMixin, HyperVBaseOperator):
         return first.timestamp() if first is not None else time.time()
 
     def _defer_for_lease(self, vm: Any, holder: Lease, started: float, waited: float) -> None:
-        from airflow_hyperv.triggers.hyperv import HyperVWaitTrigger
+        from airflow_hyperv.triggers.hyperv import HyperVLeaseTrigger
 
         remaining = max((self.wait_timeout or 0) - waited, 1.0) if self.wait_timeout else None
         self.defer(
-            trigger=HyperVWaitTrigger(
+            trigger=HyperVLeaseTrigger(
                 hyperv_conn_id=self.hyperv_conn_id,
-                wait_for=WaitFor.LEASE_FREE.value,
-                vm_id=str(vm.id),
+                target=WaitTarget(WaitFor.LEASE_FREE, str(vm.id), holder=holder),
                 poll_interval=self.poll_interval,
-                holder=holder.encode(),
-                echo={"busy_since": started},
+                resume_state={"busy_since": started},
                 give_up_after=remaining,
             ),
             method_name="execute_complete",
@@ -412,26 +410,21 @@ class HyperVMergeCheckpointOperator(DeferrableMixin, HyperVBaseOperator):
                 self.log.warning(
                     "An earlier try removed checkpoint %r of %s; waiting for that merge to end", name, vm.name
                 )
+        target = WaitTarget(
+            WaitFor.MERGE_DONE, plan.vm_id, checkpoint_id=plan.checkpoint_id, merge_links=plan.links
+        )
         if self.deferrable:
-            from airflow_hyperv.triggers.hyperv import HyperVWaitTrigger
+            from airflow_hyperv.triggers.hyperv import HyperVHostStateTrigger
 
             self.defer_to(
-                HyperVWaitTrigger(
+                HyperVHostStateTrigger(
                     hyperv_conn_id=self.hyperv_conn_id,
-                    wait_for=WaitFor.MERGE_DONE.value,
+                    target=target,
                     poll_interval=self.poll_interval,
-                    vm_id=plan.vm_id,
-                    checkpoint_id=plan.checkpoint_id,
-                    merge_links=[list(link) for link in plan.links],
-                    echo={"plan": plan.to_json()},
+                    resume_state={"plan": plan.to_json()},
                 )
             )
-        self.wait_in_worker(
-            WaitTarget(
-                WaitFor.MERGE_DONE, plan.vm_id, checkpoint_id=plan.checkpoint_id, merge_links=plan.links
-            ),
-            explain=_merge_not_finished,
-        )
+        self.wait_in_worker(target, explain=_merge_not_finished)
         return self._confirm(plan)
 
     def _finish_lease(self, hv: HyperVHook, vm_id: uuid.UUID, name: str) -> None:
@@ -511,10 +504,10 @@ class HyperVMergeCheckpointOperator(DeferrableMixin, HyperVBaseOperator):
     def execute_complete(self, context: Context, event: dict[str, Any]) -> Any:
         if event and event.get("timed_out"):
             raise AirflowException(_merge_not_finished(event.get("message", "")))
-        echo = self.check_event(event)["echo"]
-        plan = MergePlan.from_json(echo.get("plan"))
+        state = self.resume_state(self.check_event(event))
+        plan = MergePlan.from_json(state.get("plan"))
         if plan is None:
-            raise AirflowException(f"the merge wait returned no plan: {echo}")
+            raise AirflowException(f"the merge wait returned no plan: {state}")
         return self._confirm(plan)
 
     def _confirm(self, plan: MergePlan) -> dict[str, Any]:
@@ -609,32 +602,28 @@ class HyperVRestoreCheckpointOperator(DeferrableMixin, HyperVBaseOperator):
         }
         if not (start and self.wait_for_heartbeat):
             return summary
+        target = WaitTarget(WaitFor.VM_STATE, str(vm.id), target_state="Running", require_heartbeat=True)
         if self.deferrable:
-            from airflow_hyperv.triggers.hyperv import HyperVWaitTrigger
+            from airflow_hyperv.triggers.hyperv import HyperVHostStateTrigger
 
             self.defer_to(
-                HyperVWaitTrigger(
+                HyperVHostStateTrigger(
                     hyperv_conn_id=self.hyperv_conn_id,
-                    wait_for=WaitFor.VM_STATE.value,
-                    vm_id=str(vm.id),
-                    target_state="Running",
-                    require_heartbeat=True,
+                    target=target,
                     poll_interval=self.poll_interval,
-                    echo=summary,
+                    resume_state=summary,
                 )
             )
         with self._explain_manual_rollback(str(vm.id), str(checkpoint.id)):
-            self.wait_in_worker(
-                WaitTarget(WaitFor.VM_STATE, str(vm.id), target_state="Running", require_heartbeat=True)
-            )
+            self.wait_in_worker(target)
         return summary
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
-        echo = (event or {}).get("echo") or {}
+        state = self.resume_state(event)
         with self._explain_manual_rollback(
-            echo.get("vm_id", "<vm id>"), echo.get("checkpoint_id", "<checkpoint id>")
+            state.get("vm_id", "<vm id>"), state.get("checkpoint_id", "<checkpoint id>")
         ):
-            summary = self.check_event(event)["echo"]
+            summary = self.resume_state(self.check_event(event))
         return {**summary, "state": "Running", "heartbeat": "ok"}
 
     @contextlib.contextmanager

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -21,7 +20,7 @@ from airflow_hyperv.hyperv.names import (
     require_host_path,
 )
 from airflow_hyperv.hyperv.records import ExportManifest
-from airflow_hyperv.hyperv.waits import WaitFor
+from airflow_hyperv.hyperv.waits import WaitFor, WaitTarget
 from airflow_hyperv.operators.base import DeferrableMixin, HyperVBaseOperator, run_checkpoint_name
 
 if TYPE_CHECKING:
@@ -84,7 +83,7 @@ def export_base(hv: HyperVHook, root: str, vm_id: uuid.UUID | str) -> str:
 
 @dataclass
 class ExportPlan:
-    """What one export attempt writes where; travels in the trigger's echo and the task state store."""
+    """What one export attempt writes where; travels in the trigger's resume_state and the task state store."""
 
     vm_id: str
     vm_name: str
@@ -278,73 +277,80 @@ class HyperVExportCheckpointOperator(DeferrableMixin, HyperVBaseOperator):
     # -- wait ---------------------------------------------------------------------------------------
     def _wait(self, context: Context, hv: HyperVHook, plan: ExportPlan) -> dict[str, Any]:
         from airflow_hyperv.hooks.disconnected import DisconnectedOperation, poll_disconnected
+        from airflow_hyperv.hooks.waiter import MAX_CONSECUTIVE_ERRORS, OperationWait, wait
 
         op = DisconnectedOperation.from_dict(plan.operation)
         if self.deferrable:
-            from airflow_hyperv.triggers.hyperv import HyperVWaitTrigger
+            from airflow_hyperv.triggers.hyperv import HyperVOperationTrigger
 
             self.log.info("Export of %s to %s runs on the host; deferring", plan.vm_name, plan.staging)
             self.defer_to(
-                HyperVWaitTrigger(
+                HyperVOperationTrigger(
                     hyperv_conn_id=self.hyperv_conn_id,
-                    wait_for=WaitFor.OPERATION_DONE.value,
-                    vm_id=plan.vm_id,
+                    target=WaitTarget(WaitFor.OPERATION_DONE, plan.vm_id, operation=op.to_dict()),
                     poll_interval=self.poll_interval,
-                    operation=op.to_dict(),
-                    echo=plan.to_dict(),
+                    resume_state=plan.to_dict(),
                 )
             )
             raise AssertionError("defer returned")  # pragma: no cover
-        deadline = time.monotonic() + (self.wait_timeout or float("inf"))
+        polls: list[PollResult] = []
+
+        def poll() -> PollResult | None:
+            try:
+                polls.append(poll_disconnected(hv.settings, op, wait_seconds=min(self.poll_interval, 30.0)))
+            except Exception:
+                if self._killed:  # on_kill deleted the shell under this poll
+                    return None
+                raise
+            return polls[-1]
+
         self._running = (hv.settings, op)
         try:
-            errors = 0
-            while True:
-                try:
-                    poll = poll_disconnected(hv.settings, op, wait_seconds=min(self.poll_interval, 30.0))
-                except Exception as exc:
-                    if self._killed:  # on_kill deleted the shell under this poll
-                        break
-                    errors += 1
-                    if errors >= 5:  # the export may still run: a retry reattaches to it
-                        raise AirflowException(
-                            f"polling the export of {plan.vm_name} failed {errors} times: {exc}"
-                        ) from exc
-                    self.log.warning(
-                        "Polling the export of %s failed (%d in a row): %s", plan.vm_name, errors, exc
+            outcome = wait(
+                OperationWait(
+                    op,
+                    subject=f"polling the export of {plan.vm_name}",
+                    progress=("Waiting for the export of %s to %s", plan.vm_name, plan.staging),
+                    stopped=lambda: self._killed,
+                ),
+                poll,
+                interval=0.0,  # each poll waits on the host (wait_seconds) for the export to end
+                error_interval=self.poll_interval,
+                error_budget=MAX_CONSECUTIVE_ERRORS,  # the export may still run: a retry reattaches to it
+                give_up_after=self.wait_timeout,
+                log=self.log,
+            )
+            if outcome.timed_out:
+                self._cancel(hv.settings, op)
+                raise AirflowException(
+                    self._left(
+                        plan, f"export of {plan.vm_name} not done after {self.wait_timeout:g}s; cancelled"
                     )
-                    time.sleep(self.poll_interval)
-                    continue
-                errors = 0
-                if poll.finished or self._killed:
-                    break
-                if time.monotonic() > deadline:
-                    self._cancel(hv.settings, op)
-                    raise AirflowException(
-                        self._left(
-                            plan, f"export of {plan.vm_name} not done after {self.wait_timeout:g}s; cancelled"
-                        )
-                    )
-                self.log.info("Waiting for the export of %s to %s", plan.vm_name, plan.staging)
+                )
         finally:
             self._running = None
         if self._killed:
             raise AirflowException(
                 self._left(plan, f"export of {plan.vm_name} cancelled: the task was killed")
             )
+        if outcome.rejected_login:
+            raise AirflowFailException(outcome.message) from outcome.cause
+        if outcome.cause is not None:
+            raise AirflowException(outcome.message) from outcome.cause
+        last = polls[-1]
         return self._finish(
             context,
             hv,
             plan,
-            poll.state,
-            poll.result.errors[0].message if poll.result and poll.result.errors else "",
+            last.state,
+            last.result.errors[0].message if last.result and last.result.errors else "",
         )
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
-        echo = (event or {}).get("echo") or {}
-        if not echo:
+        saved = self.resume_state(event)
+        if not saved:
             raise AirflowException(f"the export wait ended without its plan: {event}")
-        plan = ExportPlan.from_dict(echo)
+        plan = ExportPlan.from_dict(saved)
         with self.hyperv_hook() as hv:
             if event.get("status") == "success":
                 return self._finish(context, hv, plan, "completed", "")

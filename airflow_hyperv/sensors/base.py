@@ -1,4 +1,5 @@
-"""One base for sensors that wait on a host's state: poke in the worker, or defer to the one trigger."""
+"""One base for sensors that wait on a host's state: poke in the worker (one round of the shared wait:
+the same host verdict as every wait), or defer to the host-state trigger."""
 
 from __future__ import annotations
 
@@ -8,8 +9,8 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseSensorOperator
 from airflow.sdk.exceptions import AirflowException
 
-from airflow_hyperv.hyperv.waits import WaitTarget, judge
-from airflow_hyperv.operators.base import DEFAULT_CONN_ID, DeferrableMixin, HyperVOperatorMixin
+from airflow_hyperv.hyperv.waits import WaitTarget, host_verdict
+from airflow_hyperv.mixins import DEFAULT_CONN_ID, DeferrableMixin, HyperVOperatorMixin
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -59,30 +60,24 @@ class HyperVHostWaitSensor(DeferrableMixin, HyperVOperatorMixin, BaseSensorOpera
             return super().execute(context)
         if self.poke(context):
             return None
-        from airflow_hyperv.triggers.hyperv import HyperVWaitTrigger
+        from airflow_hyperv.triggers.hyperv import HyperVHostStateTrigger
 
         self.defer_to(
-            HyperVWaitTrigger(
-                hyperv_conn_id=self.hyperv_conn_id,
-                wait_for=target.kind.value,
-                vm_id=target.vm_id,
-                target_state=target.target_state,
-                require_heartbeat=target.require_heartbeat,
-                checkpoint_id=target.checkpoint_id,
-                avhdx_paths=list(target.avhdx_paths),
-                poll_interval=self.poll_interval,
+            HyperVHostStateTrigger(
+                hyperv_conn_id=self.hyperv_conn_id, target=target, poll_interval=self.poll_interval
             )
         )
 
     def poke(self, context: Context) -> bool:
+        """One round of the wait (Airflow's sensor loop sleeps and times out between them)."""
         target = self._target()
         with self.final_errors(), self.hyperv_hook() as hv:
-            snapshot = hv.host_state()
-        done, observed = judge(target, snapshot)
-        if done and target.vm_id.lower() not in snapshot.vms:
-            raise AirflowException(observed)
-        self.log.info("%s", observed)
-        return done
+            snapshot = hv.host_state(target.watched_disks)
+        verdict = host_verdict(target, snapshot)
+        if verdict.failed:
+            raise AirflowException(verdict.observed)
+        self.log.info("%s", verdict.observed)
+        return verdict.done
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> None:
         self.check_event(event)

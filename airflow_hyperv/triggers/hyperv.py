@@ -1,29 +1,46 @@
-"""One trigger for every Hyper-V wait, parameterised by what it waits for.
+"""The triggers of every Hyper-V wait: one base, one subclass per kind of wait.
 
-Host-state waits (a VM state, a finished merge) opt into Airflow's shared trigger streams: every
-wait on the same connection and interval shares one poll of the host (``host_state``: one round trip
-per interval for all of them), and each trigger judges the shared snapshot for itself. Waits on a
-disconnected operation (an export) poll that operation. pypsrp is synchronous: every call runs in a
-worker thread, so the triggerer's event loop never blocks.
+* ``HyperVHostStateTrigger``: a VM state or a finished merge, judged from a snapshot of the host.
+  These waits opt into Airflow's shared trigger streams: every wait on the same connection and
+  interval shares one poll of the host (``host_state``: one round trip per interval for all of
+  them), and each trigger judges the shared snapshot for itself.
+* ``HyperVOperationTrigger``: a pipeline running in a disconnected session (an export).
+* ``HyperVLeaseTrigger``: another run's protection lease on a VM.
+
+Each one waits with the loop the worker uses too (``airflow_hyperv.hooks.waiter``: error budget,
+rejected logins, give-up time), and ends with one event of the same shape (``_event``). pypsrp is
+synchronous: every call runs in a worker thread, so the triggerer's event loop never blocks.
+
+``HyperVWaitTrigger`` is the name (and classpath) of the one trigger there was before: it is
+``HyperVHostStateTrigger``, and called with the kwargs such a trigger was serialized with (flat,
+``wait_for=...``, ``echo=...``), it builds the trigger for that kind of wait.
 """
 
 from __future__ import annotations
 
 import asyncio
-import time
 import uuid
-from collections.abc import AsyncIterator, Hashable
-from dataclasses import asdict, dataclass
-from typing import Any
+from collections.abc import AsyncGenerator, AsyncIterator, Hashable, Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 from airflow.triggers.base import BaseEventTrigger, TriggerEvent
 
+from airflow_hyperv.hooks.waiter import (
+    MAX_CONSECUTIVE_ERRORS,
+    HostStateWait,
+    LeaseWait,
+    OperationWait,
+    Outcome,
+    Polled,
+    PollFailed,
+    async_wait,
+    async_wait_on,
+)
 from airflow_hyperv.hyperv.errors import AuthenticationFailedError
-from airflow_hyperv.hyperv.lease import Lease
-from airflow_hyperv.hyperv.waits import HostSnapshot, WaitFor, WaitTarget, judge, lease_released
+from airflow_hyperv.hyperv.waits import TARGET_KEYS, HostSnapshot, WaitFor, WaitTarget
 
-CLASSPATH = "airflow_hyperv.triggers.hyperv.HyperVWaitTrigger"
-MAX_CONSECUTIVE_ERRORS = 5  # transient faults only: a rejected login ends the wait at once
+CLASSPATH = "airflow_hyperv.triggers.hyperv.HyperVWaitTrigger"  # triggers serialized before the split
 LEASE_RECHECK_SECONDS = 300.0
 
 
@@ -36,86 +53,127 @@ class LoginRejected:
     message: str
 
 
-class HyperVWaitTrigger(BaseEventTrigger):
+def _target_of(target: WaitTarget | Mapping[str, Any] | None, flat: Mapping[str, Any]) -> WaitTarget:
+    """The trigger's target: ``target`` (new kwargs), or the flat target fields of old kwargs."""
+    if target is not None:
+        if flat:
+            raise TypeError(f"a trigger takes a target or the fields of one, not both: {sorted(flat)}")
+        return WaitTarget.from_dict(target.to_dict() if isinstance(target, WaitTarget) else target)
+    if "wait_for" not in flat or "vm_id" not in flat:
+        raise TypeError("a trigger needs a target")
+    return WaitTarget.from_dict(flat)
+
+
+class HyperVBaseWaitTrigger(BaseEventTrigger):
+    """What every wait trigger shares: its kwargs (``serialize``), its target, the state handed back
+    to the resuming task (``resume_state``) and the shape of its one event (``_event``)."""
+
+    kinds: ClassVar[frozenset[WaitFor]] = frozenset()
+
     def __init__(
         self,
         *,
         hyperv_conn_id: str,
-        wait_for: str,
-        vm_id: str,
+        target: WaitTarget | Mapping[str, Any] | None = None,
         poll_interval: float = 10.0,
-        target_state: str | None = None,
-        require_heartbeat: bool = False,
-        checkpoint_id: str | None = None,
-        avhdx_paths: list[str] | None = None,
-        merge_links: list[list[str]] | None = None,
-        operation: dict[str, Any] | None = None,
-        echo: dict[str, Any] | None = None,
+        resume_state: Mapping[str, Any] | None = None,
         give_up_after: float | None = None,
-        holder: str | None = None,
-        recheck_after: float = LEASE_RECHECK_SECONDS,
+        echo: Mapping[str, Any] | None = None,  # resume_state's name before the rename
+        **flat: Any,  # the target's fields, as triggers serialized before ``target`` had them
     ) -> None:
         super().__init__()
+        unknown = set(flat) - TARGET_KEYS - {"recheck_after"}
+        if unknown:
+            raise TypeError(f"{type(self).__name__} got unexpected arguments {sorted(unknown)}")
+        flat.pop("recheck_after", None)  # a lease wait's own, in every old trigger's kwargs
         self.hyperv_conn_id = hyperv_conn_id
-        self.wait_for = WaitFor(wait_for)
-        self.vm_id = str(vm_id).lower()
+        self.target = _target_of(target, flat)
+        if self.target.kind not in self.kinds:
+            raise ValueError(f"{type(self).__name__} does not wait for {self.target.kind.value}")
         self.poll_interval = float(poll_interval)
-        self.target_state = target_state
-        self.require_heartbeat = bool(require_heartbeat)
-        self.checkpoint_id = checkpoint_id.lower() if checkpoint_id else None
-        self.avhdx_paths = list(avhdx_paths or [])
-        self.merge_links = [[str(disk), str(parent)] for disk, parent in (merge_links or [])]
-        self.operation = dict(operation) if operation else None
         # Handed back in the event: what the resuming operator needs (deferral kwargs are not
         # returned by every runner, e.g. dag.test() replaces them with the event).
-        self.echo = dict(echo) if echo else {}
+        state = resume_state if resume_state is not None else echo
+        self.resume_state: dict[str, Any] = dict(state) if state else {}
         # Our own deadline, so the failure event can say what was last observed (Airflow's deferral
         # timeout, a backstop set a little later, can only say "timed out").
         self.give_up_after = float(give_up_after) if give_up_after else None
-        if self.wait_for is WaitFor.OPERATION_DONE and not self.operation:
-            raise ValueError("waiting for an operation needs the operation")
-        # LEASE_FREE: the holder's lease (JSON); the wait also ends every ``recheck_after`` seconds so
-        # the task can ask Airflow whether the holder's run is over (a stale lease is taken over).
-        self.holder = holder
-        self.recheck_after = float(recheck_after)
-        if self.wait_for is WaitFor.LEASE_FREE and not self.holder:
-            raise ValueError("waiting for a lease needs its holder")
+
+    @property
+    def wait_for(self) -> WaitFor:
+        return self.target.kind
+
+    @property
+    def vm_id(self) -> str:
+        return self.target.vm_id
+
+    @classmethod
+    def classpath(cls) -> str:
+        return f"{cls.__module__}.{cls.__qualname__}"
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
-            CLASSPATH,
+            self.classpath(),
             {
                 "hyperv_conn_id": self.hyperv_conn_id,
-                "wait_for": self.wait_for.value,
-                "vm_id": self.vm_id,
+                "target": self.target.to_dict(),
                 "poll_interval": self.poll_interval,
-                "target_state": self.target_state,
-                "require_heartbeat": self.require_heartbeat,
-                "checkpoint_id": self.checkpoint_id,
-                "avhdx_paths": self.avhdx_paths,
-                "merge_links": self.merge_links,
-                "operation": self.operation,
-                "echo": self.echo,
+                "resume_state": self.resume_state,
                 "give_up_after": self.give_up_after,
-                "holder": self.holder,
-                "recheck_after": self.recheck_after,
+                **self._own_kwargs(),
             },
         )
 
-    # -- shared host-state stream -----------------------------------------------------------------
+    def _own_kwargs(self) -> dict[str, Any]:
+        """A subclass's own kwargs, serialized with the common ones."""
+        return {}
+
+    def _event(self, outcome: Outcome) -> TriggerEvent:
+        return TriggerEvent(
+            {
+                "status": outcome.status,
+                "message": outcome.message,
+                "wait_for": self.target.kind.value,
+                "vm_id": self.target.vm_id,
+                "resume_state": self.resume_state,
+                **outcome.details,
+            }
+        )
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:  # pragma: no cover - every subclass has its own
+        raise NotImplementedError
+        yield
+
+
+class HyperVHostStateTrigger(HyperVBaseWaitTrigger):
+    """A VM reaching a state, or a removed checkpoint's merge ending: judged from one host snapshot
+    shared by every wait on the host (Airflow's shared trigger streams)."""
+
+    kinds = frozenset({WaitFor.VM_STATE, WaitFor.MERGE_DONE})
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> Any:
+        # A trigger serialized before the split (classpath HyperVWaitTrigger, this class): flat kwargs
+        # with ``wait_for``, of any kind of wait. Build the trigger of that kind.
+        if "target" not in kwargs and "wait_for" in kwargs:
+            kind = _TRIGGER_FOR.get(WaitFor(kwargs["wait_for"]), cls)
+            if not issubclass(kind, cls):
+                return kind(*args, **kwargs)
+        return super().__new__(cls)
+
     def shared_stream_key(self) -> Hashable | None:
-        if self.wait_for in (WaitFor.OPERATION_DONE, WaitFor.LEASE_FREE):
-            return None  # an operation is its own session; a lease is a file read on its own
         # A merge watches its own disks too (one extra Get-VHD in the same round trip), so it shares
         # a stream only with waits on the very same disks.
         key: tuple[Any, ...] = ("airflow-hyperv-host-state", self.hyperv_conn_id, self.poll_interval)
-        disks = tuple(sorted(d.lower() for d, _ in self.merge_links))
+        disks = tuple(sorted(d.lower() for d in self.target.watched_disks))
         return (*key, disks) if disks else key
 
     @classmethod
     async def open_shared_stream(cls, kwargs: dict[str, Any]) -> AsyncIterator[Any]:
-        disks = tuple(disk for disk, _ in kwargs.get("merge_links") or [])
-        async for snapshot in cls._poll_host(kwargs["hyperv_conn_id"], float(kwargs["poll_interval"]), disks):
+        flat = {k: v for k, v in kwargs.items() if k in TARGET_KEYS}
+        target = _target_of(kwargs.get("target"), flat)
+        async for snapshot in cls._poll_host(
+            kwargs["hyperv_conn_id"], float(kwargs["poll_interval"]), target.watched_disks
+        ):
             yield snapshot
 
     @staticmethod
@@ -141,145 +199,60 @@ class HyperVWaitTrigger(BaseEventTrigger):
                 await asyncio.sleep(interval)
 
     async def filter_shared_stream(self, shared_stream: AsyncIterator[Any]) -> AsyncIterator[TriggerEvent]:
-        target = WaitTarget(
-            kind=self.wait_for,
-            vm_id=self.vm_id,
-            target_state=self.target_state,
-            require_heartbeat=self.require_heartbeat,
-            checkpoint_id=self.checkpoint_id,
-            avhdx_paths=tuple(self.avhdx_paths),
-            merge_links=tuple((disk, parent) for disk, parent in self.merge_links),
-        )
-        errors = 0
-        started = time.monotonic()
-        async for snapshot in shared_stream:
-            if isinstance(snapshot, LoginRejected):
-                self.log.error("%s: ending the wait without retrying", snapshot.message)
-                yield self._event("error", snapshot.message, rejected_login=True)
-                return
-            if snapshot.error:
-                errors += 1
-                self.log.warning("Polling the host failed (%d in a row): %s", errors, snapshot.error)
-                if errors >= MAX_CONSECUTIVE_ERRORS:
-                    yield self._event("error", f"polling the host failed {errors} times: {snapshot.error}")
-                    return
-                continue
-            errors = 0
-            done, observed = judge(target, snapshot)
-            if done:
-                gone = self.vm_id not in snapshot.vms
-                yield self._event("error" if gone else "success", observed)
-                return
-            if self.give_up_after and time.monotonic() - started > self.give_up_after:
-                yield self._event(
-                    "error", f"not done after {self.give_up_after:g}s: {observed}", timed_out=True
-                )
-                return
-            self.log.info("Waiting for %s: %s", self.wait_for.value, observed)
+        polls = _as_polls(shared_stream)
+        try:
+            outcome = await async_wait_on(
+                HostStateWait(self.target),
+                polls,
+                error_budget=MAX_CONSECUTIVE_ERRORS,
+                give_up_after=self.give_up_after,
+                log=self.log,
+            )
+        finally:
+            await polls.aclose()  # not the shared stream itself: that is the triggerer's
+        if outcome is not None:
+            yield self._event(outcome)
 
-    # -- standalone run ---------------------------------------------------------------------------
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        if self.wait_for is WaitFor.OPERATION_DONE:
-            async for event in self._wait_operation():
-                yield event
-            return
-        if self.wait_for is WaitFor.LEASE_FREE:
-            async for event in self._wait_lease():
-                yield event
-            return
-        async for event in self.filter_shared_stream(
-            self._poll_host(self.hyperv_conn_id, self.poll_interval, tuple(d for d, _ in self.merge_links))
-        ):
+        polls = self._poll_host(self.hyperv_conn_id, self.poll_interval, self.target.watched_disks)
+        async for event in self.filter_shared_stream(polls):
             yield event
             return
 
-    async def _wait_operation(self) -> AsyncIterator[TriggerEvent]:
+
+async def _as_polls(shared_stream: AsyncIterator[Any]) -> AsyncGenerator[Polled[HostSnapshot], None]:
+    """The shared host poll's snapshots as the waiter's polls (a failed one is its error)."""
+    async for snapshot in shared_stream:
+        if isinstance(snapshot, LoginRejected):
+            yield Polled(error=AuthenticationFailedError(snapshot.message))
+        elif snapshot.error:
+            yield Polled(error=PollFailed(snapshot.error))
+        else:
+            yield Polled(snapshot)
+
+
+class HyperVOperationTrigger(HyperVBaseWaitTrigger):
+    """A pipeline started in a disconnected session (an export), until it ends. An operation is its
+    own session: it shares no stream."""
+
+    kinds = frozenset({WaitFor.OPERATION_DONE})
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
         from airflow_hyperv.hooks.async_hyperv import HyperVAsyncHook
         from airflow_hyperv.hooks.disconnected import DisconnectedOperation, poll_disconnected
 
-        op = DisconnectedOperation.from_dict(self.operation)
+        op = DisconnectedOperation.from_dict(self.target.operation)
         settings = await HyperVAsyncHook(self.hyperv_conn_id).settings()
-        errors = 0
-        started = time.monotonic()
-        while True:
-            try:
-                poll = await asyncio.to_thread(poll_disconnected, settings, op, wait_seconds=1.0)
-            except AuthenticationFailedError as exc:
-                self.log.error("%s: ending the wait without retrying", exc)
-                yield self._event("error", f"polling {op.label}: {exc}", rejected_login=True)
-                return
-            except Exception as exc:
-                errors += 1
-                self.log.warning("Polling %s failed (%d in a row): %s", op.label, errors, exc)
-                if errors >= MAX_CONSECUTIVE_ERRORS:
-                    yield self._event("error", f"polling {op.label} failed {errors} times: {exc}")
-                    return
-                await asyncio.sleep(self.poll_interval)
-                continue
-            errors = 0
-            if poll.state == "running":
-                if self.give_up_after and time.monotonic() - started > self.give_up_after:
-                    yield self._event(
-                        "error", f"{op.label} still running after {self.give_up_after:g}s", timed_out=True
-                    )
-                    return
-                await asyncio.sleep(self.poll_interval)
-                continue
-            if poll.state == "gone":
-                yield self._event(
-                    "error", f"{op.label}: the host no longer has the session (restarted or reaped)"
-                )
-                return
-            result = poll.result
-            errs = [asdict(e) for e in result.errors] if result else []
-            status = "success" if poll.state == "completed" and not errs else "error"
-            message = errs[0]["message"] if errs else f"{op.label} ended {poll.state}"
-            yield self._event(status, message, errors=errs, state=poll.state)
-            return
+        outcome = await async_wait(
+            OperationWait(op),
+            lambda: asyncio.to_thread(poll_disconnected, settings, op, wait_seconds=1.0),
+            interval=self.poll_interval,
+            error_budget=MAX_CONSECUTIVE_ERRORS,
+            give_up_after=self.give_up_after,
+            log=self.log,
+        )
+        yield self._event(outcome)
 
-    async def _wait_lease(self) -> AsyncIterator[TriggerEvent]:
-        from airflow_hyperv.hooks.async_hyperv import HyperVAsyncHook
-
-        assert self.holder is not None
-        holder = Lease.decode(self.holder)
-        errors = 0
-        started = time.monotonic()
-        async with HyperVAsyncHook(self.hyperv_conn_id) as hook:
-            while True:
-                try:
-                    current = await hook.call(lambda hv: hv.read_lease(uuid.UUID(self.vm_id)))
-                except AuthenticationFailedError as exc:
-                    self.log.error("%s: ending the wait without retrying", exc)
-                    yield self._event("error", f"reading the lease: {exc}", rejected_login=True)
-                    return
-                except Exception as exc:
-                    errors += 1
-                    self.log.warning("Reading the lease failed (%d in a row): %s", errors, exc)
-                    if errors >= MAX_CONSECUTIVE_ERRORS:
-                        yield self._event("error", f"reading the lease failed {errors} times: {exc}")
-                        return
-                    await asyncio.sleep(self.poll_interval)
-                    continue
-                errors = 0
-                done, observed = lease_released(holder, current)
-                elapsed = time.monotonic() - started
-                if done:
-                    yield self._event("success", observed)
-                    return
-                if self.give_up_after and elapsed > self.give_up_after:
-                    yield self._event(
-                        "error", f"not free after {self.give_up_after:g}s: {observed}", timed_out=True
-                    )
-                    return
-                if elapsed > self.recheck_after:
-                    yield self._event(
-                        "success", f"still busy, checking the holder's run: {observed}", recheck=True
-                    )
-                    return
-                self.log.info("Waiting for %s: %s", self.wait_for.value, observed)
-                await asyncio.sleep(self.poll_interval)
-
-    # -- cancellation -----------------------------------------------------------------------------
     async def on_kill(self) -> None:
         """The user killed the deferred task (mark failed / clear / mark success): stop the export.
 
@@ -288,12 +261,10 @@ class HyperVWaitTrigger(BaseEventTrigger):
         ``BaseTrigger.on_kill`` docstring). A deferral timeout calls neither; the operator's
         ``resume_execution`` cancels then.
         """
-        if self.wait_for is not WaitFor.OPERATION_DONE or not self.operation:
-            return
         from airflow_hyperv.hooks.async_hyperv import HyperVAsyncHook
         from airflow_hyperv.hooks.disconnected import DisconnectedOperation, cancel_disconnected
 
-        op = DisconnectedOperation.from_dict(self.operation)
+        op = DisconnectedOperation.from_dict(self.target.operation)
         settings = await HyperVAsyncHook(self.hyperv_conn_id).settings()
         deleted = await asyncio.to_thread(cancel_disconnected, settings, op)
         self.log.warning(
@@ -303,14 +274,62 @@ class HyperVWaitTrigger(BaseEventTrigger):
             "deleted" if deleted else "already gone",
         )
 
-    def _event(self, status: str, message: str, **extra: Any) -> TriggerEvent:
-        return TriggerEvent(
-            {
-                "status": status,
-                "message": message,
-                "wait_for": self.wait_for.value,
-                "vm_id": self.vm_id,
-                "echo": self.echo,
-                **extra,
-            }
-        )
+
+class HyperVLeaseTrigger(HyperVBaseWaitTrigger):
+    """Another run's lease on a VM, until it is released or changes hands. The wait also ends every
+    ``recheck_after`` seconds, so the task can ask Airflow whether the holder's run is over (a stale
+    lease is taken over). A lease is a file read on its own: it shares no stream."""
+
+    kinds = frozenset({WaitFor.LEASE_FREE})
+
+    def __init__(self, *, recheck_after: float = LEASE_RECHECK_SECONDS, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.recheck_after = float(recheck_after)
+
+    def _own_kwargs(self) -> dict[str, Any]:
+        return {"recheck_after": self.recheck_after}
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        from airflow_hyperv.hooks.async_hyperv import HyperVAsyncHook
+
+        vm_id = self.target.vm_id
+        async with HyperVAsyncHook(self.hyperv_conn_id) as hook:
+            outcome = await async_wait(
+                LeaseWait(self.target, self.recheck_after),
+                lambda: hook.call(lambda hv: hv.read_lease(uuid.UUID(vm_id))),
+                interval=self.poll_interval,
+                error_budget=MAX_CONSECUTIVE_ERRORS,
+                give_up_after=self.give_up_after,
+                log=self.log,
+            )
+            yield self._event(outcome)
+
+
+_TRIGGER_FOR: dict[WaitFor, type[HyperVBaseWaitTrigger]] = {
+    WaitFor.VM_STATE: HyperVHostStateTrigger,
+    WaitFor.MERGE_DONE: HyperVHostStateTrigger,
+    WaitFor.OPERATION_DONE: HyperVOperationTrigger,
+    WaitFor.LEASE_FREE: HyperVLeaseTrigger,
+}
+
+
+def trigger_for(target: WaitTarget, **kwargs: Any) -> HyperVBaseWaitTrigger:
+    """The trigger that waits for ``target`` (kwargs: hyperv_conn_id, poll_interval, resume_state...)."""
+    return _TRIGGER_FOR[target.kind](target=target, **kwargs)
+
+
+# The one trigger's name before the split, and its classpath (CLASSPATH): DAGs and triggers
+# serialized by a running deployment name it. Called with their flat kwargs it builds the trigger
+# for their kind of wait.
+HyperVWaitTrigger = HyperVHostStateTrigger
+
+__all__ = [
+    "CLASSPATH",
+    "HyperVBaseWaitTrigger",
+    "HyperVHostStateTrigger",
+    "HyperVLeaseTrigger",
+    "HyperVOperationTrigger",
+    "HyperVWaitTrigger",
+    "LoginRejected",
+    "trigger_for",
+]

@@ -162,7 +162,7 @@ def test_a_merge_trigger_carries_its_links_and_polls_only_with_waits_on_the_same
     )
     classpath, kwargs = merge.serialize()
     again = HyperVWaitTrigger(**kwargs)
-    assert again.serialize() == (classpath, kwargs) and kwargs["merge_links"] == links
+    assert again.serialize() == (classpath, kwargs) and kwargs["target"]["merge_links"] == links
     state = HyperVWaitTrigger(
         hyperv_conn_id="hv", wait_for=WaitFor.VM_STATE.value, vm_id="V", target_state="Off"
     )

@@ -135,21 +135,63 @@ def test_on_kill_cancels_the_export_and_the_retry_writes_elsewhere(held):
     assert exists(held, staging) and not removed(held, staging)
 
 
+def test_a_worker_export_past_its_wait_timeout_is_cancelled(held):
+    name = provider_checkpoint(held, "web-01")
+    held.clock.auto_advance = False  # the export cannot finish: only the wait's own deadline ends it
+    with pytest.raises(AirflowException, match=r"not done after 0\.3s; cancelled") as failed:
+        export_op(name, wait_timeout=0.3).execute({"task_state_store": MemoryStateStore()})
+    assert "left in place" in str(failed.value)
+    wait_for(lambda: exports(held)[0].outcome != "running", 30, what="the export ends")
+    assert exports(held)[0].outcome == "stopped"  # the host stopped the export
+
+
+def test_a_worker_export_wait_ends_at_the_first_rejected_login(held):
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from hyperv_emulator.faults import Fault
+
+    name = provider_checkpoint(held, "web-01")
+    held.clock.auto_advance = False
+    op = export_op(name)
+    store = MemoryStateStore()
+    failure: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            op.execute({"task_state_store": store})
+        except BaseException as exc:  # handed to the test thread
+            failure.append(exc)
+
+    worker = threading.Thread(target=run)
+    worker.start()
+    wait_for(lambda: bool(exports(held)) and op._running is not None, 30, what="the export runs on the host")
+    held.faults.inject(Fault.REJECT_CREDENTIALS, times=None)  # the password changes while it waits
+    worker.join(30)
+    assert not worker.is_alive()
+    assert failure and isinstance(failure[0], AirflowFailException), failure
+    assert str(failure[0]).startswith("polling the export of web-01: ")
+    # One rejected poll, never retried (before the shared waiter: five). The second rejected login is
+    # the operator's own hook closing its runspace pool on the way out (the hook's close, not the wait).
+    assert held.counters.rejected_logins("hv-01") == 2
+    held.faults.clear()
+    op._cancel(settings_for(held, "hv-01"), op._operation(op._load({"task_state_store": store}, None)))
+
+
 def test_trigger_on_kill_cancels_the_deferred_export(held):
     from airflow_hyperv.hooks.disconnected import poll_disconnected
-    from airflow_hyperv.triggers.hyperv import HyperVWaitTrigger
+    from airflow_hyperv.triggers.hyperv import HyperVOperationTrigger
 
     name = provider_checkpoint(held, "web-01")
     held.clock.auto_advance = False
     with pytest.raises(TaskDeferred) as deferred:
         export_op(name, deferrable=True).execute({})
     trigger = deferred.value.trigger
-    assert isinstance(trigger, HyperVWaitTrigger)
+    assert isinstance(trigger, HyperVOperationTrigger)
     assert exports(held)[0].outcome == "running"
     asyncio.run(trigger.on_kill())  # the triggerer calls it when the user marks / clears the task
     wait_for(lambda: exports(held)[0].outcome != "running", 30, what="the export ends")
     assert exports(held)[0].outcome == "stopped"
-    op = trigger.operation
+    op = trigger.target.operation
     from airflow_hyperv.hooks.disconnected import DisconnectedOperation
 
     poll = poll_disconnected(settings_for(held, "hv-01"), DisconnectedOperation.from_dict(op))
@@ -195,19 +237,20 @@ def test_a_lost_session_leaves_the_staging_of_a_still_running_export(held):
     op = export_op(name, deferrable=True)
     with pytest.raises(TaskDeferred) as deferred:
         op.execute({})
-    echo = deferred.value.trigger.echo
-    event = {"status": "error", "message": "export: the host no longer has the session", "echo": echo}
+    saved = deferred.value.trigger.resume_state
+    # an event fired by a triggerer before the rename carries the state as "echo": still read
+    event = {"status": "error", "message": "export: the host no longer has the session", "echo": saved}
     with pytest.raises(AirflowException, match="left in place"):
         op.execute_complete({}, event)
     assert exports(held)[0].outcome == "running"  # the export really still writes
-    assert exists(held, echo["staging"]) and not removed(held, echo["staging"])
-    op._cancel(settings_for(held, "hv-01"), op._operation(op_plan(echo)))  # let the host stop
+    assert exists(held, saved["staging"]) and not removed(held, saved["staging"])
+    op._cancel(settings_for(held, "hv-01"), op._operation(op_plan(saved)))  # let the host stop
 
 
-def op_plan(echo: dict[str, Any]) -> Any:
+def op_plan(saved: dict[str, Any]) -> Any:
     from airflow_hyperv.operators.export import ExportPlan
 
-    return ExportPlan.from_dict(echo)
+    return ExportPlan.from_dict(saved)
 
 
 # -- promotion ------------------------------------------------------------------------------------
@@ -224,15 +267,15 @@ def test_promotion_refuses_a_final_folder_that_appeared(held):
     op = export_op(name, deferrable=True)
     with pytest.raises(TaskDeferred) as deferred:
         op.execute({})
-    echo = deferred.value.trigger.echo
+    saved = deferred.value.trigger.resume_state
     wait_for(lambda: exports(held)[0].outcome == "ok", 30, what="the export finishes")
     with make_hook(held) as hv:
-        hv.make_directory(echo["final"])  # someone else made the final folder meanwhile
+        hv.make_directory(saved["final"])  # someone else made the final folder meanwhile
     with pytest.raises(AirflowException, match="not promoting"):
-        op.execute_complete({}, {"status": "success", "echo": echo})
-    final = held.host("hv-01").fs.to_real(echo["final"])
+        op.execute_complete({}, {"status": "success", "resume_state": saved})
+    final = held.host("hv-01").fs.to_real(saved["final"])
     assert list(final.iterdir()) == []  # nothing nested inside it
-    assert exists(held, echo["staging"])
+    assert exists(held, saved["staging"])
 
 
 def test_a_promoted_export_with_nested_staging_is_rejected(held):

@@ -62,17 +62,17 @@ def test_a_rejected_login_fails_the_task_once_without_retries(conn):
 
 
 def test_a_deferred_wait_whose_trigger_is_refused_fails_once_without_retries(conn, monkeypatch):
-    from airflow_hyperv.triggers.hyperv import HyperVWaitTrigger
+    from airflow_hyperv.triggers.hyperv import HyperVHostStateTrigger
 
     dag = load("auth_deferred", SENSOR)
-    run_trigger = HyperVWaitTrigger.run
+    run_trigger = HyperVHostStateTrigger.run
 
     async def refused_from_now_on(self):  # the task logged in fine; the password changes while it waits
         conn.faults.inject(Fault.REJECT_CREDENTIALS, times=None)
         async for event in run_trigger(self):
             yield event
 
-    monkeypatch.setattr(HyperVWaitTrigger, "run", refused_from_now_on)
+    monkeypatch.setattr(HyperVHostStateTrigger, "run", refused_from_now_on)
     run = dag.test()
     ti = only_ti(run)
     assert str(run.state) == "failed" and str(ti.state) == "failed"

@@ -229,7 +229,7 @@ def test_the_second_run_defers_while_the_first_holds_the_vm_and_proceeds_after_i
     with pytest.raises(TaskDeferred) as deferred:
         create_b.execute(context_b)
     trigger = deferred.value.trigger
-    assert trigger.wait_for.value == "lease_free" and run_a.run_id in trigger.holder
+    assert trigger.wait_for.value == "lease_free" and trigger.target.holder.run_id == run_a.run_id
     assert checkpoint_names(emulator) == [a_checkpoint]  # B changed nothing yet
 
     # A's merge teardown merges A's checkpoint and releases the lease; then B's trigger fires.

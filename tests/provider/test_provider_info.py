@@ -67,3 +67,27 @@ def test_every_operator_module_listed_is_importable_under_its_current_name():
     assert not any(m.endswith("restore_test") for m in modules)  # the old name is only an alias
     for module in modules:
         importlib.import_module(module)
+
+
+def test_the_trigger_list_names_the_module_of_every_trigger_class():
+    import importlib
+    import inspect
+    import pkgutil
+
+    from airflow.triggers.base import BaseTrigger
+
+    import airflow_hyperv.triggers as package
+
+    listed = {m for t in get_provider_info()["triggers"] for m in t["python-modules"]}
+    found = set()
+    for info in pkgutil.iter_modules(package.__path__, f"{package.__name__}."):
+        module = importlib.import_module(info.name)
+        for _, cls in inspect.getmembers(module, inspect.isclass):
+            if (
+                issubclass(cls, BaseTrigger)
+                and cls.__module__ == module.__name__
+                and not inspect.isabstract(cls)
+            ):
+                found.add(cls.__module__)
+    assert found == {"airflow_hyperv.triggers.hyperv", "airflow_hyperv.triggers.events"}
+    assert found <= listed

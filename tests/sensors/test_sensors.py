@@ -28,7 +28,7 @@ def test_vm_state_sensor_pokes_and_defers(conn):
     with pytest.raises(TaskDeferred) as deferred:
         off.execute({})
     trigger = deferred.value.trigger
-    assert trigger.serialize()[1]["target_state"] == "Off"
+    assert trigger.serialize()[1]["target"]["target_state"] == "Off"
     model = conn.host("hv-01")
     model.stop_vm(next(v for v in model.vms() if v.name == "dc-01"))
     event = asyncio.run(asyncio.wait_for(trigger.run().asend(None), 20))

@@ -8,18 +8,36 @@ import importlib
 import pytest
 
 from airflow_hyperv.hyperv.enums import Consistency
-from airflow_hyperv.hyperv.waits import HostSnapshot, WaitFor
-from airflow_hyperv.triggers.hyperv import HyperVWaitTrigger
+from airflow_hyperv.hyperv.lease import new_lease
+from airflow_hyperv.hyperv.waits import HostSnapshot, WaitFor, WaitTarget
+from airflow_hyperv.triggers.hyperv import (
+    HyperVHostStateTrigger,
+    HyperVLeaseTrigger,
+    HyperVOperationTrigger,
+    HyperVWaitTrigger,
+    trigger_for,
+)
 from tests.support.emulated import settings_for, uri_for
 
 TRIGGERS = [
-    HyperVWaitTrigger(hyperv_conn_id="hv", wait_for="vm_state", vm_id="A", target_state="Running", require_heartbeat=True),
-    HyperVWaitTrigger(hyperv_conn_id="hv", wait_for="merge_done", vm_id="b", checkpoint_id="C", avhdx_paths=["x.avhdx"]),
-    HyperVWaitTrigger(
-        hyperv_conn_id="hv", wait_for="operation_done", vm_id="d",
-        operation={"shell_id": "E" * 8 + "-0000-0000-0000-" + "0" * 12, "command_id": "F" * 8 + "-0000-0000-0000-" + "0" * 12,
-                   "label": "export", "started_at": 1.0},
-        echo={"plan": {"final": "D:\\\\x"}},
+    HyperVHostStateTrigger(
+        hyperv_conn_id="hv", target=WaitTarget(WaitFor.VM_STATE, "A", target_state="Running", require_heartbeat=True),
+    ),
+    HyperVHostStateTrigger(
+        hyperv_conn_id="hv", target=WaitTarget(WaitFor.MERGE_DONE, "b", checkpoint_id="C", avhdx_paths=("x.avhdx",)),
+    ),
+    HyperVOperationTrigger(
+        hyperv_conn_id="hv",
+        target=WaitTarget(WaitFor.OPERATION_DONE, "d", operation={
+            "shell_id": "E" * 8 + "-0000-0000-0000-" + "0" * 12, "command_id": "F" * 8 + "-0000-0000-0000-" + "0" * 12,
+            "label": "export", "started_at": 1.0}),
+        resume_state={"plan": {"final": "D:\\\\x"}},
+    ),
+    HyperVLeaseTrigger(
+        hyperv_conn_id="hv",
+        target=WaitTarget(WaitFor.LEASE_FREE, "e", holder=new_lease(
+            dag_id="d", run_id="r", vm_id="e", checkpoint_name="c", checkpoint_type_before="", host="hv-01")),
+        resume_state={"busy_since": 1.0}, give_up_after=60.0, recheck_after=30.0,
     ),
 ]  # fmt: skip
 
@@ -35,10 +53,30 @@ def test_every_trigger_round_trips_through_serialize(trigger):
     json.dumps(kwargs)  # plain JSON: nothing but ids, names and numbers
 
 
-def test_host_waits_share_a_stream_and_operation_waits_do_not():
-    a, b, c = TRIGGERS
+def test_host_waits_share_a_stream_and_operation_and_lease_waits_do_not():
+    a, b, c, d = TRIGGERS
     assert a.shared_stream_key() == b.shared_stream_key() == ("airflow-hyperv-host-state", "hv", 10.0)
-    assert c.shared_stream_key() is None
+    assert c.shared_stream_key() is None and d.shared_stream_key() is None
+
+
+def test_each_kind_of_wait_has_its_trigger_and_refuses_the_others():
+    assert [type(trigger_for(t.target, hyperv_conn_id="hv")) for t in TRIGGERS] == [type(t) for t in TRIGGERS]
+    assert HyperVWaitTrigger is HyperVHostStateTrigger  # the name DAGs and old Trigger rows use
+    with pytest.raises(ValueError, match="does not wait for operation_done"):
+        HyperVHostStateTrigger(hyperv_conn_id="hv", target=TRIGGERS[2].target)
+    with pytest.raises(ValueError, match="does not wait for vm_state"):
+        HyperVLeaseTrigger(hyperv_conn_id="hv", target=TRIGGERS[0].target)
+
+
+def test_every_event_has_the_same_shape():
+    from airflow_hyperv.hooks.waiter import Outcome
+
+    for trigger in TRIGGERS:
+        payload = trigger._event(Outcome("error", "m", {"timed_out": True})).payload
+        assert payload == {
+            "status": "error", "message": "m", "wait_for": trigger.wait_for.value, "vm_id": trigger.vm_id,
+            "resume_state": trigger.resume_state, "timed_out": True,
+        }  # fmt: skip
 
 
 def test_waits_on_one_host_share_one_query_per_interval(emulator, monkeypatch):
@@ -48,19 +86,19 @@ def test_waits_on_one_host_share_one_query_per_interval(emulator, monkeypatch):
     vms = {v.name: v for v in model.vms()}
     web = vms["web-01"]
     waits = [
-        HyperVWaitTrigger(hyperv_conn_id="hv_shared", wait_for="vm_state", vm_id=str(v.id), target_state="Running",
-                          poll_interval=0.05)
+        HyperVHostStateTrigger(hyperv_conn_id="hv_shared", target=WaitTarget(WaitFor.VM_STATE, str(v.id),
+                               target_state="Running"), poll_interval=0.05)
         for v in vms.values()
     ] + [
-        HyperVWaitTrigger(hyperv_conn_id="hv_shared", wait_for="vm_state", vm_id=str(web.id), target_state="Off",
-                          poll_interval=0.05)
+        HyperVHostStateTrigger(hyperv_conn_id="hv_shared", target=WaitTarget(WaitFor.VM_STATE, str(web.id),
+                               target_state="Off"), poll_interval=0.05)
     ]  # fmt: skip
 
     async def scenario():
         subscribers = [asyncio.Queue() for _ in waits]
 
         async def broadcast():
-            async for snapshot in HyperVWaitTrigger.open_shared_stream(waits[0].serialize()[1]):
+            async for snapshot in HyperVHostStateTrigger.open_shared_stream(waits[0].serialize()[1]):
                 for q in subscribers:
                     await q.put(snapshot)
 
@@ -102,15 +140,17 @@ def test_standalone_merge_wait_and_vanished_vm(emulator, monkeypatch):
         )
         avhdx = [d.path for d in hv.vm_overview(dc.id).drives]
         hv.remove_checkpoint(made.checkpoint.id)
-    trigger = HyperVWaitTrigger(
-        hyperv_conn_id="hv_one", wait_for=WaitFor.MERGE_DONE.value, vm_id=str(dc.id),
-        checkpoint_id=str(made.checkpoint.id), avhdx_paths=avhdx, poll_interval=0.05, echo={"k": "v"},
+    trigger = HyperVHostStateTrigger(
+        hyperv_conn_id="hv_one", poll_interval=0.05, resume_state={"k": "v"},
+        target=WaitTarget(WaitFor.MERGE_DONE, str(dc.id), checkpoint_id=str(made.checkpoint.id), avhdx_paths=tuple(avhdx)),
     )  # fmt: skip
     event = asyncio.run(asyncio.wait_for(trigger.run().asend(None), 20))
-    assert event.payload["status"] == "success" and event.payload["echo"] == {"k": "v"}
+    assert event.payload["status"] == "success" and event.payload["resume_state"] == {"k": "v"}
 
-    gone = HyperVWaitTrigger(hyperv_conn_id="hv_one", wait_for="vm_state", vm_id="00000000-0000-0000-0000-000000000001",
-                             target_state="Running", poll_interval=0.05)  # fmt: skip
+    gone = HyperVHostStateTrigger(
+        hyperv_conn_id="hv_one", poll_interval=0.05,
+        target=WaitTarget(WaitFor.VM_STATE, "00000000-0000-0000-0000-000000000001", target_state="Running"),
+    )  # fmt: skip
     event = asyncio.run(asyncio.wait_for(gone.run().asend(None), 20))
     assert event.payload["status"] == "error" and "no longer on the host" in event.payload["message"]
 

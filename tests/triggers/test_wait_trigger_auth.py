@@ -9,7 +9,8 @@ import pytest
 
 from airflow_hyperv.hooks.disconnected import start_disconnected
 from airflow_hyperv.hyperv import pipelines
-from airflow_hyperv.triggers.hyperv import HyperVWaitTrigger, LoginRejected
+from airflow_hyperv.hyperv.waits import WaitFor, WaitTarget
+from airflow_hyperv.triggers.hyperv import HyperVHostStateTrigger, HyperVOperationTrigger, LoginRejected
 from hyperv_emulator.faults import Fault
 from tests.support.emulated import settings_for, uri_for
 
@@ -26,8 +27,8 @@ def vm_id(emulator, name: str = "dc-01") -> str:
 
 
 def test_a_host_state_wait_ends_at_the_first_rejected_login(rejecting):
-    trigger = HyperVWaitTrigger(
-        hyperv_conn_id="hv_auth", wait_for="vm_state", vm_id=vm_id(rejecting), target_state="Off",
+    trigger = HyperVHostStateTrigger(
+        hyperv_conn_id="hv_auth", target=WaitTarget(WaitFor.VM_STATE, vm_id(rejecting), target_state="Off"),
         poll_interval=0.01,
     )  # fmt: skip
     rejecting.faults.inject(Fault.REJECT_CREDENTIALS, times=None)
@@ -42,7 +43,7 @@ def test_the_shared_poll_never_logs_in_again_for_later_waiters(rejecting):
     rejecting.faults.inject(Fault.REJECT_CREDENTIALS, times=None)
 
     async def first_polls(n: int) -> list[object]:
-        stream = HyperVWaitTrigger._poll_host("hv_auth", 0.01)
+        stream = HyperVHostStateTrigger._poll_host("hv_auth", 0.01)
         got = [await stream.__anext__() for _ in range(n)]
         await stream.aclose()
         return got
@@ -55,11 +56,39 @@ def test_the_shared_poll_never_logs_in_again_for_later_waiters(rejecting):
 
 def test_an_operation_wait_ends_at_the_first_rejected_login(rejecting):
     op = start_disconnected(settings_for(rejecting, "hv-01"), pipelines.host_info())
-    trigger = HyperVWaitTrigger(
-        hyperv_conn_id="hv_auth", wait_for="operation_done", vm_id=vm_id(rejecting), poll_interval=0.01,
-        operation=op.to_dict(),
+    trigger = HyperVOperationTrigger(
+        hyperv_conn_id="hv_auth", target=WaitTarget(WaitFor.OPERATION_DONE, vm_id(rejecting), operation=op.to_dict()),
+        poll_interval=0.01,
     )  # fmt: skip
     rejecting.faults.inject(Fault.REJECT_CREDENTIALS, times=None)
     event = asyncio.run(asyncio.wait_for(trigger.run().asend(None), 20)).payload
     assert event["status"] == "error" and event["rejected_login"] is True
+    assert rejecting.counters.rejected_logins("hv-01") == 1
+
+
+def test_a_lease_wait_ends_at_the_first_rejected_login(rejecting):
+    from airflow_hyperv.hyperv.lease import new_lease
+    from airflow_hyperv.triggers.hyperv import HyperVLeaseTrigger
+
+    web = vm_id(rejecting, "web-01")
+    holder = new_lease(
+        dag_id="d", run_id="r", vm_id=web, checkpoint_name="c", checkpoint_type_before="", host="h"
+    )
+    trigger = HyperVLeaseTrigger(
+        hyperv_conn_id="hv_auth",
+        target=WaitTarget(WaitFor.LEASE_FREE, web, holder=holder),
+        poll_interval=0.01,
+    )
+    rejecting.faults.inject(Fault.REJECT_CREDENTIALS, times=None)
+
+    async def first() -> dict:
+        events = trigger.run()
+        try:
+            return (await asyncio.wait_for(anext(events), 20)).payload
+        finally:
+            await events.aclose()
+
+    event = asyncio.run(first())
+    assert event["status"] == "error" and event["rejected_login"] is True
+    assert event["message"].startswith("reading the lease: ")
     assert rejecting.counters.rejected_logins("hv-01") == 1

@@ -1,0 +1,331 @@
+"""The one wait loop: poll → judge → sleep, shared by the worker (``wait``) and the triggerer
+(``async_wait``, ``async_wait_on`` for a shared stream that polls for many waits).
+
+The loop itself (``_rounds``) does no I/O: the drivers poll and sleep, the loop decides. So every
+wait, in a worker, a sensor or a trigger, follows the same rules:
+
+* a rejected login ends the wait at once and is never retried (each retry is one more rejected
+  login towards the account's lockout);
+* any other failed poll counts against an error budget (consecutive failures); without a budget the
+  failure is raised (the sync hook has already retried it);
+* the wait gives up after ``give_up_after`` seconds, saying what it last observed.
+
+What differs between kinds of wait (what is polled, how it is judged, what the messages say) is a
+``WaitStep``: ``HostStateWait`` (a VM state or a finished merge, judged from a host snapshot),
+``OperationWait`` (a pipeline running in a disconnected session), ``LeaseWait`` (another run's lease).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Mapping
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+from airflow_hyperv.hyperv.errors import is_rejected_login
+from airflow_hyperv.hyperv.waits import HostSnapshot, Verdict, WaitTarget, host_verdict, lease_verdict
+
+if TYPE_CHECKING:
+    from airflow_hyperv.hooks.disconnected import DisconnectedOperation, PollResult
+    from airflow_hyperv.hyperv.lease import Lease
+
+T = TypeVar("T")
+MAX_CONSECUTIVE_ERRORS = 5  # transient faults only: a rejected login ends the wait at once
+
+
+@dataclass(frozen=True)
+class Polled(Generic[T]):
+    """One poll: what it read, or why it failed."""
+
+    value: T | None = None
+    error: BaseException | None = None
+
+
+class PollFailed(Exception):
+    """A poll that failed elsewhere (the shared host poll), told to a waiter as its text."""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How a wait ended. ``details`` are the extra fields of a trigger's event."""
+
+    status: str  # "success" or "error"
+    message: str
+    details: Mapping[str, Any] = field(default_factory=dict)
+    cause: BaseException | None = None  # the failed poll that ended it, if one did
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "success"
+
+    @property
+    def rejected_login(self) -> bool:
+        return bool(self.details.get("rejected_login"))
+
+    @property
+    def timed_out(self) -> bool:
+        return bool(self.details.get("timed_out"))
+
+
+class WaitStep(Generic[T]):
+    """What one kind of wait does each round, and what its messages say."""
+
+    subject = "polling"  # what a poll does, for messages: "polling the host failed 5 times: ..."
+
+    def judge(self, observation: T) -> Verdict:
+        raise NotImplementedError
+
+    def rejected(self, exc: BaseException) -> str:
+        """The message of a wait ended by a rejected login."""
+        return f"{self.subject}: {exc}"
+
+    def timed_out(self, seconds: float, verdict: Verdict) -> str:
+        return f"not done after {seconds:g}s: {verdict.observed}"
+
+    def still_waiting(self, elapsed: float, verdict: Verdict) -> Outcome | None:
+        """An end other than done or timed out, checked after both (the lease wait's recheck)."""
+        return None
+
+    def waiting(self, verdict: Verdict) -> tuple[Any, ...] | None:
+        """The log line (format, args...) of a round that waits on, or None for none."""
+        return None
+
+
+class HostStateWait(WaitStep[HostSnapshot]):
+    """A VM state or a finished merge, judged from one snapshot of the host."""
+
+    subject = "polling the host"
+
+    def __init__(self, target: WaitTarget) -> None:
+        self.target = target
+
+    def judge(self, observation: HostSnapshot) -> Verdict:
+        return host_verdict(self.target, observation)
+
+    def rejected(self, exc: BaseException) -> str:
+        return str(exc)
+
+    def waiting(self, verdict: Verdict) -> tuple[Any, ...]:
+        return ("Waiting for %s: %s", self.target.kind.value, verdict.observed)
+
+
+class OperationWait(WaitStep["PollResult | None"]):
+    """A pipeline started in a disconnected session, until it ends (or its session is lost).
+
+    ``stopped`` (the worker's wait): asked each round whether this side stopped the operation (the
+    task was killed); a poll that answers None was cut off by that. ``progress``: the log line of a
+    round that waits on.
+    """
+
+    def __init__(
+        self,
+        operation: DisconnectedOperation,
+        *,
+        subject: str | None = None,
+        progress: tuple[Any, ...] | None = None,
+        stopped: Callable[[], bool] | None = None,
+    ) -> None:
+        self.operation = operation
+        self.subject = subject or f"polling {operation.label}"
+        self.progress = progress
+        self.stopped = stopped
+
+    def judge(self, observation: PollResult | None) -> Verdict:
+        label = self.operation.label
+        if observation is None or (self.stopped is not None and self.stopped()):
+            return Verdict(True, f"{label}: stopped", failed=True)
+        if observation.state == "running":
+            return Verdict(False, f"{label} still running")
+        if observation.state == "gone":
+            return Verdict(
+                True, f"{label}: the host no longer has the session (restarted or reaped)", failed=True
+            )
+        result = observation.result
+        errs = [asdict(e) for e in result.errors] if result else []
+        return Verdict(
+            True,
+            errs[0]["message"] if errs else f"{label} ended {observation.state}",
+            failed=not (observation.state == "completed" and not errs),
+            details={"errors": errs, "state": observation.state},
+        )
+
+    def timed_out(self, seconds: float, verdict: Verdict) -> str:
+        return f"{self.operation.label} still running after {seconds:g}s"
+
+    def waiting(self, verdict: Verdict) -> tuple[Any, ...] | None:
+        return self.progress
+
+
+class LeaseWait(WaitStep["Lease | None"]):
+    """Another run's lease on a VM, until it is released or changes hands. Every ``recheck_after``
+    seconds the wait ends anyway, so the task can ask Airflow whether the holder's run is over."""
+
+    subject = "reading the lease"
+
+    def __init__(self, target: WaitTarget, recheck_after: float) -> None:
+        assert target.holder is not None
+        self.target = target
+        self.holder = target.holder
+        self.recheck_after = recheck_after
+
+    def judge(self, observation: Lease | None) -> Verdict:
+        return lease_verdict(self.holder, observation)
+
+    def timed_out(self, seconds: float, verdict: Verdict) -> str:
+        return f"not free after {seconds:g}s: {verdict.observed}"
+
+    def still_waiting(self, elapsed: float, verdict: Verdict) -> Outcome | None:
+        if elapsed > self.recheck_after:
+            return Outcome(
+                "success", f"still busy, checking the holder's run: {verdict.observed}", {"recheck": True}
+            )
+        return None
+
+    def waiting(self, verdict: Verdict) -> tuple[Any, ...]:
+        return ("Waiting for %s: %s", self.target.kind.value, verdict.observed)
+
+
+# -- the loop ---------------------------------------------------------------------------------------
+
+
+def _rounds(
+    step: WaitStep[T],
+    *,
+    interval: float,
+    error_interval: float | None,
+    error_budget: int | None,
+    give_up_after: float | None,
+    log: logging.Logger | Any,
+) -> Generator[float, Polled[T], Outcome]:
+    """The wait's decisions. Sent each poll, it yields how long to sleep before the next one and
+    returns the outcome; a failed poll without an error budget is raised."""
+    errors = 0
+    started = time.monotonic()
+    polled = yield 0.0
+    while True:
+        if polled.error is not None:
+            exc = polled.error
+            if is_rejected_login(exc):
+                log.error("%s: ending the wait without retrying", exc)
+                return Outcome("error", step.rejected(exc), {"rejected_login": True}, cause=exc)
+            if error_budget is None:
+                raise exc
+            errors += 1
+            subject = step.subject[:1].upper() + step.subject[1:]
+            log.warning("%s failed (%d in a row): %s", subject, errors, exc)
+            if errors >= error_budget:
+                return Outcome("error", f"{step.subject} failed {errors} times: {exc}", cause=exc)
+            polled = yield interval if error_interval is None else error_interval
+            continue
+        errors = 0
+        verdict = step.judge(polled.value)  # type: ignore[arg-type]
+        elapsed = time.monotonic() - started
+        if verdict.done:
+            return Outcome("error" if verdict.failed else "success", verdict.observed, verdict.details)
+        if give_up_after and elapsed > give_up_after:
+            return Outcome("error", step.timed_out(give_up_after, verdict), {"timed_out": True})
+        other_end = step.still_waiting(elapsed, verdict)
+        if other_end is not None:
+            return other_end
+        line = step.waiting(verdict)
+        if line is not None:
+            log.info(*line)
+        polled = yield interval
+
+
+def wait(
+    step: WaitStep[T],
+    poll: Callable[[], T],
+    *,
+    interval: float,
+    error_interval: float | None = None,
+    error_budget: int | None = None,
+    give_up_after: float | None = None,
+    log: logging.Logger | Any,
+) -> Outcome:
+    """Wait in this thread: ``poll()`` until ``step`` judges the wait over (see the module)."""
+    rounds = _rounds(
+        step,
+        interval=interval,
+        error_interval=error_interval,
+        error_budget=error_budget,
+        give_up_after=give_up_after,
+        log=log,
+    )
+    pause = next(rounds)
+    while True:
+        if pause > 0:
+            time.sleep(pause)
+        polled: Polled[T]
+        try:
+            polled = Polled(poll())
+        except Exception as exc:
+            polled = Polled(error=exc)
+        try:
+            pause = rounds.send(polled)
+        except StopIteration as end:
+            return end.value
+
+
+async def async_wait(
+    step: WaitStep[T],
+    poll: Callable[[], Awaitable[T]],
+    *,
+    interval: float,
+    error_interval: float | None = None,
+    error_budget: int | None = None,
+    give_up_after: float | None = None,
+    log: logging.Logger | Any,
+) -> Outcome:
+    """``wait`` on the event loop: ``await poll()`` (run pypsrp in a thread), ``asyncio.sleep``."""
+    rounds = _rounds(
+        step,
+        interval=interval,
+        error_interval=error_interval,
+        error_budget=error_budget,
+        give_up_after=give_up_after,
+        log=log,
+    )
+    pause = next(rounds)
+    while True:
+        if pause > 0:
+            await asyncio.sleep(pause)
+        polled: Polled[T]
+        try:
+            polled = Polled(await poll())
+        except Exception as exc:
+            polled = Polled(error=exc)
+        try:
+            pause = rounds.send(polled)
+        except StopIteration as end:
+            return end.value
+
+
+async def async_wait_on(
+    step: WaitStep[T],
+    polls: AsyncIterator[Polled[T]],
+    *,
+    error_budget: int | None = None,
+    give_up_after: float | None = None,
+    log: logging.Logger | Any,
+) -> Outcome | None:
+    """The same wait on polls someone else makes and paces (a shared stream): no sleeping here.
+    None if the stream ended first."""
+    rounds = _rounds(
+        step,
+        interval=0.0,
+        error_interval=None,
+        error_budget=error_budget,
+        give_up_after=give_up_after,
+        log=log,
+    )
+    next(rounds)
+    async for polled in polls:
+        try:
+            rounds.send(polled)
+        except StopIteration as end:
+            return end.value
+    rounds.close()
+    return None

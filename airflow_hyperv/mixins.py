@@ -1,0 +1,227 @@
+"""What Hyper-V operators and sensors share, one mixin per concern:
+
+* ``HyperVConnectionMixin``: the connection, the hook it opens, and the errors no retry can fix;
+* ``NeverRetryRejectedLoginsMixin``: the task's retry policy never retries a rejected login;
+* ``HyperVOperatorMixin``: both of the above, what every operator and sensor carries;
+* ``DeferrableMixin``: the one deferrable contract (defer to a trigger, or wait in the worker with
+  the waiter every trigger uses too).
+
+``airflow_hyperv.operators.base`` re-exports these names (DAGs import them from there).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import conf
+from airflow.sdk.exceptions import AirflowException, AirflowFailException
+
+from airflow_hyperv.hyperv.errors import (
+    AmbiguousVMNameError,
+    AuthenticationFailedError,
+    CheckpointsDisabledError,
+    InvalidInputError,
+    ProductionCheckpointImpossibleError,
+    VMNotFoundError,
+    is_rejected_login,
+)
+from airflow_hyperv.hyperv.waits import WaitTarget
+
+if TYPE_CHECKING:
+    from airflow.triggers.base import BaseTrigger
+
+    from airflow_hyperv.hooks.hyperv import HyperVHook
+
+DEFAULT_CONN_ID = "hyperv_default"
+REJECTED_LOGIN_REASON = (
+    "the Hyper-V host rejected the credentials: failing without retries, since every retry is one more "
+    "rejected login towards the account's lockout"
+)
+# Where a trigger's event carries what the resuming task needs (``resume_state``); events fired
+# before the rename carry it under "echo".
+RESUME_STATE_KEYS = ("resume_state", "echo")
+
+try:  # Airflow 3.3+: per-exception retry decisions, made in the worker with the real exception
+    from airflow.sdk.definitions.retry_policy import RetryDecision, RetryPolicy
+except ImportError:  # pragma: no cover - older Airflow: AirflowFailException below is the guard
+    RetryPolicy = None  # type: ignore[assignment,misc]
+
+
+if RetryPolicy is not None:
+
+    class NeverRetryRejectedLogins(RetryPolicy):
+        """FAIL (no task retry) when the host rejected the credentials anywhere in the exception's chain;
+        otherwise ask ``inner`` (the user's own policy), or Airflow's standard retries.
+
+        Every Hyper-V operator and sensor carries it: a user's ``retry_policy`` is wrapped, not replaced.
+        """
+
+        def __init__(self, inner: RetryPolicy | None = None) -> None:
+            self.inner = inner
+
+        def evaluate(
+            self, exception: BaseException, try_number: int, max_tries: int, context: Any = None
+        ) -> RetryDecision:
+            if is_rejected_login(exception):
+                return RetryDecision.fail(REJECTED_LOGIN_REASON)
+            if self.inner is not None:
+                return self.inner.evaluate(exception, try_number, max_tries, context)
+            return RetryDecision.default()
+
+        def serialize(self) -> dict[str, Any]:
+            return {
+                "__type": "NeverRetryRejectedLogins",
+                "inner": self.inner.serialize() if self.inner is not None else None,
+            }
+
+
+def _fail_task(error: AuthenticationFailedError) -> AirflowFailException:
+    return AirflowFailException(str(error))
+
+
+# Errors no retry can fix: the task fails at once (no Airflow retries) with the reason.
+FINAL_ERRORS = (
+    AuthenticationFailedError,  # retrying rejected credentials locks accounts out
+    InvalidInputError,
+    VMNotFoundError,
+    AmbiguousVMNameError,
+    CheckpointsDisabledError,
+    ProductionCheckpointImpossibleError,
+)
+
+
+class NeverRetryRejectedLoginsMixin:
+    """The task's ``retry_policy`` FAILs on a rejected login (``NeverRetryRejectedLogins``, wrapping
+    any policy the user gives)."""
+
+    def _convert_retry_policy(self, policy: Any) -> Any:
+        """BaseOperator.__setattr__ passes every ``retry_policy`` assignment through this."""
+        if RetryPolicy is None or isinstance(policy, NeverRetryRejectedLogins):
+            return policy
+        return NeverRetryRejectedLogins(policy)
+
+
+class HyperVConnectionMixin:
+    """The connection and the hook. The hook raises AirflowFailException when the host rejects the
+    login, even where that happens before an operator's ``final_errors`` guard."""
+
+    hyperv_conn_id: str
+    vm: str
+
+    def hyperv_hook(self) -> HyperVHook:
+        from airflow_hyperv.hooks.hyperv import HyperVHook  # transport code loads at run time only
+
+        hook = HyperVHook(self.hyperv_conn_id)
+        hook.on_rejected = _fail_task
+        return hook
+
+    @contextlib.contextmanager
+    def final_errors(self) -> Iterator[None]:
+        """Bad input, rejected credentials and Hyper-V refusals fail the task without retries."""
+        try:
+            yield
+        except FINAL_ERRORS as exc:
+            raise AirflowFailException(str(exc)) from exc
+
+
+class HyperVOperatorMixin(NeverRetryRejectedLoginsMixin, HyperVConnectionMixin):
+    """Connection and VM handling; operators and sensors add only what is their own.
+
+    Rejected credentials fail the task at once, wherever they surface: the task's ``retry_policy``
+    FAILs on them, and the hook an operator opens raises AirflowFailException when the host rejects
+    the login.
+    """
+
+
+class DeferrableMixin:
+    """One way to wait everywhere: defer to a trigger (no worker slot held) or poll in the worker,
+    with the one wait loop the triggers use (``airflow_hyperv.hooks.waiter``)."""
+
+    deferrable: bool
+    poll_interval: float
+    wait_timeout: float | None
+
+    def _init_deferrable(
+        self, deferrable: bool | None, poll_interval: float, wait_timeout: float | None
+    ) -> None:
+        if poll_interval <= 0:
+            raise ValueError(f"poll_interval must be above 0, not {poll_interval}")
+        self.deferrable = (
+            conf.getboolean("operators", "default_deferrable", fallback=False)
+            if deferrable is None
+            else deferrable
+        )
+        self.poll_interval = poll_interval
+        self.wait_timeout = wait_timeout
+
+    def defer_to(self, trigger: BaseTrigger) -> None:
+        """Hand the wait to the triggerer; ``execute_complete(context, event)`` resumes, and finds
+        what it needs in ``resume_state(event)`` (the trigger's ``resume_state``)."""
+        # The trigger gives up at wait_timeout and says why; Airflow's timeout is only a backstop.
+        timeout = dt.timedelta(seconds=self.wait_timeout * 1.1 + 60) if self.wait_timeout else None
+        if self.wait_timeout and hasattr(trigger, "give_up_after") and not trigger.give_up_after:
+            trigger.give_up_after = float(self.wait_timeout)
+        self.defer(trigger=trigger, method_name="execute_complete", timeout=timeout)  # type: ignore[attr-defined]
+
+    def wait_in_worker(self, target: WaitTarget, explain: Callable[[str], str] = str) -> None:
+        """The non-deferrable path: poll the host until ``target`` is reached, a VM vanishes, or
+        ``wait_timeout`` passes (``explain`` turns the timeout text into the task's error)."""
+        from airflow_hyperv.hooks.waiter import HostStateWait, wait
+
+        with self.hyperv_hook() as hv:  # type: ignore[attr-defined]
+            outcome = wait(
+                HostStateWait(target),
+                lambda: hv.host_state(target.watched_disks),
+                interval=self.poll_interval,
+                give_up_after=self.wait_timeout,
+                log=self.log,  # type: ignore[attr-defined]
+            )
+        if outcome.rejected_login:
+            raise AirflowFailException(outcome.message) from outcome.cause
+        if outcome.timed_out:
+            raise AirflowException(explain(outcome.message))
+        if not outcome.ok:
+            raise AirflowException(outcome.message)
+
+    def resume_execution(self, next_method: str, next_kwargs: dict[str, Any] | None, context: Any) -> Any:
+        """A wait that ended because the host rejected the trigger's login fails the task here, before
+        ``execute_complete`` could log in again with the same credentials (one more rejected login)."""
+        event = (next_kwargs or {}).get("event")
+        if isinstance(event, dict) and event.get("rejected_login"):
+            raise AirflowFailException(event.get("message") or REJECTED_LOGIN_REASON)
+        return super().resume_execution(next_method, next_kwargs, context)  # type: ignore[misc]
+
+    @staticmethod
+    def check_event(event: dict[str, Any] | None) -> dict[str, Any]:
+        if not event:
+            raise AirflowException("the trigger ended without an event")
+        if event.get("rejected_login"):  # the trigger's login was refused: retrying locks accounts out
+            raise AirflowFailException(event.get("message") or REJECTED_LOGIN_REASON)
+        if event.get("status") != "success":
+            raise AirflowException(event.get("message") or f"the wait failed: {event}")
+        return event
+
+    @staticmethod
+    def resume_state(event: dict[str, Any] | None) -> dict[str, Any]:
+        """What the task handed its trigger to get back (``resume_state``; "echo" before the rename)."""
+        for key in RESUME_STATE_KEYS:
+            state = (event or {}).get(key)
+            if state:
+                return dict(state)
+        return {}
+
+
+__all__ = [
+    "DEFAULT_CONN_ID",
+    "FINAL_ERRORS",
+    "REJECTED_LOGIN_REASON",
+    "DeferrableMixin",
+    "HyperVConnectionMixin",
+    "HyperVOperatorMixin",
+    "NeverRetryRejectedLogins",
+    "NeverRetryRejectedLoginsMixin",
+    "is_rejected_login",
+]

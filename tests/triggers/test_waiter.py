@@ -1,0 +1,163 @@
+"""The one wait loop (hooks.waiter): the same rounds in the worker and on the event loop.
+
+The polls here are scripted answers (a poll is the only I/O the loop sees); the kinds of wait run
+against the emulator in test_wait_trigger*.py, tests/sensors and tests/lifecycle.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from airflow_hyperv.hooks.waiter import (
+    MAX_CONSECUTIVE_ERRORS,
+    HostStateWait,
+    LeaseWait,
+    Outcome,
+    Polled,
+    async_wait,
+    async_wait_on,
+    wait,
+)
+from airflow_hyperv.hyperv.errors import AuthenticationFailedError
+from airflow_hyperv.hyperv.lease import new_lease
+from airflow_hyperv.hyperv.waits import HostSnapshot, WaitFor, WaitTarget
+
+log = logging.getLogger("test-waiter")
+VM = "0f0f0f0f-0000-0000-0000-000000000001"
+TARGET = WaitTarget(WaitFor.VM_STATE, VM, target_state="Running")
+
+
+def snapshot(state: str | None) -> HostSnapshot:
+    if state is None:
+        return HostSnapshot()
+    return HostSnapshot(vms={VM: {"name": "web-01", "state": state, "heartbeat_ok": True}})
+
+
+class Script:
+    """Answers polls in order: a HostSnapshot, or an exception to raise; the last one repeats."""
+
+    def __init__(self, *answers: Any) -> None:
+        self.answers = list(answers)
+        self.polls = 0
+
+    def __call__(self) -> Any:
+        answer = self.answers[min(self.polls, len(self.answers) - 1)]
+        self.polls += 1
+        if isinstance(answer, BaseException):
+            raise answer
+        return answer
+
+
+def run_sync(step: Any, script: Script, **kw: Any) -> Outcome:
+    return wait(step, script, interval=0, log=log, **kw)
+
+
+def run_async(step: Any, script: Script, **kw: Any) -> Outcome:
+    async def poll() -> Any:
+        return script()
+
+    return asyncio.run(async_wait(step, poll, interval=0, log=log, **kw))
+
+
+def run_stream(step: Any, script: Script, **kw: Any) -> Outcome | None:
+    async def polls():
+        while True:
+            try:
+                yield Polled(script())
+            except Exception as exc:
+                yield Polled(error=exc)
+
+    return asyncio.run(async_wait_on(step, polls(), log=log, **kw))
+
+
+DRIVERS: list[Callable[..., Any]] = [run_sync, run_async, run_stream]
+ids = ["wait", "async_wait", "async_wait_on"]
+
+
+@pytest.mark.parametrize("drive", DRIVERS, ids=ids)
+def test_polls_until_the_target_is_reached(drive):
+    script = Script(snapshot("Off"), snapshot("Starting"), snapshot("Running"))
+    outcome = drive(HostStateWait(TARGET), script, error_budget=MAX_CONSECUTIVE_ERRORS)
+    assert (outcome.status, outcome.message, script.polls) == ("success", "web-01 is Running", 3)
+
+
+@pytest.mark.parametrize("drive", DRIVERS, ids=ids)
+def test_a_vanished_vm_ends_the_wait_as_an_error(drive):
+    outcome = drive(HostStateWait(TARGET), Script(snapshot("Off"), snapshot(None)), error_budget=5)
+    assert outcome.status == "error" and outcome.message == f"VM {VM} is no longer on the host"
+
+
+@pytest.mark.parametrize("drive", DRIVERS, ids=ids)
+def test_the_error_budget_counts_failures_in_a_row_only(drive):
+    down = ConnectionError("refused")
+    script = Script(down, down, down, down, snapshot("Off"), down, down, down, down, down)
+    outcome = drive(HostStateWait(TARGET), script, error_budget=5)
+    assert outcome.status == "error" and outcome.message == "polling the host failed 5 times: refused"
+    assert script.polls == 10 and outcome.cause is down and not outcome.rejected_login
+
+
+@pytest.mark.parametrize("drive", DRIVERS, ids=ids)
+def test_a_rejected_login_ends_the_wait_at_the_first_poll(drive):
+    script = Script(AuthenticationFailedError("the host rejected the credentials"), snapshot("Running"))
+    outcome = drive(HostStateWait(TARGET), script, error_budget=5)
+    assert script.polls == 1  # never retried: each retry is one more rejected login
+    assert outcome.rejected_login and outcome.status == "error"
+    assert outcome.message == "the host rejected the credentials"
+
+
+@pytest.mark.parametrize("drive", DRIVERS, ids=ids)
+def test_a_rejected_login_is_found_in_the_exceptions_chain(drive):
+    try:
+        try:
+            raise AuthenticationFailedError("rejected")
+        except AuthenticationFailedError as exc:
+            raise RuntimeError("the task fails") from exc
+    except RuntimeError as wrapped:
+        failure = wrapped
+    script = Script(failure, snapshot("Running"))
+    outcome = drive(HostStateWait(TARGET), script, error_budget=5)
+    assert script.polls == 1 and outcome.rejected_login
+
+
+@pytest.mark.parametrize("drive", [run_sync, run_async], ids=ids[:2])
+def test_without_an_error_budget_a_failed_poll_is_raised(drive):
+    script = Script(snapshot("Off"), ConnectionError("refused"))
+    with pytest.raises(ConnectionError, match="refused"):
+        drive(HostStateWait(TARGET), script)
+    assert script.polls == 2
+
+
+@pytest.mark.parametrize("drive", DRIVERS, ids=ids)
+def test_giving_up_says_what_was_last_observed(drive):
+    outcome = drive(HostStateWait(TARGET), Script(snapshot("Off")), give_up_after=1e-9, error_budget=5)
+    assert outcome.timed_out and outcome.status == "error"
+    assert outcome.message == "not done after 1e-09s: web-01 is Off"
+
+
+@pytest.mark.parametrize("drive", DRIVERS, ids=ids)
+def test_the_lease_wait_gives_up_before_it_rechecks(drive):
+    holder = new_lease(
+        dag_id="d", run_id="r", vm_id=VM, checkpoint_name="c", checkpoint_type_before="", host="hv-01"
+    )
+    target = WaitTarget(WaitFor.LEASE_FREE, VM, holder=holder)
+    busy = Script(holder)
+    outcome = drive(LeaseWait(target, recheck_after=1e-9), busy, give_up_after=1e-9, error_budget=5)
+    assert outcome.timed_out and outcome.message.startswith("not free after 1e-09s: ")
+    outcome = drive(LeaseWait(target, recheck_after=1e-9), busy, error_budget=5)
+    assert outcome.ok and outcome.details == {"recheck": True}
+    assert outcome.message.startswith("still busy, checking the holder's run: ")
+    outcome = drive(LeaseWait(target, recheck_after=300), Script(None), error_budget=5)
+    assert outcome.ok and "was released by" in outcome.message and not outcome.details
+
+
+def test_a_shared_stream_that_ends_ends_the_wait_without_an_outcome():
+    async def two_polls():
+        yield Polled(snapshot("Off"))
+        yield Polled(snapshot("Off"))
+
+    assert asyncio.run(async_wait_on(HostStateWait(TARGET), two_polls(), log=log)) is None
