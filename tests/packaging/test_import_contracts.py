@@ -47,7 +47,8 @@ TREE = {
     "airflow_hyperv/reporting/run_report.py": "import airflow_hyperv.hyperv.records\n",
     "airflow_hyperv/reporting/html.py": "",
     "airflow_hyperv/operators/__init__.py": "",
-    "airflow_hyperv/operators/base.py": "import airflow\nimport airflow_hyperv.hooks.hyperv\n",
+    "airflow_hyperv/operators/base.py": "import airflow\nimport airflow_hyperv.mixins\n",
+    "airflow_hyperv/mixins.py": "import airflow\nimport airflow_hyperv.hooks.hyperv\nimport airflow_hyperv.triggers.hyperv\n",
     "airflow_hyperv/operators/checkpoint.py": (
         "import airflow_hyperv.operators.base\nimport airflow_hyperv.triggers.hyperv\n"
     ),
@@ -91,6 +92,8 @@ WRONG_WAY = {
     "an operator imports the reporting": ("airflow_hyperv/operators/checkpoint.py", "import airflow_hyperv.reporting.run_report", "Provider layers"),
     "an operator imports an optional layer": ("airflow_hyperv/operators/base.py", "import airflow_hyperv.authoring.inventory", "Provider layers"),
     "a trigger imports an operator": ("airflow_hyperv/triggers/hyperv.py", "import airflow_hyperv.operators.base", "Provider layers"),
+    "the mixins import a sensor": ("airflow_hyperv/mixins.py", "import airflow_hyperv.sensors.vm", "Provider layers"),
+    "a trigger imports the mixins": ("airflow_hyperv/triggers/hyperv.py", "import airflow_hyperv.mixins", "Provider layers"),
     "a hook imports a trigger": ("airflow_hyperv/hooks/hyperv.py", "import airflow_hyperv.triggers.hyperv", "Provider layers"),
     # and through the hook, pypsrp: an indirect import breaks the domain's contract too
     "the domain imports a hook": ("airflow_hyperv/hyperv/records.py", "import airflow_hyperv.hooks.hyperv", "Provider layers", "domain is pure"),
