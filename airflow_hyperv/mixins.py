@@ -166,6 +166,33 @@ class DeferrableMixin:
             trigger.give_up_after = float(self.wait_timeout)
         self.defer(trigger=trigger, method_name="execute_complete", timeout=timeout)  # type: ignore[attr-defined]
 
+    def defer_for_host_state(self, target: WaitTarget, resume_state: dict[str, Any] | None = None) -> None:
+        """Defer to the host-state trigger (a VM state or a finished merge), whose polls are shared
+        with every other wait on the same host."""
+        from airflow_hyperv.triggers.hyperv import HyperVHostStateTrigger
+
+        self.defer_to(
+            HyperVHostStateTrigger(
+                hyperv_conn_id=self.hyperv_conn_id,  # type: ignore[attr-defined]
+                target=target,
+                poll_interval=self.poll_interval,
+                resume_state=resume_state,
+            )
+        )
+
+    def wait_for_host_state(
+        self,
+        target: WaitTarget,
+        *,
+        resume_state: dict[str, Any] | None = None,
+        explain: Callable[[str], str] = str,
+    ) -> None:
+        """The one deferrable contract for host-state waits: defer (resuming in ``execute_complete``
+        with ``resume_state``) when the task is deferrable, else wait here in the worker."""
+        if self.deferrable:
+            self.defer_for_host_state(target, resume_state)
+        self.wait_in_worker(target, explain=explain)
+
     def wait_in_worker(self, target: WaitTarget, explain: Callable[[str], str] = str) -> None:
         """The non-deferrable path: poll the host until ``target`` is reached, a VM vanishes, or
         ``wait_timeout`` passes (``explain`` turns the timeout text into the task's error)."""

@@ -413,18 +413,7 @@ class HyperVMergeCheckpointOperator(DeferrableMixin, HyperVBaseOperator):
         target = WaitTarget(
             WaitFor.MERGE_DONE, plan.vm_id, checkpoint_id=plan.checkpoint_id, merge_links=plan.links
         )
-        if self.deferrable:
-            from airflow_hyperv.triggers.hyperv import HyperVHostStateTrigger
-
-            self.defer_to(
-                HyperVHostStateTrigger(
-                    hyperv_conn_id=self.hyperv_conn_id,
-                    target=target,
-                    poll_interval=self.poll_interval,
-                    resume_state={"plan": plan.to_json()},
-                )
-            )
-        self.wait_in_worker(target, explain=_merge_not_finished)
+        self.wait_for_host_state(target, resume_state={"plan": plan.to_json()}, explain=_merge_not_finished)
         return self._confirm(plan)
 
     def _finish_lease(self, hv: HyperVHook, vm_id: uuid.UUID, name: str) -> None:
@@ -603,19 +592,8 @@ class HyperVRestoreCheckpointOperator(DeferrableMixin, HyperVBaseOperator):
         if not (start and self.wait_for_heartbeat):
             return summary
         target = WaitTarget(WaitFor.VM_STATE, str(vm.id), target_state="Running", require_heartbeat=True)
-        if self.deferrable:
-            from airflow_hyperv.triggers.hyperv import HyperVHostStateTrigger
-
-            self.defer_to(
-                HyperVHostStateTrigger(
-                    hyperv_conn_id=self.hyperv_conn_id,
-                    target=target,
-                    poll_interval=self.poll_interval,
-                    resume_state=summary,
-                )
-            )
         with self._explain_manual_rollback(str(vm.id), str(checkpoint.id)):
-            self.wait_in_worker(target)
+            self.wait_for_host_state(target, resume_state=summary)
         return summary
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:

@@ -60,13 +60,7 @@ class HyperVHostWaitSensor(DeferrableMixin, HyperVOperatorMixin, BaseSensorOpera
             return super().execute(context)
         if self.poke(context):
             return None
-        from airflow_hyperv.triggers.hyperv import HyperVHostStateTrigger
-
-        self.defer_to(
-            HyperVHostStateTrigger(
-                hyperv_conn_id=self.hyperv_conn_id, target=target, poll_interval=self.poll_interval
-            )
-        )
+        self.defer_for_host_state(target)
 
     def poke(self, context: Context) -> bool:
         """One round of the wait (Airflow's sensor loop sleeps and times out between them)."""
