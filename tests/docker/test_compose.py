@@ -397,7 +397,7 @@ def _mounts(service: dict[str, Any]) -> dict[str, str]:
 
 
 def test_every_airflow_component_shares_the_protection_report_volume(compose, services, monkeypatch):
-    from airflow_hyperv.protection_report import report_dir
+    from airflow_hyperv.reporting.html import report_dir
 
     where = set()
     for name in AIRFLOW_SERVICES:
