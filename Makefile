@@ -7,7 +7,7 @@ PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: setup test lint typecheck layers unit e2e overlap demo airflow emulator bench bench-slow constraints clean
+.PHONY: setup test lint typecheck layers unit e2e overlap demo airflow emulator bench bench-slow constraints docs clean
 
 setup: $(STAMP)
 
@@ -76,6 +76,11 @@ constraints:
 	/tmp/airflow-hyperv-constraints/bin/pip install --quiet --group dev -e ./emulator -e .
 	{ head -3 constraints.txt; /tmp/airflow-hyperv-constraints/bin/pip freeze --exclude-editable | grep -v '^-e'; } > constraints.txt.new
 	mv constraints.txt.new constraints.txt
+
+# Rewrite the DAG code blocks of README.md and docs/*.md from the example DAG regions they name
+# (<!-- snippet: <file>#<region> -->); tests/docs/test_snippets.py fails while a block differs.
+docs: setup
+	$(PY) -m scripts.doc_snippets --write
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .demo .airflow

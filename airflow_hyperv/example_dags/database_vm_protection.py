@@ -8,6 +8,7 @@ is merged back whatever happens.
 
 from __future__ import annotations
 
+# [START howto_protect_vm]
 import pendulum
 from airflow.sdk import DAG
 
@@ -36,3 +37,4 @@ with DAG(
             hyperv_conn_id="hyperv_hv_01",
             pool="hyperv_hv_01",
         )
+# [END howto_protect_vm]

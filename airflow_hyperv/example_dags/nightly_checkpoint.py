@@ -32,7 +32,7 @@ with DAG(
     tags=["hyperv", "backup"],
     doc_md=__doc__,
 ) as dag:
-
+    # [START howto_protect_group]
     def protect_group(host: HostEntry):  # type: ignore[no-untyped-def]
         """A mapped task group per host (a factory, so each group closes over its own host)."""
 
@@ -62,6 +62,7 @@ with DAG(
         return merges[0]  # a group's downstream does not wait for its teardown; the report must
 
     merges = [protect_group(host) for host in inventory.hosts]
+    # [END howto_protect_group]
 
     @task(trigger_rule=TriggerRule.ALL_DONE)
     def report(**context) -> list[dict]:  # type: ignore[no-untyped-def]

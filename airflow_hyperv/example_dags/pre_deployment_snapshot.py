@@ -62,6 +62,7 @@ with DAG(
         task_id="health_check", vm=vm, hyperv_conn_id=CONN, target_state="Running", require_heartbeat=True,
         poll_interval=5, timeout=600,
     )  # fmt: skip
+    # [START howto_rollback_point]
     rollback = HyperVRestoreCheckpointOperator(
         task_id="rollback",
         vm=vm,
@@ -74,6 +75,7 @@ with DAG(
     merge = HyperVMergeCheckpointOperator(
         task_id="merge", vm=vm, hyperv_conn_id=CONN, keep_unless_succeeded=("health_check", "rollback")
     )
+    # [END howto_rollback_point]
 
     @task(trigger_rule=TriggerRule.ALL_DONE)
     def outcome(**context) -> str:  # type: ignore[no-untyped-def]
@@ -124,7 +126,9 @@ with DAG(
             f"{what}; the rollback {state['rollback']} and no rollback point was found ({merge_part})"
         )
 
+    # [START howto_pre_deployment_wiring]
     verify >> checkpoint >> deployed >> healthy >> rollback >> merge
     merge.as_teardown(setups=[checkpoint])
     merge.trigger_rule = TriggerRule.ALL_DONE  # clean up even when the checkpoint task itself failed
+    # [END howto_pre_deployment_wiring]
     merge >> outcome()

@@ -24,6 +24,7 @@ from airflow_hyperv.triggers.events import HyperVEventTrigger  # no transport co
 CONN = "hyperv_hv_01"
 EXPORT_ROOT = "D:\\Backups\\on-change"
 
+# [START howto_asset_watcher]
 hv01_changes = Asset(
     name="hyperv-events/hv-01",
     uri="hyperv://hv-01/events",
@@ -36,6 +37,7 @@ hv01_changes = Asset(
         )
     ],
 )
+# [END howto_asset_watcher]
 
 with DAG(
     dag_id="protect_on_change",

@@ -33,6 +33,7 @@ with DAG(
     tags=["hyperv", "backup", "restore-test"],
     doc_md=__doc__,
 ) as dag:
+    # [START howto_operator_hyperv_restore_test]
     cleanup = HyperVRestoreCleanupOperator(task_id="cleanup", restore_root=RESTORE_ROOT, hyperv_conn_id=CONN)
     for name in VMS:
         test = HyperVRestoreTestOperator(
@@ -47,3 +48,4 @@ with DAG(
         )
         test >> cleanup
     cleanup.as_teardown()
+    # [END howto_operator_hyperv_restore_test]
