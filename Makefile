@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml emulator/pyproject.toml constraints.txt
 	$(PIP) install --quiet -c constraints.txt --group dev -e ./emulator -e .
 	touch $(STAMP)
 
-LINT_DIRS := $(wildcard airflow_hyperv emulator tests bench)
+LINT_DIRS := $(wildcard airflow_hyperv emulator tests bench scripts)
 
 lint: setup
 	$(VENV)/bin/ruff check $(LINT_DIRS)
