@@ -215,9 +215,11 @@ class HyperVBaseHook(BaseHook):
                 self._drop_pool()  # any further request would be one more rejected login
                 self._raise_rejected(error)
             elif isinstance(error, WinRMQuotaError):
-                # The host answered: it refused the command and nothing ran. Keep the pool: abandoning it
-                # would leave one more shell holding a quota slot until the host's idle timeout.
-                pass
+                # The host answered: it refused the command, nothing of it ran, and the pool's earlier
+                # pipelines have ended. Delete the shell (abandoning it would hold a quota slot until the
+                # host's idle timeout) so the retry starts on a fresh one: a per-shell counter such as
+                # MaxConcurrentCommandsPerShell only resets with a new shell (jborean93/pypsrp#148).
+                self.close()
             elif isinstance(error, TransientTransportError):
                 # The pool's state is unknown after a lost answer, and the host may still be running
                 # the pipeline: abandon the pool (never Delete it, which would stop the pipeline) and

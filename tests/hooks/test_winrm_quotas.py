@@ -89,16 +89,17 @@ def test_a_persistent_quota_fault_ends_after_the_bounded_retries_naming_the_quot
         hv.close()
 
 
-def test_a_refused_command_keeps_the_pool_instead_of_leaking_a_shell(emu):
-    """A busy (MaxConcurrentOperationsPerUser) answer to a Command means nothing ran: the hook retries
-    on the same shell. Abandoning it would leave a shell holding a slot until the idle timeout, and
-    with one shell per user the retry could never get a new one."""
+def test_a_refused_command_deletes_its_shell_and_retries_on_a_fresh_one(emu):
+    """A busy (MaxConcurrentOperationsPerUser) answer to a Command means nothing ran: the hook deletes
+    the shell and retries on a new one. Abandoning it would leave a shell holding a slot until the
+    host's idle timeout: with one shell per user the retry could never get a new one."""
     emu.faults.inject(Fault.WSMAN_BUSY, cmdlet="Get-VMHost")
     with fast(HyperVHook(settings=settings_for(emu))) as hv:
         assert hv.host_info().host.name
     assert emu.faults.count_fired(Fault.WSMAN_BUSY) == 1
-    assert emu.counters.snapshot().pools_opened == 1
-    assert emu.counters.quota_refusals() == 0  # the shell quota was never touched
+    assert emu.counters.snapshot().pools_opened == 2
+    assert emu.counters.quota_refusals("MaxShellsPerUser") == 0  # the refused shell was deleted first
+    assert emu.server.service.shells("hv-q") == []  # nothing left behind on the host
 
 
 @pytest.mark.parametrize(
@@ -109,9 +110,9 @@ def test_a_refused_command_keeps_the_pool_instead_of_leaking_a_shell(emu):
         (2150859174, "MaxConcurrentOperationsPerUser (winrm/config/service)"),
         (
             2150859236,
-            "MaxShellsPerUser of the PowerShell endpoint (Set-PSSessionConfiguration -MaxSessionsPerUser)",
+            "MaxShellsPerUser of the PowerShell endpoint (New-PSTransportOption -MaxSessionsPerUser)",
         ),
-        (2150859237, "MaxConcurrentUsers of the PowerShell endpoint (Set-PSSessionConfiguration)"),
+        (2150859237, "MaxConcurrentUsers of the PowerShell endpoint (New-PSTransportOption)"),
         ("w:QuotaLimit", "an unnamed WinRM quota (w:QuotaLimit)"),
     ],
 )
