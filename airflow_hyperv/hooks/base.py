@@ -14,7 +14,12 @@ from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_at
 from tenacity.wait import wait_random_exponential
 
 from airflow_hyperv.hooks.connection import ConnectionSettings
-from airflow_hyperv.hyperv.errors import AuthenticationFailedError, HyperVError, TransientTransportError
+from airflow_hyperv.hyperv.errors import (
+    AuthenticationFailedError,
+    HyperVError,
+    TransientTransportError,
+    WinRMQuotaError,
+)
 from airflow_hyperv.hyperv.pipelines import Pipeline
 
 T = TypeVar("T")
@@ -69,7 +74,11 @@ class HyperVBaseHook(BaseHook):
         return self._settings
 
     def __enter__(self: Any) -> Any:
-        self.open()
+        # A quota refusal of the Create is retried here too: the host answered, no shell exists, and
+        # another shell of this user may end meanwhile. Other faults surface at once, as before.
+        for attempt in self._retrying(retry_on=lambda exc: isinstance(exc, WinRMQuotaError)):
+            with attempt:
+                self.open()
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -158,7 +167,7 @@ class HyperVBaseHook(BaseHook):
         self._wsman = None
 
     # -- running pipelines ------------------------------------------------------------------------
-    def _retrying(self) -> Retrying:
+    def _retrying(self, retry_on: Callable[[BaseException], bool] = _is_transient) -> Retrying:
         settings = self.settings
 
         def before_sleep(state: RetryCallState) -> None:
@@ -171,12 +180,22 @@ class HyperVBaseHook(BaseHook):
                 exc,
             )
 
+        def give_up(state: RetryCallState) -> NoReturn:
+            exc = state.outcome.exception() if state.outcome else None
+            assert exc is not None  # tenacity gives up only on a failed attempt
+            if isinstance(exc, WinRMQuotaError) and state.attempt_number > 1:
+                # Say that the bounded retries did not get past the quota, naming it.
+                error = exc.after_retries(state.attempt_number, state.idle_for)
+                log.error("%s", error)
+                raise error from exc
+            raise exc
+
         return Retrying(
             stop=stop_after_attempt(settings.retry_attempts) | stop_after_delay(settings.retry_max_seconds),
             wait=wait_random_exponential(multiplier=self.retry_wait_multiplier, max=self.retry_wait_max),
-            retry=retry_if_exception(_is_transient),
+            retry=retry_if_exception(retry_on),
             before_sleep=before_sleep,
-            reraise=True,
+            retry_error_callback=give_up,
         )
 
     def run_pipeline(self, pipeline: Pipeline) -> Any:
@@ -195,6 +214,12 @@ class HyperVBaseHook(BaseHook):
                 self._rejected = error
                 self._drop_pool()  # any further request would be one more rejected login
                 self._raise_rejected(error)
+            elif isinstance(error, WinRMQuotaError):
+                # The host answered: it refused the command, nothing of it ran, and the pool's earlier
+                # pipelines have ended. Delete the shell (abandoning it would hold a quota slot until the
+                # host's idle timeout) so the retry starts on a fresh one: a per-shell counter such as
+                # MaxConcurrentCommandsPerShell only resets with a new shell (jborean93/pypsrp#148).
+                self.close()
             elif isinstance(error, TransientTransportError):
                 # The pool's state is unknown after a lost answer, and the host may still be running
                 # the pipeline: abandon the pool (never Delete it, which would stop the pipeline) and

@@ -25,15 +25,34 @@ from airflow_hyperv.hyperv.errors import (
     HyperVError,
     TransientTransportError,
     TransportError,
+    WinRMQuotaError,
 )
 from airflow_hyperv.hyperv.pipelines import SWITCH, Pipeline
 
 log = logging.getLogger(__name__)
 
 # WS-Man fault codes a client may retry: the operation timed out, or the service refused for load.
-# 2150858793 ERROR_WSMAN_OPERATION_TIMEDOUT; 2150859174 ERROR_WSMAN_QUOTA_MAX_OPERATIONS;
-# 2150859173 ERROR_WSMAN_QUOTA_MAX_SHELLS; 2150859046 ERROR_WSMAN_QUOTA_MAX_REQUESTS (server busy).
-TRANSIENT_WSMAN_CODES = frozenset({2150858793, 2150859174, 2150859173, 2150859046, 2150858843})
+# 2150858793 ERROR_WSMAN_OPERATION_TIMEDOUT; 2150859046 ERROR_WSMAN_QUOTA_MAX_REQUESTS (server busy);
+# the quota codes below are transient too (WinRMQuotaError).
+TRANSIENT_WSMAN_CODES = frozenset({2150858793, 2150859046, 2150858843})
+# wsmerror.h quota codes -> the quota and where an administrator raises it. A host answers them in a
+# wsman:QuotaLimit fault ([MS-WSMV] 3.1.4.5.2.1); PowerShell's own CIM jobs sleep and retry on exactly
+# these codes (CimChildJobBase.IsWsManQuotaReached).
+QUOTA_FAULTS: dict[int, str] = {
+    2150859173: "MaxShellsPerUser (winrm/config/winrs)",
+    2150859174: "MaxConcurrentOperationsPerUser (winrm/config/service)",
+    2150859175: "the user's load quota (winrm/config/service)",
+    2150859176: "the system's load quota (winrm/config/service)",
+    2150859179: "MaxConcurrentUsers (winrm/config/winrs)",
+    2150859236: "MaxShellsPerUser of the PowerShell endpoint (New-PSTransportOption -MaxSessionsPerUser)",
+    2150859237: "MaxConcurrentUsers of the PowerShell endpoint (New-PSTransportOption)",
+    2150859238: "MaxShells of the PowerShell endpoint (New-PSTransportOption -MaxSessions)",
+    2150859239: "MaxConcurrentOperations of the PowerShell endpoint",
+    2150859240: "MaxConcurrentOperationsPerUser of the PowerShell endpoint",
+    2150859241: "MaxConcurrentCommandsPerShell of the PowerShell endpoint",
+    2150859242: "the PowerShell endpoint's minimum resources",
+}
+QUOTA_SUBCODE = "QuotaLimit"  # w:QuotaLimit; pypsrp reports it as the code when no number came with it
 TRANSIENT_HTTP_STATUS = frozenset({502, 503, 504})
 
 
@@ -119,6 +138,16 @@ def translate(exc: BaseException, endpoint: str) -> HyperVError:
     if isinstance(exc, WSManFaultError):
         code = exc.code or 0
         text = f"WS-Man fault {code} from {endpoint}: {_first_line(exc.reason or exc.message)}"
+        quota = quota_of(code)
+        if quota is not None:
+            return WinRMQuotaError(
+                f"WinRM quota {quota} exceeded on {endpoint} (WS-Man fault {code}): "
+                f"{_first_line(exc.reason or exc.message)} Another shell or operation of this user has to "
+                "end first (close idle sessions; a disconnected one holds its slot until it is deleted or "
+                "the host's idle timeout ends it), or raise the quota.",
+                quota=quota,
+                code=code,
+            )
         if code in TRANSIENT_WSMAN_CODES:
             return TransientTransportError(text)
         return TransportError(text)
@@ -128,6 +157,15 @@ def translate(exc: BaseException, endpoint: str) -> HyperVError:
     if isinstance(exc, (ConnectionError, TimeoutError)):
         return TransientTransportError(f"connection to {endpoint} failed: {root_cause(exc, endpoint)}")
     return TransportError(f"unexpected {type(exc).__name__} talking to {endpoint}: {_first_line(exc)}")
+
+
+def quota_of(code: int | str) -> str | None:
+    """The quota a WS-Man fault code names, or None if it is no quota fault."""
+    if isinstance(code, int):
+        return QUOTA_FAULTS.get(code)
+    if str(code).rpartition(":")[2] == QUOTA_SUBCODE:
+        return "an unnamed WinRM quota (w:QuotaLimit)"
+    return None
 
 
 def _causes(exc: BaseException) -> Iterator[BaseException]:

@@ -133,6 +133,28 @@ class TransientTransportError(TransportError):
     retryable = True
 
 
+class WinRMQuotaError(TransientTransportError):
+    """The host's WinRM refused a new shell or operation because a quota is exhausted (a
+    ``wsman:QuotaLimit`` fault: too many shells, users or operations for this user). Transient: it
+    passes once another shell of the user ends (Delete, or the host's idle timeout for a disconnected
+    one), so the hook retries it with backoff; never a credentials problem. ``quota`` names the quota
+    (e.g. "MaxShellsPerUser (winrm/config/winrs)"), ``code`` is the WS-Man fault code."""
+
+    def __init__(self, message: str, *, quota: str, code: int | str) -> None:
+        super().__init__(message)
+        self.quota = quota
+        self.code = code
+
+    def after_retries(self, attempts: int, seconds: float) -> WinRMQuotaError:
+        """The same refusal, saying the hook's bounded retries did not get past it."""
+        return WinRMQuotaError(
+            f"{self} [still refused after {attempts} attempt(s) over {seconds:.1f}s of backoff; "
+            "the task's own retries may try later]",
+            quota=self.quota,
+            code=self.code,
+        )
+
+
 class AuthenticationFailedError(TransportError):
     """Credentials rejected. Never retried: retries lock accounts out."""
 

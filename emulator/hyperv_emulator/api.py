@@ -121,6 +121,7 @@ class Emulator:
                 counters=self.counters,
                 idle_timeout=self._idle_timeout,
                 receive_wait_cap=self._receive_wait_cap,
+                quotas=self.fleet.winrm_quotas,
             )
             server.start()
             self._server = server

@@ -19,12 +19,19 @@ class CountersSnapshot:
     # REJECT_CREDENTIALS fault): each one counts against an AD account's lockout threshold.
     rejected_logins: int = 0
     rejected_logins_by_host: dict[str, int] = field(default_factory=dict)
+    # New shells a WinRM quota refused, by quota name ("MaxShellsPerUser", "plugin MaxShellsPerUser", ...).
+    quota_refusals: dict[str, int] = field(default_factory=dict)
+    # The most shells (open or disconnected) one user held at once on each host since the last reset.
+    # A high-water mark: a difference of two snapshots keeps the later snapshot's peaks.
+    peak_shells_per_user: dict[str, int] = field(default_factory=dict)
 
     def __sub__(self, other: CountersSnapshot) -> CountersSnapshot:
         actions = Counter(self.by_action)
         actions.subtract(other.by_action)
         rejected = Counter(self.rejected_logins_by_host)
         rejected.subtract(other.rejected_logins_by_host)
+        refusals = Counter(self.quota_refusals)
+        refusals.subtract(other.quota_refusals)
         return CountersSnapshot(
             http_requests=self.http_requests - other.http_requests,
             wsman_requests=self.wsman_requests - other.wsman_requests,
@@ -34,6 +41,8 @@ class CountersSnapshot:
             cmdlets_run=self.cmdlets_run - other.cmdlets_run,
             rejected_logins=self.rejected_logins - other.rejected_logins,
             rejected_logins_by_host={k: v for k, v in rejected.items() if v},
+            quota_refusals={k: v for k, v in refusals.items() if v},
+            peak_shells_per_user=dict(self.peak_shells_per_user),
         )
 
 
@@ -46,6 +55,9 @@ class Counters:
     pipelines_run: int = 0
     cmdlets_run: int = 0
     rejected_logins_by_host: Counter[str] = field(default_factory=Counter)
+    quota_refusals_by_quota: Counter[str] = field(default_factory=Counter)
+    peak_shells_by_host: dict[str, int] = field(default_factory=dict)
+    _refused: threading.Condition = field(default_factory=threading.Condition, repr=False)
 
     def count_http(self) -> None:
         with self._lock:
@@ -68,6 +80,38 @@ class Counters:
         with self._lock:
             self.rejected_logins_by_host[host] += 1
 
+    def count_quota_refusal(self, quota: str) -> None:
+        with self._lock:
+            self.quota_refusals_by_quota[quota] += 1
+        with self._refused:
+            self._refused.notify_all()
+
+    def quota_refusals(self, quota: str | None = None) -> int:
+        """New shells refused by ``quota`` (a name such as "MaxShellsPerUser"), or by any quota."""
+        with self._lock:
+            if quota is None:
+                return sum(self.quota_refusals_by_quota.values())
+            return self.quota_refusals_by_quota[quota]
+
+    def wait_for_quota_refusals(self, count: int, timeout: float) -> bool:
+        """True once at least ``count`` new shells were refused by a quota (within ``timeout`` s): a test
+        waits on this event instead of sleeping."""
+        with self._refused:
+            return self._refused.wait_for(lambda: self.quota_refusals() >= count, timeout)
+
+    def note_shells(self, host: str, held: int) -> None:
+        """Record that one user now holds ``held`` shells on ``host`` (keeps the peak)."""
+        with self._lock:
+            if held > self.peak_shells_by_host.get(host, 0):
+                self.peak_shells_by_host[host] = held
+
+    def peak_shells_per_user(self, host: str | None = None) -> int:
+        """The most shells one user held at once on ``host`` (or on any host) since the last reset."""
+        with self._lock:
+            if host is None:
+                return max(self.peak_shells_by_host.values(), default=0)
+            return self.peak_shells_by_host.get(host, 0)
+
     def rejected_logins(self, host: str | None = None) -> int:
         """Rejected logins on ``host``, or on every host of this listener."""
         with self._lock:
@@ -86,6 +130,8 @@ class Counters:
                 cmdlets_run=self.cmdlets_run,
                 rejected_logins=sum(self.rejected_logins_by_host.values()),
                 rejected_logins_by_host=dict(self.rejected_logins_by_host),
+                quota_refusals=dict(self.quota_refusals_by_quota),
+                peak_shells_per_user=dict(self.peak_shells_by_host),
             )
 
     def reset(self) -> None:
@@ -93,4 +139,6 @@ class Counters:
             self.http_requests = 0
             self.by_action.clear()
             self.rejected_logins_by_host.clear()
+            self.quota_refusals_by_quota.clear()
+            self.peak_shells_by_host.clear()
             self.pools_opened = self.pipelines_run = self.cmdlets_run = 0

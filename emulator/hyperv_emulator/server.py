@@ -33,6 +33,7 @@ from spnego.channel_bindings import GssChannelBindings
 from hyperv_emulator.counters import Counters
 from hyperv_emulator.faults import FaultPlan
 from hyperv_emulator.host_runtime import CommandHost
+from hyperv_emulator.quotas import WinRMQuotas
 from hyperv_emulator.wsman import encryption, soap
 from hyperv_emulator.wsman.auth import NTLM_USERS, Authenticator, ConnectionAuth, split_user
 from hyperv_emulator.wsman.service import WSManService
@@ -99,6 +100,7 @@ class WSManServer:
         counters: Counters | None = None,
         idle_timeout: float = 7200.0,
         receive_wait_cap: float = 1.0,
+        quotas: Mapping[str, WinRMQuotas] | None = None,
     ) -> None:
         if auth not in ("ntlm", "basic"):
             raise ValueError(f"auth must be 'ntlm' or 'basic', not {auth!r}")
@@ -114,6 +116,7 @@ class WSManServer:
             counters=self.counters,
             idle_timeout=idle_timeout,
             receive_wait_cap=receive_wait_cap,
+            quotas=quotas,
         )
         self._bind, self._port = bind, port
         self._httpd: _HTTPServer | None = None

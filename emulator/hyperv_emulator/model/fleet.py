@@ -29,8 +29,18 @@ from hyperv_emulator.model.vm import (
     IntegrationService,
     VirtualMachine,
 )
+from hyperv_emulator.quotas import WinRMQuotas
 
-_HOST_KEYS = {"name", "volumes", "vms", "vm_path", "logical_processors", "memory_gb", "golden_images"}
+_HOST_KEYS = {
+    "name",
+    "volumes",
+    "vms",
+    "vm_path",
+    "logical_processors",
+    "memory_gb",
+    "golden_images",
+    "winrm",
+}
 _CULTURE_KEYS = {"locale", "utc_offset", "windows", "hyperv_admin"}  # what a host prints (model/culture.py)
 _VM_KEYS = {
     "name",
@@ -120,11 +130,15 @@ class Fleet:
     """Hosts built from a fleet file, sharing one clock, fault plan and ``timing``.
 
     The model only: the PowerShell command hosts in front of these hosts (and their audit log) are
-    composed in ``hyperv_emulator.api.command_hosts``."""
+    composed in ``hyperv_emulator.api.command_hosts``. ``winrm_quotas``: each host's WinRM quotas
+    (the fleet file's ``winrm`` section, else the defaults), which the WS-Man service enforces."""
 
-    def __init__(self, hosts: dict[str, HostModel], timing: Timing) -> None:
+    def __init__(
+        self, hosts: dict[str, HostModel], timing: Timing, winrm_quotas: dict[str, WinRMQuotas] | None = None
+    ) -> None:
         self.hosts = hosts
         self.timing = timing
+        self.winrm_quotas = {name: (winrm_quotas or {}).get(name, WinRMQuotas()) for name in hosts}
 
     @classmethod
     def load(
@@ -156,12 +170,24 @@ class Fleet:
         if not isinstance(hosts_raw, list) or not hosts_raw:
             raise ctx.fail("", "hosts", "expected a non-empty list of hosts")
         hosts: dict[str, HostModel] = {}
+        quotas: dict[str, WinRMQuotas] = {}
         for hi, raw in enumerate(hosts_raw):
             host = cls._host(ctx, hi, raw, root_dir=root_dir, clock=clock, faults=faults, timing=timing)
             if host.name.lower() in {h.lower() for h in hosts}:
                 raise ctx.fail(f"hosts[{hi}] '{host.name}'", "name", "duplicate host name")
             hosts[host.name] = host
-        return cls(hosts, timing)
+            quotas[host.name] = cls._winrm(ctx, f"hosts[{hi}] '{host.name}'", raw.get("winrm") or {})
+        return cls(hosts, timing, quotas)
+
+    @staticmethod
+    def _winrm(ctx: _Ctx, where: str, raw: Any) -> WinRMQuotas:
+        """A host's ``winrm`` section: its WinRM quotas (``max_shells_per_user`` …, ``plugin:`` …)."""
+        raw = _mapping(ctx, where, "winrm", raw)
+        try:
+            return WinRMQuotas.from_mapping(dict(raw))
+        except ValueError as exc:
+            field, _, problem = str(exc).partition(": ")
+            raise ctx.fail(where, f"winrm.{field}", problem) from exc
 
     @staticmethod
     def _timing(ctx: _Ctx, raw: Any) -> Timing:

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from hyperv_emulator.counters import Counters
 from hyperv_emulator.faults import Fault, FaultPlan
 from hyperv_emulator.host_runtime import CommandHost
+from hyperv_emulator.quotas import ShellCensus, WinRMQuotas, max_operations, refuse_new_shell
 from hyperv_emulator.wsman import soap
 from hyperv_emulator.wsman.pipeline import CommandState, Pipeline
 from hyperv_emulator.wsman.shell import Shell, ShellState
@@ -48,6 +49,7 @@ class Outcome:
 class _Host:
     host: CommandHost
     shells: dict[str, Shell] = field(default_factory=dict)
+    quotas: WinRMQuotas = field(default_factory=WinRMQuotas)
 
 
 def _b64(text: str | None) -> bytes:
@@ -69,10 +71,15 @@ class WSManService:
         idle_timeout: float = 7200.0,
         receive_wait_cap: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
+        quotas: Mapping[str, WinRMQuotas] | None = None,
     ) -> None:
+        """``quotas``: each host's WinRM quotas (hosts not named get the defaults, docs/emulator.md)."""
         if not hosts:
             raise ValueError("at least one CommandHost is needed")
-        self.hosts = {name: _Host(host) for name, host in hosts.items()}
+        quotas = quotas or {}
+        self.hosts = {
+            name: _Host(host, quotas=quotas.get(name, WinRMQuotas())) for name, host in hosts.items()
+        }
         self.faults = faults if faults is not None else FaultPlan()
         self.counters = counters if counters is not None else Counters()
         self.idle_timeout = idle_timeout
@@ -187,6 +194,11 @@ class WSManService:
             shell.discard(pipeline)
             time.sleep(self._timeout(request))
             raise soap.timed_out()
+        limit = entry.quotas.max_concurrent_operations_per_user
+        if self._running_commands(entry, user) >= limit:
+            shell.discard(pipeline)
+            self.counters.count_quota_refusal("MaxConcurrentOperationsPerUser")
+            raise soap.quota_limit(max_operations(limit))
         pipeline.drop_final = take(Fault.DROP_AFTER_RUN)
         shell.start(pipeline, entry.host, user)
         self.counters.count_pipeline(len(names))
@@ -214,10 +226,16 @@ class WSManService:
             idle_timeout=idle,
             clock=self.clock,
         )
+        self.reap()  # a shell past its idle timeout no longer holds a slot
         with self._lock:
             if shell_id in entry.shells:
                 raise soap.invalid_parameter(f"A shell with ShellId {shell_id} already exists.")
+            refusal = refuse_new_shell(entry.quotas, user, self._census(entry, user, request.resource_uri))
+            if refusal is not None:
+                self.counters.count_quota_refusal(refusal.quota)
+                raise soap.quota_limit(refusal)
             entry.shells[shell_id] = shell
+            self.counters.note_shells(entry.host.name, self._held(entry, user))
         try:
             shell.open(_b64(creation.text))
         except Exception:
@@ -391,6 +409,38 @@ class WSManService:
         answer.append(items)
         soap.sub(answer, "wsman", "EndOfSequence")
         return Outcome(body=soap.response(request.action, request.message_id, [answer]))
+
+    @staticmethod
+    def _live(entry: _Host) -> list[Shell]:
+        """Shells that hold a quota slot: open (or opening) and disconnected ones. Call with the lock."""
+        return [s for s in entry.shells.values() if s.state is not ShellState.CLOSED]
+
+    def _held(self, entry: _Host, user: str) -> int:
+        return sum(1 for s in self._live(entry) if s.owner.lower() == user.lower())
+
+    def _census(self, entry: _Host, user: str, resource_uri: str) -> ShellCensus:
+        """The live shells a new one for ``user`` on the endpoint ``resource_uri`` counts against."""
+        live = self._live(entry)
+        plugin = [s for s in live if s.resource_uri.lower() == resource_uri.lower()]
+        me = user.lower()
+        return ShellCensus(
+            user_shells=sum(1 for s in live if s.owner.lower() == me),
+            users=frozenset(s.owner.lower() for s in live),
+            plugin_user_shells=sum(1 for s in plugin if s.owner.lower() == me),
+            plugin_users=frozenset(s.owner.lower() for s in plugin),
+            plugin_shells=len(plugin),
+        )
+
+    def _running_commands(self, entry: _Host, user: str) -> int:
+        """Commands of ``user`` still running on this host (what MaxConcurrentOperationsPerUser counts
+        here; a real host also counts requests in flight)."""
+        with self._lock:
+            mine = [s for s in self._live(entry) if s.owner.lower() == user.lower()]
+        running = 0
+        for shell in mine:
+            with shell.cond:
+                running += sum(1 for p in shell.pipelines.values() if p.state is CommandState.RUNNING)
+        return running
 
     def shells_of(self, entry: _Host, user: str) -> list[Shell]:
         with self._lock:

@@ -14,6 +14,8 @@ import xml.etree.ElementTree as ET
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from hyperv_emulator import quotas
+
 NS = {
     "s": "http://www.w3.org/2003/05/soap-envelope",
     "wsa": "http://schemas.xmlsoap.org/ws/2004/08/addressing",
@@ -133,13 +135,14 @@ def quota_exceeded() -> WSManFault:
     Text as reported by real hosts (masterzen/winrm#129, WinRb users' "WSMAN ERROR CODE: 2150859174");
     subcode wsman:QuotaLimit per [MS-WSMV] 3.1.4.5.2.1. ansible/ansible#83656 retries on it.
     """
-    return WSManFault(
-        2150859174,
-        "w:QuotaLimit",
-        "The WS-Management service cannot process the request. This user is allowed a maximum number of 1500 "
-        "concurrent operations, which has been exceeded. Close existing operations for this user, or raise "
-        "the quota for this user.",
-    )
+    return quota_limit(quotas.max_operations(1500))
+
+
+def quota_limit(refusal: quotas.QuotaRefusal) -> WSManFault:
+    """A ``w:QuotaLimit`` fault for the quota that refused the request ([MS-WSMV] 3.1.4.5.2.1: "A
+    wsman:QuotaLimit fault SHOULD be returned by the wst:Create operation when a quota limit is
+    exceeded"); ``f:WSManFault`` carries the quota's wsmerror.h code and Windows' message."""
+    return WSManFault(refusal.code, "w:QuotaLimit", refusal.message)
 
 
 def internal_error(message: str) -> WSManFault:
