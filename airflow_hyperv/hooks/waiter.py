@@ -233,8 +233,8 @@ def _rounds(
         if other_end is not None:
             return other_end
         line = step.waiting(verdict)
-        if line is not None:
-            log.info(*line)
+        if line is not None:  # what it waits on, and for how long so far
+            log.info(line[0] + " (waited %.0fs)", *line[1:], elapsed)
         polled = yield interval
 
 
