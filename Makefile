@@ -7,7 +7,7 @@ PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: setup test lint typecheck layers unit e2e overlap demo airflow emulator bench bench-slow constraints docs clean
+.PHONY: setup chromium test lint typecheck layers unit e2e overlap demo airflow emulator bench bench-slow constraints docs clean
 
 setup: $(STAMP)
 
@@ -32,7 +32,12 @@ typecheck: setup
 layers: setup
 	$(VENV)/bin/lint-imports --no-cache
 
-unit: setup
+# Debian's Chromium for the headless-browser tests (tests/report/test_browser.py): installed with apt-get
+# when missing (as root), instant when present; where it cannot be installed it says why and those skip.
+chromium:
+	@bash scripts/chromium.sh
+
+unit: setup chromium
 	$(VENV)/bin/pytest -q -m "not overlap" $(PYTEST_ARGS)
 
 # End to end on real Airflow processes (scheduler, dag-processor, api-server, triggerer) on PostgreSQL.

@@ -5,7 +5,15 @@ from __future__ import annotations
 from typing import Any
 
 from airflow_hyperv import __version__
+from airflow_hyperv.config import (
+    DEFAULT_ASYNC_MAX_THREADS,
+    DEFAULT_REPORT_DAG_ID,
+    DEFAULT_WAIT_ERROR_BUDGET,
+    SECTION,
+)
 from airflow_hyperv.hyperv.defaults import NUMBER_DEFAULTS
+
+INTEGRATION = "Microsoft Hyper-V"
 
 
 def _default(name: str) -> Any:
@@ -20,6 +28,51 @@ def _field(label: str, type_: Any, description: str, **extra: Any) -> dict[str, 
     return {"label": label, "schema": schema, "description": description}
 
 
+def _option(description: str, type_: str, default: Any, example: Any = None) -> dict[str, Any]:
+    return {
+        "description": description,
+        "version_added": "0.2.0",
+        "type": type_,
+        "example": example,
+        "default": None if default is None else str(default),
+    }
+
+
+# The [hyperv] section (airflow_hyperv.config reads it): `airflow config list` shows it.
+CONFIG: dict[str, Any] = {
+    SECTION: {
+        "description": "The Hyper-V provider (airflow-hyperv).",
+        "options": {
+            "report_dir": _option(
+                "Folder the protection_report DAG also writes its HTML page to. Empty: "
+                "$AIRFLOW_HYPERV_REPORT_DIR, else $AIRFLOW_HOME/hyperv-reports. The report view in the UI "
+                "does not read it (it reads the metadata database), so it need not be shared.",
+                "string",
+                "",
+                "/opt/airflow/hyperv-reports",
+            ),
+            "report_dag_id": _option(
+                "The DAG whose `report` task's rows the Hyper-V protection view of the UI shows.",
+                "string",
+                DEFAULT_REPORT_DAG_ID,
+            ),
+            "async_max_threads": _option(
+                "Threads all Hyper-V triggers of one triggerer process may hold at once (pypsrp is "
+                "synchronous: each host call of a trigger runs in a thread).",
+                "integer",
+                DEFAULT_ASYNC_MAX_THREADS,
+            ),
+            "wait_error_budget": _option(
+                "Failed polls in a row a wait (trigger, export in the worker) tolerates before it gives "
+                "up. A rejected login always ends a wait at once.",
+                "integer",
+                DEFAULT_WAIT_ERROR_BUDGET,
+            ),
+        },
+    }
+}
+
+
 def get_provider_info() -> dict[str, Any]:
     return {
         "package-name": "airflow-hyperv",
@@ -28,14 +81,14 @@ def get_provider_info() -> dict[str, Any]:
         "versions": [__version__],  # airflow_hyperv.__version__, the one version source
         "integrations": [
             {
-                "integration-name": "Microsoft Hyper-V",
+                "integration-name": INTEGRATION,
                 "external-doc-url": "https://learn.microsoft.com/windows-server/virtualization/hyper-v/",
                 "tags": ["service"],
             }
         ],
         "operators": [
             {
-                "integration-name": "Microsoft Hyper-V",
+                "integration-name": INTEGRATION,
                 "python-modules": [
                     "airflow_hyperv.operators.checkpoint",
                     "airflow_hyperv.operators.export",
@@ -49,12 +102,25 @@ def get_provider_info() -> dict[str, Any]:
         # and the event-log watcher (HyperVEventTrigger).
         "triggers": [
             {
-                "integration-name": "Microsoft Hyper-V",
+                "integration-name": INTEGRATION,
                 "python-modules": ["airflow_hyperv.triggers.hyperv", "airflow_hyperv.triggers.events"],
             }
         ],
-        "hooks": [
-            {"integration-name": "Microsoft Hyper-V", "python-modules": ["airflow_hyperv.hooks.hyperv"]}
+        "sensors": [
+            {
+                "integration-name": INTEGRATION,
+                "python-modules": ["airflow_hyperv.sensors.checkpoint", "airflow_hyperv.sensors.vm"],
+            }
+        ],
+        "hooks": [{"integration-name": INTEGRATION, "python-modules": ["airflow_hyperv.hooks.hyperv"]}],
+        # hyperv://<host>/vms/<vm id>/exports | /restore-tests, hyperv://<host>/events
+        "asset-uris": [{"schemes": ["hyperv"], "handler": "airflow_hyperv.hyperv.assets.sanitize_uri"}],
+        "config": CONFIG,
+        "plugins": [
+            {
+                "name": "hyperv_protection_report",
+                "plugin-class": "airflow_hyperv.plugins.report_view.HyperVReportPlugin",
+            }
         ],
         "connection-types": [
             {

@@ -13,20 +13,23 @@ from typing import TypeVar
 
 from airflow.sdk import BaseHook
 
+from airflow_hyperv.config import DEFAULT_ASYNC_MAX_THREADS, async_max_threads
 from airflow_hyperv.hooks.connection import ConnectionSettings
 from airflow_hyperv.hooks.hyperv import HyperVHook
 from airflow_hyperv.hyperv.errors import AuthenticationFailedError
 
 T = TypeVar("T")
 
-MAX_THREADS = 8  # threads all async hooks in one process may use at once
+# Threads all async hooks in one process may use at once: [hyperv] async_max_threads, read when a
+# loop first needs them (this default when the option is unset).
+MAX_THREADS = DEFAULT_ASYNC_MAX_THREADS
 _thread_slots: dict[int, asyncio.Semaphore] = {}
 
 
 def _slots() -> asyncio.Semaphore:
     loop_id = id(asyncio.get_running_loop())
     if loop_id not in _thread_slots:
-        _thread_slots[loop_id] = asyncio.Semaphore(MAX_THREADS)
+        _thread_slots[loop_id] = asyncio.Semaphore(async_max_threads())
     return _thread_slots[loop_id]
 
 

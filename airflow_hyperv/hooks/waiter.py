@@ -24,6 +24,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Mappi
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
+from airflow_hyperv.config import DEFAULT_WAIT_ERROR_BUDGET
 from airflow_hyperv.hyperv.errors import is_rejected_login
 from airflow_hyperv.hyperv.waits import HostSnapshot, Verdict, WaitTarget, host_verdict, lease_verdict
 
@@ -32,7 +33,9 @@ if TYPE_CHECKING:
     from airflow_hyperv.hyperv.lease import Lease
 
 T = TypeVar("T")
-MAX_CONSECUTIVE_ERRORS = 5  # transient faults only: a rejected login ends the wait at once
+# Failed polls in a row a wait tolerates (transient faults only: a rejected login ends it at once):
+# the default of [hyperv] wait_error_budget, which the triggers and the export read at use time.
+MAX_CONSECUTIVE_ERRORS = DEFAULT_WAIT_ERROR_BUDGET
 
 
 @dataclass(frozen=True)
@@ -230,8 +233,8 @@ def _rounds(
         if other_end is not None:
             return other_end
         line = step.waiting(verdict)
-        if line is not None:
-            log.info(*line)
+        if line is not None:  # what it waits on, and for how long so far
+            log.info(line[0] + " (waited %.0fs)", *line[1:], elapsed)
         polled = yield interval
 
 

@@ -15,7 +15,13 @@ from typing import Any
 
 from airflow_hyperv.hyperv.enums import CheckpointType, SnapshotType, VMState
 from airflow_hyperv.hyperv.names import is_provider_checkpoint
-from airflow_hyperv.hyperv.records import Checkpoint, DiskChain, IntegrationService, VirtualMachine
+from airflow_hyperv.hyperv.records import (
+    Checkpoint,
+    DiskChain,
+    IntegrationService,
+    ServiceComponent,
+    VirtualMachine,
+)
 
 MAX_CHAIN_DEPTH = 10  # deeper chains slow every disk read; Hyper-V's hard limit is 50 checkpoints
 
@@ -126,8 +132,11 @@ def verify(
         if not vss:
             add("vss-missing", "prevents-production", f"{vm.name} has no VSS (backup) integration service.")
         elif not vss[0].enabled:
-            add("vss-disabled", "prevents-production", f"The VSS (backup) integration service of {vm.name} is "
-                f"disabled: Enable-VMIntegrationService -Name '{vss[0].name}'.")  # fmt: skip
+            # By its component GUID, never its Name: the name is localized ("Sicherung (Volumeschattenkopie)")
+            # and differs between Windows versions, so a -Name fix fails on another host.
+            add("vss-disabled", "prevents-production", f"The VSS (backup) integration service of {vm.name} "
+                f"('{vss[0].name}') is disabled: Get-VM -Id {vm.id} | Get-VMIntegrationService | Where-Object Id "
+                f"-like '*\\{ServiceComponent.VSS}' | Enable-VMIntegrationService.")  # fmt: skip
         elif not vss[0].healthy:
             status = vss[0].primary_status.name if vss[0].primary_status else "unknown"
             add("vss-unhealthy", "prevents-production", f"The guest's VSS / fsfreeze service of {vm.name} does not "

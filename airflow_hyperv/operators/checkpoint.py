@@ -413,6 +413,13 @@ class HyperVMergeCheckpointOperator(DeferrableMixin, HyperVBaseOperator):
         target = WaitTarget(
             WaitFor.MERGE_DONE, plan.vm_id, checkpoint_id=plan.checkpoint_id, merge_links=plan.links
         )
+        self.log.info(
+            "Waiting for the merge of %r: up to %s, polling the host every %gs (%s)",
+            plan.checkpoint_name,
+            f"{self.wait_timeout:g}s" if self.wait_timeout else "no limit",
+            self.poll_interval,
+            "deferred to the triggerer" if self.deferrable else "in this worker",
+        )
         self.wait_for_host_state(target, resume_state={"plan": plan.to_json()}, explain=_merge_not_finished)
         return self._confirm(plan)
 

@@ -276,8 +276,9 @@ class HyperVExportCheckpointOperator(DeferrableMixin, HyperVBaseOperator):
 
     # -- wait ---------------------------------------------------------------------------------------
     def _wait(self, context: Context, hv: HyperVHook, plan: ExportPlan) -> dict[str, Any]:
+        from airflow_hyperv.config import wait_error_budget
         from airflow_hyperv.hooks.disconnected import DisconnectedOperation, poll_disconnected
-        from airflow_hyperv.hooks.waiter import MAX_CONSECUTIVE_ERRORS, OperationWait, wait
+        from airflow_hyperv.hooks.waiter import OperationWait, wait
 
         op = DisconnectedOperation.from_dict(plan.operation)
         if self.deferrable:
@@ -316,7 +317,7 @@ class HyperVExportCheckpointOperator(DeferrableMixin, HyperVBaseOperator):
                 poll,
                 interval=0.0,  # each poll waits on the host (wait_seconds) for the export to end
                 error_interval=self.poll_interval,
-                error_budget=MAX_CONSECUTIVE_ERRORS,  # the export may still run: a retry reattaches to it
+                error_budget=wait_error_budget(),  # the export may still run: a retry reattaches to it
                 give_up_after=self.wait_timeout,
                 log=self.log,
             )
@@ -593,6 +594,7 @@ class HyperVRetentionOperator(HyperVBaseOperator):
     """
 
     template_fields: Sequence[str] = ("vm", "hyperv_conn_id", "export_root", "verified_export")
+    template_fields_renderers = {"verified_export": "json"}  # this run's export XCom (a manifest)
 
     def __init__(
         self,

@@ -75,6 +75,7 @@ class HyperVRestoreTestOperator(HyperVOperatorMixin, BaseOperator):
     """
 
     template_fields: Sequence[str] = ("export", "vm", "hyperv_conn_id", "restore_root")
+    template_fields_renderers = {"export": "json"}  # the export's manifest
     ui_color = "#d7f5d0"
 
     def __init__(

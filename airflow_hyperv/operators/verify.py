@@ -107,6 +107,7 @@ class HyperVCheckpointBranchOperator(BaseBranchOperator):
     """
 
     template_fields: Sequence[str] = ("report", "policy", "vm")
+    template_fields_renderers = {"report": "json"}  # the verify task's XCom, shown as JSON in the UI
 
     def __init__(
         self,

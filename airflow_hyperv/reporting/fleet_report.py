@@ -168,6 +168,33 @@ def rows_to_dicts(rows: list[VMProtection], now: dt.datetime) -> list[dict[str, 
             "last_restore_test": iso(r.last_restore_test),
             "in_policy": r.in_policy,
             "problems": list(r.problems),
+            "last_export_path": r.last_export_path,
+            "last_export_consistency": r.last_export_consistency,
+            "last_export_bytes": r.last_export_bytes,
         }
         for r in rows
+    ]
+
+
+def rows_from_dicts(data: Iterable[dict[str, Any]]) -> list[VMProtection]:
+    """The rows back from ``rows_to_dicts`` (the report task's XCom), for the report view. Rows of a
+    0.1 report task, without the export's path, consistency and size, come back with those empty."""
+
+    def when(value: Any) -> dt.datetime | None:
+        return dt.datetime.fromisoformat(str(value)) if value else None
+
+    return [
+        VMProtection(
+            host=str(d.get("host") or ""),
+            vm_name=str(d.get("vm") or ""),
+            vm_id=str(d.get("vm_id") or ""),
+            last_app_consistent=when(d.get("last_app_consistent")),
+            last_export=when(d.get("last_export")),
+            last_export_path=str(d.get("last_export_path") or ""),
+            last_export_consistency=str(d.get("last_export_consistency") or ""),
+            last_export_bytes=int(d.get("last_export_bytes") or 0),
+            last_restore_test=when(d.get("last_restore_test")),
+            problems=[str(p) for p in d.get("problems") or []],
+        )
+        for d in data
     ]

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import datetime as dt
 import html
-import os
 from pathlib import Path
 
 from airflow_hyperv.reporting.fleet_report import FreshnessPolicy, VMProtection
@@ -15,11 +14,12 @@ REPORT_FILE = "protection-report.html"
 
 
 def report_dir() -> Path:
-    """Where the report task writes and the plugin view reads: ``$AIRFLOW_HYPERV_REPORT_DIR`` or
-    ``$AIRFLOW_HOME/hyperv-reports``."""
-    if os.environ.get("AIRFLOW_HYPERV_REPORT_DIR"):
-        return Path(os.environ["AIRFLOW_HYPERV_REPORT_DIR"])
-    return Path(os.environ.get("AIRFLOW_HOME", Path.home() / "airflow")) / "hyperv-reports"
+    """Where the report task also writes the page as a file: ``[hyperv] report_dir``, else
+    ``$AIRFLOW_HYPERV_REPORT_DIR``, else ``$AIRFLOW_HOME/hyperv-reports`` (``airflow_hyperv.config``).
+    The plugin view does not read it: it renders the rows the task stored in the metadata database."""
+    from airflow_hyperv.config import report_dir as configured
+
+    return configured()
 
 
 def _fmt(when: dt.datetime | None, now: dt.datetime) -> str:

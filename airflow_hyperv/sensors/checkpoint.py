@@ -18,6 +18,7 @@ class HyperVCheckpointMergedSensor(HyperVHostWaitSensor):
     """
 
     template_fields: Sequence[str] = ("vm", "hyperv_conn_id", "checkpoint_id", "avhdx_paths")
+    template_fields_renderers = {"avhdx_paths": "json"}  # a list of paths
 
     def __init__(self, *, checkpoint_id: str, avhdx_paths: Any = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)

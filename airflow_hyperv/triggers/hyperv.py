@@ -26,8 +26,8 @@ from typing import Any, ClassVar
 
 from airflow.triggers.base import BaseEventTrigger, TriggerEvent
 
+from airflow_hyperv.config import wait_error_budget
 from airflow_hyperv.hooks.waiter import (
-    MAX_CONSECUTIVE_ERRORS,
     HostStateWait,
     LeaseWait,
     OperationWait,
@@ -204,7 +204,7 @@ class HyperVHostStateTrigger(HyperVBaseWaitTrigger):
             outcome = await async_wait_on(
                 HostStateWait(self.target),
                 polls,
-                error_budget=MAX_CONSECUTIVE_ERRORS,
+                error_budget=wait_error_budget(),
                 give_up_after=self.give_up_after,
                 log=self.log,
             )
@@ -247,7 +247,7 @@ class HyperVOperationTrigger(HyperVBaseWaitTrigger):
             OperationWait(op),
             lambda: asyncio.to_thread(poll_disconnected, settings, op, wait_seconds=1.0),
             interval=self.poll_interval,
-            error_budget=MAX_CONSECUTIVE_ERRORS,
+            error_budget=wait_error_budget(),
             give_up_after=self.give_up_after,
             log=self.log,
         )
@@ -298,7 +298,7 @@ class HyperVLeaseTrigger(HyperVBaseWaitTrigger):
                 LeaseWait(self.target, self.recheck_after),
                 lambda: hook.call(lambda hv: hv.read_lease(uuid.UUID(vm_id))),
                 interval=self.poll_interval,
-                error_budget=MAX_CONSECUTIVE_ERRORS,
+                error_budget=wait_error_budget(),
                 give_up_after=self.give_up_after,
                 log=self.log,
             )

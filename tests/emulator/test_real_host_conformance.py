@@ -16,7 +16,7 @@ import pytest
 from airflow_hyperv.hooks.hyperv import HyperVHook
 from airflow_hyperv.hyperv import pipelines
 from airflow_hyperv.hyperv.errors import PermissionDeniedError, VMNotFoundError
-from airflow_hyperv.hyperv.records import Checkpoint, VirtualMachine
+from airflow_hyperv.hyperv.records import Checkpoint, ServiceComponent, VirtualMachine
 from airflow_hyperv.hyperv.verify import Verdict, verify
 from hyperv_emulator.api import EXAMPLE_FLEET, Emulator
 from hyperv_emulator.faults import FaultPlan
@@ -118,6 +118,9 @@ def test_a_german_host_prints_german_service_names_and_the_vss_service_is_still_
         assert verify_vm(hook, "dc-01").verdict is Verdict.PRODUCTION
         disabled = verify_vm(hook, "file-01")
         assert [f.code for f in disabled.findings if f.severity == "prevents-production"] == ["vss-disabled"]
+        # the fix names the service by its component GUID: -Name with a localized name fails elsewhere
+        fix = next(f.message for f in disabled.findings if f.code == "vss-disabled")
+        assert f"Where-Object Id -like '*\\{ServiceComponent.VSS}'" in fix and "-Name" not in fix, fix
 
 
 def test_a_danish_2012r2_host_names_services_its_own_way_and_vss_is_found_by_guid(tmp_path):

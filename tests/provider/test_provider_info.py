@@ -91,3 +91,73 @@ def test_the_trigger_list_names_the_module_of_every_trigger_class():
                 found.add(cls.__module__)
     assert found == {"airflow_hyperv.triggers.hyperv", "airflow_hyperv.triggers.events"}
     assert found <= listed
+
+
+def test_every_sensor_module_is_listed_and_holds_a_sensor():
+    import importlib
+    import inspect
+
+    from airflow.sdk.bases.sensor import BaseSensorOperator
+
+    modules = [m for s in get_provider_info()["sensors"] for m in s["python-modules"]]
+    sensors = {
+        name
+        for module in modules
+        for name, cls in inspect.getmembers(importlib.import_module(module), inspect.isclass)
+        if issubclass(cls, BaseSensorOperator) and cls.__module__ == module
+    }
+    assert sensors == {"HyperVCheckpointMergedSensor", "HyperVVMStateSensor"}
+
+
+def test_hyperv_asset_uris_are_sanitized_by_the_declared_handler():
+    import uuid
+
+    import pytest
+    from airflow.sdk import Asset
+
+    (entry,) = get_provider_info()["asset-uris"]
+    assert entry == {"schemes": ["hyperv"], "handler": "airflow_hyperv.hyperv.assets.sanitize_uri"}
+    vm = uuid.UUID("6f1c1bde-6f0e-4f5e-9a57-0123456789ab")
+    upper = f"hyperv://hv-01/vms/{str(vm).upper()}/exports"
+    assert Asset(name="a", uri=upper).uri == f"hyperv://hv-01/vms/{vm}/exports"  # the Id in lower case
+    assert Asset(name="b", uri="hyperv://hv-01/events").uri == "hyperv://hv-01/events"
+    for bad in (
+        "hyperv://hv-01/vms/not-a-guid/exports",
+        "hyperv://hv-01/snapshots",
+        f"hyperv://hv-01/vms/{vm}/exports?x=1",
+        "hyperv://hv-01/",
+    ):
+        with pytest.raises(ValueError):
+            Asset(name="c", uri=bad)
+
+
+def test_the_hyperv_config_section_declares_what_the_provider_reads(monkeypatch, tmp_path):
+    from airflow_hyperv import config
+
+    options = get_provider_info()["config"]["hyperv"]["options"]
+    assert set(options) == {"report_dir", "report_dag_id", "async_max_threads", "wait_error_budget"}
+    assert options["async_max_threads"]["default"] == str(config.async_max_threads())
+    assert options["wait_error_budget"]["default"] == str(config.wait_error_budget())
+    monkeypatch.setenv("AIRFLOW__HYPERV__WAIT_ERROR_BUDGET", "9")
+    monkeypatch.setenv("AIRFLOW__HYPERV__ASYNC_MAX_THREADS", "3")
+    monkeypatch.setenv("AIRFLOW__HYPERV__REPORT_DIR", str(tmp_path))
+    assert (config.wait_error_budget(), config.async_max_threads(), config.report_dir()) == (9, 3, tmp_path)
+    monkeypatch.setenv("AIRFLOW__HYPERV__WAIT_ERROR_BUDGET", "0")
+    try:
+        config.wait_error_budget()
+    except ValueError as exc:
+        assert "wait_error_budget" in str(exc)
+    else:
+        raise AssertionError("a budget of 0 was accepted")
+
+
+def test_the_report_plugin_is_declared_as_the_entry_point_registers_it():
+    from importlib.metadata import entry_points
+
+    (plugin,) = get_provider_info()["plugins"]
+    registered = {
+        e.value for e in entry_points(group="airflow.plugins") if e.value.startswith("airflow_hyperv")
+    }
+    assert registered == {
+        plugin["plugin-class"].rsplit(".", 1)[0] + ":" + plugin["plugin-class"].rsplit(".", 1)[1]
+    }

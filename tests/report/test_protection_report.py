@@ -102,20 +102,23 @@ def test_html_structure_and_chart():
     assert "OUT OF POLICY" in page and "policy 26 h" in page and "no export" in page
 
 
-def test_plugin_serves_the_newest_report(tmp_path, monkeypatch):
+def test_the_plugin_view_refuses_a_caller_without_the_uis_login():
     from fastapi.testclient import TestClient
 
     from airflow_hyperv.plugins.report_view import HyperVReportPlugin, app
 
-    monkeypatch.setenv("AIRFLOW_HYPERV_REPORT_DIR", str(tmp_path))
     client = TestClient(app)
-    assert client.get("/").status_code == 404
-    (tmp_path / REPORT_FILE).write_text(render_html(sample(), now=NOW))
-    got = client.get("/")
-    assert got.status_code == 200 and "Hyper-V protection report" in got.text
-    assert (
-        HyperVReportPlugin.external_views[0]["href"] == HyperVReportPlugin.fastapi_apps[0]["url_prefix"] + "/"
-    )
+    assert client.get("/").status_code == 401  # no session cookie, no bearer token
+    view = HyperVReportPlugin.external_views[0]
+    assert not view["href"].startswith(("/", "http"))  # relative: the UI's base URL applies
+    assert HyperVReportPlugin.fastapi_apps[0]["url_prefix"] == "/" + view["href"].rstrip("/")
+
+
+def test_the_stored_rows_render_the_same_page():
+    from airflow_hyperv.reporting.fleet_report import rows_from_dicts, rows_to_dicts
+
+    rows = sample()
+    assert render_html(rows_from_dicts(rows_to_dicts(rows, NOW)), now=NOW) == render_html(rows, now=NOW)
 
 
 def chromium() -> str | None:
@@ -184,3 +187,14 @@ def test_every_inventory_vm_is_in_the_report_with_why_it_is_not_protected(fleet_
     assert rows["sql-01"]["last_export"], rows["sql-01"]  # protected VMs carry their export
     page = (tmp_path / "protection-report.html").read_text()
     assert 'data-vm="file-01"' in page and 'data-vm="build-01"' in page
+    # what the plugin view shows: the newest report rows in the metadata database, not the file
+    from airflow_hyperv.plugins.report_view import newest_report
+    from airflow_hyperv.reporting.fleet_report import rows_from_dicts
+
+    with create_session() as session:
+        found = newest_report(session, "protection_report")
+    assert found is not None
+    served = render_html(rows_from_dicts(found[0]), now=found[1])
+    assert (
+        'data-vm="file-01"' in served and 'data-vm="build-01"' in served and "last protection run" in served
+    )

@@ -161,3 +161,13 @@ def test_a_shared_stream_that_ends_ends_the_wait_without_an_outcome():
         yield Polled(snapshot("Off"))
 
     assert asyncio.run(async_wait_on(HostStateWait(TARGET), two_polls(), log=log)) is None
+
+
+@pytest.mark.parametrize("drive", DRIVERS, ids=ids)
+def test_each_waiting_round_logs_what_it_waits_on_and_for_how_long(drive, caplog):
+    caplog.set_level(logging.INFO, logger=log.name)
+    outcome = drive(HostStateWait(TARGET), Script(snapshot("Off"), snapshot("Off"), snapshot("Running")))
+    assert outcome.ok
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("Waiting for")]
+    assert len(lines) == 2, lines  # one per round that waits on, none for the round that ends it
+    assert all("vm_state" in line and " (waited " in line and line.endswith("s)") for line in lines), lines

@@ -1,0 +1,122 @@
+"""Headless Chromium driven over the Chrome DevTools Protocol (a websocket; no Selenium): what the
+browser tests need and nothing more. Chromium comes from Debian's packages (scripts/chromium.sh,
+run by `make test`); ``chromium()`` is None where it is not installed, and the tests skip saying so.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import json
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import requests
+from websockets.sync.client import ClientConnection, connect
+
+from tests.support.airflow_stack import free_port
+
+# The flags that work in a container as root: no sandbox, no GPU, nothing fetched in the background.
+FLAGS = (
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+)  # fmt: skip
+INSTALL_HINT = "Chromium is not installed: scripts/chromium.sh (run by make test) installs Debian's chromium"
+
+
+def chromium() -> str | None:
+    return shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+
+
+class Page:
+    """One browser tab: send a DevTools command, evaluate JavaScript, wait for a condition, click."""
+
+    def __init__(self, ws: ClientConnection) -> None:
+        self.ws = ws
+        self._ids = itertools.count(1)
+
+    def send(self, method: str, **params: Any) -> dict[str, Any]:
+        call_id = next(self._ids)
+        self.ws.send(json.dumps({"id": call_id, "method": method, "params": params}))
+        while True:  # events arrive in between; only the answer to this call matters
+            message = json.loads(self.ws.recv(timeout=60))
+            if message.get("id") == call_id:
+                if "error" in message:
+                    raise AssertionError(f"{method}: {message['error']}")
+                return dict(message.get("result") or {})
+
+    def js(self, expression: str) -> Any:
+        result = self.send("Runtime.evaluate", expression=expression, returnByValue=True)
+        if "exceptionDetails" in result:
+            raise AssertionError(f"{expression}: {result['exceptionDetails']}")
+        return result["result"].get("value")
+
+    def goto(self, url: str) -> None:
+        self.send("Page.navigate", url=url)
+
+    def text(self) -> str:
+        return str(self.js("document.body ? document.body.innerText : ''"))
+
+    def wait(self, expression: str, *, what: str, timeout: float = 90.0) -> Any:
+        """Evaluate ``expression`` until it is truthy (an exception counts as not yet) and return it."""
+        guarded = f"(() => {{ try {{ return ({expression}); }} catch (e) {{ return null; }} }})()"
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            value = self.js(guarded)
+            if value:
+                return value
+            time.sleep(0.3)
+        raise AssertionError(f"{what}: not seen within {timeout:.0f}s; the page says:\n{self.text()[:2000]}")
+
+    def click(self, element: str) -> None:
+        """A real mouse click (DevTools input events, which the UI's components listen to) in the
+        middle of the element the JavaScript ``element`` finds."""
+        x, y = self.js(
+            f"(() => {{ const e = ({element}); e.scrollIntoView({{block: 'center'}}); "
+            "const r = e.getBoundingClientRect(); return [r.x + r.width / 2, r.y + r.height / 2]; })()"
+        )
+        self.send("Input.dispatchMouseEvent", type="mouseMoved", x=x, y=y)
+        for kind in ("mousePressed", "mouseReleased"):
+            self.send("Input.dispatchMouseEvent", type=kind, x=x, y=y, button="left", clickCount=1)
+
+    def type(self, text: str) -> None:
+        self.send("Input.insertText", text=text)
+
+
+@contextlib.contextmanager
+def headless_chromium(binary: str) -> Iterator[Page]:
+    """Chromium with a new empty profile, and its first tab; ended (and its profile removed) after."""
+    port = free_port()
+    with tempfile.TemporaryDirectory(prefix="chromium-profile-") as profile:
+        proc = subprocess.Popen(
+            [binary, *FLAGS, f"--user-data-dir={profile}", f"--remote-debugging-port={port}",
+             "--window-size=1280,900", "about:blank"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        )  # fmt: skip
+        try:
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    targets = requests.get(f"http://127.0.0.1:{port}/json/list", timeout=2).json()
+                    break
+                except requests.RequestException:
+                    if proc.poll() is not None or time.monotonic() > deadline:
+                        raise AssertionError(f"Chromium did not start (exit {proc.poll()})") from None
+                    time.sleep(0.2)
+            url = next(t["webSocketDebuggerUrl"] for t in targets if t["type"] == "page")
+            with connect(url, max_size=2**26) as ws:
+                page = Page(ws)
+                page.send("Page.enable")
+                page.send("Network.enable")
+                yield page
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=10)
