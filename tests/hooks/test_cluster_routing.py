@@ -113,8 +113,12 @@ def test_a_vm_that_moved_answers_not_found_on_its_old_node_and_is_followed_once(
 
 
 def test_a_vm_in_the_middle_of_a_live_migration_is_waited_for(emulator):
+    """Held at two gates: the hook's first look at the role (Pending), then its second look. A hook
+    that did not wait would act on the VM instead of looking again (and never reach the second gate)."""
     web = vm_id(emulator, "web-02")
     migration = emulator.cluster().start_live_migration(web, "hv-n1", until_completed=True)
+    first = emulator.faults.gate("Get-ClusterGroup", vm=str(web))
+    second = emulator.faults.gate("Get-ClusterGroup", vm=str(web))
     found: dict = {}
 
     def resolve() -> None:
@@ -124,9 +128,12 @@ def test_a_vm_in_the_middle_of_a_live_migration_is_waited_for(emulator):
 
     worker = threading.Thread(target=resolve)
     worker.start()
-    assert migration.wait_seen(30), "the hook never asked the cluster about the moving VM"
-    assert "vm" not in found  # still waiting: it did not act on the VM while it moved
+    assert first.wait_blocked(30)
+    first.release()
+    assert second.wait_blocked(30), "the hook did not look at the moving VM again"
+    assert migration.seen.is_set() and not audit(emulator, "hv-n2", "Get-VM")  # nothing asked of the VM yet
     migration.complete()
+    second.release()
     worker.join(30)
     assert found["node"] == "hv-n1" and found["vm"].name == "web-02"
 
