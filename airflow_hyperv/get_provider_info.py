@@ -191,6 +191,29 @@ def get_provider_info() -> dict[str, Any]:
                         default=_default("retry_max_seconds"),
                     ),
                     "wsman_path": _field("WS-Man path", ["string", "null"], "URL path, default wsman"),
+                    "cluster": _field(
+                        "Failover cluster name",
+                        ["string", "null"],
+                        "A cluster instead of one host: each VM is reached on the node that owns it",
+                    ),
+                    "nodes": _field(
+                        "Cluster nodes",
+                        ["string", "null"],
+                        "Comma-separated node names (name=address where a node answers elsewhere); empty: "
+                        "ask the host for Get-ClusterNode",
+                    ),
+                    "migration_timeout": _field(
+                        "Live-migration wait (s)",
+                        ["number", "null"],
+                        "Cluster: how long a step waits for a VM that is moving between nodes",
+                        default=_default("migration_timeout"),
+                    ),
+                    "lease_folder": _field(
+                        "Lease folder",
+                        ["string", "null"],
+                        "Per-VM protection leases; a cluster needs a folder on a CSV or share (default "
+                        "C:\\ClusterStorage\\Volume1\\airflow-hyperv\\leases)",
+                    ),
                     "certificate_pem": _field(
                         "Client certificate (PEM path)",
                         ["string", "null"],

@@ -13,6 +13,7 @@ from airflow.sdk import BaseHook
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt, stop_after_delay
 from tenacity.wait import wait_random_exponential
 
+from airflow_hyperv.hooks.cluster import ClusterRouter
 from airflow_hyperv.hooks.connection import ConnectionSettings
 from airflow_hyperv.hyperv.errors import (
     AuthenticationFailedError,
@@ -59,19 +60,61 @@ class HyperVBaseHook(BaseHook):
         self._wsman: Any = None
         self._pool: Any = None
         self._rejected: AuthenticationFailedError | None = None
+        self._router: ClusterRouter | None = None  # a cluster connection: the nodes (hooks/cluster.py)
         # What to raise instead of AuthenticationFailedError (operators raise AirflowFailException,
         # so Airflow does not retry the task); the original stays the exception's cause.
         self.on_rejected: Callable[[AuthenticationFailedError], BaseException] | None = None
 
     # -- connection -------------------------------------------------------------------------------
     @property
-    def settings(self) -> ConnectionSettings:
+    def connection_settings(self) -> ConnectionSettings:
+        """The connection as configured (for a cluster connection: the cluster, not one node)."""
         if self._settings is None:
             conn = self.get_connection(self.hyperv_conn_id)
             self._settings = ConnectionSettings.from_connection(
                 host=conn.host, port=conn.port, login=conn.login, password=conn.password, extra=conn.extra
             )
         return self._settings
+
+    @property
+    def settings(self) -> ConnectionSettings:
+        """Where this hook's work goes: the connection's host, or for a cluster connection the node the
+        current VM runs on (``router``), once one was chosen."""
+        router = self._router
+        if router is not None and router.current is not None:
+            return router.hook(router.current).settings
+        return self.connection_settings
+
+    @property
+    def routes(self) -> bool:
+        """True for a cluster connection: work goes to a VM's owner node (docs/hook.md, Clusters)."""
+        settings = self.connection_settings
+        return settings.cluster is not None and settings.node is None
+
+    @property
+    def router(self) -> ClusterRouter:
+        if self._router is None:
+            settings = self.connection_settings
+
+            def rejected(error: AuthenticationFailedError) -> BaseException:
+                self._rejected = error  # every node has the same credentials: no node logs in again
+                return (
+                    self.on_rejected(error)
+                    if self.on_rejected is not None
+                    else AuthenticationFailedError(str(error))
+                )
+
+            def make(node_settings: ConnectionSettings) -> HyperVBaseHook:
+                hook = type(self)(self.hyperv_conn_id, settings=node_settings)
+                hook.on_rejected = rejected
+                hook.retry_wait_multiplier, hook.retry_wait_max = (
+                    self.retry_wait_multiplier,
+                    self.retry_wait_max,
+                )
+                return hook
+
+            self._router = ClusterRouter(settings, make)
+        return self._router
 
     def __enter__(self: Any) -> Any:
         # A quota refusal of the Create is retried here too: the host answered, no shell exists, and
@@ -85,7 +128,13 @@ class HyperVBaseHook(BaseHook):
         self.close()
 
     def open(self) -> None:
-        """Open the runspace pool (one Create and one Receive on the wire) if it is not open yet."""
+        """Open the runspace pool (one Create and one Receive on the wire) if it is not open yet. For a
+        cluster connection: the pool of the node work goes to now (any node that answers at first)."""
+        if self.routes:
+            if self._rejected is not None:
+                self._raise_rejected(AuthenticationFailedError(str(self._rejected)))
+            self.router.current_hook().open()
+            return
         if self._pool is not None:
             return
         if self._rejected is not None:
@@ -123,10 +172,14 @@ class HyperVBaseHook(BaseHook):
         ``add_parameter``): the typed methods of ``HyperVHook`` do the same with retries and error
         classification, and are what operators use.
         """
+        if self.routes:
+            return self.router.current_hook().get_conn()
         self.open()
         return self._pool
 
     def close(self) -> None:
+        if self._router is not None:
+            self._router.close()
         pool, self._pool = self._pool, None
         if pool is not None:
             try:
@@ -149,8 +202,13 @@ class HyperVBaseHook(BaseHook):
         After a transient fault a pipeline may still be running there (e.g. the final ``Set-VM``
         that restores the VM's checkpoint type); a Delete would stop it. An abandoned shell keeps
         running its pipeline to the end and is removed by the host after its idle timeout
-        (WinRM IdleTimeout, 2 h by default). The next call opens a fresh pool.
+        (WinRM IdleTimeout, 2 h by default). The next call opens a fresh pool. (A cluster connection:
+        the current node's pool.)
         """
+        if self.routes:
+            if self._router is not None and self._router.current is not None:
+                self._router.hook(self._router.current).abandon()
+            return
         if self._pool is not None:
             log.warning(
                 "Abandoning the runspace pool on %s without deleting it: a pipeline may still be "
@@ -199,9 +257,12 @@ class HyperVBaseHook(BaseHook):
         )
 
     def run_pipeline(self, pipeline: Pipeline) -> Any:
-        """Run ``pipeline`` once on the open pool; transport faults come back as domain errors."""
+        """Run ``pipeline`` once on the open pool; transport faults come back as domain errors. For a
+        cluster connection: on the node work goes to now (``_run_routed``)."""
         from airflow_hyperv.hooks.transport import invoke, translate
 
+        if self.routes:
+            return self._run_routed(pipeline)
         self.open()
         started = time.monotonic()
         try:
@@ -240,6 +301,32 @@ class HyperVBaseHook(BaseHook):
         for line in result.verbose:
             log.info("%s (verbose): %s", source, line)
         return result
+
+    def _run_routed(self, pipeline: Pipeline) -> Any:
+        """A cluster connection: run on the current node; when that node answers "not found" for the VM
+        the cluster says it owns, ask the cluster once more (it may just have moved) and, if it is on
+        another node now, run the pipeline there. Nothing ran on the first node: the first command of
+        every VM pipeline is ``Get-VM -Id`` (or ``Get-VMSnapshot -Id``), which found nothing."""
+        if self._rejected is not None:
+            self._raise_rejected(AuthenticationFailedError(str(self._rejected)))
+        router = self.router
+        result = router.current_hook().run_pipeline(pipeline)
+        if router.focus is None or result.output or not _only_not_found(result.errors):
+            return result
+        role = router.settled_role(vm_id=router.focus)
+        if router.current is not None and role.owner_node.lower() == router.current.lower():
+            return result  # the owner itself says not found: that is the answer
+        log.warning(
+            "Node %s answered 'not found' for VM %s; cluster %s says it runs on %s now (it moved): "
+            "running %s there",
+            router.current,
+            router.focus,
+            router.cluster,
+            role.owner_node,
+            pipeline.label or pipeline.cmdlets[0],
+        )
+        router.go_to(role.owner_node, router.focus)
+        return router.current_hook().run_pipeline(pipeline)
 
     def run_repeatable(self, pipeline: Pipeline) -> Any:
         """Run a pipeline that is safe to repeat (it reads, or sets what it sets to the same end
@@ -294,3 +381,13 @@ class HyperVBaseHook(BaseHook):
             reason = result.errors[0].describe() if result.errors else "Get-VMHost returned nothing"
             return False, f"{self.settings.endpoint} answered, but Get-VMHost failed: {reason}"
         return True, f"Connected to {self.settings.endpoint}: Hyper-V host answered Get-VMHost"
+
+
+def _only_not_found(errors: list[Any]) -> bool:
+    """Every error says the VM or checkpoint is not there (ObjectNotFound, or Get-VM -Name's
+    InvalidParameter for a missing name)."""
+    from airflow_hyperv.hyperv.errors import CheckpointNotFoundError, VMNotFoundError, classify
+
+    return bool(errors) and all(
+        isinstance(classify(e), VMNotFoundError | CheckpointNotFoundError) for e in errors
+    )

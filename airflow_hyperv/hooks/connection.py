@@ -6,12 +6,12 @@ import difflib
 import json
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from airflow_hyperv.hyperv import defaults
 from airflow_hyperv.hyperv.errors import InvalidInputError
-from airflow_hyperv.hyperv.lease import DEFAULT_LEASE_FOLDER
+from airflow_hyperv.hyperv.lease import DEFAULT_CLUSTER_LEASE_FOLDER, DEFAULT_LEASE_FOLDER, is_cluster_wide
 from airflow_hyperv.hyperv.names import require_host_path
 
 AUTH_CHOICES = ("negotiate", "ntlm", "kerberos", "credssp", "basic", "certificate")
@@ -40,6 +40,12 @@ EXTRAS = (
     "certificate_key_pem",
     "proxy",
     "lease_folder",
+    "cluster",
+    "nodes",
+    "migration_timeout",
+)
+NODE_PLACEHOLDER = (
+    "{node}"  # in wsman_path: each node's own path (the emulator serves every node on one port)
 )
 # The names the peer ``microsoft-psrp`` provider (PsrpHook) and pypsrp's WSMan give the same settings.
 # PsrpHook's own extras auth, cert_validation, configuration_name, connection_timeout, locale and
@@ -124,6 +130,44 @@ def _cert_validation(value: Any) -> bool | str:
     raise InvalidInputError(
         f"connection extra 'cert_validation' must be true, false or the path of a CA bundle, not {value!r}"
     )
+
+
+def _nodes(value: Any) -> tuple[tuple[str, str], ...]:
+    """``nodes``: a list of node names (each reached at its name), a mapping {node name: address}, or
+    the form's text ``"hv-n1, hv-n2=10.0.0.12"``. Names as the cluster reports them (OwnerNode)."""
+    if _is_empty(value):
+        return ()
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith(("[", "{")):
+            try:
+                return _nodes(json.loads(text))
+            except json.JSONDecodeError as exc:
+                raise InvalidInputError(f"connection extra 'nodes' is not valid JSON: {exc.msg}") from None
+        items = [part.strip() for part in text.split(",") if part.strip()]
+        pairs = [
+            tuple(p.strip() for p in item.split("=", 1)) if "=" in item else (item, item) for item in items
+        ]
+    elif isinstance(value, dict):
+        pairs = [
+            (str(k).strip(), str(v).strip() if not _is_empty(v) else str(k).strip()) for k, v in value.items()
+        ]
+    elif isinstance(value, list | tuple):
+        pairs = [(str(v).strip(), str(v).strip()) for v in value]
+    else:
+        raise InvalidInputError(
+            f"connection extra 'nodes' must be a list, a mapping or comma-separated text, not {type(value).__name__}"
+        )
+    seen: set[str] = set()
+    for name, address in pairs:
+        if not _HOST.match(name) or not _HOST.match(address):
+            raise InvalidInputError(
+                f"connection extra 'nodes': {name}={address} is not a host name or address"
+            )
+        if name.lower() in seen:
+            raise InvalidInputError(f"connection extra 'nodes' names {name!r} twice")
+        seen.add(name.lower())
+    return tuple((n, a) for n, a in pairs)
 
 
 def _accepted() -> str:
@@ -213,18 +257,46 @@ class ConnectionSettings:
     certificate_key_pem: str | None = field(default=None, repr=False)
     proxy: str | None = None
     lease_folder: str = DEFAULT_LEASE_FOLDER  # on the host: one lease file per VM (docs/operations.md)
+    # A failover cluster instead of one host (docs/hook.md, "Clusters"): its name, its nodes as
+    # (name, address), and the node this settings object reaches (set by ``for_node``).
+    cluster: str | None = None
+    nodes: tuple[tuple[str, str], ...] = ()
+    node: str | None = None
+    migration_timeout: float = defaults.MIGRATION_TIMEOUT
+
+    @property
+    def path(self) -> str:
+        """The URL path of this endpoint (``{node}`` in ``wsman_path`` replaced by the node's name)."""
+        return self.wsman_path.replace(NODE_PLACEHOLDER, self.node or self.host)
 
     @property
     def endpoint(self) -> str:
         """Where we connect, for logs and messages (no credentials in it)."""
         scheme = "https" if self.use_tls else "http"
-        return f"{scheme}://{self.host}:{self.port}/{self.wsman_path}"
+        return f"{scheme}://{self.host}:{self.port}/{self.path}"
 
     @property
     def host_label(self) -> str:
-        """How reports name the host: its name, or the route of a multi-host endpoint (``hv-01/wsman``)."""
-        route = self.wsman_path.removesuffix("wsman").strip("/")
+        """How reports name the host: the cluster's name for a cluster connection (one name wherever a
+        VM runs), else the host's name, or the route of a multi-host endpoint (``hv-01/wsman``)."""
+        if self.cluster:
+            return self.cluster.lower()
+        route = self.path.removesuffix("wsman").strip("/")
         return route or self.host
+
+    @property
+    def is_cluster(self) -> bool:
+        return self.cluster is not None
+
+    def node_address(self, name: str) -> str:
+        """Where node ``name`` answers: its address from ``nodes``, else its name."""
+        return next((a for n, a in self.nodes if n.lower() == name.lower()), name)
+
+    def for_node(self, name: str) -> ConnectionSettings:
+        """The same connection (credentials, transport, lease folder) to one node of the cluster."""
+        if not self.cluster:
+            raise InvalidInputError("for_node needs a cluster connection")
+        return replace(self, host=self.node_address(name), node=name)
 
     @classmethod
     def from_connection(
@@ -298,19 +370,34 @@ class ConnectionSettings:
         if port is not None and not 0 < int(port) < 65536:
             raise InvalidInputError(f"connection port {port} is out of range")
         path = (_text(extra, "wsman_path") or "wsman").strip("/") or "wsman"
-        if not re.fullmatch(r"[A-Za-z0-9._\-/]+", path):
+        if not re.fullmatch(r"[A-Za-z0-9._\-/]+", path.replace(NODE_PLACEHOLDER, "node", 1)):
             raise InvalidInputError(
                 f"connection extra 'wsman_path' {path!r} has characters a URL path cannot hold"
+            )
+        cluster = _text(extra, "cluster")
+        if cluster is not None and not _HOST.match(cluster):
+            raise InvalidInputError(f"connection extra 'cluster' {cluster!r} is not a cluster name")
+        nodes = _nodes(extra.get("nodes"))
+        if cluster is None and (nodes or NODE_PLACEHOLDER in path):
+            raise InvalidInputError(
+                "connection extras 'nodes' and a {node} wsman_path are for a cluster: set 'cluster' too"
             )
         locale = _text(extra, "locale") or "en-US"
         if not _LOCALE.match(locale):
             raise InvalidInputError(
                 f"connection extra 'locale' must be a language tag like en-US, not {locale!r}"
             )
+        default_leases = DEFAULT_CLUSTER_LEASE_FOLDER if cluster else DEFAULT_LEASE_FOLDER
         lease_folder = require_host_path(
-            (_text(extra, "lease_folder") or DEFAULT_LEASE_FOLDER).rstrip("\\"),
+            (_text(extra, "lease_folder") or default_leases).rstrip("\\"),
             "connection extra 'lease_folder'",
         )
+        if cluster and not is_cluster_wide(lease_folder):
+            raise InvalidInputError(
+                f"connection extra 'lease_folder' {lease_folder!r} is a folder of one node: the leases of a "
+                "cluster must be seen by every node, so give a folder on a Cluster Shared Volume "
+                "(C:\\ClusterStorage\\VolumeN\\...) or an SMB share (docs/operations.md, Preparing a cluster)"
+            )
         return cls(
             host=host,
             port=int(port) if port else (HTTPS_PORT if use_tls else HTTP_PORT),
@@ -333,6 +420,9 @@ class ConnectionSettings:
             certificate_key_pem=certificate_key_pem,
             proxy=_text(extra, "proxy"),
             lease_folder=lease_folder,
+            cluster=cluster,
+            nodes=nodes,
+            migration_timeout=_number(extra, "migration_timeout", defaults.MIGRATION_TIMEOUT, minimum=0),
         )
 
     def wsman_kwargs(self) -> dict[str, Any]:
@@ -340,7 +430,7 @@ class ConnectionSettings:
         kwargs: dict[str, Any] = {
             "server": self.host,
             "port": self.port,
-            "path": self.wsman_path,
+            "path": self.path,
             "ssl": self.use_tls,
             "auth": self.auth,
             "encryption": self.encryption,

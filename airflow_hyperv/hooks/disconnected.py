@@ -70,20 +70,30 @@ PollState = Literal["running", "completed", "failed", "gone"]
 
 @dataclass(frozen=True)
 class DisconnectedOperation:
-    """A pipeline running in a disconnected shell. Ids and a label only: no host, no credentials."""
+    """A pipeline running in a disconnected shell. Ids and a label only: no credentials. For a cluster
+    connection ``node`` names the node whose shell it is (polls and cancels go there, wherever the VM
+    runs by then); empty for a connection to one host."""
 
     shell_id: str
     command_id: str
     label: str = ""
     started_at: float = 0.0  # seconds since the epoch (time.time()) when the pipeline was started
+    node: str = ""
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        data: dict[str, Any] = {
             "shell_id": self.shell_id,
             "command_id": self.command_id,
             "label": self.label,
             "started_at": self.started_at,
         }
+        if self.node:
+            data["node"] = self.node
+        return data
+
+    def on(self, settings: ConnectionSettings) -> ConnectionSettings:
+        """Where this operation's shell lives: its node of a cluster connection, else ``settings``."""
+        return settings.for_node(self.node) if self.node and settings.cluster else settings
 
     @classmethod
     def from_dict(cls, data: Any) -> DisconnectedOperation:
@@ -102,6 +112,7 @@ class DisconnectedOperation:
             command_id=_uuid_text(data["command_id"], "command_id"),
             label=str(data.get("label") or ""),
             started_at=started_at,
+            node=str(data.get("node") or ""),
         )
 
 
@@ -151,8 +162,13 @@ def start_disconnected(
 
     ``idle_timeout`` (seconds) is the shell's IdleTimeOut: how long the host keeps the disconnected
     shell between polls (None: the host's default, 7200 s on Windows). Not retried: the pipeline may
-    have started even if an answer was lost.
+    have started even if an answer was lost. A cluster connection starts it on one node: ``settings``
+    of that node (``HyperVHook.settings`` once the VM was resolved), never the cluster's.
     """
+    if settings.cluster and not settings.node:
+        raise InvalidInputError(
+            "a cluster connection starts a disconnected operation on a node: resolve the VM first"
+        )
     wsman = WSMan(**settings.wsman_kwargs())
     pool: RunspacePool | None = None
     try:
@@ -167,6 +183,7 @@ def start_disconnected(
             command_id=str(ps.id).upper(),
             label=pipeline.label or pipeline.cmdlets[0],
             started_at=time.time(),
+            node=settings.node or "",
         )
         try:
             ps.begin_invoke()
@@ -182,6 +199,7 @@ def start_disconnected(
             command_id=str(ps._command_id or ps.id).upper(),
             label=op.label,
             started_at=op.started_at,
+            node=op.node,
         )
     except StartUncertainError:
         raise
@@ -207,6 +225,7 @@ def poll_disconnected(
     the result and delete the shell (finished). Works from any process: it needs no state but ``op``."""
     if not wait_seconds > 0:
         raise InvalidInputError(f"wait_seconds must be positive, not {wait_seconds!r}")
+    settings = op.on(settings)
     wsman = WSMan(**settings.wsman_kwargs())
     pool, ps = _reattach(wsman, settings, op)
     try:
@@ -259,6 +278,7 @@ def cancel_disconnected(settings: ConnectionSettings, op: DisconnectedOperation)
     Connects first (Delete of a shell another client holds is refused); if Connect is refused for a
     reason other than "not found", a Delete is still attempted.
     """
+    settings = op.on(settings)
     wsman = WSMan(**settings.wsman_kwargs())
     pool, _ = _reattach(wsman, settings, op)
     try:

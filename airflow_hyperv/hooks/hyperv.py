@@ -11,7 +11,7 @@ from typing import Any
 from airflow_hyperv.hooks.base import HyperVBaseHook
 from airflow_hyperv.hyperv import events as event_log
 from airflow_hyperv.hyperv import pipelines, restore
-from airflow_hyperv.hyperv.enums import CheckpointType, Consistency, SnapshotType
+from airflow_hyperv.hyperv.enums import CheckpointType, ClusterNodeState, Consistency, SnapshotType
 from airflow_hyperv.hyperv.errors import (
     NEARLY_FULL_BYTES,
     AmbiguousVMNameError,
@@ -99,13 +99,23 @@ class HostInfo:
 
 
 class HyperVHook(HyperVBaseHook):
-    """Typed Hyper-V operations. Resolve a VM once (``get_vm``), then pass its Id everywhere."""
+    """Typed Hyper-V operations. Resolve a VM once (``get_vm``), then pass its Id everywhere.
+
+    With a cluster connection every call about a VM goes to the node that owns it (hooks/cluster.py)."""
+
+    _cluster_vms: set[str] = set()  # a cluster connection: the VMs the last host_state saw
 
     # -- virtual machines -------------------------------------------------------------------------
     def get_vm(self, *, name: str | None = None, vm_id: uuid.UUID | None = None) -> VirtualMachine:
         """The one VM with this exact name or Id; wildcard characters in a name are refused."""
         if (name is None) == (vm_id is None):
             raise ValueError("give exactly one of name or vm_id")
+        if self.routes:  # a cluster: ask it where the VM runs, then ask that node
+            if name is not None:
+                role = self.router.settled_role(name=require_exact_name(name))
+                self.router.go_to(role.owner_node, None)
+            else:
+                self._at(uuid.UUID(str(vm_id)))
         if name is not None:
             pipeline = pipelines.get_vm_by_name(require_exact_name(name))
             what = f"VM {name!r}"
@@ -128,7 +138,37 @@ class HyperVHook(HyperVBaseHook):
             raise AmbiguousVMNameError(
                 f"{len(vms)} VMs on {self.settings.host} are named {name!r} ({ids}): use the Id"
             )
+        if self.routes:
+            self.router.focus = vms[0].id
         return vms[0]
+
+    # -- clusters (hooks/cluster.py) --------------------------------------------------------------
+    def follow(self, vm_id: uuid.UUID) -> str | None:
+        """A cluster connection: find the node the VM runs on now (waiting, bounded, while it is being
+        live-migrated) and send every later call there. Returns that node; None for one host (no-op)."""
+        if not self.routes:
+            return None
+        role = self.router.settled_role(vm_id=uuid.UUID(str(vm_id)))
+        self.router.go_to(role.owner_node, uuid.UUID(str(vm_id)))
+        return role.owner_node
+
+    def _at(self, vm_id: uuid.UUID) -> None:
+        """Before a call about ``vm_id``: on a cluster, make sure work goes to its owner node."""
+        if self.routes and (self.router.focus != uuid.UUID(str(vm_id)) or self.router.current is None):
+            self.follow(vm_id)
+
+    def _require_focus(self, what: str) -> None:
+        """Checkpoint calls name no VM: on a cluster they need the VM's node chosen first."""
+        if self.routes and self.router.focus is None:
+            raise HyperVError(
+                f"{what} on cluster {self.router.cluster}: resolve the VM first (resolve_vm, get_vm or "
+                "follow) so the call goes to the node that owns it"
+            )
+
+    @property
+    def node(self) -> str | None:
+        """The cluster node work goes to now (None for a connection to one host)."""
+        return self.router.current if self.routes else None
 
     def resolve_vm(self, reference: str) -> VirtualMachine:
         """A VM by Id when ``reference`` is a GUID, else by exact name."""
@@ -140,6 +180,7 @@ class HyperVHook(HyperVBaseHook):
 
     def vm_with_checkpoints(self, vm_id: uuid.UUID) -> tuple[VirtualMachine, list[Checkpoint]]:
         """The VM and its checkpoints in one round trip."""
+        self._at(vm_id)
         result = self.run_repeatable(pipelines.get_vm_by_id(vm_id).then(pipelines.list_checkpoints(vm_id)))
         vms = [VirtualMachine.decode(o) for o in result.output if has_type(o, VM_TYPE)]
         if not vms:
@@ -149,6 +190,7 @@ class HyperVHook(HyperVBaseHook):
 
     def vm_overview(self, vm_id: uuid.UUID) -> VMOverview:
         """Everything verification needs about a VM but its disk chain, in one round trip."""
+        self._at(vm_id)
         result = self.run_repeatable(pipelines.vm_overview(vm_id))
         vms = [VirtualMachine.decode(o) for o in result.output if has_type(o, VM_TYPE)]
         if not vms:
@@ -164,8 +206,31 @@ class HyperVHook(HyperVBaseHook):
     def host_state(self, disk_paths: Sequence[str] = ()) -> HostSnapshot:
         """VM states, checkpoint ids and current disks of every VM on the host, in one round trip;
         with ``disk_paths``, also the parent of each of those disks (a path that is no disk any more,
-        ObjectNotFound from Get-VHD, is simply absent; any other error fails the poll)."""
-        result = self.run_repeatable(pipelines.host_state(disk_paths))
+        ObjectNotFound from Get-VHD, is simply absent; any other error fails the poll).
+
+        A cluster connection: the same from every node that is not down, merged (a VM is wherever it
+        runs now). A VM seen by the last poll but by no node now (it finished moving between two
+        nodes' answers) makes the poll look once more."""
+        if not self.routes:
+            return self._host_state_on(self, disk_paths)
+        snapshot = HostSnapshot()
+        for _ in range(2):
+            nodes = [n for n in self.router.nodes() if n.state is not ClusterNodeState.Down]
+            snapshot = HostSnapshot()
+            for node in nodes:
+                part = self._host_state_on(self.router.hook(node.name), disk_paths)
+                snapshot.vms.update(part.vms)
+                snapshot.checkpoint_ids.extend(part.checkpoint_ids)
+                for vm, paths in part.drive_paths.items():
+                    snapshot.drive_paths.setdefault(vm, []).extend(paths)
+                snapshot.disk_parents.update(part.disk_parents)
+            if not set(self._cluster_vms) - set(snapshot.vms):
+                break
+        self._cluster_vms = set(snapshot.vms)
+        return snapshot
+
+    def _host_state_on(self, hook: HyperVBaseHook, disk_paths: Sequence[str]) -> HostSnapshot:
+        result = hook.run_repeatable(pipelines.host_state(disk_paths))
         watched = {p.lower() for p in disk_paths}
         _raise_first(
             [e for e in result.errors if not (e.target_name.lower() in watched and _not_found(e))],
@@ -194,16 +259,19 @@ class HyperVHook(HyperVBaseHook):
         """The checkpoint's own drives (``Get-VMSnapshot -Id | Get-VMHardDiskDrive``), as they were when it
         was taken (a drive added later is not among them): each path is the disk that holds the
         checkpoint's state, the parent of the differencing disk made with it."""
+        self._require_focus("reading the drives of a checkpoint")
         result = self.run_repeatable(pipelines.checkpoint_drives(checkpoint_id))
         _raise_first(result.errors, what=f"drives of checkpoint {checkpoint_id}")
         return [HardDiskDrive.decode(o) for o in result.output if has_type(o, DRIVE_TYPE)]
 
     def integration_services(self, vm_id: uuid.UUID) -> list[IntegrationService]:
+        self._at(vm_id)
         result = self.run_repeatable(pipelines.integration_services(vm_id))
         _raise_first(result.errors, what=f"integration services of VM {vm_id}")
         return [IntegrationService.decode(o) for o in result.output]
 
     def set_checkpoint_type(self, vm_id: uuid.UUID, checkpoint_type: CheckpointType) -> VirtualMachine:
+        self._at(vm_id)
         result = self.run_checked_write(
             pipelines.set_checkpoint_type(vm_id, checkpoint_type),
             already_done=lambda: self._vm_if(vm_id, lambda vm: vm.checkpoint_type is checkpoint_type),
@@ -218,6 +286,7 @@ class HyperVHook(HyperVBaseHook):
         return vm if predicate(vm) else None
 
     def start_vm(self, vm_id: uuid.UUID) -> VirtualMachine:
+        self._at(vm_id)
         result = self.run_checked_write(
             pipelines.start_vm(vm_id), already_done=lambda: self._vm_if(vm_id, _running)
         )
@@ -227,6 +296,7 @@ class HyperVHook(HyperVBaseHook):
         return self.get_vm(vm_id=vm_id)
 
     def stop_vm(self, vm_id: uuid.UUID, *, turn_off: bool = False) -> VirtualMachine:
+        self._at(vm_id)
         result = self.run_checked_write(
             pipelines.stop_vm(vm_id, turn_off=turn_off), already_done=lambda: self._vm_if(vm_id, _off)
         )
@@ -247,6 +317,7 @@ class HyperVHook(HyperVBaseHook):
         return matches[0] if matches else None
 
     def get_checkpoint(self, checkpoint_id: uuid.UUID) -> Checkpoint | None:
+        self._require_focus("reading a checkpoint")
         result = self.run_repeatable(pipelines.get_checkpoint(checkpoint_id))
         if result.output:
             return Checkpoint.decode(result.output[0])
@@ -490,6 +561,7 @@ class HyperVHook(HyperVBaseHook):
     def remove_checkpoint(self, checkpoint_id: uuid.UUID) -> bool:
         """Remove (merge) a checkpoint. False if it was already gone. The merge goes on on the host
         after this returns: wait on ``disk_chains`` for it to end."""
+        self._require_focus("removing a checkpoint")
         if self.get_checkpoint(checkpoint_id) is None:
             return False
         result = self.run_checked_write(
@@ -504,6 +576,7 @@ class HyperVHook(HyperVBaseHook):
     def restore_checkpoint(self, checkpoint_id: uuid.UUID) -> VirtualMachine:
         """Apply a checkpoint. A production checkpoint leaves the VM Off; starting it is the caller's
         choice. Not retried after a lost answer: re-applying is harmless but the caller decides."""
+        self._require_focus("restoring a checkpoint")
         checkpoint = self.get_checkpoint(checkpoint_id)
         if checkpoint is None:
             raise CheckpointNotFoundError(f"checkpoint {checkpoint_id} was not found on {self.settings.host}")
@@ -513,6 +586,7 @@ class HyperVHook(HyperVBaseHook):
 
     def export_checkpoint(self, checkpoint_id: uuid.UUID, path: str) -> None:
         """Export a checkpoint and wait for it here. Deferrable tasks use ``start_disconnected``."""
+        self._require_focus("exporting a checkpoint")
         path = host_path(path, "export path")
         result = self.run_pipeline(pipelines.export_checkpoint(checkpoint_id, path))
         _raise_first(result.errors, what=f"exporting checkpoint {checkpoint_id} to {path}")
@@ -521,6 +595,7 @@ class HyperVHook(HyperVBaseHook):
     def disk_chains(self, vm_id: uuid.UUID, drives: list[HardDiskDrive] | None = None) -> list[DiskChain]:
         """Each drive's chain from the disk the VM writes to, down to its base disk (one round trip
         per level; ``drives`` from ``vm_overview`` saves the first)."""
+        self._at(vm_id)
         if drives is None:
             result = self.run_repeatable(pipelines.hard_disk_drives(vm_id))
             _raise_first(result.errors, what=f"hard disk drives of VM {vm_id}")

@@ -181,3 +181,24 @@ class Consistency(str, Enum):
 
     APPLICATION = "application"  # production checkpoint: VSS / fsfreeze inside the guest succeeded
     CRASH = "crash"  # standard checkpoint: disks as after a power cut (memory saved, if running)
+
+
+class ClusterNodeState(HyperVEnum):
+    """Microsoft.FailoverClusters.PowerShell.ClusterNodeState (CLUSTER_NODE_STATE, clusapi.h)."""
+
+    Unknown = -1
+    Up = 0
+    Down = 1
+    Paused = 2
+    Joining = 3
+
+
+class ClusterGroupState(HyperVEnum):
+    """Microsoft.FailoverClusters.PowerShell.ClusterGroupState (ClusResGroup.State values)."""
+
+    Unknown = -1
+    Online = 0
+    Offline = 1
+    Failed = 2
+    PartialOnline = 3
+    Pending = 4

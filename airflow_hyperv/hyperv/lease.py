@@ -18,6 +18,21 @@ from airflow_hyperv.hyperv.errors import InvalidInputError
 from airflow_hyperv.hyperv.names import join_host_path, require_host_path
 
 DEFAULT_LEASE_FOLDER = "C:\\ProgramData\\airflow-hyperv\\leases"
+# A cluster connection's leases must be seen by every node: on a Cluster Shared Volume by default.
+DEFAULT_CLUSTER_LEASE_FOLDER = "C:\\ClusterStorage\\Volume1\\airflow-hyperv\\leases"
+CLUSTER_STORAGE = "C:\\ClusterStorage\\"
+
+
+def is_cluster_wide(path: str) -> bool:
+    """A folder every node of a cluster reaches at the same path: on a Cluster Shared Volume
+    (``C:\\ClusterStorage\\VolumeN\\…``) or an SMB share (``\\\\server\\share\\…``). Text only: a node-local
+    drive (``C:\\ProgramData``, ``D:\\``) is never one."""
+    low = path.lower()
+    if low.startswith("\\\\"):
+        return True
+    return low.startswith(CLUSTER_STORAGE.lower()) and len(low.rstrip("\\")) > len(CLUSTER_STORAGE)
+
+
 LEASE_SUFFIX = ".lease"
 # Airflow DagRunState values of a run that may still act on its VM (or retry a task that does).
 LIVE_RUN_STATES = frozenset({"queued", "running"})

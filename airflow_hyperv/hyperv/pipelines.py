@@ -66,6 +66,27 @@ def _checkpoint(checkpoint_id: uuid.UUID) -> Command:
     return bound_command("Get-VMSnapshot", Id=uuid.UUID(str(checkpoint_id)))
 
 
+def cluster_nodes() -> Pipeline:
+    """``Get-ClusterNode``: every node of the cluster the answering node belongs to, with its state.
+    No ``-Cluster``: a named cluster would be opened over the network from the node, a second hop
+    the session's credentials cannot make without delegation (docs/operations.md, Preparing a cluster)."""
+    return single_statement(bound_command("Get-ClusterNode"), label="cluster-nodes")
+
+
+def cluster_role_of_vm(vm_id: uuid.UUID) -> Pipeline:
+    """``Get-ClusterGroup -VMId <guid>``: the VM's role, its owner node and state (bound, by Id)."""
+    return single_statement(
+        bound_command("Get-ClusterGroup", VMId=uuid.UUID(str(vm_id))), label="cluster-role"
+    )
+
+
+def cluster_role_by_name(name: str) -> Pipeline:
+    """``Get-ClusterGroup -Name <name>``: -Name takes wildcards, so the name must be exact (checked)."""
+    return single_statement(
+        bound_command("Get-ClusterGroup", Name=require_exact_name(name)), label="cluster-role"
+    )
+
+
 def get_vm_by_name(name: str) -> Pipeline:
     return single_statement(bound_command("Get-VM", Name=require_exact_name(name)), label="get-vm")
 

@@ -15,6 +15,8 @@ from typing import Any
 
 from airflow_hyperv.hyperv.enums import (
     CheckpointType,
+    ClusterGroupState,
+    ClusterNodeState,
     HeartbeatStatus,
     OperationalStatus,
     SnapshotType,
@@ -440,3 +442,64 @@ class ExportManifest(Record):
     @property
     def total_bytes(self) -> int:
         return sum(int(f["length"]) for f in self.files)
+
+
+CLUSTER_NODE_TYPE = "Microsoft.FailoverClusters.PowerShell.ClusterNode"
+CLUSTER_GROUP_TYPE = "Microsoft.FailoverClusters.PowerShell.ClusterGroup"
+
+
+def _node_name(value: Any) -> str:
+    """A node reference: its name as text, or a (deserialized) ClusterNode object with a Name."""
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    name = Props(value).optional_text("Name")
+    return name or str(getattr(value, "to_string", "") or value)
+
+
+@dataclass(frozen=True)
+class ClusterNode(Record):
+    """A node of a failover cluster as ``Get-ClusterNode`` reports it."""
+
+    name: str
+    state: ClusterNodeState
+    cluster: str
+
+    @classmethod
+    def decode(cls, obj: Any) -> ClusterNode:
+        p = Props(obj)
+        try:
+            state = ClusterNodeState.parse(p.raw("State"))
+        except ValueError:
+            state = ClusterNodeState.Unknown
+        return cls(name=p.text("Name"), state=state, cluster=p.text("Cluster"))
+
+
+@dataclass(frozen=True)
+class ClusterRole(Record):
+    """A clustered role (cluster group) as ``Get-ClusterGroup`` reports it: where it runs and its state."""
+
+    name: str
+    owner_node: str
+    state: ClusterGroupState
+    cluster: str
+
+    @classmethod
+    def decode(cls, obj: Any) -> ClusterRole:
+        p = Props(obj)
+        try:
+            state = ClusterGroupState.parse(p.raw("State"))
+        except ValueError:
+            state = ClusterGroupState.Unknown
+        return cls(
+            name=p.text("Name"),
+            owner_node=_node_name(p.raw("OwnerNode")),
+            state=state,
+            cluster=p.text("Cluster"),
+        )
+
+    @property
+    def settled(self) -> bool:
+        """Not in transition: a Pending group (a live migration, a move, an online/offline) is waited for."""
+        return self.state is not ClusterGroupState.Pending

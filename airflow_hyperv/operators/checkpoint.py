@@ -511,6 +511,7 @@ class HyperVMergeCheckpointOperator(DeferrableMixin, HyperVBaseOperator):
         read from the whole chain of every drive."""
         vm_id = uuid.UUID(plan.vm_id)
         with self.hyperv_hook() as hv:
+            hv.follow(vm_id)  # a cluster: the VM's node now (it may have moved during the merge)
             if hv.get_checkpoint(uuid.UUID(plan.checkpoint_id)) is not None:
                 raise AirflowException(
                     f"checkpoint {plan.checkpoint_name!r} is still on the VM after the merge"

@@ -13,6 +13,7 @@ from airflow.sdk import Asset, AssetAlias
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 from airflow_hyperv.hyperv.enums import Consistency
+from airflow_hyperv.hyperv.lease import is_cluster_wide
 from airflow_hyperv.hyperv.names import (
     is_provider_checkpoint,
     join_host_path,
@@ -77,8 +78,23 @@ def vm_export_folder(root: str, computer_name: str, vm_id: uuid.UUID | str) -> s
 
 
 def export_base(hv: HyperVHook, root: str, vm_id: uuid.UUID | str) -> str:
-    """``vm_export_folder`` for the host ``hv`` is connected to (asks the host its name)."""
-    return vm_export_folder(root, hv.host_info().host.name, vm_id)
+    """``vm_export_folder`` for the host ``hv`` is connected to (asks the host its name). A cluster
+    connection uses the cluster's name: a VM's exports stay in one folder whichever node it ran on."""
+    cluster = hv.connection_settings.cluster
+    return vm_export_folder(root, cluster or hv.host_info().host.name, vm_id)
+
+
+def require_cluster_wide_root(hv: HyperVHook, root: str) -> None:
+    """A clustered VM is exported by whichever node runs it, and later steps may run on another node:
+    the export root must be the same folder for every node (a Cluster Shared Volume or an SMB share).
+    Refused before anything changes."""
+    settings = hv.connection_settings
+    if settings.cluster and not is_cluster_wide(root):
+        raise AirflowFailException(
+            f"export root {root} is a folder of one node, but {settings.cluster} is a cluster: the VM may run "
+            "on another node by the next step. Export to a Cluster Shared Volume (C:\\ClusterStorage\\VolumeN\\...) "
+            "or an SMB share every node can write to; nothing was changed"
+        )
 
 
 @dataclass
@@ -163,6 +179,7 @@ class HyperVExportCheckpointOperator(DeferrableMixin, HyperVBaseOperator):
         with self.hyperv_hook() as hv:
             with self.final_errors():
                 vm = hv.resolve_vm(self.vm)
+            require_cluster_wide_root(hv, root)
             name = self.checkpoint_name or run_checkpoint_name(context, str(vm.id))
             checkpoint = hv.find_checkpoint(vm.id, name)
             if checkpoint is None:
@@ -353,6 +370,7 @@ class HyperVExportCheckpointOperator(DeferrableMixin, HyperVBaseOperator):
             raise AirflowException(f"the export wait ended without its plan: {event}")
         plan = ExportPlan.from_dict(saved)
         with self.hyperv_hook() as hv:
+            hv.follow(uuid.UUID(plan.vm_id))  # a cluster: the VM's node now (it may have moved meanwhile)
             if event.get("status") == "success":
                 return self._finish(context, hv, plan, "completed", "")
             if event.get("timed_out"):

@@ -49,7 +49,9 @@ class HyperVVerifyOperator(HyperVBaseOperator):
                 overview.services,
                 overview.checkpoints,
                 chains,
-                host=hv.settings.host
+                host=hv.settings.host_label
+                if hv.routes
+                else hv.settings.host
                 if not hv.settings.wsman_path.endswith("/wsman")
                 else hv.settings.wsman_path[:-6],
                 disk_space=disk_space,

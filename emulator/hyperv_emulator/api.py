@@ -170,6 +170,28 @@ class Emulator:
         """The model of one host (the first if no name is given)."""
         return self.fleet.hosts[name or self.host_names[0]]
 
+    def cluster(self, name: str | None = None) -> Any:
+        """The model of one failover cluster of the fleet (the first if no name is given)."""
+        clusters = self.fleet.clusters
+        if not clusters:
+            raise KeyError("this fleet has no cluster")
+        return clusters[name or next(iter(clusters))]
+
+    def cluster_connection(self, name: str | None = None, **overrides: Any) -> ClientConnection:
+        """A ``hyperv`` connection that names a cluster: its name, each node and where it answers (every
+        emulated node is a route of this one server: ``{node}`` in the WS-Man path)."""
+        cluster = self.cluster(name)
+        extra = self.connection_extra(
+            next(iter(cluster.nodes)),
+            cluster=cluster.name,
+            nodes={node: "127.0.0.1" for node in cluster.nodes},
+            wsman_path="{node}/wsman",
+        )
+        extra.update(overrides)
+        return ClientConnection(
+            host="127.0.0.1", port=self.port, login=self.username, password=self.password, extra=extra
+        )
+
     def connection_extra(self, host_name: str | None = None, **overrides: Any) -> dict[str, Any]:
         """The ``extra`` of a ``hyperv`` Airflow connection that reaches one emulated host."""
         extra: dict[str, Any] = {

@@ -346,6 +346,9 @@ class _Handler(BaseHTTPRequestHandler):
         if host is None:
             self._answer(404)
             return
+        if not getattr(owner.hosts[host], "reachable", True):
+            self._drop()  # a node that is down: nothing answers at its address
+            return
         try:
             self._post(owner, host, body)
         except Exception as exc:  # never drop the connection on our own bug: answer a fault

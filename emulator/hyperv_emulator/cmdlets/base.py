@@ -53,6 +53,7 @@ def cmdlet(
     should_process: bool = False,
     prompts: bool = False,
     local_only: bool = False,
+    cluster_only: bool = False,
 ) -> Callable[[Callable[[Call], Iterable[Any]]], Cmdlet]:
     """Decorator: register a handler generator as a cmdlet.
 
@@ -73,6 +74,7 @@ def cmdlet(
                 should_process,
                 prompts,
                 local_only=local_only,
+                cluster_only=cluster_only,
             )
         )
 

@@ -114,6 +114,8 @@ class Cmdlet:
     # A Hyper-V (or event log) cmdlet of this host only: the caller must be a Hyper-V administrator and
     # -ComputerName may name only this host (cmdlets/base.py, invoke).
     local_only: bool = False
+    # A FailoverClusters cmdlet: only a cluster node has the module (elsewhere: not recognized).
+    cluster_only: bool = False
     all_params: tuple[Param, ...] = field(init=False)
 
     def __post_init__(self) -> None:

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hyperv_emulator.cmdlets import (  # noqa: F401  (registers the cmdlets)
+    cluster_cmdlets,
     disk_cmdlets,
     file_cmdlets,
     network_cmdlets,
@@ -68,7 +69,7 @@ def _vm_refs(params: dict[str, Any]) -> list[str]:
                 refs.append(str(item.id))
             elif isinstance(item, Checkpoint):
                 refs.append(str(item.vm_id))
-            elif name in ("Id", "Name", "VMName") and isinstance(item, str | uuid.UUID):
+            elif name in ("Id", "Name", "VMName", "VMId") and isinstance(item, str | uuid.UUID):
                 refs.append(str(item))
     return refs
 
@@ -93,6 +94,11 @@ class HyperVCommandHost:
         self.name = host.name
         self.audit = audit if audit is not None else AuditLog()
         self.role = role  # restricted (JEA) mode when set
+
+    @property
+    def reachable(self) -> bool:
+        """False for a cluster node that is down: the server answers nothing for it."""
+        return not self.host.down
 
     def run(self, statements: Sequence[Statement], sink: PipelineSink, ctx: PipelineContext) -> None:
         for statement in statements:
@@ -128,6 +134,8 @@ class HyperVCommandHost:
                 entry = self._open(ctx, "<script>", {"Script": inv.name[:200]})
                 raise self._terminate(entry, ScriptsNotAllowedError(inv.name), None)
             cmdlet = REGISTRY.get(inv.name.strip().lower())
+            if cmdlet is not None and cmdlet.cluster_only and self.host.cluster is None:
+                cmdlet = None  # no FailoverClusters module outside a cluster
             visible = None
             if cmdlet is not None and self.role is not None:
                 # JEA shows a command under its own name only (no aliases unless VisibleAliases).

@@ -43,6 +43,8 @@ MODULES = {
     "set-content": "Microsoft.PowerShell.Management",
     "get-item": "Microsoft.PowerShell.Management",
     "get-winevent": "Microsoft.PowerShell.Diagnostics",
+    "get-clusternode": "FailoverClusters",
+    "get-clustergroup": "FailoverClusters",
     **FUNCTIONS,
 }
 # Cmdlets that work through a PowerShell provider (FileSystem): invisible providers break them.

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hyperv_emulator.model.checkpoint import Checkpoint
+from hyperv_emulator.model.cluster import Cluster, ClusterGroup
 from hyperv_emulator.model.host import HostModel
 from hyperv_emulator.model.paths import Volume
 from hyperv_emulator.model.vm import HardDrive, IntegrationService, VirtualMachine
@@ -65,3 +66,19 @@ class VolumeView:
 
     host: HostModel
     volume: Volume
+
+
+@dataclass(frozen=True)
+class ClusterNodeView:
+    """A node as Get-ClusterNode shows it."""
+
+    cluster: Cluster
+    name: str
+
+
+@dataclass(frozen=True)
+class ClusterGroupView:
+    """A clustered role as Get-ClusterGroup shows it."""
+
+    cluster: Cluster
+    group: ClusterGroup

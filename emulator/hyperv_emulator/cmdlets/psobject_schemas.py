@@ -307,3 +307,34 @@ VOLUME_TYPE = ps_type(
         ("PSComputerName", PSString),
     ],
 )
+
+# --- FailoverClusters: what Get-ClusterNode and Get-ClusterGroup write ------------------------------------
+# Type and property names from the FailoverClusters docs (Get-ClusterNode: Name, State, ...; Get-ClusterGroup:
+# Name, OwnerNode, State, GroupType). OwnerNode is a ClusterNode object on the host; over remoting it
+# arrives as its name (a nested object past the serialisation depth is sent as its ToString(): *unconfirmed*
+# for this type, the client reads both forms).
+FC = "Microsoft.FailoverClusters.PowerShell."
+CLUSTER_NODE_TYPE = ps_type(
+    "ClusterNodeObj",
+    [FC + "ClusterNode", FC + "ClusterObject", "System.Object"],
+    [
+        ("Name", PSString),
+        ("NodeName", PSString),
+        ("State", None),
+        ("Id", PSString),
+        ("Cluster", PSString),
+    ],
+)
+CLUSTER_GROUP_TYPE = ps_type(
+    "ClusterGroupObj",
+    [FC + "ClusterGroup", FC + "ClusterObject", "System.Object"],
+    [
+        ("Name", PSString),
+        ("OwnerNode", PSString),
+        ("State", None),
+        ("GroupType", None),
+        ("Id", PSString),
+        ("IsCoreGroup", None),
+        ("Cluster", PSString),
+    ],
+)

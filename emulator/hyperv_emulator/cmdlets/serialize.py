@@ -18,6 +18,8 @@ from psrpcore.types import PSChar, PSObject
 from psrpcore.types import _serializer as _psrp_serializer
 
 from hyperv_emulator.cmdlets.output_views import (
+    ClusterGroupView,
+    ClusterNodeView,
     DriveInfoView,
     DriveView,
     FileHashView,
@@ -28,6 +30,8 @@ from hyperv_emulator.cmdlets.output_views import (
     VolumeView,
 )
 from hyperv_emulator.cmdlets.psobject_schemas import (
+    CLUSTER_GROUP_TYPE,
+    CLUSTER_NODE_TYPE,
     DIR_TYPE,
     DRIVE_TYPE,
     EVENT_RECORD_TYPE,
@@ -46,7 +50,7 @@ from hyperv_emulator.cmdlets.psobject_schemas import (
 from hyperv_emulator.model.checkpoint import Checkpoint
 from hyperv_emulator.model.clock import to_datetime
 from hyperv_emulator.model.culture import HostDateTime
-from hyperv_emulator.model.enums import VhdFormat
+from hyperv_emulator.model.enums import GroupType, VhdFormat
 from hyperv_emulator.model.eventlog import EventRecord
 from hyperv_emulator.model.host import HostModel
 from hyperv_emulator.model.importing import ADAPTER_NAME, switch_of
@@ -103,7 +107,9 @@ def _vm(vm: VirtualMachine, host: HostModel) -> PSObject:
             "VMId": vm.id,
             "VMName": vm.name,
             "State": ps_enum(vm.state),
-            "Status": host.culture.texts.merging_disks
+            "Status": host.culture.texts.migrating
+            if vm.busy == "migrating"
+            else host.culture.texts.merging_disks
             if vm.is_merging
             else host.culture.texts.operating_normally,
             "Heartbeat": ps_enum(vm.heartbeat),
@@ -360,6 +366,37 @@ def _volume(view: VolumeView, host: HostModel) -> PSObject:
     )
 
 
+def _cluster_node(view: ClusterNodeView, host: HostModel) -> PSObject:
+    cluster = view.cluster
+    index = list(cluster.nodes).index(view.name) + 1
+    return fill(
+        CLUSTER_NODE_TYPE(),
+        {
+            "Name": view.name,
+            "NodeName": view.name,
+            "State": ps_enum(cluster.node_state[view.name]),
+            "Id": str(index),  # node ids are small numbers in node order
+            "Cluster": cluster.name,
+        },
+    )
+
+
+def _cluster_group(view: ClusterGroupView, host: HostModel) -> PSObject:
+    cluster, group = view.cluster, view.group
+    return fill(
+        CLUSTER_GROUP_TYPE(),
+        {
+            "Name": group.name,
+            "OwnerNode": group.owner,
+            "State": ps_enum(cluster.group_state(group)),
+            "GroupType": ps_enum(GroupType.VirtualMachine),
+            "Id": str(group.id),
+            "IsCoreGroup": False,
+            "Cluster": cluster.name,
+        },
+    )
+
+
 # --- the one table: each type a cmdlet emits -> the function that fills its schema ---------------------
 
 Serializer = Callable[[Any, HostModel], PSObject]
@@ -376,6 +413,8 @@ SERIALIZERS: dict[type, Serializer] = {
     EventRecord: _event_record,  # EVENT_RECORD_TYPE
     NetworkAdapterView: _network_adapter,  # NETWORK_ADAPTER_TYPE
     VolumeView: _volume,  # VOLUME_TYPE
+    ClusterNodeView: _cluster_node,  # CLUSTER_NODE_TYPE
+    ClusterGroupView: _cluster_group,  # CLUSTER_GROUP_TYPE
 }
 
 

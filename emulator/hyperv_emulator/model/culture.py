@@ -33,6 +33,7 @@ class Texts:
     status: dict[IntegrationStatus, str] = field(default_factory=dict)
     operating_normally: str = "Operating normally"
     merging_disks: str = "Merging disks"
+    migrating: str = "Migrating"  # the VM's Status during a live migration (*unconfirmed* wording)
 
 
 EN_US = Texts(

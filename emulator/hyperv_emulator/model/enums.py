@@ -113,6 +113,40 @@ class VhdFormat(IntEnum):
     VHDSet = 4
 
 
+# --- FailoverClusters (Microsoft.FailoverClusters.PowerShell) ------------------------------------------
+
+
+class ClusterNodeState(IntEnum):
+    """CLUSTER_NODE_STATE ("CLUSTER_NODE_STATE enumeration (clusapi.h)", learn.microsoft.com)."""
+
+    Unknown = -1
+    Up = 0
+    Down = 1
+    Paused = 2
+    Joining = 3
+
+
+class ClusterGroupState(IntEnum):
+    """ClusResGroup.State / CLUSTER_GROUP_STATE with the numbers the automation type library gives
+    ("ClusResGroup.State property", learn.microsoft.com)."""
+
+    Unknown = -1
+    Online = 0
+    Offline = 1
+    Failed = 2
+    PartialOnline = 3
+    Pending = 4
+
+
+class GroupType(IntEnum):
+    """CLUSGROUP_TYPE, the values a cluster group's GroupType prints ("CLUSGROUP_TYPE enumeration
+    (clusapi.h)", learn.microsoft.com); only the ones the emulator uses."""
+
+    Cluster = 1
+    AvailableStorage = 2
+    VirtualMachine = 111
+
+
 ENUM_TYPE_NAMES: dict[type[IntEnum], str] = {
     VMState: "Microsoft.HyperV.PowerShell.VMState",
     CheckpointType: "Microsoft.HyperV.PowerShell.CheckpointType",
@@ -122,6 +156,9 @@ ENUM_TYPE_NAMES: dict[type[IntEnum], str] = {
     ControllerType: "Microsoft.HyperV.PowerShell.ControllerType",
     VhdType: "Microsoft.Vhd.PowerShell.VhdType",
     VhdFormat: "Microsoft.Vhd.PowerShell.VhdFormat",
+    ClusterNodeState: "Microsoft.FailoverClusters.PowerShell.ClusterNodeState",
+    ClusterGroupState: "Microsoft.FailoverClusters.PowerShell.ClusterGroupState",
+    GroupType: "Microsoft.FailoverClusters.PowerShell.GroupType",
 }
 
 

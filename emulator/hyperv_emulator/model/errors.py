@@ -499,3 +499,36 @@ class InvalidQueryError(HyperVError):
 
     def __init__(self, query: str) -> None:
         super().__init__(f"The specified query is invalid: {query}")
+
+
+# --- FailoverClusters module (Microsoft.FailoverClusters.PowerShell) --------------------------------------
+
+
+class ClusterObjectNotFoundError(HyperVError):
+    """Get-ClusterGroup / Get-ClusterNode for a name or VM Id the cluster does not have. Category
+    ObjectNotFound; the error id, exception type and wording are *unconfirmed* (no public capture found)."""
+
+    error_id = "ClusterObjectNotFound"
+    category = "ObjectNotFound"
+    exception_type = "Microsoft.FailoverClusters.PowerShell.ClusterCmdletException"
+
+    def __init__(self, kind: str, what: str) -> None:
+        super().__init__(
+            f"The cluster {kind} '{what}' was not found.", target_name=what, target_type="String"
+        )
+
+
+class ClusterUnreachableError(HyperVError):
+    """``-Cluster`` naming a cluster this node cannot open (another cluster; from a remote session the
+    node would also need to reach it as a second hop). Wording and id *unconfirmed*."""
+
+    error_id = "ClusterCmdletException"
+    category = "ConnectionError"
+    exception_type = "Microsoft.FailoverClusters.PowerShell.ClusterCmdletException"
+
+    def __init__(self, name: str) -> None:
+        super().__init__(
+            f"Failed to connect to the cluster '{name}' from this node.",
+            target_name=name,
+            target_type="String",
+        )

@@ -42,6 +42,8 @@ def export_snapshot(
     Export-VMSnapshot (it follows Export-VM, hashicorp/packer#5913). On failure the partial folder stays."""
     with host.lock:
         host.settle()
+        if vm.busy == "migrating":
+            host._require_idle(vm, "Export operation")
         dest = host.fs.join(host.fs.normalize(path), vm.name)
         volume = host.fs.volume_for(dest)  # a CSV or mount point has its own free space
         uid = str(vm.id).upper()

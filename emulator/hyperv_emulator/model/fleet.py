@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import re
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -18,6 +18,7 @@ import yaml
 
 from hyperv_emulator.faults import FaultPlan
 from hyperv_emulator.model.clock import Clock
+from hyperv_emulator.model.cluster import DEFAULT_LIVE_MIGRATION_SECONDS, Cluster, SharedStorage
 from hyperv_emulator.model.culture import LOCALES, WINDOWS_VERSIONS, HostCulture
 from hyperv_emulator.model.disk import GiB, MiB, VirtualDisk
 from hyperv_emulator.model.enums import CheckpointType, VhdType, VMState
@@ -59,10 +60,12 @@ _VM_KEYS = {
     "disks",
     "notes",
     "path",
+    "clustered",
 }
 _DISK_KEYS = {"path", "name", "size_gb", "file_gb", "type", "volume", "parent"}
 _VOLUME_KEYS = {"capacity_gb", "used_gb", "label", "file_system"}
 _GOLDEN_KEYS = {"path", "size_gb", "file_gb"}
+_CLUSTER_KEYS = {"name", "nodes", "shared_volumes", "live_migration_seconds"}
 _FILE_SYSTEMS = ("NTFS", "ReFS", "CSVFS")
 # Every real VMState by name: a VM whose health is not OK sits in a Critical twin (PausedCritical).
 _STATES = {state.name.lower(): state for state in VMState}
@@ -134,11 +137,16 @@ class Fleet:
     (the fleet file's ``winrm`` section, else the defaults), which the WS-Man service enforces."""
 
     def __init__(
-        self, hosts: dict[str, HostModel], timing: Timing, winrm_quotas: dict[str, WinRMQuotas] | None = None
+        self,
+        hosts: dict[str, HostModel],
+        timing: Timing,
+        winrm_quotas: dict[str, WinRMQuotas] | None = None,
+        clusters: dict[str, Cluster] | None = None,
     ) -> None:
         self.hosts = hosts
         self.timing = timing
         self.winrm_quotas = {name: (winrm_quotas or {}).get(name, WinRMQuotas()) for name in hosts}
+        self.clusters = clusters or {}
 
     @classmethod
     def load(
@@ -163,21 +171,28 @@ class Fleet:
             except yaml.YAMLError as exc:
                 raise FleetError(f"{path}: not valid YAML: {exc}") from exc
         data = _mapping(ctx, "", "(top level)", data)
-        _unknown(ctx, "", data, {"hosts", "timing"})
+        _unknown(ctx, "", data, {"hosts", "timing", "clusters"})
         if timing is None:
             timing = cls._timing(ctx, data.get("timing") or {})
         hosts_raw = data.get("hosts")
         if not isinstance(hosts_raw, list) or not hosts_raw:
             raise ctx.fail("", "hosts", "expected a non-empty list of hosts")
+        specs = cls._cluster_specs(ctx, data.get("clusters") or [], hosts_raw, root_dir)
+        node_of = {node.lower(): spec for spec in specs for node in spec["nodes"]}
         hosts: dict[str, HostModel] = {}
         quotas: dict[str, WinRMQuotas] = {}
         for hi, raw in enumerate(hosts_raw):
-            host = cls._host(ctx, hi, raw, root_dir=root_dir, clock=clock, faults=faults, timing=timing)
+            name = str(raw.get("name", "")) if isinstance(raw, Mapping) else ""
+            shared = node_of[name.lower()]["shared"] if name.lower() in node_of else []
+            host = cls._host(
+                ctx, hi, raw, root_dir=root_dir, clock=clock, faults=faults, timing=timing, shared=shared
+            )
             if host.name.lower() in {h.lower() for h in hosts}:
                 raise ctx.fail(f"hosts[{hi}] '{host.name}'", "name", "duplicate host name")
             hosts[host.name] = host
             quotas[host.name] = cls._winrm(ctx, f"hosts[{hi}] '{host.name}'", raw.get("winrm") or {})
-        return cls(hosts, timing, quotas)
+        clusters = {spec["name"]: cls._cluster(ctx, spec, hosts, clock) for spec in specs}
+        return cls(hosts, timing, quotas, clusters)
 
     @staticmethod
     def _winrm(ctx: _Ctx, where: str, raw: Any) -> WinRMQuotas:
@@ -188,6 +203,107 @@ class Fleet:
         except ValueError as exc:
             field, _, problem = str(exc).partition(": ")
             raise ctx.fail(where, f"winrm.{field}", problem) from exc
+
+    @staticmethod
+    def _cluster_specs(ctx: _Ctx, raw: Any, hosts_raw: list[Any], root_dir: Path) -> list[dict[str, Any]]:
+        """``clusters``: each a name, its nodes (hosts of this file) and its Cluster Shared Volumes."""
+        if not isinstance(raw, list):
+            raise ctx.fail("", "clusters", "expected a list of clusters")
+        host_names = {
+            str(h.get("name", "")).lower(): str(h.get("name")) for h in hosts_raw if isinstance(h, Mapping)
+        }
+        specs: list[dict[str, Any]] = []
+        taken: set[str] = set()
+        for ci, craw in enumerate(raw):
+            where = f"clusters[{ci}]"
+            craw = _mapping(ctx, where, "clusters", craw)
+            name = craw.get("name")
+            if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9-]{0,14}", name):
+                raise ctx.fail(where, "name", f"expected a cluster name (a NetBIOS name), got {name!r}")
+            where = f"clusters[{ci}] '{name}'"
+            _unknown(ctx, where, craw, _CLUSTER_KEYS)
+            nodes_raw = craw.get("nodes")
+            if not isinstance(nodes_raw, list) or not nodes_raw:
+                raise ctx.fail(where, "nodes", "expected a non-empty list of host names")
+            nodes: list[str] = []
+            for node in nodes_raw:
+                real = host_names.get(str(node).lower())
+                if real is None:
+                    raise ctx.fail(where, "nodes", f"{node!r} is not a host of this fleet")
+                if real.lower() in taken:
+                    raise ctx.fail(where, "nodes", f"{real!r} is already a node of another cluster")
+                taken.add(real.lower())
+                nodes.append(real)
+            vols = _mapping(ctx, where, "shared_volumes", craw.get("shared_volumes") or {})
+            if not vols:
+                raise ctx.fail(where, "shared_volumes", "a cluster needs at least one Cluster Shared Volume")
+            shared: list[SharedStorage] = []
+            for key, spec in vols.items():
+                mount = str(key)
+                if not mount.lower().startswith("c:\\clusterstorage\\") or len(mount.rstrip("\\")) <= 17:
+                    raise ctx.fail(
+                        where,
+                        f"shared_volumes.{mount}",
+                        "a CSV is a folder under C:\\ClusterStorage\\ (C:\\ClusterStorage\\Volume1)",
+                    )
+                spec = _mapping(ctx, where, f"shared_volumes.{mount}", spec)
+                _unknown(ctx, f"{where} shared_volumes.{mount}", spec, _VOLUME_KEYS - {"file_system"})
+                cap = _num(
+                    ctx, where, f"shared_volumes.{mount}.capacity_gb", spec.get("capacity_gb"), minimum=0.001
+                )
+                used = _num(ctx, where, f"shared_volumes.{mount}.used_gb", spec.get("used_gb", 0))
+                vol = Volume(
+                    "",
+                    int(cap * GiB),
+                    int(used * GiB),
+                    str(spec.get("label", "")),
+                    mount_point=mount.rstrip("\\"),
+                    file_system="CSVFS",
+                    guid=str(uuid.uuid5(uuid.NAMESPACE_URL, f"csv:{name}/{mount.lower()}")),
+                )
+                leaf = mount.rstrip("\\").rsplit("\\", 1)[-1]
+                shared.append(SharedStorage(vol, root_dir / ".clusters" / name / leaf))
+            seconds = _num(
+                ctx,
+                where,
+                "live_migration_seconds",
+                craw.get("live_migration_seconds", DEFAULT_LIVE_MIGRATION_SECONDS),
+            )
+            specs.append({"name": name, "nodes": nodes, "shared": shared, "seconds": seconds, "where": where})
+        return specs
+
+    @staticmethod
+    def _cluster(ctx: _Ctx, spec: dict[str, Any], hosts: dict[str, HostModel], clock: Clock) -> Cluster:
+        """The cluster over its nodes: every VM of a node is a clustered role (``clustered: false``
+        keeps one local), and a clustered VM must live on the cluster's shared volumes."""
+        cluster = Cluster(
+            spec["name"],
+            {n: hosts[n] for n in spec["nodes"]},
+            clock,
+            spec["shared"],
+            live_migration_seconds=spec["seconds"],
+        )
+        mounts = [s.volume.mount_point.lower() + "\\" for s in spec["shared"]]
+        for node in spec["nodes"]:
+            host = hosts[node]
+            for vm in host.vms():
+                if not vm.clustered:
+                    continue
+                paths = [vm.path, *(d.disk.path for d in vm.hard_drives)]
+                local = [p for p in paths if not any(p.lower().startswith(m) for m in mounts)]
+                if local:
+                    raise ctx.fail(
+                        f"hosts '{node}' vm '{vm.name}'",
+                        "path",
+                        f"a clustered VM lives on the cluster's shared volumes, not {local[0]} "
+                        "(set clustered: false for a VM local to its node)",
+                    )
+                if any(g.name.lower() == vm.name.lower() for g in cluster.groups.values()):
+                    raise ctx.fail(
+                        f"hosts '{node}' vm '{vm.name}'", "name", "two clustered roles of one name"
+                    )
+                cluster.add_role(vm, node)
+        return cluster
 
     @staticmethod
     def _timing(ctx: _Ctx, raw: Any) -> Timing:
@@ -204,7 +320,16 @@ class Fleet:
 
     @classmethod
     def _host(
-        cls, ctx: _Ctx, hi: int, raw: Any, *, root_dir: Path, clock: Clock, faults: FaultPlan, timing: Timing
+        cls,
+        ctx: _Ctx,
+        hi: int,
+        raw: Any,
+        *,
+        root_dir: Path,
+        clock: Clock,
+        faults: FaultPlan,
+        timing: Timing,
+        shared: Sequence[SharedStorage] = (),
     ) -> HostModel:
         where = f"hosts[{hi}]"
         raw = _mapping(ctx, where, "hosts", raw)
@@ -286,6 +411,11 @@ class Fleet:
                 host.fs.add_mount(vol)
             except Exception as exc:
                 raise ctx.fail(where, f"volumes.{vol.mount_point}", str(exc)) from exc
+        for storage in shared:  # the cluster's CSVs, one real folder for every node
+            try:
+                host.fs.add_shared_mount(storage.volume, storage.real, storage.sizes, storage.lock)
+            except Exception as exc:
+                raise ctx.fail(where, f"volumes.{storage.volume.mount_point}", str(exc)) from exc
         golden = cls._golden_images(ctx, where, raw.get("golden_images") or [], host)
         vms_raw = raw.get("vms") or []
         if not isinstance(vms_raw, list):
@@ -400,6 +530,7 @@ class Fleet:
             notes=str(raw.get("notes", "")),
             integration=services,
         )
+        vm.clustered = _bool(ctx, where, "clustered", raw.get("clustered", True))
         disks_raw = raw.get("disks") or [{"size_gb": 40, "file_gb": 10}]
         if not isinstance(disks_raw, list):
             raise ctx.fail(where, "disks", "expected a list of disks")

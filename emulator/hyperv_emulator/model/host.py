@@ -17,6 +17,7 @@ import threading
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from hyperv_emulator.faults import Fault, FaultPlan
 from hyperv_emulator.model.checkpoint import Checkpoint, Consistency
@@ -45,6 +46,9 @@ from hyperv_emulator.model.paths import HostFileSystem, Volume
 from hyperv_emulator.model.vhd import VhdInfo, vhd_info
 from hyperv_emulator.model.vm import VirtualMachine
 from hyperv_emulator.model.wildcard import WildcardPattern
+
+if TYPE_CHECKING:
+    from hyperv_emulator.model.cluster import Cluster
 
 
 @dataclass
@@ -98,6 +102,8 @@ class HostModel:
         self.events = HostEventLog(clock)  # Get-WinEvent (emulator/model/eventlog.py)
         self.culture = HostCulture()  # language, time zone, Windows version (emulator/model/culture.py)
         self.caller_is_hyperv_admin = True  # False: every Hyper-V cmdlet answers AccessDenied
+        self.cluster: Cluster | None = None  # the failover cluster this host is a node of (model/cluster.py)
+        self.down = False  # a cluster node that is down answers nothing
 
     # --- building ---------------------------------------------------------------------------------------
 
@@ -121,6 +127,14 @@ class HostModel:
             self._vms[vm.id] = vm
             return vm
 
+    def detach_vm(self, vm_id: uuid.UUID) -> VirtualMachine:
+        """Take a VM off this host (it moves to another node of its cluster); under the cluster lock."""
+        return self._vms.pop(vm_id)
+
+    def attach_vm(self, vm: VirtualMachine) -> None:
+        """Register a VM that moved here from another node (its files are on shared storage)."""
+        self._vms[vm.id] = vm
+
     def write_disk(self, disk: VirtualDisk) -> None:
         """Write (or rewrite) a disk's stand-in file."""
         self.fs.write_standin(disk.path, disk.header(), disk.file_size)
@@ -128,8 +142,11 @@ class HostModel:
     # --- settling timed transitions -----------------------------------------------------------------------
 
     def settle(self) -> None:
-        """Apply every background merge whose end time has passed."""
+        """End every live migration whose time is up (a cluster node), then apply every background
+        merge whose end time has passed."""
         with self.lock:
+            if self.cluster is not None:
+                self.cluster.settle()
             self.merges.settle(self._vms.values())
 
     # --- lookups -------------------------------------------------------------------------------------------
@@ -344,6 +361,8 @@ class HostModel:
         return cp
 
     def _require_idle(self, vm: VirtualMachine, what: str) -> None:
+        if vm.busy == "migrating" and self.cluster is not None:
+            self.cluster.mark_seen(vm.id)
         if vm.busy or vm.merge_until is not None:
             doing = "merging disks" if vm.merge_until is not None else vm.busy
             raise InvalidStateError(

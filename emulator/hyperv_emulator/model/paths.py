@@ -70,6 +70,16 @@ class Share:
     volume: Volume
 
 
+@dataclass(frozen=True)
+class _SharedMount:
+    mount_point: str  # as normalised by add_mount
+    drive: str
+    parts: list[str]  # lower case
+    real: Path
+    sizes: dict[str, int]
+    lock: threading.RLock
+
+
 class HostFileSystem:
     """The host's drives mapped onto ``root``; thread-safe for the bookkeeping it keeps."""
 
@@ -90,6 +100,9 @@ class HostFileSystem:
         for letter in self.volumes:
             (root / letter).mkdir(exist_ok=True)
         self.mounts: list[Volume] = []
+        # Folder mounts whose files live in a real folder shared with other hosts (a Cluster Shared
+        # Volume).
+        self._shared: list[_SharedMount] = []
         for vol in mounts:
             self.add_mount(vol)
 
@@ -105,6 +118,24 @@ class HostFileSystem:
             raise InvalidPathError(vol.mount_point, f"A volume is already mounted at {vol.mount_point}.")
         self.to_real(vol.mount_point).mkdir(parents=True, exist_ok=True)
         self.mounts.append(vol)
+
+    def add_shared_mount(self, vol: Volume, real: Path, sizes: dict[str, int], lock: threading.RLock) -> None:
+        """Mount ``vol`` like ``add_mount``, its files in ``real``: a folder every node of a cluster
+        mounts at the same place (``C:\\ClusterStorage\\Volume1``), with one size table for all."""
+        real.mkdir(parents=True, exist_ok=True)
+        self.add_mount(vol)  # the local folder stays (empty): the parent lists the mount point
+        drive, parts = self.split(vol.mount_point)
+        self._shared.append(
+            _SharedMount(vol.mount_point, drive, [p.lower() for p in parts], real, sizes, lock)
+        )
+
+    def _shared_for(self, drive: str, parts: list[str]) -> tuple[Path, list[str]] | None:
+        """(real folder, the rest of the path) when ``drive:\\parts`` is on a shared mount."""
+        low = [p.lower() for p in parts]
+        for m in self._shared:
+            if m.drive == drive and low[: len(m.parts)] == m.parts:
+                return m.real, parts[len(m.parts) :]
+        return None
 
     def all_volumes(self) -> list[Volume]:
         """Drive-letter volumes, then folder-mounted ones (Get-Volume lists both)."""
@@ -127,6 +158,11 @@ class HostFileSystem:
         return best if best is not None else self._volume(drive)
 
     def _volume_real_root(self, vol: Volume) -> Path:
+        if vol.mount_point:
+            drive, parts = self.split(vol.mount_point)
+            shared = self._shared_for(drive, parts)
+            if shared is not None and not shared[1]:
+                return shared[0]
         for share in self.shares.values():
             if share.volume is vol:
                 return share.real
@@ -215,6 +251,9 @@ class HostFileSystem:
     def to_real(self, path: str) -> Path:
         drive, parts = self.split(path)
         top = self._drive_root(drive)
+        shared = self._shared_for(drive, parts)
+        if shared is not None:
+            top, parts = shared
         real = top
         for comp in parts:
             real = real / self._existing_name(real, comp)
@@ -235,6 +274,9 @@ class HostFileSystem:
         return name
 
     def to_windows(self, real: Path) -> str:
+        for m in self._shared:
+            if real == m.real or m.real in real.parents:
+                return "\\".join([m.mount_point.rstrip("\\"), *real.relative_to(m.real).parts])
         for share in self.shares.values():
             if real == share.real or share.real in real.parents:
                 return "\\".join([share.unc, *real.relative_to(share.real).parts])
@@ -248,6 +290,9 @@ class HostFileSystem:
     # --- logical sizes and free space ---------------------------------------------------------------
 
     def _sizes(self, real: Path) -> tuple[dict[str, int], threading.RLock]:
+        for m in self._shared:
+            if real == m.real or m.real in real.parents:
+                return m.sizes, m.lock
         for share in self.shares.values():
             if real == share.real or share.real in real.parents:
                 return _SHARE_SIZES, _SHARE_LOCK

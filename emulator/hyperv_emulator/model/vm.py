@@ -85,7 +85,8 @@ class VirtualMachine:
     checkpoints: list[Checkpoint] = field(default_factory=list)
     parent_checkpoint_id: uuid.UUID | None = None
     merge_until: float | None = None  # a background merge runs until this emulated time
-    busy: str = ""  # an operation in progress that excludes others ("checkpoint", "export", ...)
+    busy: str = ""  # an operation in progress that excludes others ("checkpoint", "export", "migrating", ...)
+    clustered: bool = True  # on a cluster node: a clustered role (fleet ``clustered: false`` keeps it local)
 
     # --- derived, read-only views ---------------------------------------------------------------------
 
