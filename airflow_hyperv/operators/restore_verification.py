@@ -272,8 +272,7 @@ class HyperVRestoreCleanupOperator(HyperVOperatorMixin, BaseOperator):
 
     Run it as the teardown of ``HyperVRestoreTestOperator``: a worker that died mid-test leaves a copy
     behind. Only VMs that live in, and folders named, ``restore-test...`` under ``restore_root`` are
-    touched.
-    Returns (XCom): the Ids of the copies removed.
+    touched. Returns (XCom): the Ids of the copies removed.
 
     :param restore_root: The restore test's ``restore_root``. (templated)
     :param hyperv_conn_id: The Airflow connection (type ``hyperv``) of the Hyper-V host. Default
