@@ -57,6 +57,9 @@ if RetryPolicy is not None:
         otherwise ask ``inner`` (the user's own policy), or Airflow's standard retries.
 
         Every Hyper-V operator and sensor carries it: a user's ``retry_policy`` is wrapped, not replaced.
+
+        :param inner: The user's own retry policy, asked about every error that is not a rejected login.
+            Default None: Airflow's standard retries (``retries``, ``retry_delay``).
         """
 
         def __init__(self, inner: RetryPolicy | None = None) -> None:
@@ -95,7 +98,14 @@ FINAL_ERRORS = (
 
 class NeverRetryRejectedLoginsMixin:
     """The task's ``retry_policy`` FAILs on a rejected login (``NeverRetryRejectedLogins``, wrapping
-    any policy the user gives)."""
+    any policy the user gives).
+
+    Every retry of a rejected login is one more bad-password count towards the account's lockout, so
+    none is made, whatever ``retries`` says.
+
+    :param retry_policy: (BaseOperator's) A ``RetryPolicy`` of your own: kept, and asked about every
+        error that is not a rejected login (Airflow 3.3+; older Airflow has no retry policies).
+    """
 
     def _convert_retry_policy(self, policy: Any) -> Any:
         """BaseOperator.__setattr__ passes every ``retry_policy`` assignment through this."""
@@ -106,12 +116,23 @@ class NeverRetryRejectedLoginsMixin:
 
 class HyperVConnectionMixin:
     """The connection and the hook. The hook raises AirflowFailException when the host rejects the
-    login, even where that happens before an operator's ``final_errors`` guard."""
+    login, even where that happens before an operator's ``final_errors`` guard.
+
+    :param hyperv_conn_id: The Airflow connection (type ``hyperv``) of the Hyper-V host. Default
+        ``hyperv_default``. (templated)
+    :param vm: The VM's exact name, or its Id (a GUID). Wildcard characters (``* ? [ ]`` and the
+        backtick) are refused before the host is contacted; the name is resolved once, and every
+        later call acts on the Id. (templated)
+    """
 
     hyperv_conn_id: str
     vm: str
 
     def hyperv_hook(self) -> HyperVHook:
+        """A new ``HyperVHook`` on ``hyperv_conn_id`` (use it in a ``with`` block: one runspace pool).
+
+        :return: The hook; a rejected login raises AirflowFailException from it, so no retry follows.
+        """
         from airflow_hyperv.hooks.hyperv import HyperVHook  # transport code loads at run time only
 
         hook = HyperVHook(self.hyperv_conn_id)
@@ -120,7 +141,11 @@ class HyperVConnectionMixin:
 
     @contextlib.contextmanager
     def final_errors(self) -> Iterator[None]:
-        """Bad input, rejected credentials and Hyper-V refusals fail the task without retries."""
+        """Bad input, rejected credentials and Hyper-V refusals fail the task without retries.
+
+        A context manager: ``FINAL_ERRORS`` raised inside it become AirflowFailException (the original
+        is its cause); anything else passes unchanged, to Airflow's retries.
+        """
         try:
             yield
         except FINAL_ERRORS as exc:
@@ -133,12 +158,30 @@ class HyperVOperatorMixin(NeverRetryRejectedLoginsMixin, HyperVConnectionMixin):
     Rejected credentials fail the task at once, wherever they surface: the task's ``retry_policy``
     FAILs on them, and the hook an operator opens raises AirflowFailException when the host rejects
     the login.
+
+    :param hyperv_conn_id: The Airflow connection (type ``hyperv``) of the Hyper-V host. Default
+        ``hyperv_default``. (templated)
+    :param vm: The VM's exact name, or its Id (a GUID); wildcard characters are refused before the
+        host is contacted. (templated)
+    :param retry_policy: (BaseOperator's) A ``RetryPolicy`` of your own: wrapped, never replaced, so a
+        rejected login still fails without retries.
     """
 
 
 class DeferrableMixin:
     """One way to wait everywhere: defer to a trigger (no worker slot held) or poll in the worker,
-    with the one wait loop the triggers use (``airflow_hyperv.hooks.waiter``)."""
+    with the one wait loop the triggers use (``airflow_hyperv.hooks.waiter``).
+
+    Both paths follow the same rules: a rejected login ends the wait at once and fails the task
+    without retries; other failed polls count against ``[hyperv] wait_error_budget`` (5 in a row by
+    default); past ``wait_timeout`` the wait fails saying what it last saw. Deferred, Airflow's own
+    deferral timeout is set a little later (``wait_timeout`` x 1.1 + 60 s) as a backstop only.
+
+    :param deferrable: Wait in the triggerer (the task gives up its worker slot) instead of polling
+        in the worker. Default None: Airflow's ``[operators] default_deferrable`` (False unless set).
+    :param poll_interval: Seconds between two looks at the host while waiting. Must be above 0.
+    :param wait_timeout: Seconds the wait may last before the task fails; None: no limit.
+    """
 
     deferrable: bool
     poll_interval: float
@@ -159,7 +202,11 @@ class DeferrableMixin:
 
     def defer_to(self, trigger: BaseTrigger) -> None:
         """Hand the wait to the triggerer; ``execute_complete(context, event)`` resumes, and finds
-        what it needs in ``resume_state(event)`` (the trigger's ``resume_state``)."""
+        what it needs in ``resume_state(event)`` (the trigger's ``resume_state``).
+
+        :param trigger: The trigger to wait in. When ``wait_timeout`` is set and the trigger has no
+            ``give_up_after`` of its own, it gets ``wait_timeout``.
+        """
         # The trigger gives up at wait_timeout and says why; Airflow's timeout is only a backstop.
         timeout = dt.timedelta(seconds=self.wait_timeout * 1.1 + 60) if self.wait_timeout else None
         if self.wait_timeout and hasattr(trigger, "give_up_after") and not trigger.give_up_after:
@@ -168,7 +215,11 @@ class DeferrableMixin:
 
     def defer_for_host_state(self, target: WaitTarget, resume_state: dict[str, Any] | None = None) -> None:
         """Defer to the host-state trigger (a VM state or a finished merge), whose polls are shared
-        with every other wait on the same host."""
+        with every other wait on the same host.
+
+        :param target: What to wait for (a VM state, a finished merge).
+        :param resume_state: What the trigger hands back in its event for ``execute_complete``.
+        """
         from airflow_hyperv.triggers.hyperv import HyperVHostStateTrigger
 
         self.defer_to(
@@ -188,14 +239,23 @@ class DeferrableMixin:
         explain: Callable[[str], str] = str,
     ) -> None:
         """The one deferrable contract for host-state waits: defer (resuming in ``execute_complete``
-        with ``resume_state``) when the task is deferrable, else wait here in the worker."""
+        with ``resume_state``) when the task is deferrable, else wait here in the worker.
+
+        :param target: What to wait for (a VM state, a finished merge).
+        :param resume_state: Deferred: what the trigger hands back in its event for ``execute_complete``.
+        :param explain: Turns the timeout text into the task's error message (worker path).
+        """
         if self.deferrable:
             self.defer_for_host_state(target, resume_state)
         self.wait_in_worker(target, explain=explain)
 
     def wait_in_worker(self, target: WaitTarget, explain: Callable[[str], str] = str) -> None:
         """The non-deferrable path: poll the host until ``target`` is reached, a VM vanishes, or
-        ``wait_timeout`` passes (``explain`` turns the timeout text into the task's error)."""
+        ``wait_timeout`` passes (``explain`` turns the timeout text into the task's error).
+
+        :param target: What to wait for.
+        :param explain: Turns the timeout text into the task's error message.
+        """
         from airflow_hyperv.hooks.waiter import HostStateWait, wait
 
         with self.hyperv_hook() as hv:  # type: ignore[attr-defined]
@@ -215,7 +275,13 @@ class DeferrableMixin:
 
     def resume_execution(self, next_method: str, next_kwargs: dict[str, Any] | None, context: Any) -> Any:
         """A wait that ended because the host rejected the trigger's login fails the task here, before
-        ``execute_complete`` could log in again with the same credentials (one more rejected login)."""
+        ``execute_complete`` could log in again with the same credentials (one more rejected login).
+
+        :param next_method: The method Airflow resumes (``execute_complete``, or ``__fail__``).
+        :param next_kwargs: Its kwargs, with the trigger's ``event``.
+        :param context: The task's context.
+        :return: What the resumed method returns.
+        """
         event = (next_kwargs or {}).get("event")
         if isinstance(event, dict) and event.get("rejected_login"):
             raise AirflowFailException(event.get("message") or REJECTED_LOGIN_REASON)
@@ -223,6 +289,12 @@ class DeferrableMixin:
 
     @staticmethod
     def check_event(event: dict[str, Any] | None) -> dict[str, Any]:
+        """The trigger's event if it reports success; else the task fails with its message (without
+        retries when the trigger's login was rejected).
+
+        :param event: The trigger's event.
+        :return: ``event``, when its ``status`` is ``success``.
+        """
         if not event:
             raise AirflowException("the trigger ended without an event")
         if event.get("rejected_login"):  # the trigger's login was refused: retrying locks accounts out
@@ -233,7 +305,11 @@ class DeferrableMixin:
 
     @staticmethod
     def resume_state(event: dict[str, Any] | None) -> dict[str, Any]:
-        """What the task handed its trigger to get back (``resume_state``; "echo" before the rename)."""
+        """What the task handed its trigger to get back (``resume_state``; "echo" before the rename).
+
+        :param event: The trigger's event (None or empty: nothing).
+        :return: A copy of the state, empty when the event carries none.
+        """
         for key in RESUME_STATE_KEYS:
             state = (event or {}).get(key)
             if state:

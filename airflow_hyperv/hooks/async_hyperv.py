@@ -34,6 +34,19 @@ def _slots() -> asyncio.Semaphore:
 
 
 class HyperVAsyncHook:
+    """The async face of ``HyperVHook`` for triggers: each call runs in a worker thread, so the
+    triggerer's event loop never blocks.
+
+    Calls through one async hook are serialised on its one runspace pool; all async hooks of a
+    process together hold at most ``[hyperv] async_max_threads`` threads. Use it as an async context
+    manager (``async with HyperVAsyncHook(conn_id) as hook:``) so the pool is closed on the host.
+
+    :param hyperv_conn_id: The Airflow connection (type ``hyperv``) of the Hyper-V host. Default
+        ``hyperv_default``.
+    :param settings: Already parsed connection settings, used instead of reading ``hyperv_conn_id``.
+        Default None: read the connection (without blocking) on first use.
+    """
+
     def __init__(
         self,
         hyperv_conn_id: str = HyperVHook.default_conn_name,
@@ -47,6 +60,11 @@ class HyperVAsyncHook:
         self._rejected: AuthenticationFailedError | None = None
 
     async def settings(self) -> ConnectionSettings:
+        """The connection's settings, read with ``BaseHook.aget_connection`` (the synchronous read would
+        block the event loop) and parsed once.
+
+        :return: The parsed connection settings.
+        """
         if self._settings is None:
             # The sync get_connection would block the loop (and raises DeadlockImminentError there).
             conn = await BaseHook.aget_connection(self.hyperv_conn_id)
@@ -60,6 +78,9 @@ class HyperVAsyncHook:
 
         Once the host rejected the login, every later call raises that ``AuthenticationFailedError``
         at once, without logging in again, even after ``close()``.
+
+        :param fn: A function of the synchronous ``HyperVHook`` (e.g. ``lambda hv: hv.host_state()``).
+        :return: What ``fn`` returned.
         """
         if self._rejected is not None:
             raise AuthenticationFailedError(str(self._rejected))
@@ -74,6 +95,7 @@ class HyperVAsyncHook:
                 raise
 
     async def close(self) -> None:
+        """Close the runspace pool on the host, in a thread; the next ``call`` opens a new one."""
         async with self._lock:
             hook, self._hook = self._hook, None
             if hook is not None:

@@ -40,6 +40,19 @@ class HyperVBaseHook(BaseHook):
     Once the host rejects the credentials, this hook never logs in again: every later ``open()``
     raises the same ``AuthenticationFailedError`` without contacting the host (an AD account locks
     after a handful of rejected logins). Make a new hook once the credentials are fixed.
+
+    Transient transport faults are retried with random exponential backoff (full jitter), bounded by
+    the connection's ``retry_attempts`` and ``retry_max_seconds``; rejected credentials and Hyper-V's
+    own errors never are.
+
+    .. seealso::
+        docs/hook.md (the hook, retries, dropped connections) and docs/connection.md.
+
+    :param hyperv_conn_id: The Airflow connection (type ``hyperv``) of the Hyper-V host. Default
+        ``hyperv_default``.
+    :param settings: Already parsed connection settings, used instead of reading ``hyperv_conn_id``
+        (the async hook passes what it read without blocking). Default None: read the connection on
+        first use.
     """
 
     conn_name_attr = "hyperv_conn_id"
@@ -129,7 +142,11 @@ class HyperVBaseHook(BaseHook):
 
     def open(self) -> None:
         """Open the runspace pool (one Create and one Receive on the wire) if it is not open yet. For a
-        cluster connection: the pool of the node work goes to now (any node that answers at first)."""
+        cluster connection: the pool of the node work goes to now (any node that answers at first).
+
+        Not retried here (``with`` retries a quota refusal). A rejected login is remembered: this hook
+        never sends another one, and raises the same error (or ``on_rejected``'s) at once.
+        """
         if self.routes:
             if self._rejected is not None:
                 self._raise_rejected(AuthenticationFailedError(str(self._rejected)))
@@ -171,6 +188,8 @@ class HyperVBaseHook(BaseHook):
         ``pypsrp.powershell.PowerShell(pool)``, bound parameters only (``add_cmdlet`` /
         ``add_parameter``): the typed methods of ``HyperVHook`` do the same with retries and error
         classification, and are what operators use.
+
+        :return: The open ``pypsrp.powershell.RunspacePool``.
         """
         if self.routes:
             return self.router.current_hook().get_conn()
@@ -178,6 +197,9 @@ class HyperVBaseHook(BaseHook):
         return self._pool
 
     def close(self) -> None:
+        """Close the runspace pool on the host (a WS-Man Delete) if one is open; a failure is logged,
+        not raised (the host reaps an abandoned pool after its idle timeout). The hook can open a new
+        pool afterwards."""
         if self._router is not None:
             self._router.close()
         pool, self._pool = self._pool, None
@@ -258,7 +280,15 @@ class HyperVBaseHook(BaseHook):
 
     def run_pipeline(self, pipeline: Pipeline) -> Any:
         """Run ``pipeline`` once on the open pool; transport faults come back as domain errors. For a
-        cluster connection: on the node work goes to now (``_run_routed``)."""
+        cluster connection: on the node work goes to now (``_run_routed``).
+
+        Never repeated: use it for what must be sent at most once (an Import-VM). After a transient
+        fault the pool is abandoned (never deleted: the pipeline may still run on the host).
+
+        :param pipeline: The cmdlets with bound parameters (``airflow_hyperv.hyperv.pipelines``).
+        :return: The invocation's result: ``output`` (the objects), ``errors`` (non-terminating error
+            records, never dropped), ``warnings`` and ``verbose``.
+        """
         from airflow_hyperv.hooks.transport import invoke, translate
 
         if self.routes:
@@ -330,7 +360,11 @@ class HyperVBaseHook(BaseHook):
 
     def run_repeatable(self, pipeline: Pipeline) -> Any:
         """Run a pipeline that is safe to repeat (it reads, or sets what it sets to the same end
-        state): after a transient fault it is simply sent again."""
+        state): after a transient fault it is simply sent again.
+
+        :param pipeline: The cmdlets with bound parameters.
+        :return: The invocation's result, as ``run_pipeline``'s.
+        """
         for attempt in self._retrying():
             with attempt:
                 return self.run_pipeline(pipeline)
@@ -339,7 +373,13 @@ class HyperVBaseHook(BaseHook):
     def run_checked_write(self, pipeline: Pipeline, *, already_done: Callable[[], T | None]) -> Any:
         """Run a pipeline that changes the host and must not simply be repeated (a second checkpoint,
         a second lease). Before a repeat, ``already_done()`` asks the host whether the lost try took
-        effect; if it returns something, that is the result and nothing is sent again."""
+        effect; if it returns something, that is the result and nothing is sent again.
+
+        :param pipeline: The cmdlets with bound parameters.
+        :param already_done: Asked before each repeat: what the lost try made (returned as the result),
+            or None to send the pipeline again.
+        :return: The invocation's result, as ``run_pipeline``'s, or what ``already_done`` returned.
+        """
         first = True
         for attempt in self._retrying():
             with attempt:
@@ -357,19 +397,31 @@ class HyperVBaseHook(BaseHook):
         raise AssertionError("unreachable")  # pragma: no cover
 
     def read(self, pipeline: Pipeline) -> Any:
-        """Deprecated name of ``run_repeatable``."""
+        """Deprecated name of ``run_repeatable``.
+
+        :param pipeline: The cmdlets with bound parameters.
+        :return: ``run_repeatable(pipeline)``.
+        """
         warnings.warn("HyperVHook.read is deprecated: use run_repeatable", DeprecationWarning, stacklevel=2)
         return self.run_repeatable(pipeline)
 
     def write(self, pipeline: Pipeline, *, already_done: Callable[[], T | None]) -> Any:
-        """Deprecated name of ``run_checked_write``."""
+        """Deprecated name of ``run_checked_write``.
+
+        :param pipeline: The cmdlets with bound parameters.
+        :param already_done: As for ``run_checked_write``.
+        :return: ``run_checked_write(pipeline, already_done=already_done)``.
+        """
         warnings.warn(
             "HyperVHook.write is deprecated: use run_checked_write", DeprecationWarning, stacklevel=2
         )
         return self.run_checked_write(pipeline, already_done=already_done)
 
     def test_connection(self) -> tuple[bool, str]:
-        """A real round trip (Get-VMHost), as the UI's Test button and ``airflow connections test`` run it."""
+        """A real round trip (Get-VMHost), as the UI's Test button and ``airflow connections test`` run it.
+
+        :return: ``(True, message)`` when the host answered, else ``(False, the reason)``; never raises.
+        """
         from airflow_hyperv.hyperv import pipelines
 
         try:

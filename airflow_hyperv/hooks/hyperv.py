@@ -101,13 +101,34 @@ class HostInfo:
 class HyperVHook(HyperVBaseHook):
     """Typed Hyper-V operations. Resolve a VM once (``get_vm``), then pass its Id everywhere.
 
-    With a cluster connection every call about a VM goes to the node that owns it (hooks/cluster.py)."""
+    With a cluster connection every call about a VM goes to the node that owns it (hooks/cluster.py).
+
+    Use it as a context manager (``with HyperVHook("hyperv_hv_01") as hv:``): one runspace pool for
+    every call, closed on the host at the end. Reads are repeated after a transient fault; writes
+    first ask the host whether the lost try took effect; a rejected login is never repeated.
+
+    .. seealso::
+        docs/hook.md (the hook) and docs/connection.md (preparing a host, the ``hyperv`` connection).
+
+    :param hyperv_conn_id: The Airflow connection (type ``hyperv``) of the Hyper-V host or cluster.
+        Default ``hyperv_default``.
+    :param settings: Already parsed connection settings, used instead of reading ``hyperv_conn_id``.
+        Default None: read the connection on first use.
+    """
 
     _cluster_vms: set[str] = set()  # a cluster connection: the VMs the last host_state saw
 
     # -- virtual machines -------------------------------------------------------------------------
     def get_vm(self, *, name: str | None = None, vm_id: uuid.UUID | None = None) -> VirtualMachine:
-        """The one VM with this exact name or Id; wildcard characters in a name are refused."""
+        """The one VM with this exact name or Id; wildcard characters in a name are refused.
+
+        :param name: The VM's exact name. Wildcard characters (``* ? [ ]`` and the backtick), control
+            characters and over-long names are refused before the host is contacted.
+        :param vm_id: The VM's Id. Give exactly one of ``name`` and ``vm_id`` (else ValueError).
+        :return: The VM.
+        :raises VMNotFoundError: No VM has this name or Id.
+        :raises AmbiguousVMNameError: Several VMs have this name (the message lists their Ids: use one).
+        """
         if (name is None) == (vm_id is None):
             raise ValueError("give exactly one of name or vm_id")
         if self.routes:  # a cluster: ask it where the VM runs, then ask that node
@@ -145,7 +166,11 @@ class HyperVHook(HyperVBaseHook):
     # -- clusters (hooks/cluster.py) --------------------------------------------------------------
     def follow(self, vm_id: uuid.UUID) -> str | None:
         """A cluster connection: find the node the VM runs on now (waiting, bounded, while it is being
-        live-migrated) and send every later call there. Returns that node; None for one host (no-op)."""
+        live-migrated) and send every later call there. Returns that node; None for one host (no-op).
+
+        :param vm_id: The VM's Id.
+        :return: The VM's owner node, or None for a connection to one host.
+        """
         if not self.routes:
             return None
         role = self.router.settled_role(vm_id=uuid.UUID(str(vm_id)))
@@ -171,7 +196,11 @@ class HyperVHook(HyperVBaseHook):
         return self.router.current if self.routes else None
 
     def resolve_vm(self, reference: str) -> VirtualMachine:
-        """A VM by Id when ``reference`` is a GUID, else by exact name."""
+        """A VM by Id when ``reference`` is a GUID, else by exact name.
+
+        :param reference: A VM Id (a GUID) or an exact VM name (what operators take as ``vm``).
+        :return: The VM; act on its ``id`` from here on.
+        """
         try:
             vm_id = uuid.UUID(str(reference))
         except ValueError:
@@ -179,7 +208,11 @@ class HyperVHook(HyperVBaseHook):
         return self.get_vm(vm_id=vm_id)
 
     def vm_with_checkpoints(self, vm_id: uuid.UUID) -> tuple[VirtualMachine, list[Checkpoint]]:
-        """The VM and its checkpoints in one round trip."""
+        """The VM and its checkpoints in one round trip.
+
+        :param vm_id: The VM's Id.
+        :return: ``(vm, checkpoints)``.
+        """
         self._at(vm_id)
         result = self.run_repeatable(pipelines.get_vm_by_id(vm_id).then(pipelines.list_checkpoints(vm_id)))
         vms = [VirtualMachine.decode(o) for o in result.output if has_type(o, VM_TYPE)]
@@ -189,7 +222,11 @@ class HyperVHook(HyperVBaseHook):
         return vms[0], [Checkpoint.decode(o) for o in result.output if has_type(o, SNAPSHOT_TYPE)]
 
     def vm_overview(self, vm_id: uuid.UUID) -> VMOverview:
-        """Everything verification needs about a VM but its disk chain, in one round trip."""
+        """Everything verification needs about a VM but its disk chain, in one round trip.
+
+        :param vm_id: The VM's Id.
+        :return: A ``VMOverview``: the VM, its integration services, checkpoints and hard disk drives.
+        """
         self._at(vm_id)
         result = self.run_repeatable(pipelines.vm_overview(vm_id))
         vms = [VirtualMachine.decode(o) for o in result.output if has_type(o, VM_TYPE)]
@@ -210,7 +247,12 @@ class HyperVHook(HyperVBaseHook):
 
         A cluster connection: the same from every node that is not down, merged (a VM is wherever it
         runs now). A VM seen by the last poll but by no node now (it finished moving between two
-        nodes' answers) makes the poll look once more."""
+        nodes' answers) makes the poll look once more.
+
+        :param disk_paths: Disks whose parent to report too (what a merge wait watches). Default: none.
+        :return: A ``HostSnapshot``: per VM Id (lower case) its name, state and heartbeat; the checkpoint
+            Ids; each VM's current disk paths; ``disk_parents`` of ``disk_paths``.
+        """
         if not self.routes:
             return self._host_state_on(self, disk_paths)
         snapshot = HostSnapshot()
@@ -258,19 +300,36 @@ class HyperVHook(HyperVBaseHook):
     def checkpoint_drives(self, checkpoint_id: uuid.UUID) -> list[HardDiskDrive]:
         """The checkpoint's own drives (``Get-VMSnapshot -Id | Get-VMHardDiskDrive``), as they were when it
         was taken (a drive added later is not among them): each path is the disk that holds the
-        checkpoint's state, the parent of the differencing disk made with it."""
+        checkpoint's state, the parent of the differencing disk made with it.
+
+        :param checkpoint_id: The checkpoint's Id.
+        :return: The checkpoint's hard disk drives.
+        """
         self._require_focus("reading the drives of a checkpoint")
         result = self.run_repeatable(pipelines.checkpoint_drives(checkpoint_id))
         _raise_first(result.errors, what=f"drives of checkpoint {checkpoint_id}")
         return [HardDiskDrive.decode(o) for o in result.output if has_type(o, DRIVE_TYPE)]
 
     def integration_services(self, vm_id: uuid.UUID) -> list[IntegrationService]:
+        """The VM's integration services (``Get-VMIntegrationService``): whether Backup (VSS), Heartbeat and
+        the others are enabled and answering.
+
+        :param vm_id: The VM's Id.
+        :return: One ``IntegrationService`` per service.
+        """
         self._at(vm_id)
         result = self.run_repeatable(pipelines.integration_services(vm_id))
         _raise_first(result.errors, what=f"integration services of VM {vm_id}")
         return [IntegrationService.decode(o) for o in result.output]
 
     def set_checkpoint_type(self, vm_id: uuid.UUID, checkpoint_type: CheckpointType) -> VirtualMachine:
+        """Set the VM's checkpoint type (``Set-VM -CheckpointType``). After a lost answer the VM's type is
+        read first, and the command is sent again only if it did not take effect.
+
+        :param vm_id: The VM's Id.
+        :param checkpoint_type: The type to set (Disabled, Production, ProductionOnly, Standard).
+        :return: The VM as it is now.
+        """
         self._at(vm_id)
         result = self.run_checked_write(
             pipelines.set_checkpoint_type(vm_id, checkpoint_type),
@@ -286,6 +345,11 @@ class HyperVHook(HyperVBaseHook):
         return vm if predicate(vm) else None
 
     def start_vm(self, vm_id: uuid.UUID) -> VirtualMachine:
+        """Start the VM (``Start-VM``). After a lost answer, a VM already running is not started again.
+
+        :param vm_id: The VM's Id.
+        :return: The VM as it is now.
+        """
         self._at(vm_id)
         result = self.run_checked_write(
             pipelines.start_vm(vm_id), already_done=lambda: self._vm_if(vm_id, _running)
@@ -296,6 +360,14 @@ class HyperVHook(HyperVBaseHook):
         return self.get_vm(vm_id=vm_id)
 
     def stop_vm(self, vm_id: uuid.UUID, *, turn_off: bool = False) -> VirtualMachine:
+        """Stop the VM: ``Stop-VM -Force`` (the guest is shut down, even with unsaved work) or, with
+        ``turn_off``, ``Stop-VM -TurnOff`` (power cut: whatever the guest had not written is lost). After
+        a lost answer, a VM already Off is not stopped again.
+
+        :param vm_id: The VM's Id.
+        :param turn_off: Turn the VM off instead of shutting the guest down. Default False.
+        :return: The VM as it is now.
+        """
         self._at(vm_id)
         result = self.run_checked_write(
             pipelines.stop_vm(vm_id, turn_off=turn_off), already_done=lambda: self._vm_if(vm_id, _off)
@@ -307,16 +379,32 @@ class HyperVHook(HyperVBaseHook):
 
     # -- checkpoints ------------------------------------------------------------------------------
     def list_checkpoints(self, vm_id: uuid.UUID) -> list[Checkpoint]:
+        """The VM's checkpoints (``Get-VMSnapshot``).
+
+        :param vm_id: The VM's Id.
+        :return: Its checkpoints.
+        """
         return self.vm_with_checkpoints(vm_id)[1]
 
     def find_checkpoint(self, vm_id: uuid.UUID, name: str) -> Checkpoint | None:
-        """The checkpoint with exactly this name (compared here: ``-Name`` would take wildcards)."""
+        """The checkpoint with exactly this name (compared here: ``-Name`` would take wildcards).
+
+        :param vm_id: The VM's Id.
+        :param name: The checkpoint's exact name.
+        :return: The checkpoint, or None if the VM has none of that name.
+        :raises HyperVError: Several checkpoints of the VM have this name.
+        """
         matches = [c for c in self.list_checkpoints(vm_id) if c.name == name]
         if len(matches) > 1:
             raise HyperVError(f"VM {vm_id} has {len(matches)} checkpoints named {name!r}")
         return matches[0] if matches else None
 
     def get_checkpoint(self, checkpoint_id: uuid.UUID) -> Checkpoint | None:
+        """A checkpoint by its Id.
+
+        :param checkpoint_id: The checkpoint's Id.
+        :return: The checkpoint, or None when it (or its VM) is gone.
+        """
         self._require_focus("reading a checkpoint")
         result = self.run_repeatable(pipelines.get_checkpoint(checkpoint_id))
         if result.output:
@@ -335,7 +423,22 @@ class HyperVHook(HyperVBaseHook):
         silently; the VM's type is put back to the one recorded in ``lease`` in the same round trip.
         A checkpoint of that name already there (an earlier try whose answer was lost) is returned,
         and so is one the host made but never renamed (it appeared after ``lease`` was taken): it is
-        renamed, never made twice. The label says what the host did, not what was asked."""
+        renamed, never made twice. The label says what the host did, not what was asked.
+
+        :param vm_id: The VM's Id.
+        :param name: The checkpoint's name (a run's deterministic name, so a retry finds it).
+        :param consistency: ``Consistency.APPLICATION`` (a production checkpoint) or ``Consistency.CRASH``
+            (a standard checkpoint).
+        :param lease: This run's lease on the VM: the checkpoint type to put back, and the checkpoints
+            that existed before it was taken. Default None: put back the VM's current type, and adopt no
+            unnamed checkpoint.
+        :return: A ``CheckpointResult``: the checkpoint, the consistency reached (``crash`` whenever it
+            holds saved memory state) and ``created`` (False when an earlier try had made it).
+        :raises CheckpointsDisabledError: Checkpoints are disabled on the VM.
+        :raises ProductionCheckpointImpossibleError: Application consistency was asked and the guest could
+            not quiesce (the caller decides whether to fall back to ``CRASH``).
+        :raises StorageFullError: The checkpoint failed and a volume under the VM's disks is nearly full.
+        """
         consistency = Consistency(consistency)
         vm, existing = self.vm_with_checkpoints(vm_id)
         restore = CheckpointType.parse(lease.checkpoint_type_before) if lease else vm.checkpoint_type
@@ -449,7 +552,12 @@ class HyperVHook(HyperVBaseHook):
         return found if found is not None and found.name == name else None
 
     def ensure_checkpoint_type(self, vm_id: uuid.UUID, wanted: CheckpointType) -> bool:
-        """Put the VM's checkpoint type back to ``wanted``; True if it had to be repaired."""
+        """Put the VM's checkpoint type back to ``wanted``; True if it had to be repaired.
+
+        :param vm_id: The VM's Id.
+        :param wanted: The checkpoint type the VM must have.
+        :return: True if it had another type and was changed, False if it already had ``wanted``.
+        """
         vm = self.get_vm(vm_id=vm_id)
         if vm.checkpoint_type is wanted:
             return False
@@ -461,10 +569,20 @@ class HyperVHook(HyperVBaseHook):
 
     # -- protection leases (docs/operations.md, Overlapping runs) -----------------------------------
     def lease_file(self, vm_id: uuid.UUID) -> str:
+        """Where the VM's protection lease lives on the host (under the connection's ``lease_folder``).
+
+        :param vm_id: The VM's Id.
+        :return: The lease file's path on the host.
+        """
         return lease_path(self.settings.lease_folder, vm_id)
 
     def read_lease(self, vm_id: uuid.UUID) -> Lease | None:
-        """The lease on the VM, or None if nobody holds it."""
+        """The lease on the VM, or None if nobody holds it.
+
+        :param vm_id: The VM's Id.
+        :return: The lease, or None.
+        :raises HyperVError: The lease file is empty (a run is writing it, or it was left damaged).
+        """
         path = self.lease_file(vm_id)
         result = self.run_repeatable(pipelines.read_text(path))
         if result.errors:
@@ -479,7 +597,13 @@ class HyperVHook(HyperVBaseHook):
 
     def acquire_lease(self, candidate: Lease) -> LeaseClaim:
         """Create the VM's lease file atomically (New-Item without -Force). If it exists: this run's
-        own lease is resumed (with what it recorded), another run's is returned as the holder."""
+        own lease is resumed (with what it recorded), another run's is returned as the holder.
+
+        :param candidate: This run's lease (DAG id, run id, VM, checkpoint name, host).
+        :return: A ``LeaseClaim``: ``ours`` (acquired, or ``resumed`` when an earlier try of this run held
+            it already), or not ours with the holder's lease. A holder is never displaced here.
+        :raises OperationInProgressError: The lease kept changing hands between create and read.
+        """
         path = self.lease_file(candidate.vm_uuid)
         for _ in range(3):  # the holder may release between our create and our read
             result = self.run_checked_write(
@@ -507,7 +631,13 @@ class HyperVHook(HyperVBaseHook):
         return held if held is not None and held.same_owner(candidate) else None
 
     def record_lease(self, lease: Lease) -> Lease:
-        """Rewrite this run's own lease (New-Item -Force) with what it must restore."""
+        """Rewrite this run's own lease (New-Item -Force) with what it must restore.
+
+        :param lease: This run's lease with what it recorded (the checkpoint type before, the Ids of the
+            checkpoints that existed).
+        :return: ``lease``.
+        :raises HyperVError: The lease on the host is no longer this run's (or is gone).
+        """
         path = self.lease_file(lease.vm_uuid)
         held = self.read_lease(lease.vm_uuid)
         if held is None or not held.same_owner(lease):
@@ -519,7 +649,11 @@ class HyperVHook(HyperVBaseHook):
         return lease
 
     def release_lease(self, lease: Lease) -> bool:
-        """Remove the VM's lease file if it is still ``lease``'s owner's; False if it was not."""
+        """Remove the VM's lease file if it is still ``lease``'s owner's; False if it was not.
+
+        :param lease: The lease to release.
+        :return: True when it was removed, False when it was gone or another run holds the VM.
+        """
         held = self.read_lease(lease.vm_uuid)
         if held is None:
             return False
@@ -538,7 +672,12 @@ class HyperVHook(HyperVBaseHook):
     def finish_lease(self, vm_id: uuid.UUID, checkpoint_name: str) -> Lease | None:
         """End of a run's work on a VM: if the VM's lease is the one taken for ``checkpoint_name``,
         put the checkpoint type it recorded back (a dropped connection may have left ProductionOnly)
-        and release it. Returns the released lease, None if there was none of ours."""
+        and release it. Returns the released lease, None if there was none of ours.
+
+        :param vm_id: The VM's Id.
+        :param checkpoint_name: The checkpoint name the run's lease was taken for.
+        :return: The released lease, or None.
+        """
         held = self.read_lease(vm_id)
         if held is None or held.checkpoint_name != checkpoint_name or held.vm_id != str(vm_id).lower():
             return None
@@ -553,14 +692,27 @@ class HyperVHook(HyperVBaseHook):
         return held
 
     def take_over_lease(self, stale: Lease, candidate: Lease) -> LeaseClaim:
-        """Replace a stale holder's lease (its run is over) by ours; its checkpoint is not touched."""
+        """Replace a stale holder's lease (its run is over) by ours; its checkpoint is not touched.
+
+        Only for a holder whose DAG run is known to be over: taking a live run's lease would let two runs
+        change one VM at once.
+
+        :param stale: The stale holder's lease.
+        :param candidate: This run's lease.
+        :return: The claim, as ``acquire_lease``'s: not ``ours`` when a third run was faster.
+        """
         if self.release_lease(stale):
             log.warning("Took over the stale lease of VM %s from %s", stale.vm_id, stale.describe())
         return self.acquire_lease(candidate)
 
     def remove_checkpoint(self, checkpoint_id: uuid.UUID) -> bool:
         """Remove (merge) a checkpoint. False if it was already gone. The merge goes on on the host
-        after this returns: wait on ``disk_chains`` for it to end."""
+        after this returns: wait on ``disk_chains`` for it to end.
+
+        :param checkpoint_id: The checkpoint's Id.
+        :return: True when it was removed (by this call or a try whose answer was lost), False when it was
+            already gone.
+        """
         self._require_focus("removing a checkpoint")
         if self.get_checkpoint(checkpoint_id) is None:
             return False
@@ -575,7 +727,14 @@ class HyperVHook(HyperVBaseHook):
 
     def restore_checkpoint(self, checkpoint_id: uuid.UUID) -> VirtualMachine:
         """Apply a checkpoint. A production checkpoint leaves the VM Off; starting it is the caller's
-        choice. Not retried after a lost answer: re-applying is harmless but the caller decides."""
+        choice. Not retried after a lost answer: re-applying is harmless but the caller decides.
+
+        Whatever the VM wrote since the checkpoint is discarded.
+
+        :param checkpoint_id: The checkpoint's Id.
+        :return: The VM after the restore.
+        :raises CheckpointNotFoundError: No such checkpoint.
+        """
         self._require_focus("restoring a checkpoint")
         checkpoint = self.get_checkpoint(checkpoint_id)
         if checkpoint is None:
@@ -585,7 +744,15 @@ class HyperVHook(HyperVBaseHook):
         return self.get_vm(vm_id=checkpoint.vm_id)
 
     def export_checkpoint(self, checkpoint_id: uuid.UUID, path: str) -> None:
-        """Export a checkpoint and wait for it here. Deferrable tasks use ``start_disconnected``."""
+        """Export a checkpoint and wait for it here. Deferrable tasks use ``start_disconnected``.
+
+        Sent once; the call lasts as long as the export. Unlike ``HyperVExportCheckpointOperator`` it
+        neither stages, verifies nor promotes.
+
+        :param checkpoint_id: The checkpoint's Id.
+        :param path: The folder to export into (an absolute Windows path or a UNC path on the host);
+            Export-VMSnapshot writes ``<path>\\<VM name>``.
+        """
         self._require_focus("exporting a checkpoint")
         path = host_path(path, "export path")
         result = self.run_pipeline(pipelines.export_checkpoint(checkpoint_id, path))
@@ -594,7 +761,14 @@ class HyperVHook(HyperVBaseHook):
     # -- disks, host, files -----------------------------------------------------------------------
     def disk_chains(self, vm_id: uuid.UUID, drives: list[HardDiskDrive] | None = None) -> list[DiskChain]:
         """Each drive's chain from the disk the VM writes to, down to its base disk (one round trip
-        per level; ``drives`` from ``vm_overview`` saves the first)."""
+        per level; ``drives`` from ``vm_overview`` saves the first).
+
+        :param vm_id: The VM's Id.
+        :param drives: The drives to follow, if already read (``vm_overview(...).drives``, or
+            ``checkpoint_drives`` for a checkpoint's own chains). Default None: read the VM's drives.
+        :return: One ``DiskChain`` per drive.
+        :raises CommandFailedError: Get-VHD returned nothing for a disk of a chain.
+        """
         self._at(vm_id)
         if drives is None:
             result = self.run_repeatable(pipelines.hard_disk_drives(vm_id))
@@ -619,11 +793,22 @@ class HyperVHook(HyperVBaseHook):
         return [DiskChain(drive=d, disks=chains.get(d.path, [])) for d in drives]
 
     def get_vhds(self, paths: Sequence[str]) -> list[VirtualDisk]:
+        """The virtual disks at ``paths`` (``Get-VHD``), in one round trip.
+
+        :param paths: The disks' paths on the host.
+        :return: One ``VirtualDisk`` per disk (its size, type and parent).
+        """
         result = self.run_repeatable(pipelines.get_vhds(paths))
         _raise_first(result.errors, what="reading virtual disks")
         return [VirtualDisk.decode(o) for o in result.output]
 
     def host_info(self, drive: str | None = None) -> HostInfo:
+        """The host (``Get-VMHost``) and, with ``drive``, that drive's free space (``Get-PSDrive``).
+
+        :param drive: A drive name (``D``). Default None: no drive.
+        :return: A ``HostInfo``: the host (its ``name`` is the host's own computer name) and the drive, or
+            None.
+        """
         result = self.run_repeatable(pipelines.host_info(drive))
         _raise_first(result.errors, what="reading host information")
         hosts = [VMHost.decode(o) for o in result.output if has_type(o, "Microsoft.HyperV.PowerShell.VMHost")]
@@ -640,7 +825,11 @@ class HyperVHook(HyperVBaseHook):
         """The volume that holds ``path`` (a CSV, a mount point or a drive), or None when the host
         cannot tell (a UNC share has no local volume). A folder that does not exist yet (a new
         export root) is on the volume of its nearest existing parent: a volume can only be mounted
-        on an existing folder, so asking each parent in turn finds the right one."""
+        on an existing folder, so asking each parent in turn finds the right one.
+
+        :param path: An absolute path on the host.
+        :return: The volume (its free bytes, drive letter or path), or None.
+        """
         path = require_host_path(path)
         if path.startswith("\\\\") or path[1:3] != ":\\":
             return None
@@ -657,27 +846,50 @@ class HyperVHook(HyperVBaseHook):
         return None
 
     def free_space(self, path: str) -> int | None:
-        """Free bytes on the volume that holds ``path``; None when unknown (never another volume's)."""
+        """Free bytes on the volume that holds ``path``; None when unknown (never another volume's).
+
+        :param path: An absolute path on the host.
+        :return: Free bytes, or None.
+        """
         volume = self.volume_of(path)
         return None if volume is None else volume.free
 
     def path_exists(self, path: str) -> bool:
+        """Whether ``path`` exists on the host (``Test-Path -LiteralPath``: no wildcards).
+
+        :param path: An absolute path on the host.
+        :return: True if it exists.
+        """
         result = self.run_repeatable(pipelines.test_path(host_path(path)))
         _raise_first(result.errors, what=f"testing {path}")
         return bool(result.output and str(result.output[0]).lower() == "true")
 
     def list_files(self, path: str) -> list[RemoteFile]:
+        """Every file under the folder ``path``, recursively (``Get-ChildItem -Recurse -File``).
+
+        :param path: An absolute folder path on the host.
+        :return: One ``RemoteFile`` (full path, size) per file; folders are not listed.
+        """
         result = self.run_repeatable(pipelines.list_files(host_path(path)))
         _raise_first(result.errors, what=f"listing {path}")
         return [RemoteFile.decode(o) for o in result.output]
 
     def is_empty_folder(self, path: str) -> bool:
-        """True when the folder holds nothing at all (no file, no sub-folder)."""
+        """True when the folder holds nothing at all (no file, no sub-folder).
+
+        :param path: An absolute folder path on the host.
+        :return: True when it is empty.
+        """
         result = self.run_repeatable(pipelines.list_entries(host_path(path)))
         _raise_first(result.errors, what=f"listing {path}")
         return not result.output
 
     def file_hashes(self, paths: Sequence[str]) -> list[FileHash]:
+        """The SHA-256 of each file (``Get-FileHash``), in one round trip; reads every byte of them.
+
+        :param paths: Absolute file paths on the host.
+        :return: One ``FileHash`` per file; an empty list (and no round trip) for no paths.
+        """
         if not paths:
             return []
         result = self.run_repeatable(pipelines.file_hashes([host_path(p) for p in paths]))
@@ -685,12 +897,23 @@ class HyperVHook(HyperVBaseHook):
         return [FileHash.decode(o) for o in result.output]
 
     def make_directory(self, path: str) -> None:
+        """Create the folder ``path`` and any missing parent (``New-Item -Force``: safe to repeat).
+
+        :param path: An absolute folder path on the host.
+        """
         result = self.run_repeatable(
             pipelines.make_directory(host_path(path))
         )  # -Force: repeating is harmless
         _raise_first(result.errors, what=f"creating {path}")
 
     def move_item(self, path: str, destination: str) -> None:
+        """Move (rename) ``path`` to ``destination`` (``Move-Item``). After a lost answer it counts as done
+        when ``destination`` exists and ``path`` does not. Onto an existing folder Move-Item moves
+        ``path`` *into* it: make sure ``destination`` does not exist.
+
+        :param path: The absolute path to move.
+        :param destination: Its new absolute path.
+        """
         source, target = host_path(path), host_path(destination)
         result = self.run_checked_write(
             pipelines.move_item(source, target),
@@ -700,6 +923,10 @@ class HyperVHook(HyperVBaseHook):
             _raise_first(result.errors, what=f"moving {path} to {destination}")
 
     def remove_item(self, path: str) -> None:
+        """Delete ``path`` and everything under it (``Remove-Item -Recurse -Force``), irreversibly.
+
+        :param path: The absolute path to delete.
+        """
         target = host_path(path)
         result = self.run_checked_write(
             pipelines.remove_item(target), already_done=lambda: True if not self.path_exists(target) else None
@@ -711,13 +938,20 @@ class HyperVHook(HyperVBaseHook):
     def list_vm_locations(self) -> list[VMLocation]:
         """Every VM of the host with the folder it lives in (``Get-VM``): how a restore copy is found
         by its work folder even when the answer to Import-VM was lost. Errors are not raised: a VM
-        that cannot be read is simply not listed."""
+        that cannot be read is simply not listed.
+
+        :return: One ``VMLocation`` (Id, name, folder) per VM.
+        """
         result = self.run_repeatable(restore.list_vms())
         return [vm for vm in (VMLocation.decode(o) for o in result.output) if vm is not None]
 
     def verify_export(self, manifest: Mapping[str, Any]) -> list[str]:
         """Problems of the export on disk compared with its manifest (empty: intact). Test-Path, a
-        listing, and one Get-FileHash of the files that are there with the right size."""
+        listing, and one Get-FileHash of the files that are there with the right size.
+
+        :param manifest: The export's manifest (the export task's XCom: ``path``, ``files``...).
+        :return: What is wrong, one line each; empty when the export is intact.
+        """
         problem = restore.manifest_problem(manifest)
         if problem is not None:
             return [problem]
@@ -731,7 +965,12 @@ class HyperVHook(HyperVBaseHook):
     def import_vm_copy(self, vmcx: str, work: str) -> VirtualMachine:
         """Import the configuration ``vmcx`` as a copy with a new Id, its files under ``work``. Sent
         once, never repeated: a repeat would make a second copy (cleanup finds a lost one by its
-        folder). Raises ``CopyImportError`` with the host's reason when no copy was made."""
+        folder). Raises ``CopyImportError`` with the host's reason when no copy was made.
+
+        :param vmcx: The exported VM configuration file (``.vmcx``).
+        :param work: The folder the copy's configuration and disks are written to.
+        :return: The copy.
+        """
         result = self.run_pipeline(restore.import_copy(vmcx, work))
         copies = [VirtualMachine.decode(o) for o in result.output if has_type(o, VM_TYPE)]
         if not copies:
@@ -741,7 +980,12 @@ class HyperVHook(HyperVBaseHook):
 
     def rename_vm(self, vm_id: uuid.UUID, new_name: str) -> VirtualMachine | None:
         """Rename the VM with this Id (safe to repeat: the same name again). The renamed VM, or None
-        when the host passed none back; the host's errors are logged, not raised."""
+        when the host passed none back; the host's errors are logged, not raised.
+
+        :param vm_id: The VM's Id.
+        :param new_name: Its new name.
+        :return: The renamed VM, or None.
+        """
         result = self.run_repeatable(restore.rename(vm_id, new_name))
         for error in result.errors:
             log.warning("Renaming VM %s failed: %s", vm_id, error.describe())
@@ -750,7 +994,11 @@ class HyperVHook(HyperVBaseHook):
 
     def isolate_vm(self, vm_id: uuid.UUID) -> NetworkIsolation:
         """Disconnect every network adapter of the VM and read them back, in one round trip (safe to
-        repeat). The caller decides from ``isolated`` whether the VM may boot."""
+        repeat). The caller decides from ``isolated`` whether the VM may boot.
+
+        :param vm_id: The VM's Id.
+        :return: A ``NetworkIsolation``: the adapters as read back, the host's errors, ``isolated``.
+        """
         result = self.run_repeatable(restore.isolate(vm_id))
         return NetworkIsolation(
             vm_id,
@@ -760,7 +1008,13 @@ class HyperVHook(HyperVBaseHook):
 
     def remove_vm_copy(self, vm_id: uuid.UUID) -> CopyRemoval:
         """Turn a restore copy off and Remove-VM it (its files stay: they go with its work folder).
-        Sent once, not retried; "not found" is no error (the copy is already gone)."""
+        Sent once, not retried; "not found" is no error (the copy is already gone).
+
+        It removes whatever VM ``vm_id`` names, without a shutdown: meant for restore copies only.
+
+        :param vm_id: The copy's Id.
+        :return: A ``CopyRemoval``: the host's errors (empty: removed or already gone).
+        """
         result = self.run_pipeline(restore.remove_copy(vm_id))
         real = [e for e in result.errors if not e.fully_qualified_error_id.startswith("ObjectNotFound")]
         return CopyRemoval(vm_id, [e.message for e in real])
@@ -769,14 +1023,26 @@ class HyperVHook(HyperVBaseHook):
     def read_events(
         self, channel: str, after: int, event_ids: Sequence[int], max_events: int = 100, host: str = ""
     ) -> list[event_log.HostEvent]:
-        """Records of ``channel`` after RecordId ``after``, oldest first. "No events" is an empty list."""
+        """Records of ``channel`` after RecordId ``after``, oldest first. "No events" is an empty list.
+
+        :param channel: The event-log channel (``Microsoft-Windows-Hyper-V-Worker-Admin``...).
+        :param after: The last RecordId already seen; only newer records are read.
+        :param event_ids: The event ids to read.
+        :param max_events: At most this many records. Default 100.
+        :param host: The host label each event records. Default empty.
+        :return: The records as ``HostEvent`` objects, oldest first.
+        """
         result = self.run_repeatable(event_log.events_after(channel, after, event_ids, max_events))
         if not event_log.only_no_match(result.errors):
             _raise_first(result.errors, what=f"reading {channel}")
         return event_log.events_in_order(result.output, after, host, channel)
 
     def newest_event_record_id(self, channel: str) -> int:
-        """The newest RecordId of ``channel`` (0 for an empty log): where a new watcher starts."""
+        """The newest RecordId of ``channel`` (0 for an empty log): where a new watcher starts.
+
+        :param channel: The event-log channel.
+        :return: The RecordId, 0 for an empty log.
+        """
         result = self.run_repeatable(event_log.newest_event(channel))
         if not event_log.only_no_match(result.errors):
             _raise_first(result.errors, what=f"reading {channel}")

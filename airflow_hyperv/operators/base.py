@@ -32,6 +32,21 @@ if TYPE_CHECKING:
 
 
 class HyperVBaseOperator(HyperVOperatorMixin, BaseOperator):
+    """The base of the Hyper-V operators that act on one VM: its connection and its VM reference.
+
+    Rejected credentials fail the task at once, without retries (``HyperVOperatorMixin``): every retry
+    would be one more rejected login towards the account's lockout.
+
+    .. seealso::
+        docs/operators.md (every operator) and docs/connection.md (the ``hyperv`` connection).
+
+    :param vm: The VM's exact name, or its Id (a GUID). Wildcard characters (``* ? [ ]`` and the
+        backtick) are refused before the host is contacted; the name is resolved once, and every
+        later call acts on the Id. (templated)
+    :param hyperv_conn_id: The Airflow connection (type ``hyperv``) of the Hyper-V host. Default
+        ``hyperv_default``. (templated)
+    """
+
     template_fields: Sequence[str] = ("vm", "hyperv_conn_id")
     ui_color = "#cfe7fb"
 
@@ -42,7 +57,12 @@ class HyperVBaseOperator(HyperVOperatorMixin, BaseOperator):
 
 
 def run_checkpoint_name(context: Context, vm_id: str) -> str:
-    """The deterministic name this DAG run gives its checkpoint of ``vm_id`` (see names.checkpoint_name)."""
+    """The deterministic name this DAG run gives its checkpoint of ``vm_id`` (see names.checkpoint_name).
+
+    :param context: The task's context (its DAG run and logical date or run-after time).
+    :param vm_id: The VM's Id.
+    :return: ``airflow-hyperv <UTC time> <hash>``; every try of the run computes the same name.
+    """
     dag_run = context["dag_run"]
     when = context.get("logical_date") or getattr(dag_run, "run_after", None) or dag_run.start_date
     if when is None:

@@ -66,7 +66,45 @@ class HyperVCreateCheckpointOperator(DeferrableMixin, HyperVBaseOperator):
     touched.
 
     Returns (XCom): vm_id, vm_name, host, checkpoint_id, checkpoint_name, consistency, created_at,
-    created (False if an earlier try made it), fell_back, avhdx_paths.
+    created (False if an earlier try made it), fell_back, fallback_reason, avhdx_paths.
+
+    Checkpoints disabled, an unknown or ambiguous VM, invalid input and (without a fallback) a
+    production checkpoint that is impossible fail the task at once, without retries.
+
+    .. seealso::
+        docs/operators.md (HyperVCreateCheckpointOperator), docs/consistency.md (the policies) and
+        docs/operations.md (Overlapping runs).
+
+    :param vm: The VM's exact name, or its Id (a GUID); wildcard characters are refused before the host
+        is contacted. (templated)
+    :param hyperv_conn_id: The Airflow connection (type ``hyperv``) of the Hyper-V host. Default
+        ``hyperv_default``. (templated)
+    :param consistency: ``application`` (default): a production checkpoint, attempted with the VM's
+        checkpoint type set to ProductionOnly for that one attempt and put back after it; ``crash``: a
+        standard checkpoint. Any other value fails the task without retries. (templated)
+    :param fallback_to_crash: When a production checkpoint is impossible (the guest cannot quiesce),
+        take a standard checkpoint instead, recorded as crash-consistent (``fell_back`` in the XCom).
+        Default False: that case fails the task.
+    :param policy: The VM's policy (``require``, ``fallback``, ``skip``); ``fallback`` allows the
+        standard fallback like ``fallback_to_crash``. Templated, so a mapped task group can map it.
+        Default None. (templated)
+    :param branch_task_id: The branch task that must have chosen this task (for this map index);
+        otherwise the task skips. Needed inside mapped task groups, where Airflow does not skip the
+        paths a branch did not follow. Default None: no check.
+    :param on_busy: What to do while another run holds the VM's protection lease: ``wait`` (default)
+        or ``skip`` (the task is skipped, naming the holder). Any other value raises ValueError when
+        the DAG is parsed. A holder whose DAG run is over is stale: its lease is taken over, its
+        checkpoint never touched.
+    :param busy_timeout: Seconds to wait for the lease with ``on_busy="wait"`` before failing (naming
+        the holder; nothing is changed). Default 21600 (6 hours); must be above 0.
+    :param reschedule_when_busy: Wait for the lease as an Airflow reschedule (``up_for_reschedule``):
+        no worker slot and no pool slot are held, so a waiting run cannot starve the holder's own
+        export and merge of the host's pool. Default True. False: defer (``deferrable``) or poll in
+        the worker; use it only with pools that do not count deferred tasks.
+    :param deferrable: With ``reschedule_when_busy=False``, wait for the lease in the triggerer
+        instead of the worker. Default None: Airflow's ``[operators] default_deferrable``.
+    :param poll_interval: Seconds between two looks at the lease while the VM is busy (the reschedule
+        interval). Default 10; must be above 0.
     """
 
     template_fields: Sequence[str] = ("vm", "hyperv_conn_id", "consistency", "policy")
@@ -329,7 +367,12 @@ def merge_links(own_disks: list[str], chains: list[Any]) -> tuple[tuple[str, str
 
 def manual_rollback_commands(vm_id: str, checkpoint_id: str) -> list[str]:
     """What an operator runs on the host to finish a rollback the run could not (by Id: -Name takes
-    wildcards). A production checkpoint restores the VM Off, hence Start-VM."""
+    wildcards). A production checkpoint restores the VM Off, hence Start-VM.
+
+    :param vm_id: The VM's Id.
+    :param checkpoint_id: The checkpoint's Id.
+    :return: PowerShell lines, to run in order.
+    """
     return [
         f"Get-VMSnapshot -Id {checkpoint_id} | Restore-VMSnapshot -Confirm:$false",
         f"Get-VM -Id {vm_id} | Start-VM",
@@ -348,6 +391,34 @@ class HyperVMergeCheckpointOperator(DeferrableMixin, HyperVBaseOperator):
     ``keep_unless_succeeded`` the checkpoint is a rollback point: it is merged only when one of those
     tasks succeeded in this run (the deployment is healthy, or the rollback finished); otherwise it
     is kept and the task fails with the commands to roll back by hand.
+
+    What the merge waits for is kept in the task state store before Remove-VMSnapshot, so a retry
+    whose checkpoint an earlier try removed still waits for exactly that merge. A merge that does not
+    finish fails the task naming the AVHDX (docs/operators.md, When a merge fails). On success the
+    VM's checkpoint type recorded in its lease is put back and the lease released.
+
+    Returns (XCom): vm_id, vm_name, checkpoint_name, merged (False when there was nothing to merge),
+    checkpoint_left, chain_depths or orphaned_avhdx, finished_at; key ``rollback_point`` when a
+    rollback point was kept.
+
+    .. seealso::
+        docs/operators.md (HyperVMergeCheckpointOperator; When a merge fails).
+
+    :param vm: The VM's exact name, or its Id (a GUID); wildcard characters are refused before the host
+        is contacted. (templated)
+    :param hyperv_conn_id: The Airflow connection (type ``hyperv``) of the Hyper-V host. Default
+        ``hyperv_default``. (templated)
+    :param checkpoint_name: Merge the checkpoint of exactly this name instead of this run's own (then
+        it need not be one this provider made). Default None: this run's checkpoint. (templated)
+    :param keep_unless_succeeded: Task ids of this run. When given, the checkpoint is merged only if
+        one of them succeeded; otherwise (or when their states cannot be read) it is kept and the task
+        fails with the commands to roll back by hand. Default ``()``: always merge.
+    :param deferrable: Wait for the merge in the triggerer (shared per-host polls) instead of the
+        worker. Default None: Airflow's ``[operators] default_deferrable``.
+    :param poll_interval: Seconds between two looks at the host while the merge runs. Default 10;
+        must be above 0.
+    :param wait_timeout: Seconds to wait for the merge to finish before failing; None: no limit.
+        Default 21600 (6 hours).
     """
 
     template_fields: Sequence[str] = ("vm", "hyperv_conn_id", "checkpoint_name")
@@ -545,7 +616,36 @@ class HyperVRestoreCheckpointOperator(DeferrableMixin, HyperVBaseOperator):
     """Apply a checkpoint (rollback). A production checkpoint restores the VM to Off, so the VM is
     started again if it was running (``start_vm=None``), then the task waits for a healthy heartbeat.
     When anything fails after the checkpoint was found, the log gives the commands to finish the
-    rollback by hand."""
+    rollback by hand.
+
+    The restore itself is sent once, never repeated after a lost answer. It discards whatever the VM
+    wrote since the checkpoint.
+
+    Returns (XCom): vm_id, checkpoint_id, checkpoint_name, state, started (and ``heartbeat: ok`` after
+    a deferred wait).
+
+    .. seealso::
+        docs/operators.md (HyperVRestoreCheckpointOperator; Pre-deployment).
+
+    :param vm: The VM's exact name, or its Id (a GUID); wildcard characters are refused before the host
+        is contacted. (templated)
+    :param hyperv_conn_id: The Airflow connection (type ``hyperv``) of the Hyper-V host. Default
+        ``hyperv_default``. (templated)
+    :param checkpoint_name: The exact name of the checkpoint to apply. Default None: this run's own
+        checkpoint. (templated)
+    :param start_vm: Start the VM after the restore: None (default) if it was running before, True
+        always, False never.
+    :param wait_for_heartbeat: After starting the VM, wait until it runs with a healthy heartbeat.
+        Default True.
+    :param skip_if_missing: Skip instead of failing when the VM has no such checkpoint (a rollback path
+        with nothing to undo). Default False.
+    :param deferrable: Wait for the heartbeat in the triggerer instead of the worker. Default None:
+        Airflow's ``[operators] default_deferrable``.
+    :param poll_interval: Seconds between two looks at the VM while waiting for the heartbeat.
+        Default 10; must be above 0.
+    :param wait_timeout: Seconds to wait for a healthy heartbeat before failing; None: no limit.
+        Default 1800 (30 minutes).
+    """
 
     template_fields: Sequence[str] = ("vm", "hyperv_conn_id", "checkpoint_name")
 
@@ -625,7 +725,18 @@ class HyperVRestoreCheckpointOperator(DeferrableMixin, HyperVBaseOperator):
 
 
 class HyperVSetCheckpointTypeOperator(HyperVBaseOperator):
-    """Set a VM's checkpoint type (Disabled, Production, ProductionOnly, Standard)."""
+    """Set a VM's checkpoint type (Disabled, Production, ProductionOnly, Standard).
+
+    Safe to repeat: a retry whose answer was lost first reads the VM's type. Returns (XCom): vm_id,
+    previous, checkpoint_type.
+
+    :param vm: The VM's exact name, or its Id (a GUID); wildcard characters are refused before the host
+        is contacted. (templated)
+    :param hyperv_conn_id: The Airflow connection (type ``hyperv``) of the Hyper-V host. Default
+        ``hyperv_default``. (templated)
+    :param checkpoint_type: ``Disabled``, ``Production``, ``ProductionOnly`` or ``Standard``; any other
+        value fails the task without retries. (templated)
+    """
 
     template_fields: Sequence[str] = ("vm", "hyperv_conn_id", "checkpoint_type")
 

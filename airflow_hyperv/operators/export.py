@@ -147,6 +147,30 @@ class HyperVExportCheckpointOperator(DeferrableMixin, HyperVBaseOperator):
     only when its export's pipeline reported its end; one whose export was cancelled or lost is
     left (Hyper-V may still write into it) and named in the log, and the next try writes elsewhere.
     Publishes the VM's export Asset (through the ``hyperv-exports`` alias) with the manifest.
+
+    Returns (XCom): the manifest: vm_id, vm_name, checkpoint_id, checkpoint_name, consistency, path,
+    files (path, length, sha256), total_bytes, host. ``outlets`` defaults to the ``hyperv-exports``
+    Asset alias.
+
+    .. seealso::
+        docs/operators.md (HyperVExportCheckpointOperator: where exports go, cancellation, path lengths).
+
+    :param vm: The VM's exact name, or its Id (a GUID); wildcard characters are refused before the host
+        is contacted. (templated)
+    :param hyperv_conn_id: The Airflow connection (type ``hyperv``) of the Hyper-V host. Default
+        ``hyperv_default``. (templated)
+    :param export_root: Where exports go: an absolute Windows path on the host (``D:\\Backups``) or a
+        UNC path (``\\\\backup01\\exports``); each export lands in
+        ``<export_root>\\<host>\\<vm id>\\<stamp>-<hash>``. (templated)
+    :param checkpoint_name: Export the checkpoint of exactly this name instead of this run's own; it
+        must be one this provider made. Default None: this run's checkpoint. (templated)
+    :param deferrable: Wait for the export in the triggerer instead of the worker (the export runs on
+        the host in a disconnected session either way). Default None: Airflow's
+        ``[operators] default_deferrable``.
+    :param poll_interval: Seconds between two polls of the export (in the worker, each poll waits on
+        the host for up to ``min(poll_interval, 30)`` seconds). Default 15; must be above 0.
+    :param wait_timeout: Seconds the export may run before it is cancelled on the host and the task
+        fails (its staging folder is left in place); None: no limit. Default 43200 (12 hours).
     """
 
     template_fields: Sequence[str] = ("vm", "hyperv_conn_id", "export_root", "checkpoint_name")
@@ -609,6 +633,24 @@ class HyperVRetentionOperator(HyperVBaseOperator):
     verified: a failed export never costs an older good one. It never merges a checkpoint: another
     run's checkpoint may be in use (docs/operations.md, Overlapping runs); merge a leftover one by
     name with ``HyperVMergeCheckpointOperator(checkpoint_name=...)``.
+
+    Only folders of this provider's layout under ``<export_root>\\<host>\\<vm id>`` are considered;
+    the verified export and anything newer are never deleted. Returns (XCom): vm_id, vm_name,
+    removed_exports, merged_checkpoints (always empty).
+
+    :param vm: The VM's exact name, or its Id (a GUID); wildcard characters are refused before the host
+        is contacted. (templated)
+    :param hyperv_conn_id: The Airflow connection (type ``hyperv``) of the Hyper-V host. Default
+        ``hyperv_default``. (templated)
+    :param export_root: The export root the export task wrote to. (templated)
+    :param verified_export: This run's export XCom (``export.output``: the manifest, or its JSON).
+        None or empty (the export failed or did not run): nothing is deleted. Default None. (templated)
+    :param keep_last: How many of the newest exports to keep. Default 3; must be at least 1.
+    :param max_age_days: Also delete exports this many days old or older (except the verified one and
+        newer); None (default): no age limit. Must be above 0.
+    :param merge_leftover_checkpoints: No longer supported: True raises ValueError when the DAG is
+        parsed (retention cannot tell a leftover checkpoint from one another run still uses).
+        Default False.
     """
 
     template_fields: Sequence[str] = ("vm", "hyperv_conn_id", "export_root", "verified_export")

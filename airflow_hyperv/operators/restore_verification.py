@@ -72,6 +72,32 @@ class HyperVRestoreTestOperator(HyperVOperatorMixin, BaseOperator):
     a JSON string of it, or None to take the newest export event of the ``hyperv-exports`` alias
     among this task's inlets (optionally only those of ``vm``). ``restore_root``: a host folder
     where the copy's configuration and disks are written, one subfolder per test.
+
+    The export is first checked against its manifest (sizes, SHA-256); a damaged one is never
+    imported. The copy gets a new Id and a new name, and boots only once every network adapter is
+    disconnected; it is turned off and removed with its files whatever happens (a copy that cannot be
+    removed fails the task). ``inlets`` defaults to the ``hyperv-exports`` alias, ``outlets`` to
+    ``hyperv-restore-tests`` (the VM's restore-test Asset).
+
+    Returns (XCom): vm_id, vm_name, host, export_path, checkpoint_name, consistency, work_folder,
+    copy_id, heartbeat, boot_seconds, outcome (``restorable``), tested_at.
+
+    .. seealso::
+        docs/events.md (restore verification).
+
+    :param restore_root: The host folder the copies are written under (an absolute Windows path or a
+        UNC path), one ``restore-test-<token>`` subfolder per test. (templated)
+    :param export: The export's manifest (the export task's XCom or an export Asset event's
+        ``extra``), or its JSON. Default None: the newest export from this host among the task's
+        inlet events. (templated)
+    :param vm: With ``export=None``: take only exports of this VM (its name or Id). Default None: any
+        VM. (templated)
+    :param hyperv_conn_id: The Airflow connection (type ``hyperv``) of the host the export was written
+        on (with ``export=None`` only exports from this host are taken). Default ``hyperv_default``.
+        (templated)
+    :param boot_timeout: Seconds the copy has to report a healthy heartbeat after it is started;
+        past it the task fails (the export does not boot). Default 600.
+    :param poll_interval: Seconds between two reads of the copy's heartbeat. Default 5.
     """
 
     template_fields: Sequence[str] = ("export", "vm", "hyperv_conn_id", "restore_root")
@@ -242,7 +268,16 @@ def _now() -> str:
 
 
 class HyperVRestoreCleanupOperator(HyperVOperatorMixin, BaseOperator):
-    """Teardown: remove every restore-test copy whose folder is under ``restore_root``, and the folders."""
+    """Teardown: remove every restore-test copy whose folder is under ``restore_root``, and the folders.
+
+    Run it as the teardown of ``HyperVRestoreTestOperator``: a worker that died mid-test leaves a copy
+    behind. Only VMs that live in, and folders named, ``restore-test...`` under ``restore_root`` are
+    touched. Returns (XCom): the Ids of the copies removed.
+
+    :param restore_root: The restore test's ``restore_root``. (templated)
+    :param hyperv_conn_id: The Airflow connection (type ``hyperv``) of the Hyper-V host. Default
+        ``hyperv_default``. (templated)
+    """
 
     template_fields: Sequence[str] = ("hyperv_conn_id", "restore_root")
 

@@ -24,6 +24,19 @@ class HyperVVerifyOperator(HyperVBaseOperator):
     Reads the VM, its integration services, checkpoints, disk chain and free space (read-only), and
     returns a ``VerifyReport`` dict (XCom) whose ``verdict`` is ``production``, ``standard_only`` or
     ``blocked`` with findings a human can act on.
+
+    Read-only: it changes nothing on the host, and another run's lease on the VM is reported, never
+    acted on. Feed its XCom to ``HyperVCheckpointBranchOperator``.
+
+    .. seealso::
+        docs/operators.md (HyperVVerifyOperator: what it looks at).
+
+    :param vm: The VM's exact name, or its Id (a GUID); wildcard characters are refused before the host
+        is contacted. (templated)
+    :param hyperv_conn_id: The Airflow connection (type ``hyperv``) of the Hyper-V host. Default
+        ``hyperv_default``. (templated)
+    :param export_path: The export root (an absolute Windows path or a UNC path): the free space of
+        the volume that holds it is checked too. Default None: not checked. (templated)
     """
 
     template_fields: Sequence[str] = ("vm", "hyperv_conn_id", "export_path")
@@ -106,6 +119,19 @@ class HyperVCheckpointBranchOperator(BaseBranchOperator):
 
     ``require`` fails the task (and names the reasons) when production is impossible; ``fallback``
     takes the standard path, recorded downstream as crash-consistent; ``skip`` skips the VM.
+
+    A ``blocked`` verdict fails the task unless the policy is ``skip``; such failures are not retried.
+    Inside a task group the task ids are qualified with the group's prefix when they lack it.
+
+    .. seealso::
+        docs/consistency.md (the require / fallback / skip policies).
+
+    :param report: The verify task's XCom (``verify.output``, a dict). (templated)
+    :param vm: Only to name the VM in failure reports. Default None. (templated)
+    :param policy: ``require`` (default), ``fallback`` or ``skip``. (templated)
+    :param production_task_id: The task to follow when a production checkpoint is possible.
+    :param standard_task_id: The task to follow for the standard (crash-consistent) fallback.
+    :param skip_task_id: A task to follow when the VM is skipped. Default None: follow nothing.
     """
 
     template_fields: Sequence[str] = ("report", "policy", "vm")

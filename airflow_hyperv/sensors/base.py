@@ -20,6 +20,19 @@ class HyperVHostWaitSensor(DeferrableMixin, HyperVOperatorMixin, BaseSensorOpera
     """Subclasses say what they wait for (``wait_target``); polling and deferring are shared.
 
     Deferred, every wait on the same host and interval shares one poll (one round trip per interval).
+    A VM that disappears fails the sensor; a rejected login fails it without retries.
+
+    :param vm: The VM's exact name, or its Id (a GUID); wildcard characters are refused before the host
+        is contacted. (templated)
+    :param hyperv_conn_id: The Airflow connection (type ``hyperv``) of the Hyper-V host. Default
+        ``hyperv_default``. (templated)
+    :param deferrable: Wait in the triggerer instead of poking in the worker. Default None: Airflow's
+        ``[operators] default_deferrable``.
+    :param poll_interval: Seconds between two looks at the host; also the default ``poke_interval``.
+        Default 10; must be above 0.
+    :param timeout: (BaseSensorOperator's) Seconds before the sensor fails; deferred, also the
+        trigger's own deadline (the failure then says what was last seen). Default: Airflow's
+        ``[sensors] default_timeout`` (7 days).
     """
 
     template_fields: Sequence[str] = ("vm", "hyperv_conn_id")
@@ -41,6 +54,11 @@ class HyperVHostWaitSensor(DeferrableMixin, HyperVOperatorMixin, BaseSensorOpera
         self._vm_id: str | None = None
 
     def wait_target(self, vm_id: str) -> WaitTarget:
+        """What this sensor waits for (each subclass says).
+
+        :param vm_id: The VM's Id, resolved once from ``vm``.
+        :return: The wait's target.
+        """
         raise NotImplementedError
 
     def validate(self) -> None:

@@ -61,7 +61,35 @@ STAND_BY_REMINDER_SECONDS = 3600.0  # how often it repeats the ERROR while stand
 
 
 class HyperVEventTrigger(BaseEventTrigger):
-    """Fire once per Hyper-V event-log record of one host (one connection id)."""
+    """Fire once per Hyper-V event-log record of one host (one connection id).
+
+    Use it as an ``AssetWatcher`` trigger. Each event's payload carries ``record_id``, ``channel``,
+    ``kind``, the VM and the host. The watermark (the last RecordId per channel) lives in the asset
+    state store, so a new triggerer continues where the old one stopped. After a rejected login the
+    watcher stops contacting the host (every retry counts towards the account's lockout) and logs an
+    ERROR; it watches again once the connection's host, login, password or extra change, or after a
+    triggerer restart.
+
+    .. seealso::
+        docs/events.md (the channels, the event ids, exactly-once firing).
+
+    :param hyperv_conn_id: The Airflow connection (type ``hyperv``) of the host to watch.
+    :param channels: The event-log channels to read. Default None: Hyper-V's Worker-Admin and
+        VMMS-Admin channels.
+    :param event_ids: Event ids to read, per channel name. Default None: for each channel, the ids the
+        provider knows a kind for (``airflow_hyperv.hyperv.events.EVENT_KINDS``).
+    :param kinds: Fire only events of these kinds (e.g. ``vm_turned_off``); the watermark still moves
+        past the others. Default None: every kind.
+    :param vm_ids: Fire only events of these VM Ids. Default None: every VM.
+    :param poll_interval: Seconds between two reads of the channels; after failed reads the pause
+        doubles, up to 600. Default 30; must be above 0.
+    :param max_events: Records read per call; a longer backlog is paged through before the next
+        pause. Default 100; must be at least 1.
+    :param start_from: Where a watcher without a watermark starts: ``latest`` (default: only records
+        written from now on) or ``beginning`` (the whole log).
+    :param protectable_only: Drop events of VMs no run could protect: gone from the host, or a restore
+        test's own copy (one ``Get-VM`` of the host per batch with wanted events). Default False.
+    """
 
     def __init__(
         self,

@@ -66,7 +66,22 @@ def _target_of(target: WaitTarget | Mapping[str, Any] | None, flat: Mapping[str,
 
 class HyperVBaseWaitTrigger(BaseEventTrigger):
     """What every wait trigger shares: its kwargs (``serialize``), its target, the state handed back
-    to the resuming task (``resume_state``) and the shape of its one event (``_event``)."""
+    to the resuming task (``resume_state``) and the shape of its one event (``_event``).
+
+    The one event carries ``status`` (``success`` or ``error``), ``message``, ``wait_for``, ``vm_id``,
+    ``resume_state`` and the outcome's details (``timed_out``, ``rejected_login``, ...). Failed polls
+    count against ``[hyperv] wait_error_budget``; a rejected login ends the wait at once.
+
+    :param hyperv_conn_id: The Airflow connection (type ``hyperv``) of the Hyper-V host.
+    :param target: What to wait for: a ``WaitTarget`` or its ``to_dict()``. Default None only for
+        triggers serialized before ``target`` existed, which pass its fields flat (``wait_for=...``).
+    :param poll_interval: Seconds between two polls of the host. Default 10.
+    :param resume_state: What the deferring task gets back in the event (``resume_state``), to resume
+        with. Default None: an empty dict.
+    :param give_up_after: Seconds after which the wait ends with a ``timed_out`` error event saying
+        what it last saw; None (default): no deadline of its own (the task's deferral timeout remains).
+    :param echo: Deprecated: ``resume_state``'s name in triggers serialized before the rename.
+    """
 
     kinds: ClassVar[frozenset[WaitFor]] = frozenset()
 
@@ -147,7 +162,22 @@ class HyperVBaseWaitTrigger(BaseEventTrigger):
 
 class HyperVHostStateTrigger(HyperVBaseWaitTrigger):
     """A VM reaching a state, or a removed checkpoint's merge ending: judged from one host snapshot
-    shared by every wait on the host (Airflow's shared trigger streams)."""
+    shared by every wait on the host (Airflow's shared trigger streams).
+
+    Waits on the same connection and ``poll_interval`` share one poll; a merge wait shares it only with
+    waits on the very same disks. Once the host rejects the shared poll's login, it never logs in
+    again and every waiter ends with an error event marked ``rejected_login``.
+
+    :param hyperv_conn_id: The Airflow connection (type ``hyperv``) of the Hyper-V host.
+    :param target: What to wait for: a ``WaitTarget`` or its ``to_dict()``. Default None only for
+        triggers serialized before ``target`` existed, which pass its fields flat (``wait_for=...``).
+    :param poll_interval: Seconds between two polls of the host. Default 10.
+    :param resume_state: What the deferring task gets back in the event (``resume_state``), to resume
+        with. Default None: an empty dict.
+    :param give_up_after: Seconds after which the wait ends with a ``timed_out`` error event saying
+        what it last saw; None (default): no deadline of its own (the task's deferral timeout remains).
+    :param echo: Deprecated: ``resume_state``'s name in triggers serialized before the rename.
+    """
 
     kinds = frozenset({WaitFor.VM_STATE, WaitFor.MERGE_DONE})
 
@@ -233,7 +263,22 @@ async def _as_polls(shared_stream: AsyncIterator[Any]) -> AsyncGenerator[Polled[
 
 class HyperVOperationTrigger(HyperVBaseWaitTrigger):
     """A pipeline started in a disconnected session (an export), until it ends. An operation is its
-    own session: it shares no stream."""
+    own session: it shares no stream.
+
+    A user killing the deferred task (mark failed / success, clear) cancels the operation on the host
+    (``on_kill``); a triggerer restart or a move to another triggerer does not.
+
+    :param hyperv_conn_id: The Airflow connection (type ``hyperv``) of the Hyper-V host.
+    :param target: The operation (``WaitFor.OPERATION_DONE``): a ``WaitTarget`` or its ``to_dict()``.
+        Default None only for triggers serialized before ``target`` existed, which pass its fields
+        flat (``wait_for=...``).
+    :param poll_interval: Seconds between two polls of the host. Default 10.
+    :param resume_state: What the deferring task gets back in the event (``resume_state``), to resume
+        with. Default None: an empty dict.
+    :param give_up_after: Seconds after which the wait ends with a ``timed_out`` error event saying
+        what it last saw; None (default): no deadline of its own (the task's deferral timeout remains).
+    :param echo: Deprecated: ``resume_state``'s name in triggers serialized before the rename.
+    """
 
     kinds = frozenset({WaitFor.OPERATION_DONE})
 
@@ -278,7 +323,21 @@ class HyperVOperationTrigger(HyperVBaseWaitTrigger):
 class HyperVLeaseTrigger(HyperVBaseWaitTrigger):
     """Another run's lease on a VM, until it is released or changes hands. The wait also ends every
     ``recheck_after`` seconds, so the task can ask Airflow whether the holder's run is over (a stale
-    lease is taken over). A lease is a file read on its own: it shares no stream."""
+    lease is taken over). A lease is a file read on its own: it shares no stream.
+
+    :param hyperv_conn_id: The Airflow connection (type ``hyperv``) of the Hyper-V host.
+    :param target: The lease to outwait (``WaitFor.LEASE_FREE``, with its ``holder``): a ``WaitTarget``
+        or its ``to_dict()``. Default None only for triggers serialized before ``target`` existed,
+        which pass its fields flat (``wait_for=...``).
+    :param poll_interval: Seconds between two polls of the host. Default 10.
+    :param resume_state: What the deferring task gets back in the event (``resume_state``), to resume
+        with. Default None: an empty dict.
+    :param give_up_after: Seconds after which the wait ends with a ``timed_out`` error event saying
+        what it last saw; None (default): no deadline of its own (the task's deferral timeout remains).
+    :param echo: Deprecated: ``resume_state``'s name in triggers serialized before the rename.
+    :param recheck_after: Seconds after which the wait ends anyway (a success event marked
+        ``recheck``), so the task can look at the holder's DAG run again. Default 300.
+    """
 
     kinds = frozenset({WaitFor.LEASE_FREE})
 
@@ -314,7 +373,11 @@ _TRIGGER_FOR: dict[WaitFor, type[HyperVBaseWaitTrigger]] = {
 
 
 def trigger_for(target: WaitTarget, **kwargs: Any) -> HyperVBaseWaitTrigger:
-    """The trigger that waits for ``target`` (kwargs: hyperv_conn_id, poll_interval, resume_state...)."""
+    """The trigger that waits for ``target`` (kwargs: hyperv_conn_id, poll_interval, resume_state...).
+
+    :param target: What to wait for; its kind picks the trigger class.
+    :return: The trigger of that kind.
+    """
     return _TRIGGER_FOR[target.kind](target=target, **kwargs)
 
 
