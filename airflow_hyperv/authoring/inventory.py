@@ -39,7 +39,7 @@ class HostEntry:
         return "host_" + "".join(c if c.isalnum() else "_" for c in self.name)
 
     @property
-    def task_options(self) -> dict[str, str]:
+    def task_options(self) -> dict[str, Any]:
         """What every task of this host takes: its queue, when the inventory names one."""
         return {"queue": self.queue} if self.queue else {}
 
