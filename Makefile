@@ -7,7 +7,7 @@ PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: setup chromium test lint typecheck layers unit e2e overlap demo airflow emulator bench bench-slow constraints docs clean
+.PHONY: setup chromium test lint typecheck layers unit e2e overlap celery demo airflow emulator bench bench-slow constraints docs clean
 
 setup: $(STAMP)
 
@@ -38,11 +38,15 @@ chromium:
 	@bash scripts/chromium.sh
 
 unit: setup chromium
-	$(VENV)/bin/pytest -q -m "not overlap" $(PYTEST_ARGS)
+	$(VENV)/bin/pytest -q -m "not overlap and not celery" $(PYTEST_ARGS)
 
 # End to end on real Airflow processes (scheduler, dag-processor, api-server, triggerer) on PostgreSQL.
 e2e: setup
-	$(VENV)/bin/pytest -m "e2e and not overlap" -q tests/e2e $(PYTEST_ARGS)
+	$(VENV)/bin/pytest -m "e2e and not overlap and not celery" -q tests/e2e $(PYTEST_ARGS)
+
+# The distributed run: the CeleryExecutor on Redis, a worker per site, one killed mid-run (docs/operations.md).
+celery: setup
+	$(VENV)/bin/pytest -m celery -q -s tests/e2e/test_celery.py $(PYTEST_ARGS)
 
 # Overlapping runs of the shipped DAGs on one VM, in real Airflow (writes its section of docs/reliability.md).
 overlap: setup

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,8 @@ from airflow_hyperv.hyperv.names import require_exact_name, require_host_path
 from airflow_hyperv.hyperv.verify import Policy
 
 VARIABLE = "hyperv_inventory"
+# A queue name the CeleryExecutor routes by (and a shell-safe word in a worker's --queues list).
+_QUEUE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,199}")
 
 
 class InventoryError(ValueError):
@@ -27,10 +30,18 @@ class HostEntry:
     pool_slots: int
     export_root: str | None
     vms: list[dict[str, str]] = field(default_factory=list)
+    # The executor queue of the host's tasks (one per site, served by the workers there); None: the
+    # default queue ([operators] default_queue).
+    queue: str | None = None
 
     @property
     def group_id(self) -> str:
         return "host_" + "".join(c if c.isalnum() else "_" for c in self.name)
+
+    @property
+    def task_options(self) -> dict[str, Any]:
+        """What every task of this host takes: its queue, when the inventory names one."""
+        return {"queue": self.queue} if self.queue else {}
 
 
 @dataclass(frozen=True)
@@ -76,6 +87,12 @@ def parse(data: Any, source: str = "inventory") -> Inventory:
             root = require_host_path(root, "export_root") if root else None
         except ValueError as exc:
             raise InventoryError(f"{where}: {exc}") from None
+        queue = h.get("queue")
+        if queue is not None and not (isinstance(queue, str) and _QUEUE.fullmatch(queue)):
+            raise InventoryError(
+                f"{where}: queue {queue!r} is not a queue name (letters, digits, '_', '.', '-'; "
+                "starting with a letter or digit)"
+            )
         hosts.append(
             HostEntry(
                 name=str(h["name"]),
@@ -84,6 +101,7 @@ def parse(data: Any, source: str = "inventory") -> Inventory:
                 pool_slots=int(h.get("pool_slots", 2)),
                 export_root=root,
                 vms=_vms(h.get("vms", []), where),
+                queue=queue,
             )
         )
     keep = data.get("keep_exports")

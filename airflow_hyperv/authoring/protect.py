@@ -57,6 +57,7 @@ def build_protection_chain(
     keep_exports: int | None = None,
     hyperv_conn_id: str = DEFAULT_CONN_ID,
     pool: str | None = None,
+    queue: str | None = None,
     deferrable: bool | None = None,
     poll_interval: float = 10.0,
     on_busy: str = "wait",
@@ -68,7 +69,9 @@ def build_protection_chain(
     ``vm``, ``policy`` and ``export_root`` may be mapped arguments).
 
     ``policy``: require (application-consistent or fail), fallback (standard checkpoint recorded as
-    crash-consistent), skip. ``pool`` caps concurrent host work (one pool per Hyper-V host).
+    crash-consistent), skip. ``pool`` caps concurrent host work (one pool per Hyper-V host). ``queue``
+    routes every task of the chain to the executor queue of the host's site (the CeleryExecutor's
+    workers there serve it; None: the default queue); docs/operations.md, "Queues per site".
     ``on_busy`` / ``busy_timeout``: what the checkpoint task does while another run holds the VM's
     lease (wait up to ``busy_timeout`` seconds, rescheduled so no worker or pool slot is held unless
     ``reschedule_when_busy=False``; or skip).
@@ -80,6 +83,8 @@ def build_protection_chain(
     # fleet run verifies and checkpoints every VM first, leaving dozens of checkpoints open for
     # minutes while exports queue (seen in bench.fleet_airflow at 100 VMs).
     task_kwargs.setdefault("weight_rule", "upstream")
+    if queue:
+        task_kwargs["queue"] = queue  # every task, the branch and the cleaned_up leaf too
     common: dict[str, Any] = {"vm": vm, "hyperv_conn_id": hyperv_conn_id, **task_kwargs}
     if pool:
         common["pool"] = pool

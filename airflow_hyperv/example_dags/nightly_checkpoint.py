@@ -3,7 +3,8 @@
 Per host: the VM list (Variable ``hyperv_inventory`` or dags/inventory/nightly.yaml) is mapped over a
 task group that verifies, checkpoints (production, or the per-VM fallback policy), exports, keeps
 ``keep_exports`` verified exports, and merges the checkpoint back whatever failed. One Airflow pool
-per host caps concurrent work there. A final task reports every VM.
+per host caps concurrent work there; a host's ``queue`` (if the inventory names one) sends all its
+tasks to the workers of its site. A final task reports every VM.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ with DAG(
     def protect_group(host: HostEntry):  # type: ignore[no-untyped-def]
         """A mapped task group per host (a factory, so each group closes over its own host)."""
 
-        @task(task_id=f"{host.group_id}_vms")
+        @task(task_id=f"{host.group_id}_vms", **host.task_options)
         def list_vms() -> list[dict[str, str]]:
             from airflow.sdk import Variable
 
@@ -55,6 +56,7 @@ with DAG(
                 keep_exports=inventory.keep_exports,
                 hyperv_conn_id=host.conn_id,
                 pool=host.pool,
+                queue=host.queue,  # the host's site: its workers run every task of the chain
             )
             merges.append(tasks["merge"])
 

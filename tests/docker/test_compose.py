@@ -18,6 +18,7 @@ import pytest
 import yaml
 
 from airflow_hyperv.example_dags import EXAMPLE_DAGS
+from tests.support.airflow_stack import CELERY, CeleryWorker, celery_settings, site_workers
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCKER = ROOT / "docker"
@@ -25,13 +26,16 @@ COMPOSE = DOCKER / "docker-compose.yaml"
 DOCKERFILE = DOCKER / "Dockerfile"
 ENV_EXAMPLE = DOCKER / ".env.example"
 INVENTORY = EXAMPLE_DAGS / "inventory" / "nightly.yaml"
+# The Celery workers of the distributed end-to-end test (tests/e2e/test_celery.py): one per site queue.
+WORKERS = site_workers(INVENTORY)
+WORKER_SERVICES = {f"airflow-{w.name}": w for w in WORKERS}
 AIRFLOW_SERVICES = {
     "airflow-init",
     "airflow-api-server",
     "airflow-scheduler",
     "airflow-dag-processor",
     "airflow-triggerer",
-    "airflow-worker",
+    *WORKER_SERVICES,
 }
 # ${VAR}, ${VAR:-default}, ${VAR:?message}; $$ is an escaped dollar for the container's shell.
 _INTERPOLATION = re.compile(r"(?<!\$)\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?])([^}]*))?\}")
@@ -85,7 +89,73 @@ def _init_script(services: dict[str, dict[str, Any]]) -> str:
 def test_compose_parses_and_has_the_expected_services(services):
     expected = AIRFLOW_SERVICES | {"postgres", "redis", "emulator"}
     assert expected <= set(services), f"missing services: {sorted(expected - set(services))}"
-    assert services["airflow-worker"]["deploy"]["replicas"] == 2
+
+
+# -- the CeleryExecutor: the same configuration as tests/e2e/test_celery.py ----------------------------------
+def worker_drift(services: dict[str, dict[str, Any]], workers: list[CeleryWorker]) -> list[str]:
+    """How the compose file's Celery workers differ from ``workers`` (the test's): a worker service per
+    worker, named ``airflow-<name>``, with the test's command line, the worker's name as its hostname,
+    and a healthcheck that pings that node; and no other worker."""
+    problems = []
+    running = {n for n, s in services.items() if list(s.get("command") or [])[:2] == ["celery", "worker"]}
+    wanted = {f"airflow-{w.name}": w for w in workers}
+    problems += [f"{n}: a worker the test does not run" for n in sorted(running - set(wanted))]
+    for name, worker in wanted.items():
+        service = services.get(name)
+        if service is None:
+            problems.append(f"{name}: missing")
+            continue
+        if list(service.get("command") or []) != worker.argv():
+            problems.append(f"{name}: command {service.get('command')} is not the test's {worker.argv()}")
+        if service.get("hostname") != worker.name:
+            problems.append(f"{name}: hostname {service.get('hostname')!r} is not {worker.name!r}")
+        ping = " ".join(service.get("healthcheck", {}).get("test") or [])
+        if f'inspect ping -d "{worker.name}@$${{HOSTNAME}}"' not in ping:
+            problems.append(f"{name}: the healthcheck does not ping {worker.name}@$HOSTNAME: {ping}")
+    return problems
+
+
+def test_the_workers_are_the_celery_tests_workers(services):
+    assert not worker_drift(services, WORKERS), worker_drift(services, WORKERS)
+    for service in WORKER_SERVICES:
+        assert "deploy" not in services[service], f"{service}: one worker per site, its hostname fixed"
+
+
+def test_the_worker_check_catches_drift(services):
+    """Positive control: a changed concurrency, a queue missing, a worker too many are each caught."""
+    first = WORKERS[0]
+    busier = [CeleryWorker(first.name, first.queues, first.concurrency + 1), *WORKERS[1:]]
+    assert any("is not the test's" in p for p in worker_drift(services, busier))
+    fewer_queues = [CeleryWorker(first.name, first.queues[:1], first.concurrency), *WORKERS[1:]]
+    assert any("is not the test's" in p for p in worker_drift(services, fewer_queues))
+    assert any("does not run" in p for p in worker_drift(services, WORKERS[1:]))
+
+
+def test_every_site_queue_has_exactly_one_worker_and_default_has_all(services):
+    queues = {h["queue"] for h in yaml.safe_load(INVENTORY.read_text())["hosts"]}
+    served = {n: services[n]["command"][services[n]["command"].index("--queues") + 1].split(",")
+              for n in WORKER_SERVICES}  # fmt: skip
+    for queue in queues:
+        assert len([n for n, qs in served.items() if queue in qs]) == 1, (queue, served)
+    assert all("default" in qs for qs in served.values()), served
+
+
+def test_the_executor_broker_and_result_backend_are_the_celery_tests(services, env_example):
+    """The same settings as tests/support/airflow_stack.py's ``celery_settings``: the keys, the executor,
+    a Redis broker, and the results in the metadata database through the same driver."""
+    for name in AIRFLOW_SERVICES:
+        env = {k: _interpolate(v, env_example) for k, v in _environment(services[name]).items()}
+        mine = {
+            k: v
+            for k, v in env.items()
+            if k.startswith("AIRFLOW__CELERY__") or k == "AIRFLOW__CORE__EXECUTOR"
+        }
+        theirs = celery_settings(
+            env["AIRFLOW__CELERY__BROKER_URL"], env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]
+        )
+        assert mine == theirs, name
+        assert env["AIRFLOW__CORE__EXECUTOR"] == CELERY
+        assert env["AIRFLOW__CELERY__BROKER_URL"].startswith("redis://:"), name  # with its password
 
 
 def test_every_service_has_an_image_or_a_build(services):
@@ -370,7 +440,7 @@ def test_each_service_builds_its_own_target(services):
     for name in AIRFLOW_SERVICES:
         assert services[name]["build"]["target"] == "provider", name
     assert services["emulator"]["build"]["target"] == "emulator"
-    assert services["emulator"]["image"] != services["airflow-worker"]["image"]
+    assert services["emulator"]["image"] != services[next(iter(WORKER_SERVICES))]["image"]
     for name, service in services.items():
         if isinstance(service.get("build"), dict) and "target" in service["build"]:
             assert service["build"]["target"] in stages, f"{name}: no stage {service['build']['target']}"

@@ -27,7 +27,7 @@ import pytest
 import yaml
 
 from airflow_hyperv.example_dags import EXAMPLE_DAGS
-from tests.support.airflow_stack import AirflowStack, Run, explained, running_airflow
+from tests.support.airflow_stack import AirflowStack, explained, running_airflow
 
 DAG_IDS = ("nightly_checkpoint", "pre_deployment_snapshot")
 # The Asset-driven DAGs (docs/events.md): paused until their test, so the events and exports of the
@@ -102,16 +102,6 @@ def exported_vms(fleet: Any) -> set[str]:
 
 
 # -- the tests ------------------------------------------------------------------------------------
-def assert_waited_in_the_triggerer(airflow: AirflowStack, run: Run, keys: list[tuple[str, int]]) -> None:
-    """Each task deferred (its worker part logged the deferral) and the triggerer ran its trigger to
-    an event (the triggerer's part of the same task log), read through the API."""
-    for key in keys:
-        events = [str(e.get("event", "")) for e in airflow.task_log(run.dag_id, run.run_id, run.final[key])]
-        assert any(e.startswith("Pausing task as DEFERRED") for e in events), (key, events[-40:])
-        assert any(e.startswith("trigger ") and e.endswith("starting") for e in events), (key, events[-40:])
-        assert "Trigger fired event" in events and "trigger completed" in events, (key, events[-40:])
-
-
 def test_nightly_checkpoint_protects_the_fleet_through_the_triggerer(
     airflow: AirflowStack, fleet: Any
 ) -> None:
@@ -150,7 +140,7 @@ def test_nightly_checkpoint_protects_the_fleet_through_the_triggerer(
             for task in ("export_standard" if vm == "app-01" else "export_production", "merge")
         ]
         assert all(run.final[key]["state"] == "success" for key in waits), states
-        assert_waited_in_the_triggerer(airflow, run, waits)
+        airflow.assert_waited_in_the_triggerer(run, waits)
         seen = run.deferred()
         print("e2e: seen in state deferred through the API:", sorted(seen))
         assert seen and seen <= set(waits), seen
@@ -169,7 +159,7 @@ def test_pre_deployment_snapshot_merges_on_success_and_rolls_back_on_failure(
         assert ok.state_of("rollback") == "skipped" and ok.state_of("merge") == "success", ok.states()
         assert len(fleet.audit.entries(cmdlet="Restore-VMSnapshot")) == restores_before
         assert_no_checkpoint_left(fleet)
-        assert_waited_in_the_triggerer(airflow, ok, [("merge", -1)])  # the VM was healthy: no wait
+        airflow.assert_waited_in_the_triggerer(ok, [("merge", -1)])  # the VM was healthy: no wait
 
         bad = airflow.wait_for_run(
             "pre_deployment_snapshot",
@@ -186,7 +176,7 @@ def test_pre_deployment_snapshot_merges_on_success_and_rolls_back_on_failure(
         assert web.state.name == "Running"  # started again after the production checkpoint left it Off
         assert_no_checkpoint_left(fleet)
         # The rollback waited for the heartbeat of the restarted VM in the triggerer.
-        assert_waited_in_the_triggerer(airflow, bad, [("rollback", -1), ("merge", -1)])
+        airflow.assert_waited_in_the_triggerer(bad, [("rollback", -1), ("merge", -1)])
 
 
 # -- the Asset-driven DAGs, scheduled from a real event ----------------------------------------------

@@ -208,7 +208,7 @@ def test_the_provider_wheel_metadata(built: Built):
     assert meta["License-Expression"] == "Apache-2.0" and meta.get_all("License-File") == ["LICENSE"]
     classifiers = meta.get_all("Classifier") or []
     assert {"Framework :: Apache Airflow", "Framework :: Apache Airflow :: Provider"} <= set(classifiers)
-    assert set(meta.get_all("Provides-Extra") or []) == {"kerberos", "credssp", "emulator"}
+    assert set(meta.get_all("Provides-Extra") or []) == {"kerberos", "credssp", "emulator", "celery"}
     requires = meta.get_all("Requires-Dist") or []
     assert not [r for r in requires if any(tool in r for tool in DEV_TOOLS)], requires
     names = {

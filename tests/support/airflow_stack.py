@@ -1,11 +1,15 @@
 """A real Airflow deployment on 127.0.0.1, for the end-to-end tests and the benchmarks alike: a
 throw-away PostgreSQL cluster (``scripts/postgres.sh``) and the four Airflow processes (scheduler,
-dag-processor, api-server, triggerer; LocalExecutor), each the leader of its own session, with a log
-file each. Runs are triggered and watched through the REST API (v2); the SimpleAuthManager's
-all-admins mode lets the caller use it without a login.
+dag-processor, api-server, triggerer), each the leader of its own session, with a log file each. The
+executor is the LocalExecutor, or with ``executor="CeleryExecutor"`` the CeleryExecutor: a throw-away
+Redis broker (``scripts/redis.sh``), the result backend in the same PostgreSQL, and one
+``airflow celery worker`` process per :class:`CeleryWorker` (its queues, its concurrency, its own
+Celery hostname), each in its own session too. Runs are triggered and watched through the REST API
+(v2); the SimpleAuthManager's all-admins mode lets the caller use it without a login.
 
 Used by tests/e2e/test_real_airflow.py (the example DAGs end to end), tests/e2e/test_overlap_matrix.py
-(overlapping runs on one VM) and bench/fleet_airflow.py (the fleet makespan). The emulator runs in the
+(overlapping runs on one VM), tests/e2e/test_celery.py (the nightly DAG on Celery workers per site, one
+of them killed mid-run) and bench/fleet_airflow.py (the fleet makespan). The emulator runs in the
 caller's process; the Airflow processes reach it on 127.0.0.1.
 
 Everything is bounded in time, and :meth:`AirflowStack.stop` ends every process of every component's
@@ -26,7 +30,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TextIO
@@ -38,7 +43,14 @@ from tests.support.waiting import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 POSTGRES_SH = ROOT / "scripts" / "postgres.sh"
+REDIS_SH = ROOT / "scripts" / "redis.sh"
 COMPONENTS = ("scheduler", "dag-processor", "api-server", "triggerer")
+LOCAL, CELERY = "LocalExecutor", "CeleryExecutor"
+CELERY_APP = "airflow.providers.celery.executors.celery_executor.app"
+# The queue of every task that names none ([operators] default_queue): the nightly DAG's report.
+DEFAULT_QUEUE = "default"
+# Each site's workers in the test and in docker/docker-compose.yaml (tests/docker/test_compose.py).
+WORKER_CONCURRENCY = 2
 STARTUP_TIMEOUT = 180.0
 RUN_TIMEOUT = 240.0
 
@@ -53,6 +65,59 @@ class PostgresUnavailable(AssertionError):
 
 class LeftoverProcesses(AssertionError):
     """Processes of the deployment survived its cleanup."""
+
+
+class RedisUnavailable(AssertionError):
+    """Redis could not be installed or started (the Celery tests skip)."""
+
+
+# -- the CeleryExecutor's configuration: the one source of the test and of docker/docker-compose.yaml ---
+@dataclass(frozen=True)
+class CeleryWorker:
+    """One ``airflow celery worker``: the queues it serves, its concurrency, and its name, which is its
+    Celery hostname's name part (``<name>@<machine>``) and, in the test, the hostname its tasks report
+    (tests/support/worker_hostname.py: two workers on one machine must still be told apart)."""
+
+    name: str
+    queues: tuple[str, ...]
+    concurrency: int = WORKER_CONCURRENCY
+
+    @property
+    def component(self) -> str:
+        return f"celery-{self.name}"
+
+    def argv(self) -> list[str]:
+        """The arguments of ``airflow``: the same in the test and in docker/docker-compose.yaml."""
+        return [
+            "celery", "worker", "--queues", ",".join(self.queues),
+            "--concurrency", str(self.concurrency), "--celery-hostname", f"{self.name}@%h",
+        ]  # fmt: skip
+
+    def node(self) -> str:
+        """Its Celery node name on this machine (Celery expands ``%h`` to the host name)."""
+        return f"{self.name}@{socket.gethostname()}"
+
+
+def site_workers(inventory: Path) -> list[CeleryWorker]:
+    """A worker per site queue of the inventory (``queue`` of its hosts), named after it; each also
+    serves the default queue (the tasks that belong to no host: the report)."""
+    import yaml
+
+    queues = sorted({h["queue"] for h in yaml.safe_load(inventory.read_text())["hosts"] if h.get("queue")})
+    return [CeleryWorker(f"worker-{q.removeprefix('hyperv-')}", (q, DEFAULT_QUEUE)) for q in queues]
+
+
+def celery_settings(broker_url: str, db_url: str) -> dict[str, str]:
+    """The CeleryExecutor with a Redis broker and its results in the metadata database (PostgreSQL):
+    the settings every component gets, here and in docker/docker-compose.yaml. The result backend
+    names its driver: SQLAlchemy 2.1 maps a bare ``postgresql://`` to psycopg 3, which Airflow does
+    not install (its PostgreSQL driver is psycopg2)."""
+    assert db_url.startswith("postgresql+psycopg2://"), db_url
+    return {
+        "AIRFLOW__CORE__EXECUTOR": CELERY,
+        "AIRFLOW__CELERY__BROKER_URL": broker_url,
+        "AIRFLOW__CELERY__RESULT_BACKEND": "db+" + db_url,
+    }
 
 
 def free_port() -> int:
@@ -133,6 +198,10 @@ class AirflowStack:
         self.logs = home / "process-logs"
         self.logs.mkdir(parents=True, exist_ok=True)
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        # What each component runs (arguments of ``airflow``) and its own environment on top of ``env``.
+        self.commands: dict[str, list[str]] = {c: [c] for c in COMPONENTS}
+        self.component_env: dict[str, dict[str, str]] = {}
+        self.workers: dict[str, CeleryWorker] = {}  # by component
         self.http = requests.Session()
         self.ready_seconds = 0.0  # how long running_airflow took to bring it up
 
@@ -152,16 +221,70 @@ class AirflowStack:
             raise AssertionError(f"airflow {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
         return result.stdout
 
+    def add_worker(self, worker: CeleryWorker) -> str:
+        """Register a Celery worker as a component (started by ``start``); its component name. It gets a
+        log server port of its own (two workers on one machine) and reports ``worker.name`` as the
+        hostname of the tasks it runs (the REST API's ``hostname``)."""
+        component = worker.component
+        assert component not in self.commands, f"a worker named {worker.name} already exists"
+        self.commands[component] = worker.argv()
+        self.component_env[component] = {
+            "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
+            "AIRFLOW__CORE__HOSTNAME_CALLABLE": "tests.support.worker_hostname.hostname",
+            "AIRFLOW_HYPERV_WORKER_HOSTNAME": worker.name,
+            "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), self.env.get("PYTHONPATH", "")) if p),
+        }
+        self.workers[component] = worker
+        return component
+
     def start(self, *components: str) -> None:
-        """Start the given components (default: all four), each in its own session; a component
-        started again appends to its log."""
-        for component in components or COMPONENTS:
+        """Start the given components (default: every registered one, the Celery workers too), each in
+        its own session; a component started again appends to its log."""
+        for component in components or list(self.commands):
             with (self.logs / f"{component}.log").open("ab") as log:
                 self.procs[component] = subprocess.Popen(
-                    [sys.executable, "-m", "airflow", component],
-                    env=self.env, cwd=self.home, stdout=log, stderr=subprocess.STDOUT,
+                    [sys.executable, "-m", "airflow", *self.commands[component]],
+                    env={**self.env, **self.component_env.get(component, {})},
+                    cwd=self.home, stdout=log, stderr=subprocess.STDOUT,
                     start_new_session=True,  # its own session and process group: stop() ends all of it
                 )  # fmt: skip
+
+    def kill(self, component: str) -> list[int]:
+        """SIGKILL every process of the component's session, as when its machine dies: for a Celery
+        worker, its main process, its pool, and the supervisors and task processes of the tasks it runs
+        (they take their own process group, so the group alone would leave them running). Returns the
+        processes killed; the component is no longer watched by ``check_alive``."""
+        proc = self.procs.pop(component)
+        killed: set[int] = set()
+        for _ in range(100):
+            members = session_members(proc.pid)
+            if not members:
+                break
+            for pid in members:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            killed.update(members)
+            time.sleep(0.1)  # until the kernel has ended them: not sequencing, a bounded reap
+        proc.wait(timeout=10)
+        if left := session_members(proc.pid):
+            raise LeftoverProcesses(f"{component}: processes survived SIGKILL: {left}")
+        return sorted(killed)
+
+    def celery_nodes(self) -> set[str]:
+        """The Celery nodes that answer a ping (``celery inspect ping``, as the compose healthcheck)."""
+        result = subprocess.run(
+            [sys.executable, "-m", "celery", "--app", CELERY_APP, "inspect", "ping", "--timeout", "5"],
+            env=self.env, cwd=self.home, capture_output=True, text=True, timeout=120, start_new_session=True,
+        )  # fmt: skip
+        return {line.split("->", 1)[1].split(":", 1)[0].strip() for line in result.stdout.splitlines()
+                if line.strip().startswith("->") and line.rstrip().endswith("OK")}  # fmt: skip
+
+    def wait_workers(self, *components: str, timeout: float = STARTUP_TIMEOUT) -> None:
+        """Until each given Celery worker (default: all) answers a ping."""
+        nodes = {self.workers[c].node() for c in components or list(self.workers)}
+        self.wait_for(
+            f"the Celery workers {sorted(nodes)} to answer", lambda: nodes <= self.celery_nodes(), timeout
+        )
 
     def check_alive(self) -> None:
         for name, proc in self.procs.items():
@@ -302,6 +425,16 @@ class AirflowStack:
         )["content"]
         return [e if isinstance(e, dict) else {"event": str(e)} for e in content]
 
+    def assert_waited_in_the_triggerer(self, run: Run, keys: Iterable[tuple[str, int]]) -> None:
+        """Each task deferred (its worker part logged the deferral) and the triggerer ran its trigger to
+        an event (the triggerer's part of the same task log), read through the API."""
+        for key in keys:
+            events = [str(e.get("event", "")) for e in self.task_log(run.dag_id, run.run_id, run.final[key])]
+            last = (key, events[-40:])
+            assert any(e.startswith("Pausing task as DEFERRED") for e in events), last
+            assert any(e.startswith("trigger ") and e.endswith("starting") for e in events), last
+            assert "Trigger fired event" in events and "trigger completed" in events, last
+
 
 def child_env(
     home: Path,
@@ -311,10 +444,12 @@ def child_env(
     overrides: dict[str, str] | None = None,
     *,
     parallelism: int = 4,
+    broker_url: str | None = None,
 ) -> dict[str, str]:
     """The Airflow processes' environment: nothing of the caller's Airflow config (tests/conftest.py
     points it at SQLite), everything of theirs explicit; a ``hyperv_<host>`` connection per emulated
-    host of ``fleet``; ``overrides`` last."""
+    host of ``fleet``; the CeleryExecutor's settings with ``broker_url`` (else the LocalExecutor);
+    ``overrides`` last."""
     from cryptography.fernet import Fernet
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
@@ -361,6 +496,8 @@ def child_env(
     )
     for host in fleet.host_names:  # hyperv_hv_01, ...: the example DAGs' connection ids
         env[f"AIRFLOW_CONN_HYPERV_{host.upper().replace('-', '_')}"] = uri_for(fleet, host)
+    if broker_url:
+        env.update(celery_settings(broker_url, db_url))
     env.update(overrides or {})
     return env
 
@@ -408,27 +545,43 @@ def work_directory(
 
 
 @contextlib.contextmanager
-def postgres_cluster(workdir: Path) -> Iterator[str]:
-    """A throw-away PostgreSQL cluster in ``workdir/postgres`` (scripts/postgres.sh); its SQLAlchemy
-    URL. PostgresUnavailable, saying why, when it cannot be installed or started."""
-    cluster = workdir / "postgres"
-    workdir.chmod(0o755)  # the postgres user must reach the cluster directory
+def scripted_server(
+    script: Path, directory: Path, what: str, unavailable: type[AssertionError]
+) -> Iterator[str]:
+    """``script start directory <free port>`` (scripts/postgres.sh, scripts/redis.sh), the URL it
+    prints, and ``script stop directory`` afterwards; ``unavailable``, saying why, when it fails."""
     try:
         result = subprocess.run(
-            ["bash", str(POSTGRES_SH), "start", str(cluster), str(free_port())],
+            ["bash", str(script), "start", str(directory), str(free_port())],
             capture_output=True, text=True, timeout=600,
         )  # fmt: skip
     except (OSError, subprocess.TimeoutExpired) as exc:
         result = subprocess.CompletedProcess([], 1, "", str(exc))
     if result.returncode != 0:
-        subprocess.run(["bash", str(POSTGRES_SH), "stop", str(cluster)], capture_output=True, timeout=120)
-        raise PostgresUnavailable(
-            f"PostgreSQL could not be installed or started: {result.stderr.strip()[-800:]}"
-        )
+        subprocess.run(["bash", str(script), "stop", str(directory)], capture_output=True, timeout=120)
+        raise unavailable(f"{what} could not be installed or started: {result.stderr.strip()[-800:]}")
     try:
         yield result.stdout.strip().splitlines()[-1]
     finally:
-        subprocess.run(["bash", str(POSTGRES_SH), "stop", str(cluster)], capture_output=True, timeout=120)
+        subprocess.run(["bash", str(script), "stop", str(directory)], capture_output=True, timeout=120)
+
+
+@contextlib.contextmanager
+def postgres_cluster(workdir: Path) -> Iterator[str]:
+    """A throw-away PostgreSQL cluster in ``workdir/postgres`` (scripts/postgres.sh); its SQLAlchemy
+    URL. PostgresUnavailable, saying why, when it cannot be installed or started."""
+    workdir.chmod(0o755)  # the postgres user must reach the cluster directory
+    with scripted_server(POSTGRES_SH, workdir / "postgres", "PostgreSQL", PostgresUnavailable) as url:
+        yield url
+
+
+@contextlib.contextmanager
+def redis_server(workdir: Path) -> Iterator[str]:
+    """A throw-away Redis server in ``workdir/redis`` (scripts/redis.sh), loopback only, stopped
+    afterwards; its broker URL (with its password). RedisUnavailable, saying why, when it cannot be
+    installed or started."""
+    with scripted_server(REDIS_SH, workdir / "redis", "Redis", RedisUnavailable) as url:
+        yield url
 
 
 @contextlib.contextmanager
@@ -440,6 +593,20 @@ def postgres_or_skip(workdir: Path) -> Iterator[str]:
         try:
             url = cleanup.enter_context(postgres_cluster(workdir))
         except PostgresUnavailable as exc:
+            print(exc)
+            pytest.skip(str(exc))
+        yield url
+
+
+@contextlib.contextmanager
+def redis_or_skip(workdir: Path) -> Iterator[str]:
+    """``redis_server`` for a test module: skips it, and says why, without Redis."""
+    import pytest
+
+    with contextlib.ExitStack() as cleanup:
+        try:
+            url = cleanup.enter_context(redis_server(workdir))
+        except RedisUnavailable as exc:
             print(exc)
             pytest.skip(str(exc))
         yield url
@@ -459,17 +626,27 @@ def running_airflow(
     label: str = "e2e",
     stream: TextIO | None = None,
     api_timeout: float = 30.0,
+    executor: str = LOCAL,
+    broker_url: str | None = None,
+    workers: Sequence[CeleryWorker] = (),
 ) -> Iterator[AirflowStack]:
-    """Migrate the database, create the pools (deferred tasks count), start the four processes and
-    wait until the DAGs in ``home/dags`` named ``dag_ids`` are parsed; stop everything afterwards
-    (an AssertionError if any process survived that)."""
+    """Migrate the database, create the pools (deferred tasks count), start the four processes (and,
+    with the CeleryExecutor, a worker per ``workers`` on the Redis of ``broker_url``) and wait until
+    the DAGs in ``home/dags`` named ``dag_ids`` are parsed and every worker answers; stop everything
+    afterwards (an AssertionError if any process survived that)."""
+    if executor not in (LOCAL, CELERY):
+        raise ValueError(f"executor {executor!r}: {LOCAL} or {CELERY}")
+    if (executor == CELERY) != bool(broker_url and workers):
+        raise ValueError("the CeleryExecutor, and only it, needs a broker_url and workers")
     api_port = free_port()
     stack = AirflowStack(
         home,
-        child_env(home, db_url, api_port, fleet, env, parallelism=parallelism),
+        child_env(home, db_url, api_port, fleet, env, parallelism=parallelism, broker_url=broker_url),
         f"http://127.0.0.1:{api_port}",
         label=label, stream=stream, api_timeout=api_timeout,
     )  # fmt: skip
+    for worker in workers:
+        stack.add_worker(worker)
     started = time.monotonic()
     try:
         stack.cli("db", "migrate", timeout=600)
@@ -477,6 +654,8 @@ def running_airflow(
             stack.cli("pools", "set", pool, str(slots), "Hyper-V host", "--include-deferred", timeout=120)
         stack.start()
         stack.wait_ready(dag_ids, startup_timeout)
+        if workers:
+            stack.wait_workers(timeout=startup_timeout)
         stack.ready_seconds = time.monotonic() - started
         stack.say(f"Airflow ready in {stack.ready_seconds:.1f}s")
         yield stack
