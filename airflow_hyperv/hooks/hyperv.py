@@ -596,6 +596,12 @@ class HyperVHook(HyperVBaseHook):
         _raise_first(result.errors, what=f"listing {path}")
         return [RemoteFile.decode(o) for o in result.output]
 
+    def bytes_under(self, path: str) -> int:
+        """The bytes in every file under a folder: the ``Length`` of ``Get-ChildItem -LiteralPath <path>
+        -Recurse -File``, summed here (one object per file; an export writes a handful). An export's
+        progress: what Hyper-V has written into its staging folder so far."""
+        return sum(f.length for f in self.list_files(path))
+
     def is_empty_folder(self, path: str) -> bool:
         """True when the folder holds nothing at all (no file, no sub-folder)."""
         result = self.run_repeatable(pipelines.list_entries(host_path(path)))
