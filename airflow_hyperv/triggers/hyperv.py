@@ -30,14 +30,17 @@ from airflow_hyperv.config import wait_error_budget
 from airflow_hyperv.hooks.waiter import (
     HostStateWait,
     LeaseWait,
+    OperationPoll,
     OperationWait,
     Outcome,
     Polled,
     PollFailed,
     async_wait,
     async_wait_on,
+    read_progress,
 )
 from airflow_hyperv.hyperv.errors import AuthenticationFailedError
+from airflow_hyperv.hyperv.progress import DEFAULT_PROGRESS_INTERVAL
 from airflow_hyperv.hyperv.waits import TARGET_KEYS, HostSnapshot, WaitFor, WaitTarget
 
 CLASSPATH = "airflow_hyperv.triggers.hyperv.HyperVWaitTrigger"  # triggers serialized before the split
@@ -233,24 +236,48 @@ async def _as_polls(shared_stream: AsyncIterator[Any]) -> AsyncGenerator[Polled[
 
 class HyperVOperationTrigger(HyperVBaseWaitTrigger):
     """A pipeline started in a disconnected session (an export), until it ends. An operation is its
-    own session: it shares no stream."""
+    own session: it shares no stream.
+
+    With a ``progress`` target (the folder the operation writes and what it should hold), each poll
+    also reads the bytes written so far, and a progress line is logged at once and then at most every
+    ``progress_interval`` seconds (in Airflow 3 a trigger's log lines are in the task's log). That read
+    runs on one runspace pool the trigger keeps for the whole wait, not a new one per poll.
+    """
 
     kinds = frozenset({WaitFor.OPERATION_DONE})
+
+    def __init__(self, *, progress_interval: float = DEFAULT_PROGRESS_INTERVAL, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        if progress_interval < 0:
+            raise ValueError(f"progress_interval must be 0 or more, not {progress_interval}")
+        self.progress_interval = float(progress_interval)
+
+    def _own_kwargs(self) -> dict[str, Any]:
+        return {"progress_interval": self.progress_interval}
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         from airflow_hyperv.hooks.async_hyperv import HyperVAsyncHook
         from airflow_hyperv.hooks.disconnected import DisconnectedOperation, poll_disconnected
 
         op = DisconnectedOperation.from_dict(self.target.operation)
-        settings = await HyperVAsyncHook(self.hyperv_conn_id).settings()
-        outcome = await async_wait(
-            OperationWait(op),
-            lambda: asyncio.to_thread(poll_disconnected, settings, op, wait_seconds=1.0),
-            interval=self.poll_interval,
-            error_budget=wait_error_budget(),
-            give_up_after=self.give_up_after,
-            log=self.log,
-        )
+        watch = self.target.progress
+        async with HyperVAsyncHook(self.hyperv_conn_id) as hook:
+            settings = await hook.settings()
+
+            async def poll() -> OperationPoll:
+                state = await asyncio.to_thread(poll_disconnected, settings, op, wait_seconds=1.0)
+                if watch is None or state.state != "running":
+                    return OperationPoll(state)
+                return await hook.call(lambda hv: read_progress(hv, state, watch))
+
+            outcome = await async_wait(
+                OperationWait(op, watch=watch, progress_interval=self.progress_interval),
+                poll,
+                interval=self.poll_interval,
+                error_budget=wait_error_budget(),
+                give_up_after=self.give_up_after,
+                log=self.log,
+            )
         yield self._event(outcome)
 
     async def on_kill(self) -> None:
