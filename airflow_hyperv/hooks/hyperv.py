@@ -874,6 +874,16 @@ class HyperVHook(HyperVBaseHook):
         _raise_first(result.errors, what=f"listing {path}")
         return [RemoteFile.decode(o) for o in result.output]
 
+    def bytes_under(self, path: str) -> int:
+        """The bytes in every file under a folder: the ``Length`` of ``Get-ChildItem -LiteralPath <path>
+        -Recurse -File``, summed here (one object per file; an export writes a handful). An export's
+        progress: what Hyper-V has written into its staging folder so far.
+
+        :param path: An absolute folder path on the host.
+        :return: The summed ``Length`` of its files, in bytes.
+        """
+        return sum(f.length for f in self.list_files(path))
+
     def is_empty_folder(self, path: str) -> bool:
         """True when the folder holds nothing at all (no file, no sub-folder).
 

@@ -13,6 +13,9 @@ wait, in a worker, a sensor or a trigger, follows the same rules:
 What differs between kinds of wait (what is polled, how it is judged, what the messages say) is a
 ``WaitStep``: ``HostStateWait`` (a VM state or a finished merge, judged from a host snapshot),
 ``OperationWait`` (a pipeline running in a disconnected session), ``LeaseWait`` (another run's lease).
+
+A step may also report how far the awaited work has got (``report``: an export's GiB and percent), a
+line logged as it is, paced by the step; a round that reports logs no "waiting" line.
 """
 
 from __future__ import annotations
@@ -26,10 +29,17 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from airflow_hyperv.config import DEFAULT_WAIT_ERROR_BUDGET
 from airflow_hyperv.hyperv.errors import is_rejected_login
+from airflow_hyperv.hyperv.progress import (
+    DEFAULT_PROGRESS_INTERVAL,
+    OutputProgress,
+    ProgressPacer,
+    progress_line,
+)
 from airflow_hyperv.hyperv.waits import HostSnapshot, Verdict, WaitTarget, host_verdict, lease_verdict
 
 if TYPE_CHECKING:
     from airflow_hyperv.hooks.disconnected import DisconnectedOperation, PollResult
+    from airflow_hyperv.hooks.hyperv import HyperVHook
     from airflow_hyperv.hyperv.lease import Lease
 
 T = TypeVar("T")
@@ -95,6 +105,10 @@ class WaitStep(Generic[T]):
         """The log line (format, args...) of a round that waits on, or None for none."""
         return None
 
+    def report(self, verdict: Verdict) -> tuple[Any, ...] | None:
+        """A progress line (format, args...) logged as it is, when one is due; None for none."""
+        return None
+
 
 class HostStateWait(WaitStep[HostSnapshot]):
     """A VM state or a finished merge, judged from one snapshot of the host."""
@@ -114,12 +128,39 @@ class HostStateWait(WaitStep[HostSnapshot]):
         return ("Waiting for %s: %s", self.target.kind.value, verdict.observed)
 
 
-class OperationWait(WaitStep["PollResult | None"]):
+@dataclass(frozen=True)
+class OperationPoll:
+    """One poll of a disconnected operation: its state (None: the poll was cut off, the task was
+    killed) and, when the wait watches its output, the bytes written so far (None: not read, and
+    ``unread`` says why). Reading the bytes is best effort: it never fails the poll."""
+
+    state: PollResult | None
+    written: int | None = None
+    unread: str = ""
+
+
+def read_progress(hv: HyperVHook, state: PollResult, watch: OutputProgress | None) -> OperationPoll:
+    """``state`` and, while the operation runs and ``watch`` is set, the bytes under its folder, read on
+    ``hv``'s pool (``HyperVHook.bytes_under``). A failed read is noted, not raised, except a rejected
+    login, which ends the wait like any rejected poll."""
+    if watch is None or state.state != "running":
+        return OperationPoll(state)
+    try:
+        return OperationPoll(state, written=hv.bytes_under(watch.folder))
+    except Exception as exc:
+        if is_rejected_login(exc):
+            raise
+        return OperationPoll(state, unread=f"{type(exc).__name__}: {exc}")
+
+
+class OperationWait(WaitStep["OperationPoll | PollResult | None"]):
     """A pipeline started in a disconnected session, until it ends (or its session is lost).
 
     ``stopped`` (the worker's wait): asked each round whether this side stopped the operation (the
     task was killed); a poll that answers None was cut off by that. ``progress``: the log line of a
-    round that waits on.
+    round that waits on. ``watch``: the folder the operation writes and what it should hold; then each
+    round that waits on may report how far it has got (``OperationPoll.written``), at once and then at
+    most every ``progress_interval`` seconds, instead of the ``progress`` line.
     """
 
     def __init__(
@@ -129,36 +170,64 @@ class OperationWait(WaitStep["PollResult | None"]):
         subject: str | None = None,
         progress: tuple[Any, ...] | None = None,
         stopped: Callable[[], bool] | None = None,
+        watch: OutputProgress | None = None,
+        progress_interval: float = DEFAULT_PROGRESS_INTERVAL,
     ) -> None:
         self.operation = operation
         self.subject = subject or f"polling {operation.label}"
         self.progress = progress
         self.stopped = stopped
+        self.watch = watch
+        self.pacer = ProgressPacer(progress_interval)
+        self._last: OperationPoll = OperationPoll(None)
+        self._first_seen = time.time()  # elapsed time for an operation that did not record its start
 
-    def judge(self, observation: PollResult | None) -> Verdict:
+    def judge(self, observation: OperationPoll | PollResult | None) -> Verdict:
+        polled = observation if isinstance(observation, OperationPoll) else OperationPoll(observation)
+        self._last = polled
+        state = polled.state
         label = self.operation.label
-        if observation is None or (self.stopped is not None and self.stopped()):
+        if state is None or (self.stopped is not None and self.stopped()):
             return Verdict(True, f"{label}: stopped", failed=True)
-        if observation.state == "running":
+        if state.state == "running":
             return Verdict(False, f"{label} still running")
-        if observation.state == "gone":
+        if state.state == "gone":
             return Verdict(
                 True, f"{label}: the host no longer has the session (restarted or reaped)", failed=True
             )
-        result = observation.result
+        result = state.result
         errs = [asdict(e) for e in result.errors] if result else []
         return Verdict(
             True,
-            errs[0]["message"] if errs else f"{label} ended {observation.state}",
-            failed=not (observation.state == "completed" and not errs),
-            details={"errors": errs, "state": observation.state},
+            errs[0]["message"] if errs else f"{label} ended {state.state}",
+            failed=not (state.state == "completed" and not errs),
+            details={"errors": errs, "state": state.state},
         )
 
     def timed_out(self, seconds: float, verdict: Verdict) -> str:
         return f"{self.operation.label} still running after {seconds:g}s"
 
     def waiting(self, verdict: Verdict) -> tuple[Any, ...] | None:
-        return self.progress
+        return None if self.watch is not None else self.progress
+
+    def progress_due(self) -> bool:
+        """Whether this round should read the bytes written: only a round that will log a line does
+        (one pipeline less on every other poll)."""
+        return self.watch is not None and self.pacer.is_due()
+
+    def report(self, verdict: Verdict) -> tuple[Any, ...] | None:
+        read = self._last.written is not None or bool(self._last.unread)
+        if self.watch is None or not read or not self.pacer.due():
+            return None
+        started = self.operation.started_at or self._first_seen
+        line = progress_line(
+            self.watch.name,
+            self._last.written,
+            self.watch.expected_bytes,
+            time.time() - started,
+            unknown=self._last.unread,
+        )
+        return ("%s", line)
 
 
 class LeaseWait(WaitStep["Lease | None"]):
@@ -232,8 +301,11 @@ def _rounds(
         other_end = step.still_waiting(elapsed, verdict)
         if other_end is not None:
             return other_end
+        report = step.report(verdict)
         line = step.waiting(verdict)
-        if line is not None:  # what it waits on, and for how long so far
+        if report is not None:  # how far the awaited work has got
+            log.info(*report)
+        elif line is not None:  # what it waits on, and for how long so far
             log.info(line[0] + " (waited %.0fs)", *line[1:], elapsed)
         polled = yield interval
 

@@ -12,6 +12,7 @@ from enum import Enum
 from typing import Any
 
 from airflow_hyperv.hyperv.lease import Lease
+from airflow_hyperv.hyperv.progress import OutputProgress
 
 
 class WaitFor(str, Enum):
@@ -52,6 +53,9 @@ class WaitTarget:
     # OPERATION_DONE: the disconnected operation (``DisconnectedOperation.to_dict()``: ids and a label).
     operation: Mapping[str, Any] | None = field(default=None, hash=False)
     holder: Lease | None = None  # LEASE_FREE: the lease whose end is waited for
+    # OPERATION_DONE: the folder the operation writes and what it should hold at the end, so the wait
+    # can say how far it has got (an export's staging folder and its checkpoint's disks). Optional.
+    progress: OutputProgress | None = None
 
     def __post_init__(self) -> None:
         if self.kind is WaitFor.OPERATION_DONE and not self.operation:
@@ -82,6 +86,7 @@ class WaitTarget:
             "merge_links": [[disk, parent] for disk, parent in self.merge_links],
             "operation": dict(self.operation) if self.operation else None,
             "holder": self.holder.encode() if self.holder else None,
+            "progress": self.progress.to_dict() if self.progress else None,
         }
 
     @classmethod
@@ -89,6 +94,7 @@ class WaitTarget:
         """The target ``to_dict`` wrote (ids lower-cased, as the host reports them)."""
         checkpoint_id = data.get("checkpoint_id")
         holder = data.get("holder")
+        progress = data.get("progress")
         return cls(
             kind=WaitFor(data["wait_for"]),
             vm_id=str(data["vm_id"]).lower(),
@@ -99,13 +105,14 @@ class WaitTarget:
             merge_links=tuple((str(disk), str(parent)) for disk, parent in data.get("merge_links") or ()),
             operation=dict(data["operation"]) if data.get("operation") else None,
             holder=Lease.decode(holder) if holder else None,
+            progress=OutputProgress.from_dict(progress) if progress else None,
         )
 
 
 # The keys of ``WaitTarget.to_dict``: flat in the kwargs of triggers serialized before ``target``.
 TARGET_KEYS = frozenset(
     {"wait_for", "vm_id", "target_state", "require_heartbeat", "checkpoint_id", "avhdx_paths", "merge_links",
-     "operation", "holder"}
+     "operation", "holder", "progress"}
 )  # fmt: skip
 
 

@@ -20,6 +20,7 @@ from airflow_hyperv.hyperv.names import (
     require_generated_paths,
     require_host_path,
 )
+from airflow_hyperv.hyperv.progress import DEFAULT_PROGRESS_INTERVAL, OutputProgress, expected_export_bytes
 from airflow_hyperv.hyperv.records import ExportManifest
 from airflow_hyperv.hyperv.waits import WaitFor, WaitTarget
 from airflow_hyperv.operators.base import DeferrableMixin, HyperVBaseOperator, run_checkpoint_name
@@ -110,6 +111,8 @@ class ExportPlan:
     staging: str
     operation: dict[str, Any] | None = None  # the DisconnectedOperation running the export
     left_behind: list[str] = field(default_factory=list)  # staging folders an earlier export may still use
+    # What the checkpoint's disks hold (Get-VHD): what a progress line counts the export's bytes against.
+    expected_bytes: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -152,6 +155,11 @@ class HyperVExportCheckpointOperator(DeferrableMixin, HyperVBaseOperator):
     files (path, length, sha256), total_bytes, host. ``outlets`` defaults to the ``hyperv-exports``
     Asset alias.
 
+    While it waits (in the worker or deferred) it logs how far the export has got, at once and then at
+    most every ``progress_interval`` seconds: ``Export of sql-01: 12.4 of 40.0 GiB (31 %), 3m20s
+    elapsed`` (the bytes in the staging folder against what the checkpoint's disks hold). None: no
+    progress lines, only the plain waiting line of each poll (in the worker).
+
     .. seealso::
         docs/operators.md (HyperVExportCheckpointOperator: where exports go, cancellation, path lengths).
 
@@ -171,6 +179,8 @@ class HyperVExportCheckpointOperator(DeferrableMixin, HyperVBaseOperator):
         the host for up to ``min(poll_interval, 30)`` seconds). Default 15; must be above 0.
     :param wait_timeout: Seconds the export may run before it is cancelled on the host and the task
         fails (its staging folder is left in place); None: no limit. Default 43200 (12 hours).
+    :param progress_interval: Seconds between two progress lines while the export runs (the first comes
+        with the first poll); 0: every poll; None: no progress lines. Default 60.
     """
 
     template_fields: Sequence[str] = ("vm", "hyperv_conn_id", "export_root", "checkpoint_name")
@@ -183,12 +193,18 @@ class HyperVExportCheckpointOperator(DeferrableMixin, HyperVBaseOperator):
         deferrable: bool | None = None,
         poll_interval: float = 15.0,
         wait_timeout: float | None = 12 * 3600.0,
+        progress_interval: float | None = DEFAULT_PROGRESS_INTERVAL,
         **kwargs: Any,
     ) -> None:
         kwargs.setdefault("outlets", [AssetAlias(name=EXPORT_ALIAS)])
         super().__init__(**kwargs)
+        if progress_interval is not None and progress_interval < 0:
+            raise ValueError(
+                f"progress_interval must be 0 or more (or None for none), not {progress_interval}"
+            )
         self.export_root = export_root
         self.checkpoint_name = checkpoint_name
+        self.progress_interval = progress_interval
         self._init_deferrable(deferrable, poll_interval, wait_timeout)
         # The export this worker process waits for (the non-deferrable path): what on_kill cancels.
         self._running: tuple[ConnectionSettings, DisconnectedOperation] | None = None
@@ -224,6 +240,8 @@ class HyperVExportCheckpointOperator(DeferrableMixin, HyperVBaseOperator):
             chains = hv.disk_chains(vm.id, drives=hv.checkpoint_drives(checkpoint.id))
             with self.final_errors():
                 require_generated_paths(_generated_paths(plan, chains))
+            # What the export writes for the disks: what its progress lines count against.
+            plan.expected_bytes = expected_export_bytes(chains)
             earlier = self._load(context, final)
             if hv.path_exists(final):
                 self.log.info("An earlier try already promoted %s; verifying it again", final)
@@ -240,6 +258,7 @@ class HyperVExportCheckpointOperator(DeferrableMixin, HyperVBaseOperator):
                 # never reattached to nor promoted: it is treated like any other earlier export.
                 same = earlier.checkpoint_id.lower() == plan.checkpoint_id.lower()
                 if poll.state == "running" and same:
+                    earlier.expected_bytes = earlier.expected_bytes or plan.expected_bytes
                     self.log.info(
                         "The export an earlier try started into %s still runs; waiting for it instead of "
                         "starting another",
@@ -319,9 +338,14 @@ class HyperVExportCheckpointOperator(DeferrableMixin, HyperVBaseOperator):
     def _wait(self, context: Context, hv: HyperVHook, plan: ExportPlan) -> dict[str, Any]:
         from airflow_hyperv.config import wait_error_budget
         from airflow_hyperv.hooks.disconnected import DisconnectedOperation, poll_disconnected
-        from airflow_hyperv.hooks.waiter import OperationWait, wait
+        from airflow_hyperv.hooks.waiter import OperationPoll, OperationWait, read_progress, wait
 
         op = DisconnectedOperation.from_dict(plan.operation)
+        watch = (
+            OutputProgress(plan.staging, plan.expected_bytes, plan.vm_name)
+            if self.progress_interval is not None
+            else None
+        )
         if self.deferrable:
             from airflow_hyperv.triggers.hyperv import HyperVOperationTrigger
 
@@ -329,32 +353,39 @@ class HyperVExportCheckpointOperator(DeferrableMixin, HyperVBaseOperator):
             self.defer_to(
                 HyperVOperationTrigger(
                     hyperv_conn_id=self.hyperv_conn_id,
-                    target=WaitTarget(WaitFor.OPERATION_DONE, plan.vm_id, operation=op.to_dict()),
+                    target=WaitTarget(
+                        WaitFor.OPERATION_DONE, plan.vm_id, operation=op.to_dict(), progress=watch
+                    ),
                     poll_interval=self.poll_interval,
                     resume_state=plan.to_dict(),
+                    progress_interval=self.progress_interval or 0.0,
                 )
             )
             raise AssertionError("defer returned")  # pragma: no cover
         polls: list[PollResult] = []
+        step = OperationWait(
+            op,
+            subject=f"polling the export of {plan.vm_name}",
+            progress=("Waiting for the export of %s to %s", plan.vm_name, plan.staging),
+            stopped=lambda: self._killed,
+            watch=watch,
+            progress_interval=self.progress_interval or 0.0,
+        )
 
-        def poll() -> PollResult | None:
+        def poll() -> OperationPoll | None:
             try:
                 polls.append(poll_disconnected(hv.settings, op, wait_seconds=min(self.poll_interval, 30.0)))
             except Exception:
                 if self._killed:  # on_kill deleted the shell under this poll
                     return None
                 raise
-            return polls[-1]
+            # A round that logs a progress line reads how far it has got, on the pool this task holds.
+            return read_progress(hv, polls[-1], watch if step.progress_due() else None)
 
         self._running = (hv.settings, op)
         try:
             outcome = wait(
-                OperationWait(
-                    op,
-                    subject=f"polling the export of {plan.vm_name}",
-                    progress=("Waiting for the export of %s to %s", plan.vm_name, plan.staging),
-                    stopped=lambda: self._killed,
-                ),
+                step,
                 poll,
                 interval=0.0,  # each poll waits on the host (wait_seconds) for the export to end
                 error_interval=self.poll_interval,

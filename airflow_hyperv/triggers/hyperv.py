@@ -30,14 +30,17 @@ from airflow_hyperv.config import wait_error_budget
 from airflow_hyperv.hooks.waiter import (
     HostStateWait,
     LeaseWait,
+    OperationPoll,
     OperationWait,
     Outcome,
     Polled,
     PollFailed,
     async_wait,
     async_wait_on,
+    read_progress,
 )
 from airflow_hyperv.hyperv.errors import AuthenticationFailedError
+from airflow_hyperv.hyperv.progress import DEFAULT_PROGRESS_INTERVAL
 from airflow_hyperv.hyperv.waits import TARGET_KEYS, HostSnapshot, WaitFor, WaitTarget
 
 CLASSPATH = "airflow_hyperv.triggers.hyperv.HyperVWaitTrigger"  # triggers serialized before the split
@@ -268,6 +271,12 @@ class HyperVOperationTrigger(HyperVBaseWaitTrigger):
     A user killing the deferred task (mark failed / success, clear) cancels the operation on the host
     (``on_kill``); a triggerer restart or a move to another triggerer does not.
 
+    With a ``progress`` target (the folder the operation writes and what it should hold), a progress
+    line is logged at once and then at most every ``progress_interval`` seconds (in Airflow 3 a
+    trigger's log lines are in the task's log). Only a poll on which a line is due reads the bytes
+    written so far, on a runspace pool opened for that read and closed after it: the wait holds no
+    shell of its own between polls (each counts against the host's WinRM quotas).
+
     :param hyperv_conn_id: The Airflow connection (type ``hyperv``) of the Hyper-V host.
     :param target: The operation (``WaitFor.OPERATION_DONE``): a ``WaitTarget`` or its ``to_dict()``.
         Default None only for triggers serialized before ``target`` existed, which pass its fields
@@ -278,19 +287,41 @@ class HyperVOperationTrigger(HyperVBaseWaitTrigger):
     :param give_up_after: Seconds after which the wait ends with a ``timed_out`` error event saying
         what it last saw; None (default): no deadline of its own (the task's deferral timeout remains).
     :param echo: Deprecated: ``resume_state``'s name in triggers serialized before the rename.
+    :param progress_interval: Seconds between two progress lines of a ``progress`` target (the first
+        comes with the first poll); 0: every poll. Default 60.
     """
 
     kinds = frozenset({WaitFor.OPERATION_DONE})
+
+    def __init__(self, *, progress_interval: float = DEFAULT_PROGRESS_INTERVAL, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        if progress_interval < 0:
+            raise ValueError(f"progress_interval must be 0 or more, not {progress_interval}")
+        self.progress_interval = float(progress_interval)
+
+    def _own_kwargs(self) -> dict[str, Any]:
+        return {"progress_interval": self.progress_interval}
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         from airflow_hyperv.hooks.async_hyperv import HyperVAsyncHook
         from airflow_hyperv.hooks.disconnected import DisconnectedOperation, poll_disconnected
 
         op = DisconnectedOperation.from_dict(self.target.operation)
+        watch = self.target.progress
         settings = await HyperVAsyncHook(self.hyperv_conn_id).settings()
+        step = OperationWait(op, watch=watch, progress_interval=self.progress_interval)
+
+        async def poll() -> OperationPoll:
+            state = await asyncio.to_thread(poll_disconnected, settings, op, wait_seconds=1.0)
+            if watch is None or state.state != "running" or not step.progress_due():
+                return OperationPoll(state)
+            # A pool for this one read: between polls the wait holds no shell (WinRM quotas).
+            async with HyperVAsyncHook(self.hyperv_conn_id) as hook:
+                return await hook.call(lambda hv: read_progress(hv, state, watch))
+
         outcome = await async_wait(
-            OperationWait(op),
-            lambda: asyncio.to_thread(poll_disconnected, settings, op, wait_seconds=1.0),
+            step,
+            poll,
             interval=self.poll_interval,
             error_budget=wait_error_budget(),
             give_up_after=self.give_up_after,

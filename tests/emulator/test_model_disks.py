@@ -154,6 +154,33 @@ def test_export_writes_real_complete_files(tmp_path: Path) -> None:
         host.export_snapshot(vm, cp, "D:\\Backups\\run1")
 
 
+def test_an_export_writes_what_the_emulated_time_that_passed_writes(tmp_path: Path) -> None:
+    """At 1000 MB/s, moving the clock on by 3 s in one jump writes 3000 MB, not one step's worth: the
+    export keeps to its rate from its start (what a long export's progress lines are read from)."""
+    import threading
+
+    from tests.support.waiting import wait_for
+
+    host, vm, clock, _ = _host(tmp_path)
+    cp = host.checkpoint_vm(vm, "b")
+    assert cp is not None
+    clock.auto_advance = False
+    done = threading.Thread(target=host.export_snapshot, args=(vm, cp, "D:\\Backups\\held"))
+    done.start()
+    vhdx = host.fs.to_real("D:\\Backups\\held\\db\\Virtual Hard Disks\\db.vhdx")
+    try:
+        wait_for(vhdx.exists, 30, what="the export's first step")
+        clock.advance(3)
+        # 3 s at 1000 MB/s (a step is written when it starts): one step at a time would be 2000 MB.
+        wait_for(lambda: host.fs.logical_size(vhdx) >= 3000 * MiB, 30, what="3 s worth written")
+        assert host.fs.logical_size(vhdx) < 10 * GiB  # and no more than that: it is still being written
+    finally:
+        clock.auto_advance = True
+        clock.advance(3600)
+        done.join(30)
+    assert host.fs.logical_size(vhdx) == 10 * GiB
+
+
 def test_standard_checkpoint_export_has_memory_state(tmp_path: Path) -> None:
     host, vm, _, _ = _host(tmp_path)
     vm.guest_vss = False

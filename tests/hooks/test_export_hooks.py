@@ -86,3 +86,32 @@ def test_host_folder_keeps_different_names_apart():
     assert host_folder("hv:01") != host_folder("hv_01") and "%3A" in host_folder("hv:01")
     vm_id = uuid.uuid4()
     assert vm_export_folder("D:\\B", "HV-01", vm_id) != vm_export_folder("D:\\B", "HV-02", vm_id)
+
+
+def test_bytes_under_sums_the_logical_length_of_every_file_below_a_folder(emulator, hook):
+    fs = emulator.host("hv-01").fs
+    fs.write_standin("D:\\Backups\\sizes\\a\\disk.vhdx", {"kind": "vhdx"}, 40 * 2**30, fraction=0.25)
+    fs.write_standin("D:\\Backups\\sizes\\b.vmcx", {"kind": "vmcx"}, 64 * 1024)
+    fs.write_standin("D:\\Backups\\elsewhere.vhdx", {"kind": "vhdx"}, 2**30)  # not under the folder
+    # Get-ChildItem's Length of a stand-in is its logical size (what a real file of that size says),
+    # not the few bytes the emulator keeps on disk.
+    assert hook.bytes_under("D:\\Backups\\sizes") == 10 * 2**30 + 64 * 1024
+    fs.write_standin("D:\\Backups\\sizes\\a\\disk.vhdx", {"kind": "vhdx"}, 40 * 2**30, fraction=0.5)
+    assert hook.bytes_under("D:\\Backups\\sizes") == 20 * 2**30 + 64 * 1024  # it grows as it is written
+    sent = emulator.audit.entries(cmdlet="Get-ChildItem")[-1]
+    assert sorted(sent.parameters) == ["File", "LiteralPath", "Recurse"]  # the one pipeline, bound
+
+
+def test_the_expected_export_size_is_what_an_export_writes_for_the_checkpoints_disks(emulator, hook):
+    from airflow_hyperv.hyperv.progress import expected_export_bytes
+
+    vm = hook.get_vm(name="sql-01")  # two dynamic disks
+    made = hook.create_checkpoint(
+        vm.id, "airflow-hyperv 20261129T0100Z 0123456789ab", consistency=Consistency.APPLICATION
+    )
+    chains = hook.disk_chains(vm.id, drives=hook.checkpoint_drives(made.checkpoint.id))
+    hook.make_directory("D:\\Backups\\sized")
+    hook.export_checkpoint(made.checkpoint.id, "D:\\Backups\\sized")
+    disks = [f for f in hook.list_files("D:\\Backups\\sized") if "\\virtual hard disks\\" in f.path.lower()]
+    assert len(disks) == 2
+    assert expected_export_bytes(chains) == sum(f.length for f in disks)

@@ -171,3 +171,50 @@ def test_each_waiting_round_logs_what_it_waits_on_and_for_how_long(drive, caplog
     lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("Waiting for")]
     assert len(lines) == 2, lines  # one per round that waits on, none for the round that ends it
     assert all("vm_state" in line and " (waited " in line and line.endswith("s)") for line in lines), lines
+
+
+@pytest.mark.parametrize("drive", DRIVERS, ids=ids)
+def test_an_operation_wait_reports_progress_instead_of_the_waiting_line(drive, caplog):
+    from airflow_hyperv.hooks.disconnected import DisconnectedOperation, PollResult
+    from airflow_hyperv.hooks.waiter import OperationPoll, OperationWait
+    from airflow_hyperv.hyperv.progress import GiB, OutputProgress
+
+    caplog.set_level(logging.INFO, logger=log.name)
+    op = DisconnectedOperation(shell_id="s", command_id="c", label="export-checkpoint")
+    running = PollResult("running")
+    step = OperationWait(
+        op,
+        progress=("Waiting for the export of %s", "web-01"),
+        watch=OutputProgress("D:\\Backups\\x", 4 * GiB, "web-01"),
+        progress_interval=0,
+    )
+    outcome = drive(
+        step,
+        Script(
+            OperationPoll(running, written=GiB),
+            OperationPoll(running, unread="TransientTransportError: reset"),  # noted, never a failed poll
+            OperationPoll(running, written=3 * GiB),
+            OperationPoll(PollResult("completed")),
+        ),
+        error_budget=1,
+    )
+    assert outcome.ok, outcome
+    lines = [r.getMessage() for r in caplog.records]
+    assert [line.split(", ")[0] for line in lines] == [
+        "Export of web-01: 1.0 of 4.0 GiB (25 %)",
+        "Export of web-01: still running",
+        "Export of web-01: 3.0 of 4.0 GiB (75 %)",
+    ], lines
+    assert "bytes written not known: TransientTransportError: reset" in lines[1]
+
+
+def test_an_operation_wait_without_a_watched_folder_logs_the_plain_line(caplog):
+    from airflow_hyperv.hooks.disconnected import DisconnectedOperation, PollResult
+    from airflow_hyperv.hooks.waiter import OperationWait
+
+    caplog.set_level(logging.INFO, logger=log.name)
+    step = OperationWait(DisconnectedOperation("s", "c"), progress=("Waiting for the export of %s", "web-01"))
+    assert run_sync(step, Script(PollResult("running"), PollResult("completed"))).ok
+    assert [r.getMessage().split(" (waited")[0] for r in caplog.records] == [
+        "Waiting for the export of web-01"
+    ]
