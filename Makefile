@@ -7,7 +7,7 @@ PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: setup chromium test lint typecheck layers unit e2e overlap celery demo airflow emulator bench bench-slow constraints docs clean
+.PHONY: setup chromium compose test lint typecheck layers unit e2e overlap celery demo airflow emulator bench bench-slow constraints docs clean
 
 setup: $(STAMP)
 
@@ -37,7 +37,11 @@ layers: setup
 chromium:
 	@bash scripts/chromium.sh
 
-unit: setup chromium
+# Debian's docker-compose for the offline `docker-compose config` check of docker/ (no engine needed).
+compose:
+	@bash scripts/compose.sh
+
+unit: setup chromium compose
 	$(VENV)/bin/pytest -q -m "not overlap and not celery" $(PYTEST_ARGS)
 
 # End to end on real Airflow processes (scheduler, dag-processor, api-server, triggerer) on PostgreSQL.
