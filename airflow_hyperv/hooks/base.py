@@ -156,15 +156,14 @@ class HyperVBaseHook(BaseHook):
             return
         if self._rejected is not None:
             self._raise_rejected(AuthenticationFailedError(str(self._rejected)))
-        from pypsrp.powershell import RunspacePool
         from pypsrp.wsman import WSMan
 
-        from airflow_hyperv.hooks.transport import translate
+        from airflow_hyperv.hooks.transport import runspace_pool, translate
 
         settings = self.settings
         try:
             self._wsman = WSMan(**settings.wsman_kwargs())
-            pool = RunspacePool(self._wsman, configuration_name=settings.configuration_name)
+            pool = runspace_pool(self._wsman, configuration_name=settings.configuration_name)
             pool.open()
         except Exception as exc:
             self._drop_pool()

@@ -51,7 +51,7 @@ from airflow_hyperv.hyperv.restore import (
     NetworkIsolation,
     VMLocation,
 )
-from airflow_hyperv.hyperv.waits import HostSnapshot
+from airflow_hyperv.hyperv.waits import HostSnapshot, host_snapshot
 
 log = logging.getLogger(__name__)
 
@@ -278,24 +278,7 @@ class HyperVHook(HyperVBaseHook):
             [e for e in result.errors if not (e.target_name.lower() in watched and _not_found(e))],
             what="reading host state",
         )
-        snapshot = HostSnapshot()
-        for obj in result.output:
-            if has_type(obj, VM_TYPE):
-                vm = VirtualMachine.decode(obj)
-                snapshot.vms[str(vm.id).lower()] = {
-                    "name": vm.name,
-                    "state": vm.state.name,
-                    "heartbeat_ok": bool(vm.heartbeat and vm.heartbeat.is_ok),
-                }
-            elif has_type(obj, SNAPSHOT_TYPE):
-                snapshot.checkpoint_ids.append(str(Checkpoint.decode(obj).id).lower())
-            elif has_type(obj, DRIVE_TYPE):
-                drive = HardDiskDrive.decode(obj)
-                snapshot.drive_paths.setdefault(str(drive.vm_id).lower(), []).append(drive.path)
-            elif has_type(obj, VHD_TYPE):
-                disk = VirtualDisk.decode(obj)
-                snapshot.disk_parents[disk.path.lower()] = (disk.parent_path or "").lower()
-        return snapshot
+        return host_snapshot(result.output)
 
     def checkpoint_drives(self, checkpoint_id: uuid.UUID) -> list[HardDiskDrive]:
         """The checkpoint's own drives (``Get-VMSnapshot -Id | Get-VMHardDiskDrive``), as they were when it

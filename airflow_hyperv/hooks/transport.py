@@ -10,6 +10,7 @@ import socket
 import ssl
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -17,8 +18,10 @@ from urllib.parse import urlsplit
 import requests
 from pypsrp.exceptions import AuthenticationError, WinRMTransportError, WSManFaultError
 from pypsrp.powershell import PowerShell, RunspacePool
+from pypsrp.serializer import Serializer
 from spnego.exceptions import SpnegoError
 
+from airflow_hyperv.hyperv.clixml import lean_object
 from airflow_hyperv.hyperv.errors import (
     AuthenticationFailedError,
     ErrorInfo,
@@ -281,8 +284,54 @@ def collect(ps: PowerShell, output: list[Any], started: float) -> PipelineResult
     )
 
 
+class LeanOutputSerializer(Serializer):
+    """pypsrp's serializer, except that while ``keep`` is set (one pipeline's ``decode_only``), each
+    output object is read with ``clixml.lean_object`` for those properties only, instead of being
+    deserialized whole. Everything else (pool messages, error records, what is sent) is pypsrp's own.
+
+    It runs where pypsrp parses a Receive's messages: in the thread that invokes the pipeline (for a
+    trigger, the worker thread of ``asyncio.to_thread``), never on the event loop.
+    """
+
+    keep: frozenset[str] = frozenset()
+
+    def deserialize(self, element: Any, metadata: Any = None, clear: bool = True) -> Any:
+        # PIPELINE_OUTPUT is the one message pypsrp deserializes from its text without metadata
+        # (pypsrp.messages.Message.unpack); nested values come as elements, with clear=False.
+        if self.keep and metadata is None and clear and isinstance(element, str):
+            return lean_object(element, self.keep)
+        return super().deserialize(element, metadata, clear)
+
+
+def runspace_pool(wsman: Any, **kwargs: Any) -> RunspacePool:
+    """A ``RunspacePool`` (not opened) whose output objects a pipeline may ask to decode lean
+    (``Pipeline.decode_only``). Should a pypsrp release keep its serializer elsewhere, the pool is
+    pypsrp's own and every object is decoded whole (slower, the same answers)."""
+    pool = RunspacePool(wsman, **kwargs)
+    fragmenter = getattr(pool, "_fragmenter", None)
+    if isinstance(getattr(pool, "_serializer", None), Serializer) and fragmenter is not None:
+        serializer = LeanOutputSerializer()
+        pool._serializer = serializer
+        fragmenter.serializer = serializer
+    return pool
+
+
+@contextmanager
+def _decoding_only(pool: RunspacePool, keep: frozenset[str]) -> Iterator[None]:
+    serializer = getattr(pool, "_serializer", None)
+    if not keep or not isinstance(serializer, LeanOutputSerializer):
+        yield
+        return
+    serializer.keep = keep
+    try:
+        yield
+    finally:
+        serializer.keep = frozenset()
+
+
 def invoke(pool: RunspacePool, pipeline: Pipeline) -> PipelineResult:
     started = time.monotonic()
     ps = build(pool, pipeline)
-    output = ps.invoke()
+    with _decoding_only(pool, pipeline.decode_only):
+        output = ps.invoke()
     return collect(ps, output, started)

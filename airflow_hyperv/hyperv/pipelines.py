@@ -15,6 +15,7 @@ from typing import Any
 
 from airflow_hyperv.hyperv.enums import CheckpointType
 from airflow_hyperv.hyperv.names import require_exact_name
+from airflow_hyperv.hyperv.waits import HOST_STATE_PROPERTIES
 
 SWITCH = object()  # a switch parameter: sent as ``add_parameter(name)`` with no value
 
@@ -33,6 +34,10 @@ class Command:
 class Pipeline:
     statements: tuple[tuple[Command, ...], ...]
     label: str = field(default="", compare=False)
+    # Only these properties of each output object are decoded (``clixml.lean_object``, in the thread
+    # that runs the pipeline); empty: every object fully. A poll that reads a few fields of hundreds
+    # of objects (``host_state``) skips the rest.
+    decode_only: frozenset[str] = field(default=frozenset(), compare=False)
 
     @property
     def cmdlets(self) -> list[str]:
@@ -43,7 +48,8 @@ class Pipeline:
 
     def then(self, other: Pipeline) -> Pipeline:
         """Run ``other``'s statements after ours in the same round trip."""
-        return Pipeline(self.statements + other.statements, self.label or other.label)
+        lean = self.decode_only | other.decode_only if self.decode_only and other.decode_only else frozenset()
+        return Pipeline(self.statements + other.statements, self.label or other.label, lean)
 
 
 def bound_command(name: str, **params: Any) -> Command:
@@ -198,7 +204,7 @@ def host_state(disk_paths: Sequence[str] = ()) -> Pipeline:
     )
     if disk_paths:
         statements += ((bound_command("Get-VHD", Path=list(disk_paths)),),)
-    return Pipeline(statements, label="host-state")
+    return Pipeline(statements, label="host-state", decode_only=HOST_STATE_PROPERTIES)
 
 
 def checkpoint_drives(checkpoint_id: uuid.UUID) -> Pipeline:

@@ -6,13 +6,15 @@ per VM (Airflow's shared trigger streams).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
+from airflow_hyperv.hyperv.enums import HeartbeatStatus, VMState
 from airflow_hyperv.hyperv.lease import Lease
 from airflow_hyperv.hyperv.progress import OutputProgress
+from airflow_hyperv.hyperv.records import Props, has_type
 
 
 class WaitFor(str, Enum):
@@ -33,6 +35,56 @@ class HostSnapshot:
     # path (lower, "" for a base disk). A path that is not there is no disk any more.
     disk_parents: dict[str, str] = field(default_factory=dict)
     error: str | None = None  # the poll failed; waits keep waiting up to their error budget
+
+
+# The objects of a host poll (pipelines.host_state) and the only properties a wait judges of them: a
+# VM's Id, name, state and heartbeat; a checkpoint's Id; a drive's VM and path; a disk's parent. The
+# transport converts only these (``clixml.lean_object``); ``host_snapshot`` reads them.
+HOST_STATE_TYPES = (
+    VM_TYPE := "Microsoft.HyperV.PowerShell.VirtualMachine",
+    SNAPSHOT_TYPE := "Microsoft.HyperV.PowerShell.VMSnapshot",
+    DRIVE_TYPE := "Microsoft.HyperV.PowerShell.HardDiskDrive",
+    VHD_TYPE := "Microsoft.Vhd.PowerShell.VirtualHardDisk",
+)
+HOST_STATE_PROPERTIES = frozenset(
+    {"Id", "VMId", "Name", "VMName", "State", "Heartbeat", "Path", "ParentPath"}
+)
+
+
+def host_snapshot(objects: Iterable[Any]) -> HostSnapshot:
+    """The snapshot a host poll's objects make, read for ``HOST_STATE_PROPERTIES`` only (from lean
+    objects or fully deserialized ones alike: ``records.Props``).
+
+    :param objects: The output of ``pipelines.host_state``: VMs, checkpoints, drives, watched disks.
+    :return: Per VM Id (lower case) its name, state and heartbeat; the checkpoint Ids; each VM's
+        current disk paths; each watched disk's parent.
+    """
+    snapshot = HostSnapshot()
+    for obj in objects:
+        if has_type(obj, VM_TYPE):
+            p = Props(obj)
+            vm_id = p.guid("Id") or p.guid("VMId")
+            if vm_id is None:
+                raise ValueError("a VirtualMachine object without an Id")
+            heartbeat = p.raw("Heartbeat")
+            snapshot.vms[str(vm_id).lower()] = {
+                "name": p.text("Name") or p.text("VMName"),
+                "state": VMState.parse(p.raw("State")).name,
+                "heartbeat_ok": heartbeat not in (None, "") and HeartbeatStatus.parse(heartbeat).is_ok,
+            }
+        elif has_type(obj, SNAPSHOT_TYPE):
+            checkpoint_id = Props(obj).guid("Id")
+            if checkpoint_id is None:
+                raise ValueError("a VMSnapshot object without an Id")
+            snapshot.checkpoint_ids.append(str(checkpoint_id).lower())
+        elif has_type(obj, DRIVE_TYPE):
+            p = Props(obj)
+            drive_vm = p.guid("VMId")
+            snapshot.drive_paths.setdefault(str(drive_vm).lower(), []).append(p.text("Path"))
+        elif has_type(obj, VHD_TYPE):
+            p = Props(obj)
+            snapshot.disk_parents[p.text("Path").lower()] = (p.optional_text("ParentPath") or "").lower()
+    return snapshot
 
 
 @dataclass(frozen=True)

@@ -39,6 +39,7 @@ from airflow_hyperv.hooks.waiter import (
     async_wait_on,
     read_progress,
 )
+from airflow_hyperv.hyperv.cadence import PhasePlan, after_poll
 from airflow_hyperv.hyperv.errors import AuthenticationFailedError
 from airflow_hyperv.hyperv.progress import DEFAULT_PROGRESS_INTERVAL
 from airflow_hyperv.hyperv.waits import TARGET_KEYS, HostSnapshot, WaitFor, WaitTarget
@@ -213,23 +214,35 @@ class HyperVHostStateTrigger(HyperVBaseWaitTrigger):
     async def _poll_host(
         conn_id: str, interval: float, disk_paths: tuple[str, ...] = ()
     ) -> AsyncIterator[HostSnapshot | LoginRejected]:
+        """The host's snapshots: one at once, then one every ``interval`` seconds at this loop's phase
+        (``hyperv.cadence``: the host loops of one triggerer spread over the interval, on the event
+        loop's clock so they never drift into step). The snapshot is read and decoded in the worker
+        thread that runs pypsrp (``host_state``: only the fields a wait judges), never on the loop."""
         from airflow_hyperv.hooks.async_hyperv import HyperVAsyncHook
 
-        async with HyperVAsyncHook(conn_id) as hook:
-            rejected: LoginRejected | None = None
-            while True:
-                snapshot: HostSnapshot | LoginRejected
-                if rejected is not None:
-                    snapshot = rejected  # told to every waiter that joins later; no new login
-                else:
-                    try:
-                        snapshot = await hook.call(lambda hv: hv.host_state(disk_paths))
-                    except AuthenticationFailedError as exc:
-                        rejected = snapshot = LoginRejected(str(exc))
-                    except Exception as exc:  # reported to every waiter, which keeps an error budget
-                        snapshot = HostSnapshot(error=f"{type(exc).__name__}: {exc}")
-                yield snapshot
-                await asyncio.sleep(interval)
+        loop = asyncio.get_running_loop()
+        plan = _phase_plan()
+        phase = plan.take(poll_loop_key(conn_id, disk_paths), interval)
+        try:
+            async with HyperVAsyncHook(conn_id) as hook:
+                rejected: LoginRejected | None = None
+                while True:
+                    started = loop.time()
+                    snapshot: HostSnapshot | LoginRejected
+                    if rejected is not None:
+                        snapshot = rejected  # told to every waiter that joins later; no new login
+                    else:
+                        try:
+                            snapshot = await hook.call(lambda hv: hv.host_state(disk_paths))
+                        except AuthenticationFailedError as exc:
+                            rejected = snapshot = LoginRejected(str(exc))
+                        except Exception as exc:  # reported to every waiter, which keeps an error budget
+                            snapshot = HostSnapshot(error=f"{type(exc).__name__}: {exc}")
+                    yield snapshot
+                    due = after_poll(phase, interval, started=started, now=loop.time())
+                    await asyncio.sleep(max(0.0, due - loop.time()))
+        finally:
+            plan.release(interval, phase)
 
     async def filter_shared_stream(self, shared_stream: AsyncIterator[Any]) -> AsyncIterator[TriggerEvent]:
         polls = _as_polls(shared_stream)
@@ -251,6 +264,20 @@ class HyperVHostStateTrigger(HyperVBaseWaitTrigger):
         async for event in self.filter_shared_stream(polls):
             yield event
             return
+
+
+# The phases of the host poll loops running on each event loop (one triggerer: one loop).
+_phase_plans: dict[int, PhasePlan] = {}
+
+
+def _phase_plan() -> PhasePlan:
+    """This event loop's plan of poll phases (``hyperv.cadence.PhasePlan``)."""
+    return _phase_plans.setdefault(id(asyncio.get_running_loop()), PhasePlan())
+
+
+def poll_loop_key(conn_id: str, disk_paths: tuple[str, ...] = ()) -> str:
+    """What identifies a host poll loop for its phase: the connection and the disks it watches."""
+    return "\n".join((conn_id, *sorted(d.lower() for d in disk_paths)))
 
 
 async def _as_polls(shared_stream: AsyncIterator[Any]) -> AsyncGenerator[Polled[HostSnapshot], None]:

@@ -35,22 +35,26 @@ def test_cycle_counts_every_variant_and_step(bench):
     assert by_variant["psrp_operators"]["pools"] == 4  # one PsrpHook per operator
 
 
-def test_triggerer_runs_both_paths_and_every_wait_fires(bench):
+def test_triggerer_runs_every_path_and_every_wait_fires(bench):
     triggerer = bench("triggerer")
 
     rows = triggerer.measure(
         waits=10, hosts=2, vms_per_host=5, poll_interval=0.2, settle=0.3, window=0.8, deadline=15
     )
 
-    assert [r["path"] for r in rows] == ["shared", "standalone"]
+    assert [r["path"] for r in rows] == ["shared", "lockstep", "standalone"]
     for row in rows:
         assert row["fired"] == "10/10", row
         assert row["host_polls_per_s"] > 0
         assert math.isfinite(row["loop_lag_p99_ms"]), row  # NaN: the loop-lag ticker never measured
-    shared, alone = rows
-    assert shared["poll_loops"] == 2 and alone["poll_loops"] == 10
-    assert shared["pools_opened"] == 2 and alone["pools_opened"] == 10  # one pool per poll loop
-    assert {r["measure"] for r in triggerer.add_ratios(rows)} >= {"host_polls_per_s", "loop_lag_p99_ms"}
+        assert isinstance(row["poll_gap_min_ms"], float), row  # host poll starts were noted
+        assert isinstance(row["fire_p99_s"], float), row
+    shared, lockstep, alone = rows
+    assert shared["poll_loops"] == lockstep["poll_loops"] == 2 and alone["poll_loops"] == 10
+    assert shared["pools_opened"] == lockstep["pools_opened"] == 2 and alone["pools_opened"] == 10
+    ratios = triggerer.add_ratios(rows)
+    assert {r["measure"] for r in ratios} >= {"host_polls_per_s", "loop_lag_p99_ms", "poll_gap_min_ms"}
+    assert all({"shared_vs_lockstep", "shared_vs_standalone"} <= set(r) for r in ratios)
 
 
 def test_parse_measures_a_dag_file_and_reports_transport_imports(bench):
