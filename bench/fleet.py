@@ -135,7 +135,8 @@ def cluster_inventory(vms: int, slots: int) -> dict[str, Any]:
         "hosts": [{
             "name": CLUSTER, "conn_id": "hyperv_hvc_01", "pool": "hyperv_hvc_01", "pool_slots": slots,
             "export_root": f"{CSV_BACKUPS}\\Backups",
-            "vms": [{"name": name, "policy": "require"} for names in layout(len(NODES), vms) for name in names],
+            "vms": [{"name": name, "policy": "require"}
+                    for names in layout(len(NODES), vms) for name in names],
         }],
     }  # fmt: skip
 
@@ -278,11 +279,16 @@ def _cluster_child(home: Path, vms: int, slots: int, every: float, limit: int) -
         makespan = time.perf_counter() - started
         counters = emu.counters.snapshot()
         checkpoints_left = sum(len(vm.checkpoints) for host in emu.fleet.hosts.values() for vm in host.vms())
-        nodes_used = {
-            e.host
-            for e in emu.audit.entries()
-            if e.cmdlet in ("Checkpoint-VM", "Export-VMSnapshot", "Remove-VMSnapshot")
-        }
+        steps = [e for e in emu.audit.entries() if e.outcome == "ok"
+                 and e.cmdlet in ("Checkpoint-VM", "Export-VMSnapshot", "Remove-VMSnapshot")]  # fmt: skip
+        nodes_used = {e.host for e in steps}
+        # A VM "moved during the run" when its checkpoint, export and merge did not all run on one node.
+        step_nodes: dict[str, set[str]] = {}
+        for e in steps:
+            for vm_id in emu.cluster().groups:
+                if str(vm_id) in e.targets:
+                    step_nodes.setdefault(str(vm_id), set()).add(e.host)
+        moved_between_steps = sum(1 for nodes in step_nodes.values() if len(nodes) > 1)
     from airflow.models.taskinstance import TaskInstance
     from airflow.models.xcom import XComModel
     from airflow.utils.session import create_session
@@ -312,6 +318,7 @@ def _cluster_child(home: Path, vms: int, slots: int, every: float, limit: int) -
         "protected": sum(1 for r in rows if str(r.get("outcome", "")).startswith("protected")),
         "checkpoints_left": checkpoints_left,
         "nodes_used": sorted(nodes_used),
+        "vms_moved_between_steps": moved_between_steps,
     }
 
 
@@ -349,6 +356,7 @@ def run_cluster(template: Path, base: Path, vms: int, slots: int, every: float, 
         "sequential_makespan_s": round(result["makespan_s"], 1),
         "migrations": result["migrations"],
         "migrations_refused": result["migrations_refused"],
+        "vms_moved_between_steps": f"{result['vms_moved_between_steps']} of {vms}",
         "protected": f"{result['protected']} of {vms}",
         "checkpoints_left": result["checkpoints_left"],
         "nodes_used": ", ".join(result["nodes_used"]),
@@ -359,7 +367,8 @@ def run_cluster(template: Path, base: Path, vms: int, slots: int, every: float, 
 
 CLUSTER_COLUMNS = (
     "vms", "nodes", "pool_slots", "dag_run", "task_instances", "retried_tasks", "sequential_makespan_s",
-    "migrations", "migrations_refused", "protected", "checkpoints_left", "wsman_requests", "wsman_per_vm",
+    "migrations", "migrations_refused", "vms_moved_between_steps", "protected", "checkpoints_left",
+    "wsman_requests", "wsman_per_vm",
 )  # fmt: skip
 
 
