@@ -6,13 +6,16 @@ then the next ones): every VM is verified, then checkpointed, then exported, kep
 thread interleaves the cluster's moves with the run at points the emulator's gates define, never after a
 sleep:
 
-* **P1, between checkpoint and export**: the run is held at one VM's ``Export-VMSnapshot`` (the gate);
-  every other VM that has its checkpoint and no export yet is live-migrated to another node, one of them
-  with a migration still in progress (``until_completed``) that its export task meets (``Pending``) and
-  waits for; the test completes it once the task has asked about it (``Migration.seen``).
-* **P2, between export and merge**: the run is held at the ``Remove-VMSnapshot`` of a VM moved in P1;
-  every other exported, unmerged VM is live-migrated again, and a node (not the held VM's, not the
-  first one the connection names) goes down: its VMs fail over to the next node, where they are merged.
+* **P1, between checkpoint and export**: the run is held at the first ``Export-VMSnapshot`` (a gate on
+  the cmdlet, whichever VM); every other VM, all checkpointed and none exported, is live-migrated to the
+  next node, one with a migration still in progress (``until_completed``) that its export task meets
+  (``Pending``) and waits for; the test completes it once a task was told it moves (``Migration.seen``).
+  The held VM moves when a task next asks the cluster about it (a gate on ``Get-ClusterGroup -Name``,
+  after its export: its retention task).
+* **P2, between export and merge**: the run is held at the first ``Remove-VMSnapshot``; every other
+  exported, unmerged VM moves again, and a node (not the held VM's, not the first one the connection
+  names) goes down: its VMs (one is sent there first if none is on it) fail over to the next node, where
+  they are merged.
 
 With two faults on top: one VM's first export runs out of space half-way (a task retry that exports
 again) and the answer to the first ``Checkpoint-VM`` is lost (the hook's re-check, no second one).
@@ -516,7 +519,7 @@ def observe(
     )
 
 
-# -- the test -------------------------------------------------------------------------------------------------
+# -- the test ---------------------------------------------------------------------------------------------
 @pytest.fixture
 def cluster(airflow_db, tmp_path, monkeypatch):
     from hyperv_emulator.api import Emulator
