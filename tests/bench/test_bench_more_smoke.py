@@ -81,3 +81,29 @@ def test_fleet_bounds_arithmetic(bench):
     ] + [{"task_id": "host_hv_00_vms", "map_index": -1, "pool": "default_pool", "duration": 0.5, "state": "success"},
          {"task_id": "report", "map_index": -1, "pool": "default_pool", "duration": 0.25, "state": "success"}]  # fmt: skip
     assert fleet.measured_bound(tasks, 2) == pytest.approx(4 / 2 + 0.5 + 0.25)
+
+
+def test_fleet_cluster_mode_builds_one_cluster_and_its_migrator_moves_vms(bench, tmp_path):
+    from airflow_hyperv.authoring.inventory import parse
+    from hyperv_emulator.api import Emulator
+    from hyperv_emulator.model import ManualClock
+
+    fleet = bench("fleet")
+    inventory = parse(fleet.cluster_inventory(10, 4))
+    assert [(h.name, h.conn_id, h.pool, h.pool_slots) for h in inventory.hosts] == [
+        ("hvc-01", "hyperv_hvc_01", "hyperv_hvc_01", 4)
+    ]
+    emu = Emulator(fleet.cluster_fleet(10), root_dir=tmp_path / "hosts", clock=ManualClock())  # not started
+    cluster = emu.cluster()
+    assert sorted(g.name for g in cluster.groups.values()) == sorted(v["vm"] for v in inventory.hosts[0].vms)
+    assert sorted({g.owner for g in cluster.groups.values()}) == list(fleet.NODES)
+    # The emulated clock never moves: each migration stays in flight, so the next turn's VM is another.
+    with fleet.Migrator(emu, every=0.0, limit=3) as migrator:
+        migrator.thread.join()
+    moving = [g.name for g in cluster.groups.values() if g.migration is not None]
+    assert migrator.made == 3 and migrator.refused == 0 and len(moving) == 3
+    # A VM still moving is not moved again: the next one is (positive control for "refused").
+    with fleet.Migrator(emu, every=0.0, limit=7) as more:
+        more.thread.join()
+    assert more.made == 7 and more.refused == 3
+    assert all(g.migration is not None for g in cluster.groups.values())

@@ -79,8 +79,11 @@ def test_every_vm_of_a_node_is_a_role_it_owns_and_the_csv_is_one_folder_for_all(
         "web-02": "hv-n2",
         "app-01": "hv-n2",
         "dc-01": "hv-n3",
+        "sql-02": "hv-n3",
+        "web-03": "hv-n3",
         "file-01": "hv-n4",
         "lin-01": "hv-n4",
+        "app-02": "hv-n4",
     }
     assert "local-01" not in owners  # clustered: false
     n1, n4 = fleet.hosts["hv-n1"].fs, fleet.hosts["hv-n4"].fs
@@ -124,7 +127,7 @@ def test_get_cluster_node_and_group_answer_with_real_types_and_values(fleet: Fle
     by_id = run(fleet, "hv-n2", ("Get-ClusterGroup", {"VMId": vm_id(fleet, "dc-01")})).output
     assert [prop(g, "Name") for g in by_id] == ["dc-01"]
     assert (
-        len(run(fleet, "hv-n1", ("Get-ClusterGroup", {"Name": ["web-*"]})).output) == 2
+        len(run(fleet, "hv-n1", ("Get-ClusterGroup", {"Name": ["web-*"]})).output) == 3
     )  # -Name takes wildcards
     own = run(fleet, "hv-n1", ("Get-ClusterGroup", {"Name": ["dc-01"], "Cluster": "hvc-01"})).output
     assert len(own) == 1  # -Cluster naming its own cluster

@@ -156,7 +156,7 @@ def test_a_node_that_is_down_is_stepped_over_and_its_vms_are_found_where_they_re
         assert vm.state.name == "Running" and hv.node == "hv-n2"
         snapshot = hv.host_state()
     assert str(vm_id(emulator, "sql-01")).lower() in snapshot.vms
-    assert len(snapshot.vms) == 7  # every clustered VM, from every node that is up (local-01 is on hv-n1)
+    assert len(snapshot.vms) == 10  # every clustered VM, from every node that is up (local-01 is on hv-n1)
 
 
 def test_a_vm_that_is_no_clustered_role_is_not_found_through_the_cluster(emulator):

@@ -171,7 +171,7 @@ def test_a_step_that_meets_a_vm_in_the_middle_of_a_live_migration_waits_for_it(c
 def test_a_node_going_down_between_steps(cluster):
     ctx = context("manual__node_down")
     create("dc-01", ctx)
-    assert cluster.cluster().fail_node("hv-n3") == {"dc-01": "hv-n4"}
+    assert cluster.cluster().fail_node("hv-n3") == {"dc-01": "hv-n4", "sql-02": "hv-n4", "web-03": "hv-n4"}
     manifest = export("dc-01", ctx)
     merged = merge("dc-01", ctx)
     assert where(cluster, "Checkpoint-VM") == ["hv-n3"]
