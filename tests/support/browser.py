@@ -8,7 +8,9 @@ from __future__ import annotations
 import contextlib
 import itertools
 import json
+import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -91,7 +93,9 @@ class Page:
 def headless_chromium(binary: str) -> Iterator[Page]:
     """Chromium with a new empty profile, and its first tab; ended (and its profile removed) after."""
     port = free_port()
-    with tempfile.TemporaryDirectory(prefix="chromium-profile-") as profile:
+    # Chromium's helper processes may still be writing the profile for a moment after they are told to
+    # end: a leftover file there is not this test's concern.
+    with tempfile.TemporaryDirectory(prefix="chromium-profile-", ignore_cleanup_errors=True) as profile:
         proc = subprocess.Popen(
             [binary, *FLAGS, f"--user-data-dir={profile}", f"--remote-debugging-port={port}",
              "--window-size=1280,900", "about:blank"],
@@ -114,9 +118,13 @@ def headless_chromium(binary: str) -> Iterator[Page]:
                 page.send("Network.enable")
                 yield page
         finally:
-            proc.terminate()
+            # The whole process group (its own session): the browser and its renderer, GPU and
+            # crash-handler children, which write into the profile too.
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
             try:
                 proc.wait(timeout=10)
             except subprocess.TimeoutExpired:
-                proc.kill()
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait(timeout=10)
