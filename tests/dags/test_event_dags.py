@@ -37,7 +37,7 @@ def first_event(trigger) -> dict:
     async def one() -> dict:
         gen = trigger.run()
         try:
-            return (await asyncio.wait_for(gen.__anext__(), 20)).payload
+            return (await asyncio.wait_for(gen.__anext__(), 90)).payload
         finally:
             await gen.aclose()
 
@@ -55,11 +55,27 @@ def test_a_vm_stop_event_protects_it_and_its_export_is_verified_and_restore_test
     from airflow_hyperv.triggers.events import HyperVEventTrigger
 
     trigger = HyperVEventTrigger(**{**kwargs, "poll_interval": 0.05})
-    # The watcher starts at the newest record; then maintenance shuts the VM down.
+    # The watcher starts at the newest record; then maintenance shuts the VM down. Sequenced, not timed:
+    # the VM stops only once the watcher has read the log (its starting point) at least once; a stop
+    # before that would be older than where it starts, and never reported.
     import threading
 
-    threading.Timer(1.0, lambda: host.stop_vm(web)).start()
+    from tests.support.waiting import wait_for
+
+    reads = len(emulator.audit.entries(cmdlet="Get-WinEvent"))
+    # The watcher reads each channel's newest record (its starting point), then polls them: once it has
+    # read the log more times than it has channels, every starting point is set.
+    settled = reads + len(trigger.channels) + 1
+
+    def stop_once_watched() -> None:
+        wait_for(lambda: len(emulator.audit.entries(cmdlet="Get-WinEvent")) >= settled, 60,
+                 what="the watcher's starting points and first poll")  # fmt: skip
+        host.stop_vm(web)
+
+    stopper = threading.Thread(target=stop_once_watched, daemon=True)
+    stopper.start()
     payload = first_event(trigger)
+    stopper.join(10)
     assert payload["kind"] == "vm_shut_down" and payload["vm_id"] == str(web.id)
 
     run = module.dag.test(run_conf={"vms": [payload["vm_id"]]})
