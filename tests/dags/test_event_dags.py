@@ -103,7 +103,7 @@ def test_a_vm_stop_event_protects_it_and_its_export_is_verified_and_restore_test
     monkeypatch.setenv("AIRFLOW_HYPERV_REPORT_DIR", str(tmp_path))
     reported = event_dags("protection_report").dag.test()
     assert str(reported.state) == "success"
-    row = next(r for r in xcom(reported, "report")[0] if r["vm"] == "web-01")
+    row = next(r for r in xcom(reported, "report")[0] if r["vm"] == "web-01" and r["host"] == "hv-01")
     assert row["last_export"] and row["last_app_consistent"] and row["last_restore_test"], row
     assert "web-01" in (tmp_path / "protection-report.html").read_text()
 
