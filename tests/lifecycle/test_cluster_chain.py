@@ -219,3 +219,67 @@ def test_an_export_root_on_one_nodes_disk_is_refused_before_anything_changes(clu
     changed = [e.cmdlet for e in cluster.audit.entries()[before:] if not e.cmdlet.startswith("Get-")]
     assert changed == []
     merge("web-02", ctx)
+
+
+NODES = ("hv-n1", "hv-n2", "hv-n3", "hv-n4")
+
+
+def requests_per_node(emu: Any) -> dict[str, int]:
+    return {node: len(emu.audit.entries(host=node)) for node in NODES}
+
+
+def run_deferred(emu: Any, op: Any, ctx: dict[str, Any]) -> tuple[Any, dict[str, Any], dict[str, int]]:
+    """What Airflow does with a deferring task: the trigger rebuilt from its serialized kwargs (as the
+    triggerer gets it) and run to its first event. Returns the trigger, the event's payload and each
+    node's audit count when the task had deferred (before the trigger ran)."""
+    import asyncio
+
+    from airflow.sdk.exceptions import TaskDeferred
+
+    with pytest.raises(TaskDeferred) as deferred:
+        op.execute(ctx)
+    _classpath, kwargs = deferred.value.trigger.serialize()
+    assert deferred.value.method_name == "execute_complete"
+    trigger = type(deferred.value.trigger)(**kwargs)
+    deferred_at = requests_per_node(emu)
+
+    async def first_event() -> Any:
+        return await trigger.run().__anext__()
+
+    return trigger, asyncio.run(asyncio.wait_for(first_event(), 60)).payload, deferred_at
+
+
+def test_deferred_export_and_merge_on_a_cluster_follow_the_vm_to_its_node(cluster):
+    """The triggerer's side on a cluster connection: the export is polled on the node whose shell runs it
+    (the operation names it), the merge wait reads every node that is up, and each completion acts on
+    the node the VM has moved to since."""
+    clean = leftovers(cluster, "sql-01")
+    ctx = context("manual__deferred")
+    sql = vm_id(cluster, "sql-01")
+    create("sql-01", ctx)
+    assert cluster.cluster().owner_of(sql) == "hv-n1"
+
+    export_op = HyperVExportCheckpointOperator(
+        task_id="export", vm="sql-01", export_root=ROOT, deferrable=True, poll_interval=0.1
+    )
+    trigger, event, _ = run_deferred(cluster, export_op, ctx)
+    assert trigger.target.operation["node"] == "hv-n1"  # its disconnected shell lives there
+    assert event["status"] == "success", event
+    cluster.cluster().live_migrate(sql, "hv-n3")  # between the export's wait and its verification
+    manifest = export_op.execute_complete(ctx, event)
+    assert where(cluster, "Export-VMSnapshot") == ["hv-n1"]
+
+    merge_op = HyperVMergeCheckpointOperator(task_id="merge", vm="sql-01", deferrable=True, poll_interval=0.1)
+    trigger, event, deferred_at = run_deferred(cluster, merge_op, ctx)
+    assert event["status"] == "success", event
+    assert where(cluster, "Remove-VMSnapshot") == ["hv-n3"]
+    # The merge wait asked every node (the VM could have moved while it merged), not only the first.
+    asked = {n for n, count in requests_per_node(cluster).items() if count > deferred_at[n]}
+    assert asked == set(NODES), asked
+    cluster.cluster().live_migrate(sql, "hv-n2")  # between the merge's wait and its confirmation
+    confirmed_from = len(cluster.audit.entries(host="hv-n2"))
+    merged = merge_op.execute_complete(ctx, event)
+    assert merged["merged"] is True
+    assert len(cluster.audit.entries(host="hv-n2")) > confirmed_from  # confirmed where the VM runs now
+    assert verify_export(cluster, manifest) == []
+    assert leftovers(cluster, "sql-01") == clean
