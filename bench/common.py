@@ -56,10 +56,46 @@ def request_options(unit: str, variants: Sequence[str]) -> Callable[[argparse.Ar
 
 
 def fleet_options(parser: argparse.ArgumentParser) -> None:
-    """``--sizes``, ``--hosts``, ``--pool-slots``: the fleet makespan benches' options."""
-    parser.add_argument("--sizes", type=int, nargs="+", default=[10, 100], help="VM counts (default 10 100)")
+    """``--sizes``, ``--hosts``, ``--pool-slots``, ``--single-host``: the fleet makespan benches' options
+    (call ``fleet_shape`` on the parsed arguments)."""
+    parser.add_argument("--sizes", type=int, nargs="+", help="VM counts (default 10 100; --single-host: 100)")
     parser.add_argument("--hosts", type=int, default=10, help="emulated hosts (fewer if fewer VMs)")
     parser.add_argument("--pool-slots", type=int, default=2, help="slots of each host's pool")
+    parser.add_argument(
+        "--single-host",
+        action="store_true",
+        help="every VM on ONE host (--hosts 1, --sizes 100 unless given): the WinRM quota check",
+    )
+
+
+def fleet_shape(args: argparse.Namespace) -> argparse.Namespace:
+    """Resolve ``--single-host`` and the default sizes in place."""
+    if args.single_host:
+        args.hosts = 1
+    if not args.sizes:
+        args.sizes = [100] if args.single_host else [10, 100]
+    return args
+
+
+QUOTA_COLUMNS = (
+    "vms", "host", "user", "peak_shells", "max_shells_per_user", "plugin_max_shells_per_user", "peak_operations",
+    "max_operations_per_user", "quota_faults", "within_quotas",
+)  # fmt: skip
+
+
+def quota_rows(vms: int, usage: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``Emulator.quota_usage()`` rows with the fleet size and whether the run stayed under every quota:
+    a peak above a limit or any QuotaLimit fault answered says no (printed, never hidden)."""
+    rows = []
+    for row in usage:
+        shells_limit = min(row["max_shells_per_user"], row["plugin_max_shells_per_user"])
+        within = (
+            row["peak_shells"] <= shells_limit
+            and row["peak_operations"] <= row["max_operations_per_user"]
+            and row["quota_faults"] == 0
+        )
+        rows.append({"vms": vms, **row, "within_quotas": "yes" if within else "**NO**"})
+    return rows
 
 
 def auths(choice: str) -> list[Auth]:

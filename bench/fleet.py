@@ -53,7 +53,17 @@ from pathlib import Path
 from typing import Any
 
 from airflow_hyperv.example_dags import EXAMPLE_DAGS
-from bench.common import cli, fleet_options, growth, header, print_table
+from bench import avhdx
+from bench.common import (
+    QUOTA_COLUMNS,
+    cli,
+    fleet_options,
+    fleet_shape,
+    growth,
+    header,
+    print_table,
+    quota_rows,
+)
 from tests.support.emulated import uri_for
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -222,6 +232,7 @@ def _child(home: Path, hosts: int, vms: int, slots: int) -> dict[str, Any]:
             dag_run = module.dag.test()
         makespan = time.perf_counter() - started
         counters = emu.counters.snapshot()
+        quota_usage, timelines = emu.quota_usage(), avhdx.timelines(emu)
     from airflow.models.taskinstance import TaskInstance
     from airflow.utils.session import create_session
 
@@ -239,6 +250,8 @@ def _child(home: Path, hosts: int, vms: int, slots: int) -> dict[str, Any]:
         "wsman_requests": counters.wsman_requests,
         "pools_opened": counters.pools_opened,
         "pipelines": counters.pipelines_run,
+        "quota_usage": quota_usage,
+        "avhdx": timelines,
     }
 
 
@@ -456,6 +469,8 @@ def run_size(template: Path, base: Path, hosts: int, vms: int, slots: int) -> di
         "wsman_requests": result["wsman_requests"],
         "wsman_per_vm": round(result["wsman_requests"] / vms, 1),
         "pools_opened": result["pools_opened"],
+        "quota": quota_rows(vms, result["quota_usage"]),
+        "avhdx": result["avhdx"],
     }
 
 
@@ -494,7 +509,7 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
         )
         print(json.dumps(_cluster_child(home, vms, slots, every, limit)))
         return []
-    args = cli("bench.fleet", __doc__, argv, fleet_options, cluster_options)
+    args = fleet_shape(cli("bench.fleet", __doc__, argv, fleet_options, cluster_options))
     if args.cluster:
         header("Fleet makespan of the nightly DAG on a 4-node cluster, VMs moving (dag.test(): sequential)")
         with tempfile.TemporaryDirectory(prefix="bench-fleet-") as tmp:
@@ -510,9 +525,23 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
     print_table(rows, COLUMNS, title="Per fleet size")
     for row in rows:
         print(f"* {row['vms']} VMs: {row['states']}")
+    print_quotas_and_avhdx(rows)
     if grown := growth(rows, GROWTH_KEYS):
         print_table(grown, title="Growth")
     return rows
+
+
+def print_quotas_and_avhdx(rows: Sequence[dict[str, Any]]) -> None:
+    """The WinRM quota headroom of each size (peaks per host and user against the host's quotas), and
+    each VM's time on its checkpoint's AVHDX (``bench.avhdx``)."""
+    print_table(
+        [q for row in rows for q in row["quota"]],
+        QUOTA_COLUMNS,
+        title="WinRM quotas: peaks per host and user",
+    )
+    for row in rows:
+        print_table(avhdx.summary(row["avhdx"]), title=f"{row['vms']} VMs: seconds on the checkpoint's AVHDX")
+        print(f"* {avhdx.verdict(row['avhdx'], row['vms'])}")
 
 
 def cluster_options(parser: argparse.ArgumentParser) -> None:

@@ -16,6 +16,10 @@ the other (identical VMs: the exact bound for that host's Hyper-V work), the slo
 unavoidable latency of one VM's chain around it, measured in the same run: its host's VM-list task,
 the non-Hyper-V tasks of the fastest VM (verify, choose, retention, cleaned_up) and the report task.
 
+Also printed per size: the WinRM quota peaks per host and user against the host's quotas
+(``--single-host``: 100 VMs on one host, the quota check of issue 13) and each VM's time on its
+checkpoint's AVHDX (``bench.avhdx``: the gaps between the tasks against the 10 s target).
+
 Every process is ended at the end (their sessions), all traffic stays on 127.0.0.1, and the whole
 bench stops itself after ``--deadline`` seconds.
 """
@@ -35,8 +39,9 @@ from typing import Any
 import yaml
 
 from airflow_hyperv.example_dags import EXAMPLE_DAGS
-from bench.common import cli, cpu_busy, fleet_options, growth, header, print_table
-from bench.fleet import CHURN_MB, DISK_FILE_GB, TIMING, fleet, inventory, layout
+from bench import avhdx
+from bench.common import cli, cpu_busy, fleet_options, fleet_shape, growth, header, print_table, quota_rows
+from bench.fleet import CHURN_MB, DISK_FILE_GB, TIMING, fleet, inventory, layout, print_quotas_and_avhdx
 from tests.support.airflow_stack import (
     AirflowStack,
     LeftoverProcesses,
@@ -95,6 +100,7 @@ def chain_latency(tis: list[dict[str, Any]]) -> tuple[float, dict[str, float]]:
 
 
 def run_size(
+    emu: Any,
     cluster: AirflowStack,
     inv_path: Path,
     hosts: int,
@@ -104,6 +110,8 @@ def run_size(
     timeout: float,
 ) -> dict[str, Any]:
     inv_path.write_text(yaml.safe_dump(inventory(hosts, vms, slots)))  # read by each host's VM-list task
+    emu.counters.reset()  # the quota peaks of this size only
+    since = emu.clock.now()
     busy0, total0 = cpu_busy()
     wall0 = time.time()
     run_id = cluster.trigger(DAG_ID)
@@ -148,6 +156,8 @@ def run_size(
         "mean_task_s": round(sum(float(t["duration"] or 0) for t in ran) / len(ran), 2) if ran else 0.0,
         "mean_queued_to_start_s": round(sum(lags) / len(lags), 2) if lags else 0.0,
         "cpu_busy_pct": round(100.0 * (busy1 - busy0) / max(1.0, total1 - total0), 1),
+        "quota": quota_rows(vms, emu.quota_usage()),
+        "avhdx": avhdx.timelines(emu, since),
     }
 
 
@@ -190,8 +200,9 @@ def measure(
                     if remaining < 30:
                         print(f"fleet_airflow: deadline reached, {n} VMs not run", file=sys.stderr)
                         break
-                    row = run_size(cluster, inv_path, min(hosts, n), n, slots, time_scale, remaining)
-                    print(f"fleet_airflow: {row}", file=sys.stderr)
+                    row = run_size(emu, cluster, inv_path, min(hosts, n), n, slots, time_scale, remaining)
+                    brief = {k: v for k, v in row.items() if k not in ("quota", "avhdx")}
+                    print(f"fleet_airflow: {brief}", file=sys.stderr)
                     rows.append(row)
     except LeftoverProcesses as exc:  # the rows stand; say what escaped the cleanup
         print(f"fleet_airflow: {exc}", file=sys.stderr)
@@ -219,7 +230,7 @@ def options(parser: argparse.ArgumentParser) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
-    args = cli("bench.fleet_airflow", __doc__, argv, options)
+    args = fleet_shape(cli("bench.fleet_airflow", __doc__, argv, options))
     header("Fleet makespan of the nightly DAG on real Airflow (LocalExecutor, PostgreSQL, triggerer)")
     print(
         f"\nparallelism {args.parallelism}, pools of {args.pool_slots} slots (include deferred), time_scale "
@@ -236,6 +247,7 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
             f"* {row['vms']} VMs: {row['states']}; chain latency = VM list {row['vm_list_s']} s + the VM's "
             f"other tasks {row['vm_other_tasks_s']} s + report {row['report_s']} s; wall {row['wall_s']} s"
         )
+    print_quotas_and_avhdx(rows)
     if grown := growth(rows, GROWTH_KEYS):
         print_table(grown, title="Growth")
     return rows

@@ -192,6 +192,29 @@ class Emulator:
             host="127.0.0.1", port=self.port, login=self.username, password=self.password, extra=extra
         )
 
+    def quota_usage(self) -> list[dict[str, Any]]:
+        """Per host and user: the peak shells and running commands since the last counters reset and
+        the QuotaLimit faults answered, next to that host's quotas, so a bench can show the headroom
+        (a host no one used has one row with user "")."""
+        snap = self.counters.snapshot()
+        rows: list[dict[str, Any]] = []
+        for host in self.host_names:
+            quotas = self.fleet.winrm_quotas[host]
+            shells = snap.peak_shells_by_user.get(host, {})
+            ops = snap.peak_operations_by_user.get(host, {})
+            for user in sorted(set(shells) | set(ops)) or [""]:
+                rows.append({
+                    "host": host,
+                    "user": user,
+                    "peak_shells": shells.get(user, 0),
+                    "max_shells_per_user": quotas.max_shells_per_user,
+                    "plugin_max_shells_per_user": quotas.plugin.max_shells_per_user,
+                    "peak_operations": ops.get(user, 0),
+                    "max_operations_per_user": quotas.max_concurrent_operations_per_user,
+                    "quota_faults": snap.quota_faults_by_host.get(host, 0),
+                })  # fmt: skip
+        return rows
+
     def connection_extra(self, host_name: str | None = None, **overrides: Any) -> dict[str, Any]:
         """The ``extra`` of a ``hyperv`` Airflow connection that reaches one emulated host."""
         extra: dict[str, Any] = {

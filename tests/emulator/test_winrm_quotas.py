@@ -98,6 +98,37 @@ def test_the_shell_past_max_shells_per_user_gets_the_real_fault_and_a_delete_fre
     assert service.counters.peak_shells_per_user("hv1") == 3
 
 
+def test_the_peak_of_shells_is_kept_per_host_and_user_after_the_shells_are_gone() -> None:
+    """A bench proves a run stayed under the quotas from these peaks: they must see every shell."""
+    service = quota_service(WinRMQuotas())
+    alice = [open_shell(service, "alice") for _ in range(7)]
+    open_shell(service, "Bob")
+    open_shell(service, "bob")
+    for shell_id in alice:
+        assert service.handle("hv1", envelope("Delete", shell_id=shell_id), "alice").status == 200
+    open_shell(service, "alice")  # one again: the peak stays 7
+
+    snap = service.counters.snapshot()
+    assert snap.peak_shells_by_user == {"hv1": {"alice": 7, "bob": 2}}
+    assert service.counters.peak_shells_per_user("hv1", "ALICE") == 7
+    assert service.counters.quota_faults("hv1") == 0  # under every quota: no fault answered
+    assert snap.quota_faults_by_host == {}
+
+
+def test_every_quota_limit_fault_is_counted_on_its_host() -> None:
+    """Positive control of the peaks: past the quota the peak stops at the limit, each fault counts."""
+    service = quota_service(WinRMQuotas(max_shells_per_user=4))
+    for _ in range(4):
+        open_shell(service)
+    for _ in range(3):
+        assert create(service)[0] == 500
+    assert service.counters.peak_shells_per_user("hv1", "alice") == 4
+    assert service.counters.quota_faults("hv1") == 3
+    assert service.counters.snapshot().quota_faults_by_host == {"hv1": 3}
+    service.counters.reset()
+    assert service.counters.quota_faults() == 0 and service.counters.peak_shells_per_user("hv1", "alice") == 0
+
+
 def test_with_the_real_defaults_the_powershell_plugin_refuses_the_26th_shell() -> None:
     service = quota_service(WinRMQuotas())
     for _ in range(25):
@@ -229,9 +260,42 @@ def test_a_command_past_max_concurrent_operations_gets_the_busy_fault(
             err.value.reason
         )
         assert srv.counters.quota_refusals("MaxConcurrentOperationsPerUser") == 1
+        assert srv.counters.quota_faults("hv1") == 1
+        assert srv.counters.peak_operations("hv1", USER) == 1  # the refused one never ran
         running.stop()
         # positive control: with the first command over, the same command is served
         again = PowerShell(other)
         again.add_cmdlet("Echo-X").add_parameter("Name", "y")
         again.invoke()
         assert not again.had_errors
+
+
+def test_the_emulator_reports_peak_shells_and_faults_next_to_each_hosts_quotas(tmp_path: Path) -> None:
+    """``Emulator.quota_usage`` over the real client: N pools held at once read as a peak of N."""
+    from hyperv_emulator.api import Emulator
+
+    fleet = {"hosts": [{"name": "hv-01", "winrm": {"max_shells_per_user": 3}}, {"name": "hv-02"}]}
+    with Emulator(fleet=fleet, root_dir=tmp_path, auth="basic") as emu:
+        kwargs = emu.server.pypsrp_kwargs("hv-01") | {"operation_timeout": 5, "read_timeout": 10}
+        pools = [RunspacePool(WSMan(**kwargs)) for _ in range(3)]
+        for pool in pools:
+            pool.open()
+        with pytest.raises(WSManFaultError) as err:  # the fourth: past max_shells_per_user
+            RunspacePool(WSMan(**kwargs)).open()
+        assert err.value.code == 2150859173
+        for pool in pools:
+            pool.close()
+        rows = {row["host"]: row for row in emu.quota_usage()}
+
+    user = emu.username.lower()
+    assert rows["hv-01"] == {
+        "host": "hv-01",
+        "user": user,
+        "peak_shells": 3,
+        "max_shells_per_user": 3,
+        "plugin_max_shells_per_user": 25,
+        "peak_operations": 0,
+        "max_operations_per_user": 1500,
+        "quota_faults": 1,
+    }
+    assert rows["hv-02"]["user"] == "" and rows["hv-02"]["peak_shells"] == 0

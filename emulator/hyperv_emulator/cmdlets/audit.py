@@ -28,6 +28,9 @@ class AuditEntry:
     # Real (not emulated) seconds since the epoch when the call arrived: to line calls up with
     # the start and end of Airflow task instances.
     wall_time: float = field(default_factory=_time.time)
+    # Emulated seconds when the cmdlet had processed all its input (None while it runs or when it
+    # never ran): how long an operation took, e.g. the AVHDX's life from Checkpoint-VM to its merge.
+    ended: float | None = None
 
 
 class AuditLog:

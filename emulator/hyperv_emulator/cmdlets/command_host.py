@@ -186,9 +186,11 @@ class HyperVCommandHost:
                             break
                         outputs.extend(self._invoke_with_input(step, obj, sink, ctx))
             except TerminatingError:
+                step.audit.ended = self.host.clock.now()
                 for later in steps[index + 1 :]:
                     later.audit.outcome = "skipped"
                 raise
+            step.audit.ended = self.host.clock.now()
             if ctx.cancelled.is_set():
                 step.audit.outcome = "stopped"
                 for later in steps[index + 1 :]:

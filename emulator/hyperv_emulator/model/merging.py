@@ -65,6 +65,9 @@ class MergeEngine:
     def __init__(self, host: HostModel) -> None:
         self._host = host
         self._failed: dict[uuid.UUID, bool] = {}  # VMs whose running merge will fail
+        # (VM name, start, end) of every merge scheduled, emulated seconds: when each AVHDX stopped
+        # existing, which the audit log (Remove-VMSnapshot returns at once) cannot say.
+        self.history: list[tuple[str, float, float]] = []
 
     def start(self, vm: VirtualMachine, before: list[MergePair], cp: Checkpoint, cmdlet: str) -> None:
         """After checkpoints were removed: schedule the merge of every pair that was not mergeable
@@ -77,6 +80,7 @@ class MergeEngine:
         now = host.clock.now()
         start = max(now, vm.merge_until or now)
         vm.merge_until = start + merge_bytes / (host.timing.merge_mb_per_s * MiB)
+        self.history.append((vm.name, start, vm.merge_until))
         fault = host.faults.take(
             Fault.MERGE_FAILURE,
             cmdlets=[cmdlet],

@@ -188,6 +188,7 @@ class WSManService:
             return False
         if take(Fault.WSMAN_BUSY):
             shell.discard(pipeline)
+            self.counters.count_quota_fault(entry.host.name)
             raise soap.quota_exceeded()
         if take(Fault.WSMAN_TIMEOUT):
             # The service gave up on the operation: it waits its OperationTimeout, then says so.
@@ -195,12 +196,14 @@ class WSManService:
             time.sleep(self._timeout(request))
             raise soap.timed_out()
         limit = entry.quotas.max_concurrent_operations_per_user
-        if self._running_commands(entry, user) >= limit:
+        running = self._running_commands(entry, user)
+        if running >= limit:
             shell.discard(pipeline)
-            self.counters.count_quota_refusal("MaxConcurrentOperationsPerUser")
+            self.counters.count_quota_refusal("MaxConcurrentOperationsPerUser", entry.host.name)
             raise soap.quota_limit(max_operations(limit))
         pipeline.drop_final = take(Fault.DROP_AFTER_RUN)
         shell.start(pipeline, entry.host, user)
+        self.counters.note_operations(entry.host.name, user, running + 1)
         self.counters.count_pipeline(len(names))
         return True
 
@@ -232,10 +235,10 @@ class WSManService:
                 raise soap.invalid_parameter(f"A shell with ShellId {shell_id} already exists.")
             refusal = refuse_new_shell(entry.quotas, user, self._census(entry, user, request.resource_uri))
             if refusal is not None:
-                self.counters.count_quota_refusal(refusal.quota)
+                self.counters.count_quota_refusal(refusal.quota, entry.host.name)
                 raise soap.quota_limit(refusal)
             entry.shells[shell_id] = shell
-            self.counters.note_shells(entry.host.name, self._held(entry, user))
+            self.counters.note_shells(entry.host.name, self._held(entry, user), user)
         try:
             shell.open(_b64(creation.text))
         except Exception:
