@@ -1,7 +1,8 @@
 """One line per VM in a DAG file: the whole protection chain as a task group.
 
-verify -> branch -> production checkpoint | standard fallback | skip -> export -> (retention)
-with the merge as the teardown of both checkpoint setups, so it runs whatever failed.
+verify -> branch -> production checkpoint | standard fallback | skip -> export -> merge, with retention
+beside the merge (after the export), and the merge as the teardown of both checkpoint setups, so it
+runs whatever failed.
 """
 
 from __future__ import annotations
@@ -151,9 +152,11 @@ def build_protection_chain(
                 )
                 for kind, export in zip(("production", "standard"), exports, strict=True)
             ]
+            # Beside the merge, not before it: nothing that can wait sits between a checkpoint and its
+            # merge (the VM runs on the checkpoint's AVHDX until then); retention deletes only older
+            # exports, never this run's checkpoint or export.
             for export, retention in zip(exports, retentions, strict=True):
                 export >> retention
-            last = retentions
             tasks["retention"] = retentions
     last >> merge
     merge.as_teardown(setups=[production, standard])

@@ -1,6 +1,7 @@
 """Maintenance checkpoint: one VM, operator by operator, around a maintenance step.
 
-verify -> checkpoint (setup) -> export -> retention -> maintenance -> health check -> merge (teardown)
+verify -> checkpoint (setup) -> export -> maintenance -> health check -> merge (teardown), and
+retention after the export, beside the maintenance (nothing that can wait sits before the merge)
 
 The operators ``protect_vm`` wires for you, written out one by one: verify the VM (and the free space
 of the export root), take this run's checkpoint (production, or a recorded standard one: policy
@@ -74,7 +75,8 @@ with DAG(
 
     # [START howto_operator_hyperv_merge_checkpoint]
     merge = HyperVMergeCheckpointOperator(task_id="merge", vm=VM, hyperv_conn_id=CONN)
-    checkpoint >> export >> retention >> work >> healthy >> merge
+    checkpoint >> export >> work >> healthy >> merge
+    export >> retention  # old exports go while the maintenance runs: nothing waits on it
     merge.as_teardown(setups=[checkpoint])
     # [END howto_operator_hyperv_merge_checkpoint]
 
