@@ -28,6 +28,8 @@ class AuditEntry:
     # Real (not emulated) seconds since the epoch when the call arrived: to line calls up with
     # the start and end of Airflow task instances.
     wall_time: float = field(default_factory=_time.time)
+    # The pipeline (its WS-Man command id) that ran the call: to group calls by round trip.
+    pipeline: str = ""
 
 
 class AuditLog:
@@ -46,6 +48,7 @@ class AuditLog:
         cmdlet: str,
         parameters: dict[str, str],
         invoked_as: str = "",
+        pipeline: str = "",
     ) -> AuditEntry:
         with self._lock:
             entry = AuditEntry(
@@ -56,6 +59,7 @@ class AuditLog:
                 cmdlet,
                 dict(parameters),
                 invoked_as=invoked_as or cmdlet,
+                pipeline=pipeline,
             )
             self._entries.append(entry)
             return entry
