@@ -60,6 +60,8 @@ SNAPSHOT_TYPE = "Microsoft.HyperV.PowerShell.VMSnapshot"
 SERVICE_TYPE = "Microsoft.HyperV.PowerShell.VMIntegrationComponent"
 DRIVE_TYPE = "Microsoft.HyperV.PowerShell.HardDiskDrive"
 VHD_TYPE = "Microsoft.Vhd.PowerShell.VirtualHardDisk"
+FILE_TYPE = "System.IO.FileInfo"
+FILE_HASH_TYPE = "Microsoft.Powershell.Utility.FileHash"
 
 
 def _raise_first(errors: list[ErrorInfo], *, what: str) -> None:
@@ -90,6 +92,17 @@ class VMOverview:
     services: list[IntegrationService]
     checkpoints: list[Checkpoint]
     drives: list[HardDiskDrive]
+
+
+@dataclass(frozen=True)
+class ExportContents:
+    """What checking an export reads: the checkpoint (None when gone), its disk chains, the files
+    under the folder and their SHA-256 (empty when the checkpoint is gone)."""
+
+    checkpoint: Checkpoint | None
+    chains: list[DiskChain]
+    files: list[RemoteFile]
+    hashes: list[FileHash]
 
 
 @dataclass(frozen=True)
@@ -399,7 +412,13 @@ class HyperVHook(HyperVBaseHook):
         return None
 
     def create_checkpoint(
-        self, vm_id: uuid.UUID, name: str, *, consistency: Consistency, lease: Lease | None = None
+        self,
+        vm_id: uuid.UUID,
+        name: str,
+        *,
+        consistency: Consistency,
+        lease: Lease | None = None,
+        known: tuple[VirtualMachine, list[Checkpoint]] | None = None,
     ) -> CheckpointResult:
         """Make the checkpoint ``name`` once. Application consistency is attempted with ProductionOnly
         (set with ``-ErrorAction Stop``: if that fails nothing is attempted) so it never falls back
@@ -415,6 +434,8 @@ class HyperVHook(HyperVBaseHook):
         :param lease: This run's lease on the VM: the checkpoint type to put back, and the checkpoints
             that existed before it was taken. Default None: put back the VM's current type, and adopt no
             unnamed checkpoint.
+        :param known: The VM and its checkpoints as this task read them just before, while holding
+            ``lease`` (``vm_with_checkpoints``): used instead of reading them again. Default None: read.
         :return: A ``CheckpointResult``: the checkpoint, the consistency reached (``crash`` whenever it
             holds saved memory state) and ``created`` (False when an earlier try had made it).
         :raises CheckpointsDisabledError: Checkpoints are disabled on the VM.
@@ -423,7 +444,7 @@ class HyperVHook(HyperVBaseHook):
         :raises StorageFullError: The checkpoint failed and a volume under the VM's disks is nearly full.
         """
         consistency = Consistency(consistency)
-        vm, existing = self.vm_with_checkpoints(vm_id)
+        vm, existing = known if known is not None else self.vm_with_checkpoints(vm_id)
         restore = CheckpointType.parse(lease.checkpoint_type_before) if lease else vm.checkpoint_type
         for checkpoint in existing:
             if checkpoint.name == name:
@@ -775,6 +796,63 @@ class HyperVHook(HyperVBaseHook):
             frontier = next_frontier
         return [DiskChain(drive=d, disks=chains.get(d.path, [])) for d in drives]
 
+    def export_contents(self, checkpoint_id: uuid.UUID, folder: str) -> ExportContents:
+        """Everything checking an export of a checkpoint reads, in two round trips (one more per level
+        of a disk chain deeper than one): the checkpoint, its own drives and the folder's files; then
+        the drives' disks and every file's SHA-256 (Get-FileHash reads every byte of them).
+
+        :param checkpoint_id: The checkpoint exported.
+        :param folder: The export's folder on the host.
+        :return: An ``ExportContents``; with no checkpoint (it is gone) nothing more is read.
+        """
+        self._require_focus("reading an exported checkpoint")
+        folder = host_path(folder)
+        result = self.run_repeatable(pipelines.checkpoint_with_files(checkpoint_id, folder))
+        checkpoints = [Checkpoint.decode(o) for o in result.output if has_type(o, SNAPSHOT_TYPE)]
+        if not checkpoints:
+            gone = [
+                e
+                for e in result.errors
+                if isinstance(classify(e), (CheckpointNotFoundError, VMNotFoundError))
+            ]
+            _raise_first(
+                [e for e in result.errors if e not in gone], what=f"reading checkpoint {checkpoint_id}"
+            )
+            return ExportContents(None, [], [], [])
+        _raise_first(result.errors, what=f"reading checkpoint {checkpoint_id} and listing {folder}")
+        drives = [HardDiskDrive.decode(o) for o in result.output if has_type(o, DRIVE_TYPE)]
+        files = [RemoteFile.decode(o) for o in result.output if has_type(o, FILE_TYPE)]
+        paths = [d.path for d in drives if d.path]
+        if not paths and not files:
+            return ExportContents(checkpoints[0], [DiskChain(drive=d, disks=[]) for d in drives], [], [])
+        second = self.run_repeatable(pipelines.vhds_and_hashes(paths, [f.path for f in files]))
+        _raise_first(second.errors, what="reading virtual disks and hashing files")
+        first_level = [VirtualDisk.decode(o) for o in second.output if has_type(o, VHD_TYPE)]
+        hashes = [FileHash.decode(o) for o in second.output if has_type(o, FILE_HASH_TYPE)]
+        return ExportContents(checkpoints[0], self._chains(drives, first_level), files, hashes)
+
+    def _chains(self, drives: list[HardDiskDrive], first_level: list[VirtualDisk]) -> list[DiskChain]:
+        """Each drive's chain, given its first disks already read: the parents one round trip a level."""
+        chains = {d.path: [] for d in drives if d.path}  # type: dict[str, list[VirtualDisk]]
+        frontier = {d.path: d.path for d in drives if d.path}
+        disks = first_level
+        for _ in range(64):  # Hyper-V allows 50 checkpoints per VM: a longer chain is a loop
+            if not frontier:
+                break
+            by_path = {d.path.lower(): d for d in disks}
+            next_frontier = {}
+            for key, path in frontier.items():
+                disk = by_path.get(path.lower())
+                if disk is None:
+                    raise CommandFailedError(f"Get-VHD returned nothing for {path}")
+                chains[key].append(disk)
+                if disk.parent_path:
+                    next_frontier[key] = disk.parent_path
+            frontier = next_frontier
+            if frontier:
+                disks = self.get_vhds(list(frontier.values()))
+        return [DiskChain(drive=d, disks=chains.get(d.path, [])) for d in drives]
+
     def get_vhds(self, paths: Sequence[str]) -> list[VirtualDisk]:
         """The virtual disks at ``paths`` (``Get-VHD``), in one round trip.
 
@@ -818,13 +896,14 @@ class HyperVHook(HyperVBaseHook):
             return None
         parts = [p for p in path[3:].split("\\") if p]
         candidates = ["\\".join([path[:2], *parts[:n]]) for n in range(len(parts), 0, -1)] + [path[:3]]
-        for candidate in candidates:
-            result = self.run_repeatable(pipelines.volume_of(candidate))
-            volumes = [VolumeSpace.decode(o) for o in result.output]
-            if volumes:
-                return volumes[0]
-            if result.errors:
-                self.log.info("No volume for %s: %s", candidate, classify(result.errors[0]))
+        # One statement per candidate, one round trip. A path's parents exist when it does, so the
+        # candidates that answer are the last ones: the first volume is the nearest existing folder's.
+        result = self.run_repeatable(pipelines.volume_of_first(candidates))
+        volumes = [VolumeSpace.decode(o) for o in result.output]
+        for error in result.errors:
+            self.log.info("No volume for %s: %s", error.target_name or path, classify(error))
+        if volumes:
+            return volumes[0]
         self.log.warning("The volume holding %s is unknown", path)
         return None
 

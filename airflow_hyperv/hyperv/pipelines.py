@@ -276,6 +276,35 @@ def volume_of(path: str) -> Pipeline:
     return single_statement(bound_command("Get-Volume", FilePath=path), label="volume-of")
 
 
+def volume_of_first(candidates: Sequence[str]) -> Pipeline:
+    """``Get-Volume -FilePath`` of each candidate (a path, then its parents), one statement each, in one
+    round trip: the first volume in the output is the one of the first candidate that has one."""
+    pipeline = volume_of(candidates[0])
+    for candidate in candidates[1:]:
+        pipeline = pipeline.then(volume_of(candidate))
+    return pipeline
+
+
+def checkpoint_with_files(checkpoint_id: uuid.UUID, folder: str) -> Pipeline:
+    """A checkpoint, its own drives and every file under ``folder``: what checking an export of it
+    reads first, in one round trip."""
+    return get_checkpoint(checkpoint_id).then(checkpoint_drives(checkpoint_id)).then(list_files(folder))
+
+
+def vhds_and_hashes(vhd_paths: Sequence[str], file_paths: Sequence[str]) -> Pipeline:
+    """``Get-VHD`` of some disks and ``Get-FileHash`` of some files in one round trip (either may be
+    empty, not both)."""
+    statements = []
+    if vhd_paths:
+        statements.append(get_vhds(vhd_paths))
+    if file_paths:
+        statements.append(file_hashes(file_paths))
+    pipeline = statements[0]
+    for more in statements[1:]:
+        pipeline = pipeline.then(more)
+    return pipeline
+
+
 def list_files(path: str) -> Pipeline:
     return single_statement(
         bound_command("Get-ChildItem", LiteralPath=path, Recurse=SWITCH, File=SWITCH), label="list-files"

@@ -569,13 +569,15 @@ class HyperVExportCheckpointOperator(DeferrableMixin, HyperVBaseOperator):
             self.log.warning("Could not remove the partial export %s: %s", staging, exc)
 
     def _verify(self, hv: HyperVHook, plan: ExportPlan, folder: str) -> dict[str, Any]:
-        """Never trust a folder's existence: every expected file, nothing else, sizes, checksums."""
-        checkpoint = hv.get_checkpoint(uuid.UUID(plan.checkpoint_id))
+        """Never trust a folder's existence: every expected file, nothing else, sizes, checksums. The
+        reads (checkpoint, listing, disk chains, hashes) take two round trips (``export_contents``)."""
+        contents = hv.export_contents(uuid.UUID(plan.checkpoint_id), folder)
+        checkpoint = contents.checkpoint
         if checkpoint is None:
             raise AirflowException(
                 f"checkpoint {plan.checkpoint_name} of {plan.vm_name} is gone: cannot verify {folder}"
             )
-        files = hv.list_files(folder)
+        files = contents.files
         by_rel = {f.path[len(folder) :].lstrip("\\").lower(): f for f in files}
         vm_dir = plan.vm_name.lower()
         problems = []
@@ -592,7 +594,7 @@ class HyperVExportCheckpointOperator(DeferrableMixin, HyperVBaseOperator):
         if config not in by_rel:
             problems.append(f"configuration file {config} is missing")
         # The checkpoint's own drives: a disk added to the VM after the checkpoint is not exported.
-        for chain in hv.disk_chains(uuid.UUID(plan.vm_id), drives=hv.checkpoint_drives(checkpoint.id)):
+        for chain in contents.chains:
             base = chain.disks[-1] if chain.disks else None
             if base is None:
                 continue
@@ -612,7 +614,7 @@ class HyperVExportCheckpointOperator(DeferrableMixin, HyperVBaseOperator):
             raise AirflowException(
                 f"export of {plan.vm_name} at {folder} is incomplete: {'; '.join(problems)}"
             )
-        hashes = {h.path.lower(): h.hash for h in hv.file_hashes([f.path for f in files])}
+        hashes = {h.path.lower(): h.hash for h in contents.hashes}
         consistency = Consistency.CRASH if checkpoint.has_memory_state else Consistency.APPLICATION
         manifest = ExportManifest(
             vm_id=plan.vm_id,
