@@ -75,6 +75,7 @@ class CheckpointResult:
     checkpoint: Checkpoint
     consistency: Consistency
     created: bool  # False when a previous try of the same run had already made it
+    drives: list[HardDiskDrive] | None = None  # the VM's drives right after the checkpoint, when read
 
 
 @dataclass(frozen=True)
@@ -157,7 +158,12 @@ class HyperVHook(HyperVBaseHook):
             pipeline = pipelines.get_vm_by_id(uuid.UUID(str(vm_id)))
             what = f"VM {vm_id}"
         result = self.run_repeatable(pipeline)
-        vms = [VirtualMachine.decode(o) for o in result.output]
+        return self._one_vm(result, what, name)
+
+    def _one_vm(self, result: Any, what: str, name: str | None, *, mixed: bool = False) -> VirtualMachine:
+        """The one VM among ``result``'s output (its VM objects only when ``mixed``), or the error
+        that says why not."""
+        vms = [VirtualMachine.decode(o) for o in result.output if not mixed or has_type(o, VM_TYPE)]
         if not vms:
             if result.errors:
                 # Only a not-found record means "not found": a permission error hides whether the VM
@@ -175,6 +181,37 @@ class HyperVHook(HyperVBaseHook):
         if self.routes:
             self.router.focus = vms[0].id
         return vms[0]
+
+    def resolve_overview(self, reference: str) -> VMOverview:
+        """``resolve_vm`` and ``vm_overview`` together: for a name on one host in a single round trip
+        (every statement starts from ``Get-VM -Name``), else (an Id, a cluster) one after the other.
+
+        :param reference: A VM Id (a GUID) or an exact VM name (what operators take as ``vm``).
+        :return: A ``VMOverview`` of the one VM (act on ``overview.vm.id`` from here on).
+        :raises VMNotFoundError: No VM has this name or Id.
+        :raises AmbiguousVMNameError: Several VMs have this name.
+        """
+        try:
+            uuid.UUID(str(reference))
+        except ValueError:
+            by_name = not self.routes  # a cluster asks the cluster where the VM runs first
+        else:
+            by_name = False
+        if not by_name:
+            return self.vm_overview(self.resolve_vm(reference).id)
+        name = require_exact_name(reference)
+        result = self.run_repeatable(pipelines.vm_overview_by_name(name))
+        vm = self._one_vm(result, f"VM {name!r}", name, mixed=True)
+        _raise_first(result.errors, what=f"reading VM {vm.name}")
+        return self._overview(vm, result.output)
+
+    def _overview(self, vm: VirtualMachine, output: list[Any]) -> VMOverview:
+        return VMOverview(
+            vm=vm,
+            services=[IntegrationService.decode(o) for o in output if has_type(o, SERVICE_TYPE)],
+            checkpoints=[Checkpoint.decode(o) for o in output if has_type(o, SNAPSHOT_TYPE)],
+            drives=[HardDiskDrive.decode(o) for o in output if has_type(o, DRIVE_TYPE)],
+        )
 
     # -- clusters (hooks/cluster.py) --------------------------------------------------------------
     def follow(self, vm_id: uuid.UUID) -> str | None:
@@ -481,7 +518,8 @@ class HyperVHook(HyperVBaseHook):
             return CheckpointResult(result, _label(result, consistency), created=True)
         made = [Checkpoint.decode(o) for o in result.output if has_type(o, SNAPSHOT_TYPE)]
         if made:
-            return CheckpointResult(made[0], _label(made[0], consistency), created=True)
+            drives = [HardDiskDrive.decode(o) for o in result.output if has_type(o, DRIVE_TYPE)]
+            return CheckpointResult(made[0], _label(made[0], consistency), created=True, drives=drives)
         if not result.errors:
             raise CommandFailedError(f"Checkpoint-VM on {vm.name} returned neither a checkpoint nor an error")
         error = classify(result.errors[0])

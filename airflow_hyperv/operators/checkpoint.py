@@ -264,7 +264,8 @@ class HyperVCreateCheckpointOperator(DeferrableMixin, HyperVBaseOperator):
             fell_back, reason = True, str(exc)
         except FINAL_ERRORS as exc:
             raise AirflowFailException(str(exc)) from exc
-        drives = hv.vm_overview(vm.id).drives
+        # The checkpoint's own round trip read the drives; a checkpoint found again did not.
+        drives = result.drives if result.drives is not None else hv.vm_overview(vm.id).drives
         cp = result.checkpoint
         self.log.info(
             "%s checkpoint %r of %s (%s-consistent)",
@@ -447,13 +448,14 @@ class HyperVMergeCheckpointOperator(DeferrableMixin, HyperVBaseOperator):
         store = context.get("task_state_store")
         with self.hyperv_hook() as hv:
             with self.final_errors():
-                vm = hv.resolve_vm(self.vm)
+                # The VM, its checkpoints and drives; a name is resolved in the same round trip.
+                overview = hv.resolve_overview(self.vm)
+                vm = overview.vm
                 if self.checkpoint_name:
                     name = require_exact_name(self.checkpoint_name, "checkpoint name")
                 else:
                     name = run_checkpoint_name(context, str(vm.id))
-            overview = hv.vm_overview(vm.id)  # the VM, its checkpoints and drives: one round trip
-            vm, checkpoints = overview.vm, overview.checkpoints
+            checkpoints = overview.checkpoints
             found = [c for c in checkpoints if c.name == name]
             if found:
                 checkpoint = found[0]

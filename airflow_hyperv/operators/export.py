@@ -218,10 +218,11 @@ class HyperVExportCheckpointOperator(DeferrableMixin, HyperVBaseOperator):
             root = require_host_path(self.export_root, "export root")
         with self.hyperv_hook() as hv:
             with self.final_errors():
-                vm = hv.resolve_vm(self.vm)
+                overview = hv.resolve_overview(self.vm)  # a name: resolved in the same round trip
+            vm = overview.vm
             require_cluster_wide_root(hv, root)
             name = self.checkpoint_name or run_checkpoint_name(context, str(vm.id))
-            checkpoint = hv.find_checkpoint(vm.id, name)
+            checkpoint = _named(overview.checkpoints, name, vm.name)
             if checkpoint is None:
                 raise AirflowFailException(f"{vm.name} has no checkpoint {name!r} to export")
             if not is_provider_checkpoint(name):
@@ -641,6 +642,22 @@ class HyperVExportCheckpointOperator(DeferrableMixin, HyperVBaseOperator):
         if events is not None:
             events[AssetAlias(name=EXPORT_ALIAS)].add(asset, extra=manifest)
         return manifest
+
+
+def _named(checkpoints: list[Any], name: str, vm_name: str) -> Any:
+    """The checkpoint of exactly this name (compared here: ``-Name`` would take wildcards), or None.
+
+    :param checkpoints: The VM's checkpoints.
+    :param name: The checkpoint's exact name.
+    :param vm_name: The VM's name, for the error.
+    :return: The checkpoint, or None.
+    """
+    from airflow_hyperv.hyperv.errors import HyperVError
+
+    matches = [c for c in checkpoints if c.name == name]
+    if len(matches) > 1:
+        raise HyperVError(f"VM {vm_name} has {len(matches)} checkpoints named {name!r}")
+    return matches[0] if matches else None
 
 
 def _generated_paths(plan: ExportPlan, chains: list[DiskChain]) -> dict[str, str]:
