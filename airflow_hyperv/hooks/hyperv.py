@@ -756,14 +756,17 @@ class HyperVHook(HyperVBaseHook):
             already gone.
         """
         self._require_focus("removing a checkpoint")
-        if self.get_checkpoint(checkpoint_id) is None:
-            return False
+        # No read first: the pipeline starts from Get-VMSnapshot -Id, whose not-found says "already gone".
         result = self.run_checked_write(
             pipelines.remove_checkpoint(checkpoint_id),
             already_done=lambda: True if self.get_checkpoint(checkpoint_id) is None else None,
         )
         if result is True:
             return True
+        if result.errors and isinstance(
+            classify(result.errors[0]), (CheckpointNotFoundError, VMNotFoundError)
+        ):
+            return False
         _raise_first(result.errors, what=f"removing checkpoint {checkpoint_id}")
         return True
 
@@ -890,6 +893,50 @@ class HyperVHook(HyperVBaseHook):
             if frontier:
                 disks = self.get_vhds(list(frontier.values()))
         return [DiskChain(drive=d, disks=chains.get(d.path, [])) for d in drives]
+
+    def checkpoint_links(
+        self, checkpoint_id: uuid.UUID, vm_id: uuid.UUID, drives: list[HardDiskDrive]
+    ) -> tuple[list[HardDiskDrive], list[DiskChain]]:
+        """A checkpoint's own drives and the chains of the VM's ``drives``, the first disk of each chain
+        read in the same round trip (one more per level below it): what a merge dissolves.
+
+        :param checkpoint_id: The checkpoint's Id.
+        :param vm_id: The VM's Id.
+        :param drives: The VM's drives (``vm_overview(...).drives``).
+        :return: ``(the checkpoint's drives, one DiskChain per drive of the VM)``.
+        """
+        self._at(vm_id)
+        paths = [d.path for d in drives if d.path]
+        pipeline = pipelines.checkpoint_drives(checkpoint_id)
+        if paths:
+            pipeline = pipeline.then(pipelines.get_vhds(paths))
+        result = self.run_repeatable(pipeline)
+        _raise_first(result.errors, what=f"drives of checkpoint {checkpoint_id} and disks of VM {vm_id}")
+        own = [HardDiskDrive.decode(o) for o in result.output if has_type(o, DRIVE_TYPE)]
+        first_level = [VirtualDisk.decode(o) for o in result.output if has_type(o, VHD_TYPE)]
+        return own, self._chains(drives, first_level)
+
+    def checkpoint_and_chains(
+        self, checkpoint_id: uuid.UUID, vm_id: uuid.UUID
+    ) -> tuple[Checkpoint | None, list[DiskChain]]:
+        """Whether a checkpoint is still there, and the chains of every drive of its VM: the checkpoint
+        and the drives in one round trip, then one per level of the chains (confirming a merge).
+
+        :param checkpoint_id: The checkpoint's Id.
+        :param vm_id: The VM's Id.
+        :return: ``(the checkpoint or None when it is gone, one DiskChain per drive of the VM)``.
+        """
+        self._at(vm_id)
+        result = self.run_repeatable(
+            pipelines.get_checkpoint(checkpoint_id).then(pipelines.hard_disk_drives(vm_id))
+        )
+        found = [Checkpoint.decode(o) for o in result.output if has_type(o, SNAPSHOT_TYPE)]
+        errors = result.errors
+        if not found:  # a checkpoint that is gone answers not-found: that is the answer, not an error
+            errors = [e for e in errors if not isinstance(classify(e), CheckpointNotFoundError)]
+        _raise_first(errors, what=f"reading checkpoint {checkpoint_id} and the drives of VM {vm_id}")
+        drives = [HardDiskDrive.decode(o) for o in result.output if has_type(o, DRIVE_TYPE)]
+        return (found[0] if found else None), self.disk_chains(vm_id, drives)
 
     def get_vhds(self, paths: Sequence[str]) -> list[VirtualDisk]:
         """The virtual disks at ``paths`` (``Get-VHD``), in one round trip.
@@ -1031,6 +1078,24 @@ class HyperVHook(HyperVBaseHook):
         )
         if result is not True:
             _raise_first(result.errors, what=f"moving {path} to {destination}")
+
+    def move_and_list(self, path: str, destination: str) -> list[RemoteFile]:
+        """``move_item``, then every file under ``destination``, in one round trip (the listing is a
+        read: after a lost answer the move is judged as ``move_item`` does, then listed again).
+
+        :param path: The absolute folder path to move.
+        :param destination: Its new absolute path; must not exist (Move-Item would move INTO it).
+        :return: One ``RemoteFile`` per file under ``destination`` after the move.
+        """
+        source, target = host_path(path), host_path(destination)
+        result = self.run_checked_write(
+            pipelines.move_item(source, target).then(pipelines.list_files(target)),
+            already_done=lambda: True if self.path_exists(target) and not self.path_exists(source) else None,
+        )
+        if result is True:
+            return self.list_files(target)
+        _raise_first(result.errors, what=f"moving {path} to {destination}")
+        return [RemoteFile.decode(o) for o in result.output if has_type(o, FILE_TYPE)]
 
     def remove_item(self, path: str) -> None:
         """Delete ``path`` and everything under it (``Remove-Item -Recurse -Force``), irreversibly.

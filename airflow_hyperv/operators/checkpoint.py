@@ -464,14 +464,12 @@ class HyperVMergeCheckpointOperator(DeferrableMixin, HyperVBaseOperator):
                         f"refusing to merge {checkpoint.name!r}: not made by this provider"
                     )
                 self._keep_if_rollback_needed(context, vm, checkpoint)
+                own, chains = hv.checkpoint_links(checkpoint.id, vm.id, overview.drives)
                 plan = MergePlan(
                     vm_id=str(vm.id),
                     checkpoint_id=str(checkpoint.id),
                     checkpoint_name=name,
-                    links=merge_links(
-                        [d.path for d in hv.checkpoint_drives(checkpoint.id) if d.path],
-                        hv.disk_chains(vm.id, overview.drives),
-                    ),
+                    links=merge_links([d.path for d in own if d.path], chains),
                 )
                 if store is not None:  # before Remove-VMSnapshot: a retry must know what this try removed
                     store.set(MERGE_STATE_KEY, plan.to_json())
@@ -596,11 +594,11 @@ class HyperVMergeCheckpointOperator(DeferrableMixin, HyperVBaseOperator):
         vm_id = uuid.UUID(plan.vm_id)
         with contextlib.nullcontext(hook) if hook is not None else self.hyperv_hook() as hv:
             hv.follow(vm_id)  # a cluster: the VM's node now (it may have moved during the merge)
-            if hv.get_checkpoint(uuid.UUID(plan.checkpoint_id)) is not None:
+            left, chains = hv.checkpoint_and_chains(uuid.UUID(plan.checkpoint_id), vm_id)
+            if left is not None:
                 raise AirflowException(
                     f"checkpoint {plan.checkpoint_name!r} is still on the VM after the merge"
                 )
-            chains = hv.disk_chains(vm_id)
             present = {
                 (a.path.lower(), d.path.lower())
                 for c in chains

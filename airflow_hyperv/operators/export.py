@@ -539,10 +539,11 @@ class HyperVExportCheckpointOperator(DeferrableMixin, HyperVBaseOperator):
                 f"{plan.final} appeared while {plan.vm_name} was exported; not promoting into it "
                 f"(verified export left at {plan.staging})"
             )
-        hv.move_item(plan.staging, plan.final)
         # A rename on one volume moves no data: checking that every verified file arrived with its
         # size (and nothing else is there) is enough; hashing again would read the export twice.
-        moved = {f.path[len(plan.final) :].lstrip("\\").lower(): f.length for f in hv.list_files(plan.final)}
+        # The listing rides in the move's round trip.
+        listed = hv.move_and_list(plan.staging, plan.final)
+        moved = {f.path[len(plan.final) :].lstrip("\\").lower(): f.length for f in listed}
         expected = {f["path"]: f["length"] for f in manifest["files"]}
         if moved != expected:
             raise AirflowException(f"export of {plan.vm_name} changed while it was promoted to {plan.final}")
