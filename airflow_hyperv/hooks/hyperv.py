@@ -61,6 +61,7 @@ SERVICE_TYPE = "Microsoft.HyperV.PowerShell.VMIntegrationComponent"
 DRIVE_TYPE = "Microsoft.HyperV.PowerShell.HardDiskDrive"
 VHD_TYPE = "Microsoft.Vhd.PowerShell.VirtualHardDisk"
 FILE_TYPE = "System.IO.FileInfo"
+VMHOST_TYPE = "Microsoft.HyperV.PowerShell.VMHost"
 FILE_HASH_TYPE = "Microsoft.Powershell.Utility.FileHash"
 
 
@@ -93,6 +94,7 @@ class VMOverview:
     services: list[IntegrationService]
     checkpoints: list[Checkpoint]
     drives: list[HardDiskDrive]
+    host: VMHost | None = None  # the host (Get-VMHost), when it was asked for in the same round trip
 
 
 @dataclass(frozen=True)
@@ -182,11 +184,13 @@ class HyperVHook(HyperVBaseHook):
             self.router.focus = vms[0].id
         return vms[0]
 
-    def resolve_overview(self, reference: str) -> VMOverview:
+    def resolve_overview(self, reference: str, *, with_host: bool = False) -> VMOverview:
         """``resolve_vm`` and ``vm_overview`` together: for a name on one host in a single round trip
         (every statement starts from ``Get-VM -Name``), else (an Id, a cluster) one after the other.
 
         :param reference: A VM Id (a GUID) or an exact VM name (what operators take as ``vm``).
+        :param with_host: Also read the host (``Get-VMHost``) in that round trip, for a name on one
+            host (``host`` of the result; None otherwise). Default False.
         :return: A ``VMOverview`` of the one VM (act on ``overview.vm.id`` from here on).
         :raises VMNotFoundError: No VM has this name or Id.
         :raises AmbiguousVMNameError: Several VMs have this name.
@@ -200,18 +204,44 @@ class HyperVHook(HyperVBaseHook):
         if not by_name:
             return self.vm_overview(self.resolve_vm(reference).id)
         name = require_exact_name(reference)
-        result = self.run_repeatable(pipelines.vm_overview_by_name(name))
+        pipeline = pipelines.vm_overview_by_name(name)
+        if with_host:
+            pipeline = pipeline.then(pipelines.host_info())
+        result = self.run_repeatable(pipeline)
         vm = self._one_vm(result, f"VM {name!r}", name, mixed=True)
         _raise_first(result.errors, what=f"reading VM {vm.name}")
-        return self._overview(vm, result.output)
+        hosts = [VMHost.decode(o) for o in result.output if has_type(o, VMHOST_TYPE)]
+        return self._overview(vm, result.output, hosts[0] if hosts else None)
 
-    def _overview(self, vm: VirtualMachine, output: list[Any]) -> VMOverview:
+    def _overview(self, vm: VirtualMachine, output: list[Any], host: VMHost | None = None) -> VMOverview:
         return VMOverview(
             vm=vm,
             services=[IntegrationService.decode(o) for o in output if has_type(o, SERVICE_TYPE)],
             checkpoints=[Checkpoint.decode(o) for o in output if has_type(o, SNAPSHOT_TYPE)],
             drives=[HardDiskDrive.decode(o) for o in output if has_type(o, DRIVE_TYPE)],
+            host=host,
         )
+
+    def checkpoint_chains_and_path(
+        self, checkpoint_id: uuid.UUID, vm_id: uuid.UUID, path: str
+    ) -> tuple[list[DiskChain], bool]:
+        """The chains of a checkpoint's own drives and whether ``path`` exists: the drives and
+        ``Test-Path -LiteralPath`` in one round trip, then one per level of the chains.
+
+        :param checkpoint_id: The checkpoint's Id.
+        :param vm_id: The VM's Id.
+        :param path: An absolute path on the host.
+        :return: ``(one DiskChain per drive of the checkpoint, whether path exists)``.
+        """
+        self._require_focus("reading the drives of a checkpoint")
+        result = self.run_repeatable(
+            pipelines.checkpoint_drives(checkpoint_id).then(pipelines.test_path(host_path(path)))
+        )
+        _raise_first(result.errors, what=f"drives of checkpoint {checkpoint_id} and testing {path}")
+        drives = [HardDiskDrive.decode(o) for o in result.output if has_type(o, DRIVE_TYPE)]
+        answers = [o for o in result.output if not has_type(o, DRIVE_TYPE)]
+        exists = bool(answers and str(answers[-1]).lower() == "true")
+        return self.disk_chains(vm_id, drives), exists
 
     # -- clusters (hooks/cluster.py) --------------------------------------------------------------
     def follow(self, vm_id: uuid.UUID) -> str | None:

@@ -78,11 +78,12 @@ def vm_export_folder(root: str, computer_name: str, vm_id: uuid.UUID | str) -> s
     return join_host_path(root, host_folder(computer_name), str(vm_id).lower())
 
 
-def export_base(hv: HyperVHook, root: str, vm_id: uuid.UUID | str) -> str:
-    """``vm_export_folder`` for the host ``hv`` is connected to (asks the host its name). A cluster
-    connection uses the cluster's name: a VM's exports stay in one folder whichever node it ran on."""
+def export_base(hv: HyperVHook, root: str, vm_id: uuid.UUID | str, computer_name: str | None = None) -> str:
+    """``vm_export_folder`` for the host ``hv`` is connected to (asks the host its name unless
+    ``computer_name`` is given, already read). A cluster connection uses the cluster's name: a VM's
+    exports stay in one folder whichever node it ran on."""
     cluster = hv.connection_settings.cluster
-    return vm_export_folder(root, cluster or hv.host_info().host.name, vm_id)
+    return vm_export_folder(root, cluster or computer_name or hv.host_info().host.name, vm_id)
 
 
 def require_cluster_wide_root(hv: HyperVHook, root: str) -> None:
@@ -218,7 +219,8 @@ class HyperVExportCheckpointOperator(DeferrableMixin, HyperVBaseOperator):
             root = require_host_path(self.export_root, "export root")
         with self.hyperv_hook() as hv:
             with self.final_errors():
-                overview = hv.resolve_overview(self.vm)  # a name: resolved in the same round trip
+                # A name: resolved, and the host's name read, in the same round trip.
+                overview = hv.resolve_overview(self.vm, with_host=True)
             vm = overview.vm
             require_cluster_wide_root(hv, root)
             name = self.checkpoint_name or run_checkpoint_name(context, str(vm.id))
@@ -227,7 +229,7 @@ class HyperVExportCheckpointOperator(DeferrableMixin, HyperVBaseOperator):
                 raise AirflowFailException(f"{vm.name} has no checkpoint {name!r} to export")
             if not is_provider_checkpoint(name):
                 raise AirflowFailException(f"{name!r} was not made by this provider; export it by hand")
-            base = export_base(hv, root, vm.id)
+            base = export_base(hv, root, vm.id, overview.host.name if overview.host else None)
             final = join_host_path(base, _folder_for(name))
             plan = ExportPlan(
                 vm_id=str(vm.id),
@@ -238,13 +240,14 @@ class HyperVExportCheckpointOperator(DeferrableMixin, HyperVBaseOperator):
                 final=final,
                 staging=join_host_path(base, f"{STAGING_PREFIX}{_folder_for(name)}-{uuid.uuid4().hex[:8]}"),
             )
-            chains = hv.disk_chains(vm.id, drives=hv.checkpoint_drives(checkpoint.id))
+            # The checkpoint's own drives and whether an earlier try promoted already: one round trip.
+            chains, promoted = hv.checkpoint_chains_and_path(checkpoint.id, vm.id, final)
             with self.final_errors():
                 require_generated_paths(_generated_paths(plan, chains))
             # What the export writes for the disks: what its progress lines count against.
             plan.expected_bytes = expected_export_bytes(chains)
             earlier = self._load(context, final)
-            if hv.path_exists(final):
+            if promoted:
                 self.log.info("An earlier try already promoted %s; verifying it again", final)
                 return self._publish(context, self._verify(hv, plan, final))
             if earlier is not None and earlier.operation:
