@@ -237,6 +237,7 @@ class DeferrableMixin:
         *,
         resume_state: dict[str, Any] | None = None,
         explain: Callable[[str], str] = str,
+        hook: Any = None,
     ) -> None:
         """The one deferrable contract for host-state waits: defer (resuming in ``execute_complete``
         with ``resume_state``) when the task is deferrable, else wait here in the worker.
@@ -244,21 +245,27 @@ class DeferrableMixin:
         :param target: What to wait for (a VM state, a finished merge).
         :param resume_state: Deferred: what the trigger hands back in its event for ``execute_complete``.
         :param explain: Turns the timeout text into the task's error message (worker path).
+        :param hook: The task's open ``HyperVHook`` to poll on (worker path): no pool of its own.
+            Default None: open one for the wait.
         """
         if self.deferrable:
             self.defer_for_host_state(target, resume_state)
-        self.wait_in_worker(target, explain=explain)
+        self.wait_in_worker(target, explain=explain, hook=hook)
 
-    def wait_in_worker(self, target: WaitTarget, explain: Callable[[str], str] = str) -> None:
+    def wait_in_worker(
+        self, target: WaitTarget, explain: Callable[[str], str] = str, hook: Any = None
+    ) -> None:
         """The non-deferrable path: poll the host until ``target`` is reached, a VM vanishes, or
         ``wait_timeout`` passes (``explain`` turns the timeout text into the task's error).
 
         :param target: What to wait for.
         :param explain: Turns the timeout text into the task's error message.
+        :param hook: The task's open ``HyperVHook`` to poll on, so the wait costs no pool of its own.
+            Default None: open one for the wait.
         """
         from airflow_hyperv.hooks.waiter import HostStateWait, wait
 
-        with self.hyperv_hook() as hv:  # type: ignore[attr-defined]
+        with contextlib.nullcontext(hook) if hook is not None else self.hyperv_hook() as hv:  # type: ignore[attr-defined]
             outcome = wait(
                 HostStateWait(target),
                 lambda: hv.host_state(target.watched_disks),

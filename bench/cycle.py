@@ -74,6 +74,7 @@ class CycleSample:
     seconds: float
     steps: dict[str, CountersSnapshot] = field(default_factory=dict)
     cmdlets: dict[str, dict[str, int]] = field(default_factory=dict)  # step -> cmdlet -> runs
+    pipelines: dict[str, list[str]] = field(default_factory=dict)  # step -> one line per pipeline
 
 
 class StepMeter:
@@ -83,6 +84,7 @@ class StepMeter:
         self.emu = emu
         self.steps: dict[str, CountersSnapshot] = {}
         self.cmdlets: dict[str, dict[str, int]] = {}
+        self.pipelines: dict[str, list[str]] = {}
         self._last = emu.counters.snapshot()
         self._seen = len(emu.audit.entries())
 
@@ -92,7 +94,19 @@ class StepMeter:
         self._last = now
         entries = self.emu.audit.entries()
         self.cmdlets[step] = dict(Counter(e.cmdlet for e in entries[self._seen :]))
+        self.pipelines[step] = itemize(entries[self._seen :])
         self._seen = len(entries)
+
+
+def itemize(entries: Sequence[Any]) -> list[str]:
+    """One line per pipeline, in the order run: each call's cmdlet and the names of the parameters
+    it bound (what the request was for), from the emulator's audit log."""
+    calls: dict[str, list[str]] = {}
+    for e in entries:
+        calls.setdefault(e.pipeline or str(e.seq), []).append(
+            f"{e.cmdlet}({','.join(sorted(e.parameters))})" if e.parameters else e.cmdlet
+        )
+    return [" ; ".join(line) for line in calls.values()]
 
 
 Variant = Callable[[Emulator, StepMeter, str], None]
@@ -213,7 +227,9 @@ def run_once(variant: str, auth: Auth) -> CycleSample:
         started = time.perf_counter()
         VARIANTS[variant](emu, meter, run_id)
         seconds = time.perf_counter() - started
-        return CycleSample(emu.counters.snapshot() - before, seconds, meter.steps, meter.cmdlets)
+        return CycleSample(
+            emu.counters.snapshot() - before, seconds, meter.steps, meter.cmdlets, meter.pipelines
+        )
 
 
 def summarize(variant: str, auth: Auth, samples: Sequence[CycleSample]) -> dict[str, Any]:
@@ -240,6 +256,7 @@ def summarize(variant: str, auth: Auth, samples: Sequence[CycleSample]) -> dict[
         step: ", ".join(f"{c} {n}" for c, n in sorted(samples[-1].cmdlets.get(step, {}).items()))
         for step in STEPS
     }
+    row["pipelines_by_step"] = {step: samples[-1].pipelines.get(step, []) for step in STEPS}
     return row
 
 
@@ -281,6 +298,13 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
         print(f"* {row['auth']} {row['variant']}:")
         for step, cmdlets in row["cmdlets_by_step"].items():
             print(f"  * {step}: {cmdlets}")
+    print("\nPipelines per step (last cycle, in order; each call's cmdlet and its bound parameters):")
+    for row in rows:
+        print(f"* {row['auth']} {row['variant']}:")
+        for step, lines in row["pipelines_by_step"].items():
+            print(f"  * {step} ({len(lines)}):")
+            for line in lines:
+                print(f"    - {line}")
     return rows
 
 

@@ -60,6 +60,9 @@ SNAPSHOT_TYPE = "Microsoft.HyperV.PowerShell.VMSnapshot"
 SERVICE_TYPE = "Microsoft.HyperV.PowerShell.VMIntegrationComponent"
 DRIVE_TYPE = "Microsoft.HyperV.PowerShell.HardDiskDrive"
 VHD_TYPE = "Microsoft.Vhd.PowerShell.VirtualHardDisk"
+FILE_TYPE = "System.IO.FileInfo"
+VMHOST_TYPE = "Microsoft.HyperV.PowerShell.VMHost"
+FILE_HASH_TYPE = "Microsoft.Powershell.Utility.FileHash"
 
 
 def _raise_first(errors: list[ErrorInfo], *, what: str) -> None:
@@ -73,6 +76,7 @@ class CheckpointResult:
     checkpoint: Checkpoint
     consistency: Consistency
     created: bool  # False when a previous try of the same run had already made it
+    drives: list[HardDiskDrive] | None = None  # the VM's drives right after the checkpoint, when read
 
 
 @dataclass(frozen=True)
@@ -90,6 +94,18 @@ class VMOverview:
     services: list[IntegrationService]
     checkpoints: list[Checkpoint]
     drives: list[HardDiskDrive]
+    host: VMHost | None = None  # the host (Get-VMHost), when it was asked for in the same round trip
+
+
+@dataclass(frozen=True)
+class ExportContents:
+    """What checking an export reads: the checkpoint (None when gone), its disk chains, the files
+    under the folder and their SHA-256 (empty when the checkpoint is gone)."""
+
+    checkpoint: Checkpoint | None
+    chains: list[DiskChain]
+    files: list[RemoteFile]
+    hashes: list[FileHash]
 
 
 @dataclass(frozen=True)
@@ -144,7 +160,12 @@ class HyperVHook(HyperVBaseHook):
             pipeline = pipelines.get_vm_by_id(uuid.UUID(str(vm_id)))
             what = f"VM {vm_id}"
         result = self.run_repeatable(pipeline)
-        vms = [VirtualMachine.decode(o) for o in result.output]
+        return self._one_vm(result, what, name)
+
+    def _one_vm(self, result: Any, what: str, name: str | None, *, mixed: bool = False) -> VirtualMachine:
+        """The one VM among ``result``'s output (its VM objects only when ``mixed``), or the error
+        that says why not."""
+        vms = [VirtualMachine.decode(o) for o in result.output if not mixed or has_type(o, VM_TYPE)]
         if not vms:
             if result.errors:
                 # Only a not-found record means "not found": a permission error hides whether the VM
@@ -162,6 +183,65 @@ class HyperVHook(HyperVBaseHook):
         if self.routes:
             self.router.focus = vms[0].id
         return vms[0]
+
+    def resolve_overview(self, reference: str, *, with_host: bool = False) -> VMOverview:
+        """``resolve_vm`` and ``vm_overview`` together: for a name on one host in a single round trip
+        (every statement starts from ``Get-VM -Name``), else (an Id, a cluster) one after the other.
+
+        :param reference: A VM Id (a GUID) or an exact VM name (what operators take as ``vm``).
+        :param with_host: Also read the host (``Get-VMHost``) in that round trip, for a name on one
+            host (``host`` of the result; None otherwise). Default False.
+        :return: A ``VMOverview`` of the one VM (act on ``overview.vm.id`` from here on).
+        :raises VMNotFoundError: No VM has this name or Id.
+        :raises AmbiguousVMNameError: Several VMs have this name.
+        """
+        try:
+            uuid.UUID(str(reference))
+        except ValueError:
+            by_name = not self.routes  # a cluster asks the cluster where the VM runs first
+        else:
+            by_name = False
+        if not by_name:
+            return self.vm_overview(self.resolve_vm(reference).id)
+        name = require_exact_name(reference)
+        pipeline = pipelines.vm_overview_by_name(name)
+        if with_host:
+            pipeline = pipeline.then(pipelines.host_info())
+        result = self.run_repeatable(pipeline)
+        vm = self._one_vm(result, f"VM {name!r}", name, mixed=True)
+        _raise_first(result.errors, what=f"reading VM {vm.name}")
+        hosts = [VMHost.decode(o) for o in result.output if has_type(o, VMHOST_TYPE)]
+        return self._overview(vm, result.output, hosts[0] if hosts else None)
+
+    def _overview(self, vm: VirtualMachine, output: list[Any], host: VMHost | None = None) -> VMOverview:
+        return VMOverview(
+            vm=vm,
+            services=[IntegrationService.decode(o) for o in output if has_type(o, SERVICE_TYPE)],
+            checkpoints=[Checkpoint.decode(o) for o in output if has_type(o, SNAPSHOT_TYPE)],
+            drives=[HardDiskDrive.decode(o) for o in output if has_type(o, DRIVE_TYPE)],
+            host=host,
+        )
+
+    def checkpoint_chains_and_path(
+        self, checkpoint_id: uuid.UUID, vm_id: uuid.UUID, path: str
+    ) -> tuple[list[DiskChain], bool]:
+        """The chains of a checkpoint's own drives and whether ``path`` exists: the drives and
+        ``Test-Path -LiteralPath`` in one round trip, then one per level of the chains.
+
+        :param checkpoint_id: The checkpoint's Id.
+        :param vm_id: The VM's Id.
+        :param path: An absolute path on the host.
+        :return: ``(one DiskChain per drive of the checkpoint, whether path exists)``.
+        """
+        self._require_focus("reading the drives of a checkpoint")
+        result = self.run_repeatable(
+            pipelines.checkpoint_drives(checkpoint_id).then(pipelines.test_path(host_path(path)))
+        )
+        _raise_first(result.errors, what=f"drives of checkpoint {checkpoint_id} and testing {path}")
+        drives = [HardDiskDrive.decode(o) for o in result.output if has_type(o, DRIVE_TYPE)]
+        answers = [o for o in result.output if not has_type(o, DRIVE_TYPE)]
+        exists = bool(answers and str(answers[-1]).lower() == "true")
+        return self.disk_chains(vm_id, drives), exists
 
     # -- clusters (hooks/cluster.py) --------------------------------------------------------------
     def follow(self, vm_id: uuid.UUID) -> str | None:
@@ -399,7 +479,13 @@ class HyperVHook(HyperVBaseHook):
         return None
 
     def create_checkpoint(
-        self, vm_id: uuid.UUID, name: str, *, consistency: Consistency, lease: Lease | None = None
+        self,
+        vm_id: uuid.UUID,
+        name: str,
+        *,
+        consistency: Consistency,
+        lease: Lease | None = None,
+        known: tuple[VirtualMachine, list[Checkpoint]] | None = None,
     ) -> CheckpointResult:
         """Make the checkpoint ``name`` once. Application consistency is attempted with ProductionOnly
         (set with ``-ErrorAction Stop``: if that fails nothing is attempted) so it never falls back
@@ -415,6 +501,8 @@ class HyperVHook(HyperVBaseHook):
         :param lease: This run's lease on the VM: the checkpoint type to put back, and the checkpoints
             that existed before it was taken. Default None: put back the VM's current type, and adopt no
             unnamed checkpoint.
+        :param known: The VM and its checkpoints as this task read them just before, while holding
+            ``lease`` (``vm_with_checkpoints``): used instead of reading them again. Default None: read.
         :return: A ``CheckpointResult``: the checkpoint, the consistency reached (``crash`` whenever it
             holds saved memory state) and ``created`` (False when an earlier try had made it).
         :raises CheckpointsDisabledError: Checkpoints are disabled on the VM.
@@ -423,7 +511,7 @@ class HyperVHook(HyperVBaseHook):
         :raises StorageFullError: The checkpoint failed and a volume under the VM's disks is nearly full.
         """
         consistency = Consistency(consistency)
-        vm, existing = self.vm_with_checkpoints(vm_id)
+        vm, existing = known if known is not None else self.vm_with_checkpoints(vm_id)
         restore = CheckpointType.parse(lease.checkpoint_type_before) if lease else vm.checkpoint_type
         for checkpoint in existing:
             if checkpoint.name == name:
@@ -460,7 +548,8 @@ class HyperVHook(HyperVBaseHook):
             return CheckpointResult(result, _label(result, consistency), created=True)
         made = [Checkpoint.decode(o) for o in result.output if has_type(o, SNAPSHOT_TYPE)]
         if made:
-            return CheckpointResult(made[0], _label(made[0], consistency), created=True)
+            drives = [HardDiskDrive.decode(o) for o in result.output if has_type(o, DRIVE_TYPE)]
+            return CheckpointResult(made[0], _label(made[0], consistency), created=True, drives=drives)
         if not result.errors:
             raise CommandFailedError(f"Checkpoint-VM on {vm.name} returned neither a checkpoint nor an error")
         error = classify(result.errors[0])
@@ -697,14 +786,17 @@ class HyperVHook(HyperVBaseHook):
             already gone.
         """
         self._require_focus("removing a checkpoint")
-        if self.get_checkpoint(checkpoint_id) is None:
-            return False
+        # No read first: the pipeline starts from Get-VMSnapshot -Id, whose not-found says "already gone".
         result = self.run_checked_write(
             pipelines.remove_checkpoint(checkpoint_id),
             already_done=lambda: True if self.get_checkpoint(checkpoint_id) is None else None,
         )
         if result is True:
             return True
+        if result.errors and isinstance(
+            classify(result.errors[0]), (CheckpointNotFoundError, VMNotFoundError)
+        ):
+            return False
         _raise_first(result.errors, what=f"removing checkpoint {checkpoint_id}")
         return True
 
@@ -775,6 +867,107 @@ class HyperVHook(HyperVBaseHook):
             frontier = next_frontier
         return [DiskChain(drive=d, disks=chains.get(d.path, [])) for d in drives]
 
+    def export_contents(self, checkpoint_id: uuid.UUID, folder: str) -> ExportContents:
+        """Everything checking an export of a checkpoint reads, in two round trips (one more per level
+        of a disk chain deeper than one): the checkpoint, its own drives and the folder's files; then
+        the drives' disks and every file's SHA-256 (Get-FileHash reads every byte of them).
+
+        :param checkpoint_id: The checkpoint exported.
+        :param folder: The export's folder on the host.
+        :return: An ``ExportContents``; with no checkpoint (it is gone) nothing more is read.
+        """
+        self._require_focus("reading an exported checkpoint")
+        folder = host_path(folder)
+        result = self.run_repeatable(pipelines.checkpoint_with_files(checkpoint_id, folder))
+        checkpoints = [Checkpoint.decode(o) for o in result.output if has_type(o, SNAPSHOT_TYPE)]
+        if not checkpoints:
+            gone = [
+                e
+                for e in result.errors
+                if isinstance(classify(e), (CheckpointNotFoundError, VMNotFoundError))
+            ]
+            _raise_first(
+                [e for e in result.errors if e not in gone], what=f"reading checkpoint {checkpoint_id}"
+            )
+            return ExportContents(None, [], [], [])
+        _raise_first(result.errors, what=f"reading checkpoint {checkpoint_id} and listing {folder}")
+        drives = [HardDiskDrive.decode(o) for o in result.output if has_type(o, DRIVE_TYPE)]
+        files = [RemoteFile.decode(o) for o in result.output if has_type(o, FILE_TYPE)]
+        paths = [d.path for d in drives if d.path]
+        if not paths and not files:
+            return ExportContents(checkpoints[0], [DiskChain(drive=d, disks=[]) for d in drives], [], [])
+        second = self.run_repeatable(pipelines.vhds_and_hashes(paths, [f.path for f in files]))
+        _raise_first(second.errors, what="reading virtual disks and hashing files")
+        first_level = [VirtualDisk.decode(o) for o in second.output if has_type(o, VHD_TYPE)]
+        hashes = [FileHash.decode(o) for o in second.output if has_type(o, FILE_HASH_TYPE)]
+        return ExportContents(checkpoints[0], self._chains(drives, first_level), files, hashes)
+
+    def _chains(self, drives: list[HardDiskDrive], first_level: list[VirtualDisk]) -> list[DiskChain]:
+        """Each drive's chain, given its first disks already read: the parents one round trip a level."""
+        chains = {d.path: [] for d in drives if d.path}  # type: dict[str, list[VirtualDisk]]
+        frontier = {d.path: d.path for d in drives if d.path}
+        disks = first_level
+        for _ in range(64):  # Hyper-V allows 50 checkpoints per VM: a longer chain is a loop
+            if not frontier:
+                break
+            by_path = {d.path.lower(): d for d in disks}
+            next_frontier = {}
+            for key, path in frontier.items():
+                disk = by_path.get(path.lower())
+                if disk is None:
+                    raise CommandFailedError(f"Get-VHD returned nothing for {path}")
+                chains[key].append(disk)
+                if disk.parent_path:
+                    next_frontier[key] = disk.parent_path
+            frontier = next_frontier
+            if frontier:
+                disks = self.get_vhds(list(frontier.values()))
+        return [DiskChain(drive=d, disks=chains.get(d.path, [])) for d in drives]
+
+    def checkpoint_links(
+        self, checkpoint_id: uuid.UUID, vm_id: uuid.UUID, drives: list[HardDiskDrive]
+    ) -> tuple[list[HardDiskDrive], list[DiskChain]]:
+        """A checkpoint's own drives and the chains of the VM's ``drives``, the first disk of each chain
+        read in the same round trip (one more per level below it): what a merge dissolves.
+
+        :param checkpoint_id: The checkpoint's Id.
+        :param vm_id: The VM's Id.
+        :param drives: The VM's drives (``vm_overview(...).drives``).
+        :return: ``(the checkpoint's drives, one DiskChain per drive of the VM)``.
+        """
+        self._at(vm_id)
+        paths = [d.path for d in drives if d.path]
+        pipeline = pipelines.checkpoint_drives(checkpoint_id)
+        if paths:
+            pipeline = pipeline.then(pipelines.get_vhds(paths))
+        result = self.run_repeatable(pipeline)
+        _raise_first(result.errors, what=f"drives of checkpoint {checkpoint_id} and disks of VM {vm_id}")
+        own = [HardDiskDrive.decode(o) for o in result.output if has_type(o, DRIVE_TYPE)]
+        first_level = [VirtualDisk.decode(o) for o in result.output if has_type(o, VHD_TYPE)]
+        return own, self._chains(drives, first_level)
+
+    def checkpoint_and_chains(
+        self, checkpoint_id: uuid.UUID, vm_id: uuid.UUID
+    ) -> tuple[Checkpoint | None, list[DiskChain]]:
+        """Whether a checkpoint is still there, and the chains of every drive of its VM: the checkpoint
+        and the drives in one round trip, then one per level of the chains (confirming a merge).
+
+        :param checkpoint_id: The checkpoint's Id.
+        :param vm_id: The VM's Id.
+        :return: ``(the checkpoint or None when it is gone, one DiskChain per drive of the VM)``.
+        """
+        self._at(vm_id)
+        result = self.run_repeatable(
+            pipelines.get_checkpoint(checkpoint_id).then(pipelines.hard_disk_drives(vm_id))
+        )
+        found = [Checkpoint.decode(o) for o in result.output if has_type(o, SNAPSHOT_TYPE)]
+        errors = result.errors
+        if not found:  # a checkpoint that is gone answers not-found: that is the answer, not an error
+            errors = [e for e in errors if not isinstance(classify(e), CheckpointNotFoundError)]
+        _raise_first(errors, what=f"reading checkpoint {checkpoint_id} and the drives of VM {vm_id}")
+        drives = [HardDiskDrive.decode(o) for o in result.output if has_type(o, DRIVE_TYPE)]
+        return (found[0] if found else None), self.disk_chains(vm_id, drives)
+
     def get_vhds(self, paths: Sequence[str]) -> list[VirtualDisk]:
         """The virtual disks at ``paths`` (``Get-VHD``), in one round trip.
 
@@ -818,13 +1011,14 @@ class HyperVHook(HyperVBaseHook):
             return None
         parts = [p for p in path[3:].split("\\") if p]
         candidates = ["\\".join([path[:2], *parts[:n]]) for n in range(len(parts), 0, -1)] + [path[:3]]
-        for candidate in candidates:
-            result = self.run_repeatable(pipelines.volume_of(candidate))
-            volumes = [VolumeSpace.decode(o) for o in result.output]
-            if volumes:
-                return volumes[0]
-            if result.errors:
-                self.log.info("No volume for %s: %s", candidate, classify(result.errors[0]))
+        # One statement per candidate, one round trip. A path's parents exist when it does, so the
+        # candidates that answer are the last ones: the first volume is the nearest existing folder's.
+        result = self.run_repeatable(pipelines.volume_of_first(candidates))
+        volumes = [VolumeSpace.decode(o) for o in result.output]
+        for error in result.errors:
+            self.log.info("No volume for %s: %s", error.target_name or path, classify(error))
+        if volumes:
+            return volumes[0]
         self.log.warning("The volume holding %s is unknown", path)
         return None
 
@@ -914,6 +1108,24 @@ class HyperVHook(HyperVBaseHook):
         )
         if result is not True:
             _raise_first(result.errors, what=f"moving {path} to {destination}")
+
+    def move_and_list(self, path: str, destination: str) -> list[RemoteFile]:
+        """``move_item``, then every file under ``destination``, in one round trip (the listing is a
+        read: after a lost answer the move is judged as ``move_item`` does, then listed again).
+
+        :param path: The absolute folder path to move.
+        :param destination: Its new absolute path; must not exist (Move-Item would move INTO it).
+        :return: One ``RemoteFile`` per file under ``destination`` after the move.
+        """
+        source, target = host_path(path), host_path(destination)
+        result = self.run_checked_write(
+            pipelines.move_item(source, target).then(pipelines.list_files(target)),
+            already_done=lambda: True if self.path_exists(target) and not self.path_exists(source) else None,
+        )
+        if result is True:
+            return self.list_files(target)
+        _raise_first(result.errors, what=f"moving {path} to {destination}")
+        return [RemoteFile.decode(o) for o in result.output if has_type(o, FILE_TYPE)]
 
     def remove_item(self, path: str) -> None:
         """Delete ``path`` and everything under it (``Remove-Item -Recurse -Force``), irreversibly.

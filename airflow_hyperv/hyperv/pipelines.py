@@ -137,14 +137,19 @@ def checkpoint_with_type(
     The first Set-VM runs with ``-ErrorAction Stop``: if the type cannot be set, the invocation
     stops there, so no checkpoint is ever attempted under the VM's own (possibly falling-back) type.
     A failed checkpoint is a non-terminating error, so the third statement restores the type
-    (``restore``: the type recorded in the run's lease) whatever the checkpoint did.
+    (``restore``: the type recorded in the run's lease) whatever the checkpoint did. The fourth reads
+    the VM's drives (read-only): with a checkpoint made, the AVHDX paths the merge will wait on.
     """
     first = single_statement(
         _vm(vm_id),
         bound_command("Set-VM", CheckpointType=attempt.name, Passthru=SWITCH, ErrorAction="Stop"),
         label="set-checkpoint-type",
     )
-    return first.then(checkpoint_vm(vm_id, name)).then(set_checkpoint_type(vm_id, restore))
+    return (
+        first.then(checkpoint_vm(vm_id, name))
+        .then(set_checkpoint_type(vm_id, restore))
+        .then(hard_disk_drives(vm_id))
+    )
 
 
 def rename_checkpoint(checkpoint_id: uuid.UUID, new_name: str) -> Pipeline:
@@ -191,6 +196,22 @@ def vm_overview(vm_id: uuid.UUID) -> Pipeline:
         .then(integration_services(vm_id))
         .then(list_checkpoints(vm_id))
         .then(hard_disk_drives(vm_id))
+    )
+
+
+def vm_overview_by_name(name: str) -> Pipeline:
+    """``vm_overview`` of the VM with this exact name (wildcards refused): resolving it costs no round
+    trip of its own. Every statement starts from ``Get-VM -Name``; several VMs of that name show as
+    several VM objects in the first statement's output (the caller refuses them)."""
+    vm = bound_command("Get-VM", Name=require_exact_name(name))
+    return Pipeline(
+        (
+            (vm,),
+            (vm, bound_command("Get-VMIntegrationService")),
+            (vm, bound_command("Get-VMSnapshot")),
+            (vm, bound_command("Get-VMHardDiskDrive")),
+        ),
+        label="vm-overview",
     )
 
 
@@ -274,6 +295,35 @@ def volume_of(path: str) -> Pipeline:
     """The volume that holds ``path`` (Storage module ``Get-Volume -FilePath``): the CSV or mount point
     a folder is on, not the drive letter its path starts with."""
     return single_statement(bound_command("Get-Volume", FilePath=path), label="volume-of")
+
+
+def volume_of_first(candidates: Sequence[str]) -> Pipeline:
+    """``Get-Volume -FilePath`` of each candidate (a path, then its parents), one statement each, in one
+    round trip: the first volume in the output is the one of the first candidate that has one."""
+    pipeline = volume_of(candidates[0])
+    for candidate in candidates[1:]:
+        pipeline = pipeline.then(volume_of(candidate))
+    return pipeline
+
+
+def checkpoint_with_files(checkpoint_id: uuid.UUID, folder: str) -> Pipeline:
+    """A checkpoint, its own drives and every file under ``folder``: what checking an export of it
+    reads first, in one round trip."""
+    return get_checkpoint(checkpoint_id).then(checkpoint_drives(checkpoint_id)).then(list_files(folder))
+
+
+def vhds_and_hashes(vhd_paths: Sequence[str], file_paths: Sequence[str]) -> Pipeline:
+    """``Get-VHD`` of some disks and ``Get-FileHash`` of some files in one round trip (either may be
+    empty, not both)."""
+    statements = []
+    if vhd_paths:
+        statements.append(get_vhds(vhd_paths))
+    if file_paths:
+        statements.append(file_hashes(file_paths))
+    pipeline = statements[0]
+    for more in statements[1:]:
+        pipeline = pipeline.then(more)
+    return pipeline
 
 
 def list_files(path: str) -> Pipeline:

@@ -150,9 +150,9 @@ class HyperVCreateCheckpointOperator(DeferrableMixin, HyperVBaseOperator):
             with self.final_errors():
                 vm = hv.resolve_vm(self.vm)
             name = run_checkpoint_name(context, str(vm.id))
-            lease = self._claim(context, hv, vm, name, busy_since)
+            lease, known = self._claim(context, hv, vm, name, busy_since)
             try:
-                return self._create(hv, vm, name, wanted, lease)
+                return self._create(hv, vm, name, wanted, lease, known)
             except BaseException:
                 self._remove_partial(hv, vm.id, name, lease)
                 raise
@@ -165,9 +165,12 @@ class HyperVCreateCheckpointOperator(DeferrableMixin, HyperVBaseOperator):
         self.check_event(event)
         return self.execute(context, busy_since=float(state.get("busy_since") or time.time()))
 
-    def _claim(self, context: Context, hv: HyperVHook, vm: Any, name: str, busy_since: float | None) -> Lease:
+    def _claim(
+        self, context: Context, hv: HyperVHook, vm: Any, name: str, busy_since: float | None
+    ) -> tuple[Lease, Any]:
         """This run's lease on ``vm``: acquired, resumed (a retry), taken over from a finished run, or
-        waited for. Records the VM's checkpoint type and checkpoints once, right after acquiring."""
+        waited for. Records the VM's checkpoint type and checkpoints once, right after acquiring, and
+        returns that read too (None when the lease was resumed), so the create need not read again."""
         dag_run = context["dag_run"]
         candidate = new_lease(
             dag_id=dag_run.dag_id, run_id=dag_run.run_id, vm_id=str(vm.id), checkpoint_name=name,
@@ -209,6 +212,7 @@ class HyperVCreateCheckpointOperator(DeferrableMixin, HyperVBaseOperator):
         lease = claim.lease
         if claim.resumed:
             self.log.info("Resuming this run's lease of %s (taken %s)", vm.name, lease.acquired_at)
+        known = None
         if not lease.checkpoint_type_before:
             current, checkpoints = hv.vm_with_checkpoints(vm.id)
             lease = hv.record_lease(
@@ -218,7 +222,8 @@ class HyperVCreateCheckpointOperator(DeferrableMixin, HyperVBaseOperator):
                     existing_checkpoint_ids=tuple(str(c.id).lower() for c in checkpoints),
                 )
             )
-        return lease
+            known = (current, checkpoints)
+        return lease, known
 
     @staticmethod
     def _first_wait(context: Context) -> float:
@@ -245,12 +250,12 @@ class HyperVCreateCheckpointOperator(DeferrableMixin, HyperVBaseOperator):
         )
 
     def _create(
-        self, hv: HyperVHook, vm: Any, name: str, wanted: Consistency, lease: Lease
+        self, hv: HyperVHook, vm: Any, name: str, wanted: Consistency, lease: Lease, known: Any = None
     ) -> dict[str, Any]:
         fell_back = False
         reason = None
         try:
-            result = hv.create_checkpoint(vm.id, name, consistency=wanted, lease=lease)
+            result = hv.create_checkpoint(vm.id, name, consistency=wanted, lease=lease, known=known)
         except ProductionCheckpointImpossibleError as exc:
             if not self._may_fall_back:
                 raise AirflowFailException(str(exc)) from exc
@@ -259,7 +264,8 @@ class HyperVCreateCheckpointOperator(DeferrableMixin, HyperVBaseOperator):
             fell_back, reason = True, str(exc)
         except FINAL_ERRORS as exc:
             raise AirflowFailException(str(exc)) from exc
-        drives = hv.vm_overview(vm.id).drives
+        # The checkpoint's own round trip read the drives; a checkpoint found again did not.
+        drives = result.drives if result.drives is not None else hv.vm_overview(vm.id).drives
         cp = result.checkpoint
         self.log.info(
             "%s checkpoint %r of %s (%s-consistent)",
@@ -442,12 +448,14 @@ class HyperVMergeCheckpointOperator(DeferrableMixin, HyperVBaseOperator):
         store = context.get("task_state_store")
         with self.hyperv_hook() as hv:
             with self.final_errors():
-                vm = hv.resolve_vm(self.vm)
+                # The VM, its checkpoints and drives; a name is resolved in the same round trip.
+                overview = hv.resolve_overview(self.vm)
+                vm = overview.vm
                 if self.checkpoint_name:
                     name = require_exact_name(self.checkpoint_name, "checkpoint name")
                 else:
                     name = run_checkpoint_name(context, str(vm.id))
-            vm, checkpoints = hv.vm_with_checkpoints(vm.id)
+            checkpoints = overview.checkpoints
             found = [c for c in checkpoints if c.name == name]
             if found:
                 checkpoint = found[0]
@@ -456,13 +464,12 @@ class HyperVMergeCheckpointOperator(DeferrableMixin, HyperVBaseOperator):
                         f"refusing to merge {checkpoint.name!r}: not made by this provider"
                     )
                 self._keep_if_rollback_needed(context, vm, checkpoint)
+                own, chains = hv.checkpoint_links(checkpoint.id, vm.id, overview.drives)
                 plan = MergePlan(
                     vm_id=str(vm.id),
                     checkpoint_id=str(checkpoint.id),
                     checkpoint_name=name,
-                    links=merge_links(
-                        [d.path for d in hv.checkpoint_drives(checkpoint.id) if d.path], hv.disk_chains(vm.id)
-                    ),
+                    links=merge_links([d.path for d in own if d.path], chains),
                 )
                 if store is not None:  # before Remove-VMSnapshot: a retry must know what this try removed
                     store.set(MERGE_STATE_KEY, plan.to_json())
@@ -476,23 +483,26 @@ class HyperVMergeCheckpointOperator(DeferrableMixin, HyperVBaseOperator):
             else:
                 earlier = self._earlier_try(store, str(vm.id), name)
                 if earlier is None:
-                    return self._nothing_to_merge(hv, vm, checkpoints, name)
+                    return self._nothing_to_merge(hv, vm, checkpoints, name, overview.drives)
                 plan = earlier
                 self.log.warning(
                     "An earlier try removed checkpoint %r of %s; waiting for that merge to end", name, vm.name
                 )
-        target = WaitTarget(
-            WaitFor.MERGE_DONE, plan.vm_id, checkpoint_id=plan.checkpoint_id, merge_links=plan.links
-        )
-        self.log.info(
-            "Waiting for the merge of %r: up to %s, polling the host every %gs (%s)",
-            plan.checkpoint_name,
-            f"{self.wait_timeout:g}s" if self.wait_timeout else "no limit",
-            self.poll_interval,
-            "deferred to the triggerer" if self.deferrable else "in this worker",
-        )
-        self.wait_for_host_state(target, resume_state={"plan": plan.to_json()}, explain=_merge_not_finished)
-        return self._confirm(plan)
+            target = WaitTarget(
+                WaitFor.MERGE_DONE, plan.vm_id, checkpoint_id=plan.checkpoint_id, merge_links=plan.links
+            )
+            self.log.info(
+                "Waiting for the merge of %r: up to %s, polling the host every %gs (%s)",
+                plan.checkpoint_name,
+                f"{self.wait_timeout:g}s" if self.wait_timeout else "no limit",
+                self.poll_interval,
+                "deferred to the triggerer" if self.deferrable else "in this worker",
+            )
+            # In the worker the wait and the confirmation use this task's pool: no pool of their own.
+            self.wait_for_host_state(
+                target, resume_state={"plan": plan.to_json()}, explain=_merge_not_finished, hook=hv
+            )
+            return self._confirm(plan, hv)
 
     def _finish_lease(self, hv: HyperVHook, vm_id: uuid.UUID, name: str) -> None:
         """This run is done with the VM: its recorded checkpoint type back, its lease released."""
@@ -510,10 +520,11 @@ class HyperVMergeCheckpointOperator(DeferrableMixin, HyperVBaseOperator):
             return None
         return plan
 
-    def _nothing_to_merge(self, hv: HyperVHook, vm: Any, checkpoints: list[Any], name: str) -> dict[str, Any]:
+    def _nothing_to_merge(
+        self, hv: HyperVHook, vm: Any, checkpoints: list[Any], name: str, drives: list[Any]
+    ) -> dict[str, Any]:
         """This run has no checkpoint and no try removed one. A differencing disk the VM runs on without
         any checkpoint is not this run's: it is reported at once, never waited for (verify blocks it)."""
-        drives = hv.vm_overview(vm.id).drives
         orphans = _avhdx([d.path for d in drives]) if not checkpoints else []
         if orphans:
             self.log.warning(
@@ -577,17 +588,17 @@ class HyperVMergeCheckpointOperator(DeferrableMixin, HyperVBaseOperator):
             raise AirflowException(f"the merge wait returned no plan: {state}")
         return self._confirm(plan)
 
-    def _confirm(self, plan: MergePlan) -> dict[str, Any]:
+    def _confirm(self, plan: MergePlan, hook: HyperVHook | None = None) -> dict[str, Any]:
         """The host's word is not enough: the checkpoint is gone and every link it had is dissolved,
-        read from the whole chain of every drive."""
+        read from the whole chain of every drive. On ``hook`` (the task's open pool) when given."""
         vm_id = uuid.UUID(plan.vm_id)
-        with self.hyperv_hook() as hv:
+        with contextlib.nullcontext(hook) if hook is not None else self.hyperv_hook() as hv:
             hv.follow(vm_id)  # a cluster: the VM's node now (it may have moved during the merge)
-            if hv.get_checkpoint(uuid.UUID(plan.checkpoint_id)) is not None:
+            left, chains = hv.checkpoint_and_chains(uuid.UUID(plan.checkpoint_id), vm_id)
+            if left is not None:
                 raise AirflowException(
                     f"checkpoint {plan.checkpoint_name!r} is still on the VM after the merge"
                 )
-            chains = hv.disk_chains(vm_id)
             present = {
                 (a.path.lower(), d.path.lower())
                 for c in chains

@@ -78,11 +78,12 @@ def vm_export_folder(root: str, computer_name: str, vm_id: uuid.UUID | str) -> s
     return join_host_path(root, host_folder(computer_name), str(vm_id).lower())
 
 
-def export_base(hv: HyperVHook, root: str, vm_id: uuid.UUID | str) -> str:
-    """``vm_export_folder`` for the host ``hv`` is connected to (asks the host its name). A cluster
-    connection uses the cluster's name: a VM's exports stay in one folder whichever node it ran on."""
+def export_base(hv: HyperVHook, root: str, vm_id: uuid.UUID | str, computer_name: str | None = None) -> str:
+    """``vm_export_folder`` for the host ``hv`` is connected to (asks the host its name unless
+    ``computer_name`` is given, already read). A cluster connection uses the cluster's name: a VM's
+    exports stay in one folder whichever node it ran on."""
     cluster = hv.connection_settings.cluster
-    return vm_export_folder(root, cluster or hv.host_info().host.name, vm_id)
+    return vm_export_folder(root, cluster or computer_name or hv.host_info().host.name, vm_id)
 
 
 def require_cluster_wide_root(hv: HyperVHook, root: str) -> None:
@@ -218,15 +219,17 @@ class HyperVExportCheckpointOperator(DeferrableMixin, HyperVBaseOperator):
             root = require_host_path(self.export_root, "export root")
         with self.hyperv_hook() as hv:
             with self.final_errors():
-                vm = hv.resolve_vm(self.vm)
+                # A name: resolved, and the host's name read, in the same round trip.
+                overview = hv.resolve_overview(self.vm, with_host=True)
+            vm = overview.vm
             require_cluster_wide_root(hv, root)
             name = self.checkpoint_name or run_checkpoint_name(context, str(vm.id))
-            checkpoint = hv.find_checkpoint(vm.id, name)
+            checkpoint = _named(overview.checkpoints, name, vm.name)
             if checkpoint is None:
                 raise AirflowFailException(f"{vm.name} has no checkpoint {name!r} to export")
             if not is_provider_checkpoint(name):
                 raise AirflowFailException(f"{name!r} was not made by this provider; export it by hand")
-            base = export_base(hv, root, vm.id)
+            base = export_base(hv, root, vm.id, overview.host.name if overview.host else None)
             final = join_host_path(base, _folder_for(name))
             plan = ExportPlan(
                 vm_id=str(vm.id),
@@ -237,13 +240,14 @@ class HyperVExportCheckpointOperator(DeferrableMixin, HyperVBaseOperator):
                 final=final,
                 staging=join_host_path(base, f"{STAGING_PREFIX}{_folder_for(name)}-{uuid.uuid4().hex[:8]}"),
             )
-            chains = hv.disk_chains(vm.id, drives=hv.checkpoint_drives(checkpoint.id))
+            # The checkpoint's own drives and whether an earlier try promoted already: one round trip.
+            chains, promoted = hv.checkpoint_chains_and_path(checkpoint.id, vm.id, final)
             with self.final_errors():
                 require_generated_paths(_generated_paths(plan, chains))
             # What the export writes for the disks: what its progress lines count against.
             plan.expected_bytes = expected_export_bytes(chains)
             earlier = self._load(context, final)
-            if hv.path_exists(final):
+            if promoted:
                 self.log.info("An earlier try already promoted %s; verifying it again", final)
                 return self._publish(context, self._verify(hv, plan, final))
             if earlier is not None and earlier.operation:
@@ -538,10 +542,11 @@ class HyperVExportCheckpointOperator(DeferrableMixin, HyperVBaseOperator):
                 f"{plan.final} appeared while {plan.vm_name} was exported; not promoting into it "
                 f"(verified export left at {plan.staging})"
             )
-        hv.move_item(plan.staging, plan.final)
         # A rename on one volume moves no data: checking that every verified file arrived with its
         # size (and nothing else is there) is enough; hashing again would read the export twice.
-        moved = {f.path[len(plan.final) :].lstrip("\\").lower(): f.length for f in hv.list_files(plan.final)}
+        # The listing rides in the move's round trip.
+        listed = hv.move_and_list(plan.staging, plan.final)
+        moved = {f.path[len(plan.final) :].lstrip("\\").lower(): f.length for f in listed}
         expected = {f["path"]: f["length"] for f in manifest["files"]}
         if moved != expected:
             raise AirflowException(f"export of {plan.vm_name} changed while it was promoted to {plan.final}")
@@ -569,13 +574,15 @@ class HyperVExportCheckpointOperator(DeferrableMixin, HyperVBaseOperator):
             self.log.warning("Could not remove the partial export %s: %s", staging, exc)
 
     def _verify(self, hv: HyperVHook, plan: ExportPlan, folder: str) -> dict[str, Any]:
-        """Never trust a folder's existence: every expected file, nothing else, sizes, checksums."""
-        checkpoint = hv.get_checkpoint(uuid.UUID(plan.checkpoint_id))
+        """Never trust a folder's existence: every expected file, nothing else, sizes, checksums. The
+        reads (checkpoint, listing, disk chains, hashes) take two round trips (``export_contents``)."""
+        contents = hv.export_contents(uuid.UUID(plan.checkpoint_id), folder)
+        checkpoint = contents.checkpoint
         if checkpoint is None:
             raise AirflowException(
                 f"checkpoint {plan.checkpoint_name} of {plan.vm_name} is gone: cannot verify {folder}"
             )
-        files = hv.list_files(folder)
+        files = contents.files
         by_rel = {f.path[len(folder) :].lstrip("\\").lower(): f for f in files}
         vm_dir = plan.vm_name.lower()
         problems = []
@@ -592,7 +599,7 @@ class HyperVExportCheckpointOperator(DeferrableMixin, HyperVBaseOperator):
         if config not in by_rel:
             problems.append(f"configuration file {config} is missing")
         # The checkpoint's own drives: a disk added to the VM after the checkpoint is not exported.
-        for chain in hv.disk_chains(uuid.UUID(plan.vm_id), drives=hv.checkpoint_drives(checkpoint.id)):
+        for chain in contents.chains:
             base = chain.disks[-1] if chain.disks else None
             if base is None:
                 continue
@@ -612,7 +619,7 @@ class HyperVExportCheckpointOperator(DeferrableMixin, HyperVBaseOperator):
             raise AirflowException(
                 f"export of {plan.vm_name} at {folder} is incomplete: {'; '.join(problems)}"
             )
-        hashes = {h.path.lower(): h.hash for h in hv.file_hashes([f.path for f in files])}
+        hashes = {h.path.lower(): h.hash for h in contents.hashes}
         consistency = Consistency.CRASH if checkpoint.has_memory_state else Consistency.APPLICATION
         manifest = ExportManifest(
             vm_id=plan.vm_id,
@@ -639,6 +646,22 @@ class HyperVExportCheckpointOperator(DeferrableMixin, HyperVBaseOperator):
         if events is not None:
             events[AssetAlias(name=EXPORT_ALIAS)].add(asset, extra=manifest)
         return manifest
+
+
+def _named(checkpoints: list[Any], name: str, vm_name: str) -> Any:
+    """The checkpoint of exactly this name (compared here: ``-Name`` would take wildcards), or None.
+
+    :param checkpoints: The VM's checkpoints.
+    :param name: The checkpoint's exact name.
+    :param vm_name: The VM's name, for the error.
+    :return: The checkpoint, or None.
+    """
+    from airflow_hyperv.hyperv.errors import HyperVError
+
+    matches = [c for c in checkpoints if c.name == name]
+    if len(matches) > 1:
+        raise HyperVError(f"VM {vm_name} has {len(matches)} checkpoints named {name!r}")
+    return matches[0] if matches else None
 
 
 def _generated_paths(plan: ExportPlan, chains: list[DiskChain]) -> dict[str, str]:

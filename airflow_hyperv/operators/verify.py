@@ -52,8 +52,8 @@ class HyperVVerifyOperator(HyperVBaseOperator):
             export_path = require_host_path(self.export_path, "export path") if self.export_path else None
         with self.hyperv_hook() as hv:
             with self.final_errors():
-                vm = hv.resolve_vm(self.vm)
-            overview = hv.vm_overview(vm.id)
+                overview = hv.resolve_overview(self.vm)  # a name: resolved in the same round trip
+            vm = overview.vm
             chains = hv.disk_chains(vm.id, overview.drives)
             disk_space = _disk_space(hv, [c.current_path for c in chains if c.current_path])
             export_space = _space(hv, export_path) if export_path else None

@@ -31,6 +31,8 @@ def test_cycle_counts_every_variant_and_step(bench):
             assert isinstance(row[key], int) and row[key] > 0, (row["variant"], key, row[key])
         assert all(isinstance(row[f"{step}_wsman"], int) and row[f"{step}_wsman"] > 0 for step in cycle.STEPS)
         assert row["wsman_vs_floor"] > 0 and row["wsman_vs_psrp"] > 0
+        for step in cycle.STEPS:  # the itemisation lists every pipeline the step ran, one line each
+            assert len(row["pipelines_by_step"][step]) == int(row[f"{step}_pools_pipelines"].split("/")[1])
     assert by_variant["pypsrp_floor"]["pools"] == 1 and by_variant["pypsrp_floor"]["pipelines"] == 4
     assert by_variant["psrp_operators"]["pools"] == 4  # one PsrpHook per operator
 

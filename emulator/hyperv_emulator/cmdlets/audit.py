@@ -31,6 +31,8 @@ class AuditEntry:
     # Emulated seconds when the cmdlet had processed all its input (None while it runs or when it
     # never ran): how long an operation took, e.g. the AVHDX's life from Checkpoint-VM to its merge.
     ended: float | None = None
+    # The pipeline (its WS-Man command id) that ran the call: to group calls by round trip.
+    pipeline: str = ""
 
 
 class AuditLog:
@@ -49,6 +51,7 @@ class AuditLog:
         cmdlet: str,
         parameters: dict[str, str],
         invoked_as: str = "",
+        pipeline: str = "",
     ) -> AuditEntry:
         with self._lock:
             entry = AuditEntry(
@@ -59,6 +62,7 @@ class AuditLog:
                 cmdlet,
                 dict(parameters),
                 invoked_as=invoked_as or cmdlet,
+                pipeline=pipeline,
             )
             self._entries.append(entry)
             return entry

@@ -118,6 +118,7 @@ class HyperVCommandHost:
             cmdlet=cmdlet,
             parameters=params,
             invoked_as=invoked_as,
+            pipeline=str(ctx.pipeline_id),
         )
 
     def _terminate(self, entry: AuditEntry, err: HyperVError, cmdlet: Cmdlet | None) -> TerminatingError:
