@@ -99,6 +99,35 @@ def chain_latency(tis: list[dict[str, Any]]) -> tuple[float, dict[str, float]]:
     return sum(parts.values()), parts
 
 
+FAILED_STATES = ("failed", "up_for_retry")
+
+
+def say_why_tasks_failed(
+    cluster: AirflowStack, run_id: str, tis: list[dict[str, Any]], lines: int = 6
+) -> None:
+    """A failed (or retrying) task is part of what the run did: print the error lines of its log, read
+    through the API before the deployment is torn down, so the bench's numbers come with their cause."""
+    for ti in tis:
+        if ti["state"] not in FAILED_STATES:
+            continue
+        try:
+            entries = cluster.task_log(DAG_ID, run_id, ti)
+        except Exception as exc:  # the numbers stand without it; say that the log could not be read
+            print(
+                f"fleet_airflow: {ti['task_id']}[{ti['map_index']}] {ti['state']}: log unreadable: {exc}",
+                file=sys.stderr,
+            )
+            continue
+        errors = [e for e in entries if str(e.get("level", "")).lower() in ("error", "critical")]
+        shown = [str(e.get("event", ""))[:300] for e in (errors or entries)[-lines:]]
+        print(
+            f"fleet_airflow: {ti['task_id']}[{ti['map_index']}] {ti['state']} (try {ti['try_number']}):",
+            file=sys.stderr,
+        )
+        for line in shown:
+            print(f"    {line}", file=sys.stderr)
+
+
 def run_size(
     emu: Any,
     cluster: AirflowStack,
@@ -123,6 +152,7 @@ def run_size(
     wall = time.time() - wall0
     busy1, total1 = cpu_busy()
     tis = cluster.task_instances(DAG_ID, run_id)
+    say_why_tasks_failed(cluster, run_id, tis)
     start, end = parse_time(run.get("start_date")), parse_time(run.get("end_date"))
     makespan = (end - start) if start and end else wall
     states: dict[str, int] = {}
