@@ -74,10 +74,15 @@ def test_hostile_vm_names_through_the_protection_chain(dag_factory, emulator, na
         assert emulator.audit.entries() == [], [(e.cmdlet, e.parameters) for e in emulator.audit.entries()]
         return
     # Looked up by each task that resolves the VM, the whole name bound as the one -Name value
-    # (byte for byte: not split, trimmed, escaped or quoted), and nothing but Get-VM ran.
+    # (byte for byte: not split, trimmed, escaped or quoted). Nothing else was bound: the reads that
+    # ride in the same round trip (``Get-VM -Name | Get-VMSnapshot``, ...) were piped nothing and
+    # touched nothing.
     assert "not found" in reason.lower(), reason
-    lookups = [(e.cmdlet, e.parameters) for e in emulator.audit.entries()]
+    entries = emulator.audit.entries()
+    lookups = [(e.cmdlet, e.parameters) for e in entries if e.cmdlet == "Get-VM"]
     assert lookups and all(entry == ("Get-VM", {"Name": name}) for entry in lookups), lookups
+    piped = [(e.cmdlet, e.parameters, e.targets) for e in entries if e.cmdlet != "Get-VM"]
+    assert all(c.startswith("Get-") and params == {} and not targets for c, params, targets in piped), piped
 
 
 @pytest.mark.parametrize("path", HOSTILE_PATHS, ids=range(len(HOSTILE_PATHS)))
