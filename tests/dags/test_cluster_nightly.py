@@ -414,6 +414,16 @@ class Controller:
                 target = self.next_up(sources[vm], {down})
                 self.cluster.live_migrate(uuid.UUID(self.vms[vm]), target)
                 self.moves.append(Move(vm, sources[vm], target, between, "live migration"))
+        # A VM whose export is still to come and that has not moved yet (the first VM, when its export
+        # failed and is retried after another VM's merge began) moves now, before its export.
+        for vm in self.exporting_at_p2:
+            source = self.owner(vm)
+            if source != down and not any(m.vm == vm for m in self.moves):
+                target = self.next_up(source, {down})
+                self.cluster.live_migrate(uuid.UUID(self.vms[vm]), target)
+                self.moves.append(
+                    Move(vm, source, target, ("Checkpoint-VM", "Export-VMSnapshot"), "live migration")
+                )
         moved = self.cluster.fail_node(down)
         self.failed_node = down
         for vm in stay:
