@@ -14,9 +14,10 @@ sleep:
   ``Get-ClusterGroup -Name``, re-armed past the export task's own progress reads while it exports),
   unless another VM's merge comes first: then it moves in P2.
 * **P2, between export and merge**: the run is held at the first ``Remove-VMSnapshot``; every other
-  exported, unmerged VM moves again (one whose export is still to come, a retry, is left alone), and a node (not the held VM's, not the first one the connection
+  exported, unmerged VM moves again, and a node (not the held VM's, not the first one the connection
   names) goes down: its VMs (one is sent there first if none is on it) fail over to the next node, where
-  they are merged.
+  they are merged. A VM whose export is still to come (a retry: merges run beside retention, not after
+  every export) is left alone, unless it has not moved yet: then it moves before its export.
 
 With two faults on top: one VM's first export runs out of space half-way (a task retry that exports
 again) and the answer to the first ``Checkpoint-VM`` is lost (the hook's re-check, no second one).
@@ -277,10 +278,8 @@ class Controller:
         self.errors: list[str] = []
         self.failed_node: str | None = None
         self.held_seen = False
-        self.reads_during_export = 0
-        self.exporting_at_p2: list[
-            str
-        ] = []  # VMs whose export was still to come at the first merge  # cluster reads of the first VM let through while it exported
+        self.reads_during_export = 0  # cluster reads of the first VM let through while it exported
+        self.exporting_at_p2: list[str] = []  # VMs whose export was still to come at the first merge
         self.gates: list[Any] = []
         self.helper: threading.Thread | None = None
         self.thread = threading.Thread(target=self._run, name="cluster-controller", daemon=True)
