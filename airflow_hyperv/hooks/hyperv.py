@@ -849,23 +849,8 @@ class HyperVHook(HyperVBaseHook):
             result = self.run_repeatable(pipelines.hard_disk_drives(vm_id))
             _raise_first(result.errors, what=f"hard disk drives of VM {vm_id}")
             drives = [HardDiskDrive.decode(o) for o in result.output]
-        chains = {d.path: [] for d in drives if d.path}  # type: dict[str, list[VirtualDisk]]
-        frontier = {d.path: d.path for d in drives if d.path}  # chain key -> next path to read
-        for _ in range(64):  # Hyper-V allows 50 checkpoints per VM: a longer chain is a loop
-            if not frontier:
-                break
-            disks = self.get_vhds(list(frontier.values()))
-            by_path = {d.path.lower(): d for d in disks}
-            next_frontier = {}
-            for key, path in frontier.items():
-                disk = by_path.get(path.lower())
-                if disk is None:
-                    raise CommandFailedError(f"Get-VHD returned nothing for {path} of VM {vm_id}")
-                chains[key].append(disk)
-                if disk.parent_path:
-                    next_frontier[key] = disk.parent_path
-            frontier = next_frontier
-        return [DiskChain(drive=d, disks=chains.get(d.path, [])) for d in drives]
+        paths = list(dict.fromkeys(d.path for d in drives if d.path))  # each disk read once
+        return self._chains(drives, self.get_vhds(paths) if paths else [], f" of VM {vm_id}")
 
     def export_contents(self, checkpoint_id: uuid.UUID, folder: str) -> ExportContents:
         """Everything checking an export of a checkpoint reads, in two round trips (one more per level
@@ -902,10 +887,13 @@ class HyperVHook(HyperVBaseHook):
         hashes = [FileHash.decode(o) for o in second.output if has_type(o, FILE_HASH_TYPE)]
         return ExportContents(checkpoints[0], self._chains(drives, first_level), files, hashes)
 
-    def _chains(self, drives: list[HardDiskDrive], first_level: list[VirtualDisk]) -> list[DiskChain]:
-        """Each drive's chain, given its first disks already read: the parents one round trip a level."""
+    def _chains(
+        self, drives: list[HardDiskDrive], first_level: list[VirtualDisk], whose: str = ""
+    ) -> list[DiskChain]:
+        """Each drive's chain, given its first disks already read: the parents one round trip a level
+        (``whose`` ends the error message, e.g. " of VM <id>")."""
         chains = {d.path: [] for d in drives if d.path}  # type: dict[str, list[VirtualDisk]]
-        frontier = {d.path: d.path for d in drives if d.path}
+        frontier = {d.path: d.path for d in drives if d.path}  # chain key -> next path to read
         disks = first_level
         for _ in range(64):  # Hyper-V allows 50 checkpoints per VM: a longer chain is a loop
             if not frontier:
@@ -915,7 +903,7 @@ class HyperVHook(HyperVBaseHook):
             for key, path in frontier.items():
                 disk = by_path.get(path.lower())
                 if disk is None:
-                    raise CommandFailedError(f"Get-VHD returned nothing for {path}")
+                    raise CommandFailedError(f"Get-VHD returned nothing for {path}{whose}")
                 chains[key].append(disk)
                 if disk.parent_path:
                     next_frontier[key] = disk.parent_path
