@@ -15,6 +15,7 @@ SECTION = "hyperv"
 # The defaults, one place: the provider metadata shows them, the readers below fall back to them.
 DEFAULT_ASYNC_MAX_THREADS = 8
 DEFAULT_WAIT_ERROR_BUDGET = 5
+DEFAULT_MERGE_DEFER_AFTER = 30.0
 DEFAULT_REPORT_DAG_ID = "protection_report"
 REPORT_DIR_ENV = "AIRFLOW_HYPERV_REPORT_DIR"  # the 0.1 name, still honoured
 
@@ -44,6 +45,18 @@ def async_max_threads() -> int:
 def wait_error_budget() -> int:
     """``[hyperv] wait_error_budget``: failed polls in a row a wait tolerates before it gives up."""
     return _positive_int("wait_error_budget", DEFAULT_WAIT_ERROR_BUDGET)
+
+
+def merge_defer_after() -> float:
+    """``[hyperv] merge_defer_after``: seconds a deferrable merge first waits in the worker."""
+    text = _get("merge_defer_after", str(DEFAULT_MERGE_DEFER_AFTER))
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"[{SECTION}] merge_defer_after must be a number of seconds, not {text!r}") from None
+    if value < 0:
+        raise ValueError(f"[{SECTION}] merge_defer_after must be 0 or more, not {value:g}")
+    return value
 
 
 def report_dag_id() -> str:

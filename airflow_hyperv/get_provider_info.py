@@ -7,6 +7,7 @@ from typing import Any
 from airflow_hyperv import __version__
 from airflow_hyperv.config import (
     DEFAULT_ASYNC_MAX_THREADS,
+    DEFAULT_MERGE_DEFER_AFTER,
     DEFAULT_REPORT_DAG_ID,
     DEFAULT_WAIT_ERROR_BUDGET,
     SECTION,
@@ -61,6 +62,13 @@ CONFIG: dict[str, Any] = {
                 "synchronous: each host call of a trigger runs in a thread).",
                 "integer",
                 DEFAULT_ASYNC_MAX_THREADS,
+            ),
+            "merge_defer_after": _option(
+                "Seconds a deferrable merge first waits in the worker before it defers to the "
+                "triggerer (the operator's `defer_after` overrides it). A small AVHDX merges in "
+                "seconds: it then costs no deferral and no resumed task. 0: defer at once.",
+                "float",
+                DEFAULT_MERGE_DEFER_AFTER,
             ),
             "wait_error_budget": _option(
                 "Failed polls in a row a wait (trigger, export in the worker) tolerates before it gives "

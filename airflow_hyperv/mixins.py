@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import time
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -213,21 +214,27 @@ class DeferrableMixin:
             trigger.give_up_after = float(self.wait_timeout)
         self.defer(trigger=trigger, method_name="execute_complete", timeout=timeout)  # type: ignore[attr-defined]
 
-    def defer_for_host_state(self, target: WaitTarget, resume_state: dict[str, Any] | None = None) -> None:
+    def defer_for_host_state(
+        self, target: WaitTarget, resume_state: dict[str, Any] | None = None, *, waited: float = 0.0
+    ) -> None:
         """Defer to the host-state trigger (a VM state or a finished merge), whose polls are shared
         with every other wait on the same host.
 
         :param target: What to wait for (a VM state, a finished merge).
         :param resume_state: What the trigger hands back in its event for ``execute_complete``.
+        :param waited: Seconds this task already waited in the worker: the trigger gives up that much
+            sooner, so ``wait_timeout`` bounds the whole wait.
         """
         from airflow_hyperv.triggers.hyperv import HyperVHostStateTrigger
 
+        give_up_after = max(self.wait_timeout - waited, self.poll_interval) if self.wait_timeout else None
         self.defer_to(
             HyperVHostStateTrigger(
                 hyperv_conn_id=self.hyperv_conn_id,  # type: ignore[attr-defined]
                 target=target,
                 poll_interval=self.poll_interval,
                 resume_state=resume_state,
+                give_up_after=give_up_after,
             )
         )
 
@@ -238,6 +245,7 @@ class DeferrableMixin:
         resume_state: dict[str, Any] | None = None,
         explain: Callable[[str], str] = str,
         hook: Any = None,
+        defer_after: float = 0.0,
     ) -> None:
         """The one deferrable contract for host-state waits: defer (resuming in ``execute_complete``
         with ``resume_state``) when the task is deferrable, else wait here in the worker.
@@ -247,9 +255,28 @@ class DeferrableMixin:
         :param explain: Turns the timeout text into the task's error message (worker path).
         :param hook: The task's open ``HyperVHook`` to poll on (worker path): no pool of its own.
             Default None: open one for the wait.
+        :param defer_after: Deferrable: first wait up to this many seconds in the worker, polling
+            sooner at first (``HostStateWait(ramp=True)``), and defer only if the host is not there yet.
+            A wait that usually ends in seconds then costs no deferral, no resumed task and no second
+            pool. Default 0: defer at once.
         """
         if self.deferrable:
-            self.defer_for_host_state(target, resume_state)
+            waited = 0.0
+            if defer_after > 0:
+                started = time.monotonic()
+                budget = min(defer_after, self.wait_timeout) if self.wait_timeout else defer_after
+                outcome = self._wait_here(target, hook, give_up_after=budget, ramp=True)
+                waited = time.monotonic() - started
+                if not outcome.timed_out:
+                    self._end_wait(outcome, explain)
+                    self.log.info(  # type: ignore[attr-defined]
+                        "Done while waiting in the worker (%.0fs): not deferred", waited
+                    )
+                    return
+                self.log.info(  # type: ignore[attr-defined]
+                    "Not done after %.0fs in the worker; deferring the rest of the wait", waited
+                )
+            self.defer_for_host_state(target, resume_state, waited=waited)
         self.wait_in_worker(target, explain=explain, hook=hook)
 
     def wait_in_worker(
@@ -263,16 +290,26 @@ class DeferrableMixin:
         :param hook: The task's open ``HyperVHook`` to poll on, so the wait costs no pool of its own.
             Default None: open one for the wait.
         """
+        self._end_wait(self._wait_here(target, hook, give_up_after=self.wait_timeout), explain)
+
+    def _wait_here(
+        self, target: WaitTarget, hook: Any, *, give_up_after: float | None, ramp: bool = False
+    ) -> Any:
+        """Poll the host in this worker (on ``hook``, or a pool opened for it) until the wait ends."""
         from airflow_hyperv.hooks.waiter import HostStateWait, wait
 
         with contextlib.nullcontext(hook) if hook is not None else self.hyperv_hook() as hv:  # type: ignore[attr-defined]
-            outcome = wait(
-                HostStateWait(target),
+            return wait(
+                HostStateWait(target, ramp=ramp),
                 lambda: hv.host_state(target.watched_disks),
                 interval=self.poll_interval,
-                give_up_after=self.wait_timeout,
+                give_up_after=give_up_after,
                 log=self.log,  # type: ignore[attr-defined]
             )
+
+    @staticmethod
+    def _end_wait(outcome: Any, explain: Callable[[str], str]) -> None:
+        """A wait's outcome as the task sees it: nothing when it reached its target, else the error."""
         if outcome.rejected_login:
             raise AirflowFailException(outcome.message) from outcome.cause
         if outcome.timed_out:

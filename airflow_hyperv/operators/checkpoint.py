@@ -19,6 +19,7 @@ from airflow.sdk.exceptions import (
     AirflowSkipException,
 )
 
+from airflow_hyperv.config import merge_defer_after
 from airflow_hyperv.hyperv.enums import CheckpointType, Consistency
 from airflow_hyperv.hyperv.errors import (
     ProductionCheckpointImpossibleError,
@@ -425,6 +426,10 @@ class HyperVMergeCheckpointOperator(DeferrableMixin, HyperVBaseOperator):
         must be above 0.
     :param wait_timeout: Seconds to wait for the merge to finish before failing; None: no limit.
         Default 21600 (6 hours).
+    :param defer_after: Deferrable: seconds the task first waits for the merge in the worker (polling
+        after 1 s, then less and less often), deferring only if it is still running. A small AVHDX
+        merges in seconds: it then costs no deferral, no resumed task and no second pool. 0: defer at
+        once. Default None: ``[hyperv] merge_defer_after`` (30).
     """
 
     template_fields: Sequence[str] = ("vm", "hyperv_conn_id", "checkpoint_name")
@@ -437,11 +442,17 @@ class HyperVMergeCheckpointOperator(DeferrableMixin, HyperVBaseOperator):
         deferrable: bool | None = None,
         poll_interval: float = 10.0,
         wait_timeout: float | None = 6 * 3600.0,
+        defer_after: float | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        if defer_after is None:
+            defer_after = merge_defer_after()
+        if defer_after < 0:
+            raise ValueError(f"defer_after must be 0 or more, not {defer_after}")
         self.checkpoint_name = checkpoint_name
         self.keep_unless_succeeded = tuple(keep_unless_succeeded)
+        self.defer_after = float(defer_after)
         self._init_deferrable(deferrable, poll_interval, wait_timeout)
 
     def execute(self, context: Context) -> dict[str, Any]:
@@ -500,7 +511,11 @@ class HyperVMergeCheckpointOperator(DeferrableMixin, HyperVBaseOperator):
             )
             # In the worker the wait and the confirmation use this task's pool: no pool of their own.
             self.wait_for_host_state(
-                target, resume_state={"plan": plan.to_json()}, explain=_merge_not_finished, hook=hv
+                target,
+                resume_state={"plan": plan.to_json()},
+                explain=_merge_not_finished,
+                hook=hv,
+                defer_after=self.defer_after,
             )
             return self._confirm(plan, hv)
 

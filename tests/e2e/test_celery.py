@@ -202,6 +202,8 @@ def airflow(workdir: Path, postgres: str, broker: str, fleet: Any) -> Iterator[A
     env = {
         "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": str(HEARTBEAT_TIMEOUT),
         "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL": "2",
+        # Merges end at once here: 0 makes them defer, so the triggerer resumes them (asserted below).
+        "AIRFLOW__HYPERV__MERGE_DEFER_AFTER": "0",
     }
     with running_airflow(
         home, postgres, fleet, dag_ids=[DAG_ID], pools=pools, env=env, parallelism=8,

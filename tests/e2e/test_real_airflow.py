@@ -75,7 +75,13 @@ def airflow(workdir: Path, postgres: str, fleet: Any) -> Iterator[AirflowStack]:
     inventory_file.write_text(yaml.safe_dump(inventory))
 
     pools = {"hyperv_hv_01": 2, "hyperv_hv_02": 1}
-    with running_airflow(home, postgres, fleet, dag_ids=DAG_IDS + EVENT_DAG_IDS, pools=pools) as stack:
+    # At time_scale 1000 a merge ends at once, so with the default [hyperv] merge_defer_after it would end
+    # in the worker: 0 keeps this run proving the triggerer's side of merges (the worker-first wait is
+    # tests/lifecycle/test_merge_defer_after.py, and bench.fleet_airflow runs the default).
+    env = {"AIRFLOW__HYPERV__MERGE_DEFER_AFTER": "0"}
+    with running_airflow(
+        home, postgres, fleet, dag_ids=DAG_IDS + EVENT_DAG_IDS, pools=pools, env=env
+    ) as stack:
         yield stack
 
 

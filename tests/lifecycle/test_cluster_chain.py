@@ -269,7 +269,9 @@ def test_deferred_export_and_merge_on_a_cluster_follow_the_vm_to_its_node(cluste
     manifest = export_op.execute_complete(ctx, event)
     assert where(cluster, "Export-VMSnapshot") == ["hv-n1"]
 
-    merge_op = HyperVMergeCheckpointOperator(task_id="merge", vm="sql-01", deferrable=True, poll_interval=0.1)
+    merge_op = HyperVMergeCheckpointOperator(
+        task_id="merge", vm="sql-01", deferrable=True, poll_interval=0.1, defer_after=0
+    )
     trigger, event, deferred_at = run_deferred(cluster, merge_op, ctx)
     assert event["status"] == "success", event
     assert where(cluster, "Remove-VMSnapshot") == ["hv-n3"]

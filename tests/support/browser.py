@@ -5,6 +5,7 @@ run by `make test`); ``chromium()`` is None where it is not installed, and the t
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import itertools
 import json
@@ -40,12 +41,17 @@ class Page:
     def __init__(self, ws: ClientConnection) -> None:
         self.ws = ws
         self._ids = itertools.count(1)
+        # The DevTools events that arrived in between answers (the latest few hundred): a failing test
+        # can say which requests the page made and what the server answered.
+        self.events: collections.deque[dict[str, Any]] = collections.deque(maxlen=500)
 
     def send(self, method: str, **params: Any) -> dict[str, Any]:
         call_id = next(self._ids)
         self.ws.send(json.dumps({"id": call_id, "method": method, "params": params}))
         while True:  # events arrive in between; only the answer to this call matters
             message = json.loads(self.ws.recv(timeout=60))
+            if message.get("method") in ("Network.requestWillBeSent", "Network.responseReceived"):
+                self.events.append(message)
             if message.get("id") == call_id:
                 if "error" in message:
                     raise AssertionError(f"{method}: {message['error']}")
@@ -74,16 +80,55 @@ class Page:
             time.sleep(0.3)
         raise AssertionError(f"{what}: not seen within {timeout:.0f}s; the page says:\n{self.text()[:2000]}")
 
-    def click(self, element: str) -> None:
+    def click(self, element: str, *, timeout: float = 30.0) -> None:
         """A real mouse click (DevTools input events, which the UI's components listen to) in the
-        middle of the element the JavaScript ``element`` finds."""
-        x, y = self.js(
-            f"(() => {{ const e = ({element}); e.scrollIntoView({{block: 'center'}}); "
-            "const r = e.getBoundingClientRect(); return [r.x + r.width / 2, r.y + r.height / 2]; })()"
+        middle of the element the JavaScript ``element`` finds.
+
+        The point is taken only once the element is what the browser would hit there (a hit test),
+        asked twice in a row: a dialog that is still scrolling or animating moves its buttons, and a
+        click on the point measured a moment earlier lands on whatever is there now."""
+        where = (
+            f"(() => {{ const e = ({element}); if (!e) return null; e.scrollIntoView({{block: 'center'}}); "
+            "const r = e.getBoundingClientRect(); const x = r.x + r.width / 2, y = r.y + r.height / 2; "
+            "const hit = document.elementFromPoint(x, y); "
+            "return hit && (hit === e || e.contains(hit)) ? [x, y] : null; })()"
         )
+        deadline = time.monotonic() + timeout
+        last = None
+        while True:
+            point = self.js(where)
+            if point is not None and point == last:
+                break
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{element}: not where a click would hit it within {timeout:.0f}s")
+            last = point
+            time.sleep(0.2)
+        x, y = point
         self.send("Input.dispatchMouseEvent", type="mouseMoved", x=x, y=y)
         for kind in ("mousePressed", "mouseReleased"):
             self.send("Input.dispatchMouseEvent", type=kind, x=x, y=y, button="left", clickCount=1)
+
+    def requests_sent(self, url_part: str) -> list[str]:
+        """``METHOD url`` for each request the page sent whose URL contains ``url_part``."""
+        return [
+            f"{e['params']['request']['method']} {e['params']['request']['url']}"
+            for e in self.events
+            if e["method"] == "Network.requestWillBeSent" and url_part in e["params"]["request"]["url"]
+        ]
+
+    def responses(self, url_part: str) -> list[str]:
+        """``METHOD url -> status`` for each response seen whose URL contains ``url_part``."""
+        methods = {
+            e["params"]["requestId"]: e["params"]["request"]["method"]
+            for e in self.events
+            if e["method"] == "Network.requestWillBeSent"
+        }
+        return [
+            f"{methods.get(e['params']['requestId'], '?')} {e['params']['response']['url']} -> "
+            f"{e['params']['response']['status']}"
+            for e in self.events
+            if e["method"] == "Network.responseReceived" and url_part in e["params"]["response"]["url"]
+        ]
 
     def type(self, text: str) -> None:
         self.send("Input.insertText", text=text)

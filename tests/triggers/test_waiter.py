@@ -218,3 +218,64 @@ def test_an_operation_wait_without_a_watched_folder_logs_the_plain_line(caplog):
     assert [r.getMessage().split(" (waited")[0] for r in caplog.records] == [
         "Waiting for the export of web-01"
     ]
+
+
+def test_each_round_that_waits_on_sleeps_what_the_step_asks(monkeypatch):
+    """The loop asks the step how long to pause (the ramped merge wait, the export's predicted end)."""
+    from airflow_hyperv.hooks import waiter
+
+    slept: list[float] = []
+    monkeypatch.setattr(waiter.time, "sleep", slept.append)
+
+    class Counting(HostStateWait):
+        def pause(self, interval: float, elapsed: float) -> float:
+            return 100.0 + len(slept)
+
+    outcome = wait(
+        Counting(TARGET), Script(snapshot("Off"), snapshot("Off"), snapshot("Running")), interval=5, log=log
+    )
+    assert outcome.ok and slept == [100.0, 101.0]
+
+
+def test_a_ramped_host_wait_looks_after_one_second_then_as_long_as_it_has_waited():
+    ramped, plain = HostStateWait(TARGET, ramp=True), HostStateWait(TARGET)
+    assert [ramped.pause(10, elapsed) for elapsed in (0, 0.5, 1, 3, 8, 30)] == [1, 1, 1, 3, 8, 10]
+    assert [plain.pause(10, elapsed) for elapsed in (0, 3, 30)] == [10, 10, 10]
+
+
+def test_an_operations_end_is_predicted_from_its_progress_reads():
+    from airflow_hyperv.hooks.waiter import predicted_end
+
+    assert predicted_end([], 1000, 100.0) is None  # nothing read yet
+    assert predicted_end([(110.0, 0)], 1000, 100.0) is None  # nothing written yet: no rate
+    assert predicted_end([(110.0, 500)], 0, 100.0) is None  # nothing expected
+    assert predicted_end([(110.0, 250)], 1000, 100.0) == pytest.approx(140.0)  # one read: since the start
+    assert predicted_end([(110.0, 250)], 1000, None) is None  # ... and no start recorded
+    assert predicted_end([(110.0, 100), (120.0, 400)], 1000, 100.0) == pytest.approx(140.0)  # between reads
+    assert predicted_end([(110.0, 100), (120.0, 1200)], 1000, 100.0) == 120.0  # all written: due now
+
+
+def test_an_operation_wait_looks_just_after_its_predicted_end_and_only_a_few_times_more(monkeypatch):
+    from airflow_hyperv.hooks import waiter
+    from airflow_hyperv.hooks.disconnected import DisconnectedOperation, PollResult
+    from airflow_hyperv.hooks.waiter import OperationPoll, OperationWait
+    from airflow_hyperv.hyperv.progress import OutputProgress
+
+    now = [1000.0]
+    monkeypatch.setattr(waiter.time, "time", lambda: now[0])
+    op = DisconnectedOperation(shell_id="s", command_id="c", label="export-checkpoint", started_at=990.0)
+    step = OperationWait(op, watch=OutputProgress("D:\\Backups\\x", 4000, "web-01"))
+    assert step.pause(10, 0) == 10  # nothing read: the wait's own cadence
+    step.judge(OperationPoll(PollResult("running"), written=1000))  # 1000 bytes in 10 s: ends at 1030
+    assert step.pause(10, 10) == 10  # 30 s to go
+    now[0] = 1023.0
+    assert step.pause(10, 33) == pytest.approx(7.5)  # the end, and half a second
+    now[0] = 1029.8
+    assert step.pause(10, 40) == 1.0  # just before it: not sooner than a second
+    now[0] = 1031.0
+    assert step.pause(10, 41) == 2.5  # overdue: a quarter interval, for one interval
+    now[0] = 1041.0
+    assert step.pause(10, 51) == 10  # past that: back to the cadence
+    unwatched = OperationWait(op)
+    unwatched.judge(OperationPoll(PollResult("running"), written=1000))
+    assert unwatched.pause(10, 10) == 10  # nothing expected: no prediction
