@@ -265,17 +265,26 @@ class DeferrableMixin:
             if defer_after > 0:
                 started = time.monotonic()
                 budget = min(defer_after, self.wait_timeout) if self.wait_timeout else defer_after
-                outcome = self._wait_here(target, hook, give_up_after=budget, ramp=True)
+                try:
+                    outcome = self._wait_here(target, hook, give_up_after=budget, ramp=True)
+                except Exception as exc:  # a transient fault past the hook's retries: the trigger's
+                    if is_rejected_login(exc):  # error budget takes the wait over (never a login again)
+                        raise
+                    self.log.warning(  # type: ignore[attr-defined]
+                        "Looking at the host failed (%s); deferring the wait", exc
+                    )
+                    outcome = None
                 waited = time.monotonic() - started
-                if not outcome.timed_out:
+                if outcome is not None and not outcome.timed_out:
                     self._end_wait(outcome, explain)
                     self.log.info(  # type: ignore[attr-defined]
                         "Done while waiting in the worker (%.0fs): not deferred", waited
                     )
                     return
-                self.log.info(  # type: ignore[attr-defined]
-                    "Not done after %.0fs in the worker; deferring the rest of the wait", waited
-                )
+                if outcome is not None:
+                    self.log.info(  # type: ignore[attr-defined]
+                        "Not done after %.0fs in the worker; deferring the rest of the wait", waited
+                    )
             self.defer_for_host_state(target, resume_state, waited=waited)
         self.wait_in_worker(target, explain=explain, hook=hook)
 

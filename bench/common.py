@@ -251,6 +251,37 @@ def cpu_busy() -> tuple[float, float]:
     return sum(fields) - idle, sum(fields)
 
 
+def tree_cpu_seconds(roots: Iterable[int]) -> float:
+    """CPU seconds (user + system) of the processes ``roots`` and all their live descendants, each with
+    the children it has already waited for (``/proc/<pid>/stat`` utime, stime, cutime, cstime): what a
+    deployment's processes, including task processes that came and went, have used so far. A live
+    child's time is not in its parent's cutime yet, so nothing is counted twice."""
+    tick = float(os.sysconf("SC_CLK_TCK"))
+    parent: dict[int, int] = {}
+    used: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:  # ended meanwhile
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()  # after "pid (comm) "
+        parent[int(entry.name)] = int(fields[1])
+        used[int(entry.name)] = sum(int(x) for x in fields[11:15])
+    children: dict[int, list[int]] = {}
+    for pid, ppid in parent.items():
+        children.setdefault(ppid, []).append(pid)
+    seen: set[int] = set()
+    todo = [pid for pid in roots if pid in used]
+    while todo:
+        pid = todo.pop()
+        if pid not in seen:
+            seen.add(pid)
+            todo.extend(children.get(pid, []))
+    return sum(used[pid] for pid in seen) / tick
+
+
 def median(values: Iterable[float]) -> float:
     return float(statistics.median(list(values)))
 

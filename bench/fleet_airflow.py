@@ -27,6 +27,7 @@ bench stops itself after ``--deadline`` seconds.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import os
 import shutil
@@ -40,7 +41,17 @@ import yaml
 
 from airflow_hyperv.example_dags import EXAMPLE_DAGS
 from bench import avhdx
-from bench.common import cli, cpu_busy, fleet_options, fleet_shape, growth, header, print_table, quota_rows
+from bench.common import (
+    cli,
+    cpu_busy,
+    fleet_options,
+    fleet_shape,
+    growth,
+    header,
+    print_table,
+    quota_rows,
+    tree_cpu_seconds,
+)
 from bench.fleet import CHURN_MB, DISK_FILE_GB, TIMING, fleet, inventory, layout, print_quotas_and_avhdx
 from tests.support.airflow_stack import (
     AirflowStack,
@@ -128,6 +139,15 @@ def say_why_tasks_failed(
             print(f"    {line}", file=sys.stderr)
 
 
+def deployment_pids(cluster: AirflowStack, workdir: Path) -> list[int]:
+    """The Airflow components' processes and the PostgreSQL postmaster (from its postmaster.pid)."""
+    pids = [proc.pid for proc in cluster.procs.values()]
+    for pidfile in (workdir / "postgres").rglob("postmaster.pid"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            pids.append(int(pidfile.read_text().splitlines()[0]))
+    return pids
+
+
 def run_size(
     emu: Any,
     cluster: AirflowStack,
@@ -142,6 +162,8 @@ def run_size(
     emu.counters.reset()  # the quota peaks of this size only
     since = emu.clock.now()
     busy0, total0 = cpu_busy()
+    deployment = deployment_pids(cluster, inv_path.parent)
+    airflow_cpu0 = tree_cpu_seconds(deployment)
     wall0 = time.time()
     run_id = cluster.trigger(DAG_ID)
     try:
@@ -151,6 +173,7 @@ def run_size(
         run = {"state": "unfinished at the deadline", "start_date": None, "end_date": None}
     wall = time.time() - wall0
     busy1, total1 = cpu_busy()
+    airflow_cpu = tree_cpu_seconds(deployment) - airflow_cpu0
     tis = cluster.task_instances(DAG_ID, run_id)
     say_why_tasks_failed(cluster, run_id, tis)
     start, end = parse_time(run.get("start_date")), parse_time(run.get("end_date"))
@@ -186,13 +209,26 @@ def run_size(
         "mean_task_s": round(sum(float(t["duration"] or 0) for t in ran) / len(ran), 2) if ran else 0.0,
         "mean_queued_to_start_s": round(sum(lags) / len(lags), 2) if lags else 0.0,
         "cpu_busy_pct": round(100.0 * (busy1 - busy0) / max(1.0, total1 - total0), 1),
+        # Issue 13 target 3: what Airflow (its components, task processes and PostgreSQL; not the
+        # emulator, which runs in this process) spent per protected VM.
+        "task_instances_per_vm": round(len(tis) / vms, 1),
+        "executed_tasks_per_vm": round(len(ran) / vms, 1),
+        "airflow_cpu_s": round(airflow_cpu, 1),
+        "airflow_cpu_s_per_vm": round(airflow_cpu / vms, 2),
         "quota": quota_rows(vms, emu.quota_usage()),
         "avhdx": avhdx.timelines(emu, since),
     }
 
 
 def measure(
-    sizes: Sequence[int], *, hosts: int, slots: int, time_scale: float, parallelism: int, deadline: float
+    sizes: Sequence[int],
+    *,
+    hosts: int,
+    slots: int,
+    time_scale: float,
+    parallelism: int,
+    deadline: float,
+    merge_defer_after: float | None = None,
 ) -> tuple[list[dict[str, Any]], float]:
     from hyperv_emulator.api import Emulator
 
@@ -218,6 +254,8 @@ def measure(
                 "AIRFLOW_HYPERV_INVENTORY": str(inv_path),
                 "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH", "")])),
             }
+            if merge_defer_after is not None:  # the comparison run: 0 is how merges waited before
+                env["AIRFLOW__HYPERV__MERGE_DEFER_AFTER"] = str(merge_defer_after)
             with running_airflow(
                 home, db_url, emu, dag_ids=(DAG_ID,), env=env, parallelism=parallelism,
                 pools={f"hyperv_hv_{h:02d}": slots for h in range(hosts)},
@@ -242,13 +280,13 @@ def measure(
 COLUMNS = (
     "vms", "hosts", "pool_slots", "dag_run", "task_instances", "makespan_s", "hyperv_bound_s",
     "chain_latency_s", "lower_bound_s", "makespan_over_bound", "sum_task_durations_s", "mean_task_s",
-    "mean_queued_to_start_s", "cpu_busy_pct",
+    "mean_queued_to_start_s", "cpu_busy_pct", "executed_tasks_per_vm", "airflow_cpu_s", "airflow_cpu_s_per_vm",
 )  # fmt: skip
 
 
 GROWTH_KEYS = (
     "vms", "task_instances", "makespan_s", "lower_bound_s", "hyperv_bound_s", "makespan_over_bound",
-    "sum_task_durations_s", "mean_queued_to_start_s",
+    "sum_task_durations_s", "mean_queued_to_start_s", "airflow_cpu_s_per_vm",
 )  # fmt: skip
 
 
@@ -257,6 +295,10 @@ def options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--time-scale", type=float, default=2.0, help="emulated seconds per real second")
     parser.add_argument("--parallelism", type=int, default=8, help="Airflow [core] parallelism")
     parser.add_argument("--deadline", type=float, default=2400.0, help="stop after this many seconds")
+    parser.add_argument(
+        "--merge-defer-after", type=float, default=None,
+        help="[hyperv] merge_defer_after for the run (default: the provider's, 30 s; 0: merges defer at once)",
+    )  # fmt: skip
 
 
 def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
@@ -264,11 +306,12 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
     header("Fleet makespan of the nightly DAG on real Airflow (LocalExecutor, PostgreSQL, triggerer)")
     print(
         f"\nparallelism {args.parallelism}, pools of {args.pool_slots} slots (include deferred), time_scale "
-        f"{args.time_scale}: {per_vm_seconds(args.time_scale):.1f} s of Hyper-V work per VM\n"
+        f"{args.time_scale}: {per_vm_seconds(args.time_scale):.1f} s of Hyper-V work per VM; [hyperv] "
+        f"merge_defer_after {'default' if args.merge_defer_after is None else args.merge_defer_after}\n"
     )
     rows, ready_s = measure(
         args.sizes, hosts=args.hosts, slots=args.pool_slots, time_scale=args.time_scale,
-        parallelism=args.parallelism, deadline=args.deadline,
+        parallelism=args.parallelism, deadline=args.deadline, merge_defer_after=args.merge_defer_after,
     )  # fmt: skip
     print(f"Airflow start-up (migrate, pools, four components healthy, DAG parsed): {ready_s:.1f} s\n")
     print_table(rows, COLUMNS, title="Per fleet size")

@@ -176,7 +176,9 @@ class OperationWait(WaitStep["OperationPoll | PollResult | None"]):
     task was killed); a poll that answers None was cut off by that. ``progress``: the log line of a
     round that waits on. ``watch``: the folder the operation writes and what it should hold; then each
     round that waits on may report how far it has got (``OperationPoll.written``), at once and then at
-    most every ``progress_interval`` seconds, instead of the ``progress`` line.
+    most every ``progress_interval`` seconds, instead of the ``progress`` line. ``lead`` (the
+    triggerer's wait): end the wait, marked ``nearly_done``, once the predicted end is that close, so
+    the task's resume overlaps the operation's last seconds and the task waits out the end itself.
     """
 
     def __init__(
@@ -188,8 +190,10 @@ class OperationWait(WaitStep["OperationPoll | PollResult | None"]):
         stopped: Callable[[], bool] | None = None,
         watch: OutputProgress | None = None,
         progress_interval: float = DEFAULT_PROGRESS_INTERVAL,
+        lead: float = 0.0,
     ) -> None:
         self.operation = operation
+        self.lead = lead
         self.subject = subject or f"polling {operation.label}"
         self.progress = progress
         self.stopped = stopped
@@ -209,6 +213,11 @@ class OperationWait(WaitStep["OperationPoll | PollResult | None"]):
         if state is None or (self.stopped is not None and self.stopped()):
             return Verdict(True, f"{label}: stopped", failed=True)
         if state.state == "running":
+            left = self._left()
+            if self.lead > 0 and left is not None and left <= self.lead:
+                return Verdict(
+                    True, f"{label} should end within {max(left, 0.0):.0f}s", details={"nearly_done": True}
+                )
             return Verdict(False, f"{label} still running")
         if state.state == "gone":
             return Verdict(
@@ -234,12 +243,10 @@ class OperationWait(WaitStep["OperationPoll | PollResult | None"]):
         later (the export's end is what the merge waits for, and the VM runs on its AVHDX meanwhile).
         Past the predicted end the wait looks a few times more often for one interval, then returns to
         its cadence: a wrong prediction costs at most four extra polls."""
-        end = predicted_end(
-            self._written, self.watch.expected_bytes if self.watch else 0, self.operation.started_at
-        )
-        if end is None:
+        left = self._left()
+        if left is None:
             return interval
-        left = end - time.time()
+        left -= self.lead  # with a lead, the poll that should find the end within the lead
         if left >= interval:
             return interval
         if left > 0:
@@ -247,6 +254,13 @@ class OperationWait(WaitStep["OperationPoll | PollResult | None"]):
         if left > -interval:
             return max(interval / 4, RAMP_FIRST_PAUSE)
         return interval
+
+    def _left(self) -> float | None:
+        """Seconds until the end the progress reads predict (negative: overdue); None: no prediction."""
+        end = predicted_end(
+            self._written, self.watch.expected_bytes if self.watch else 0, self.operation.started_at
+        )
+        return None if end is None else end - time.time()
 
     def progress_due(self) -> bool:
         """Whether this round should read the bytes written: only a round that will log a line does

@@ -507,7 +507,13 @@ class HyperVMergeCheckpointOperator(DeferrableMixin, HyperVBaseOperator):
                 plan.checkpoint_name,
                 f"{self.wait_timeout:g}s" if self.wait_timeout else "no limit",
                 self.poll_interval,
-                "deferred to the triggerer" if self.deferrable else "in this worker",
+                (
+                    f"in this worker for up to {self.defer_after:g}s, then deferred to the triggerer"
+                    if self.deferrable and self.defer_after
+                    else "deferred to the triggerer"
+                    if self.deferrable
+                    else "in this worker"
+                ),
             )
             # In the worker the wait and the confirmation use this task's pool: no pool of their own.
             self.wait_for_host_state(

@@ -136,6 +136,11 @@ class _UnknownPoll:
 PollResultUnknown: Any = _UnknownPoll()
 
 
+# How long before an export's predicted end its trigger hands the wait back to the task: about what a
+# task's resume takes on a busy scheduler, so the merge can start soon after the export ends.
+DEFAULT_RESUME_BEFORE_END = 10.0
+
+
 class HyperVExportCheckpointOperator(DeferrableMixin, HyperVBaseOperator):
     """Export this run's checkpoint to ``export_root\\<host>\\<vm id>\\<stamp>-<hash>``.
 
@@ -182,6 +187,12 @@ class HyperVExportCheckpointOperator(DeferrableMixin, HyperVBaseOperator):
         fails (its staging folder is left in place); None: no limit. Default 43200 (12 hours).
     :param progress_interval: Seconds between two progress lines while the export runs (the first comes
         with the first poll); 0: every poll; None: no progress lines. Default 60.
+    :param resume_before_end: Deferrable: the trigger hands the wait back to the task this many seconds
+        before the end the export's progress predicts, so the task's resume (a new process) overlaps the
+        export's last seconds and the merge can follow sooner; the task then waits out the end in the
+        worker, for at most ``3 x resume_before_end + poll_interval`` seconds before deferring again
+        (without a lead). 0: resume only at the end. Default 10; needs progress reads
+        (``progress_interval`` not None).
     """
 
     template_fields: Sequence[str] = ("vm", "hyperv_conn_id", "export_root", "checkpoint_name")
@@ -195,6 +206,7 @@ class HyperVExportCheckpointOperator(DeferrableMixin, HyperVBaseOperator):
         poll_interval: float = 15.0,
         wait_timeout: float | None = 12 * 3600.0,
         progress_interval: float | None = DEFAULT_PROGRESS_INTERVAL,
+        resume_before_end: float = DEFAULT_RESUME_BEFORE_END,
         **kwargs: Any,
     ) -> None:
         kwargs.setdefault("outlets", [AssetAlias(name=EXPORT_ALIAS)])
@@ -203,6 +215,9 @@ class HyperVExportCheckpointOperator(DeferrableMixin, HyperVBaseOperator):
             raise ValueError(
                 f"progress_interval must be 0 or more (or None for none), not {progress_interval}"
             )
+        if resume_before_end < 0:
+            raise ValueError(f"resume_before_end must be 0 or more, not {resume_before_end}")
+        self.resume_before_end = float(resume_before_end)
         self.export_root = export_root
         self.checkpoint_name = checkpoint_name
         self.progress_interval = progress_interval
@@ -339,7 +354,18 @@ class HyperVExportCheckpointOperator(DeferrableMixin, HyperVBaseOperator):
             plan.left_behind.append(earlier.staging)
 
     # -- wait ---------------------------------------------------------------------------------------
-    def _wait(self, context: Context, hv: HyperVHook, plan: ExportPlan) -> dict[str, Any]:
+    def _wait(
+        self,
+        context: Context,
+        hv: HyperVHook,
+        plan: ExportPlan,
+        *,
+        in_worker_for: float | None = None,
+        lead: float | None = None,
+    ) -> dict[str, Any]:
+        """Wait for the export to end: deferred (when ``deferrable``) or here. ``in_worker_for``: wait
+        here for at most that long (the trigger handed the end back early), then defer again with
+        ``lead`` (the trigger's ``resume_before_end``; None: this operator's)."""
         from airflow_hyperv.config import wait_error_budget
         from airflow_hyperv.hooks.disconnected import DisconnectedOperation, poll_disconnected
         from airflow_hyperv.hooks.waiter import OperationPoll, OperationWait, read_progress, wait
@@ -350,7 +376,7 @@ class HyperVExportCheckpointOperator(DeferrableMixin, HyperVBaseOperator):
             if self.progress_interval is not None
             else None
         )
-        if self.deferrable:
+        if self.deferrable and in_worker_for is None:
             from airflow_hyperv.triggers.hyperv import HyperVOperationTrigger
 
             self.log.info("Export of %s to %s runs on the host; deferring", plan.vm_name, plan.staging)
@@ -363,6 +389,7 @@ class HyperVExportCheckpointOperator(DeferrableMixin, HyperVBaseOperator):
                     poll_interval=self.poll_interval,
                     resume_state=plan.to_dict(),
                     progress_interval=self.progress_interval or 0.0,
+                    resume_before_end=self.resume_before_end if lead is None else lead,
                 )
             )
             raise AssertionError("defer returned")  # pragma: no cover
@@ -394,9 +421,19 @@ class HyperVExportCheckpointOperator(DeferrableMixin, HyperVBaseOperator):
                 interval=0.0,  # each poll waits on the host (wait_seconds) for the export to end
                 error_interval=self.poll_interval,
                 error_budget=wait_error_budget(),  # the export may still run: a retry reattaches to it
-                give_up_after=self.wait_timeout,
+                give_up_after=self.wait_timeout if in_worker_for is None else in_worker_for,
                 log=self.log,
             )
+            if outcome.timed_out and in_worker_for is not None and not self._killed:
+                # Handed back early, but the export runs on past what its progress said: the rest
+                # of the wait goes back to the triggerer, which hands it back only at the end now.
+                self.log.info(
+                    "The export of %s still runs %.0fs after the trigger expected its end; deferring again",
+                    plan.vm_name,
+                    in_worker_for,
+                )
+                self._running = None
+                return self._wait(context, hv, plan, lead=0.0)
             if outcome.timed_out:
                 self._cancel(hv.settings, op)
                 raise AirflowException(
@@ -430,6 +467,12 @@ class HyperVExportCheckpointOperator(DeferrableMixin, HyperVBaseOperator):
         plan = ExportPlan.from_dict(saved)
         with self.hyperv_hook() as hv:
             hv.follow(uuid.UUID(plan.vm_id))  # a cluster: the VM's node now (it may have moved meanwhile)
+            if event.get("status") == "success" and event.get("nearly_done"):
+                # The trigger handed the wait back just before the predicted end: wait it out here.
+                self.log.info("%s; waiting for its end in the worker", event.get("message"))
+                return self._wait(
+                    context, hv, plan, in_worker_for=3 * self.resume_before_end + self.poll_interval
+                )
             if event.get("status") == "success":
                 return self._finish(context, hv, plan, "completed", "")
             if event.get("timed_out"):

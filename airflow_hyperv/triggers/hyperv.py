@@ -316,18 +316,30 @@ class HyperVOperationTrigger(HyperVBaseWaitTrigger):
     :param echo: Deprecated: ``resume_state``'s name in triggers serialized before the rename.
     :param progress_interval: Seconds between two progress lines of a ``progress`` target (the first
         comes with the first poll); 0: every poll. Default 60.
+    :param resume_before_end: With a ``progress`` target: end the wait with a success event marked
+        ``nearly_done`` once the end its progress reads predict is this many seconds away, so the task
+        resumes while the operation finishes and waits out the end itself. Default 0: only at the end.
     """
 
     kinds = frozenset({WaitFor.OPERATION_DONE})
 
-    def __init__(self, *, progress_interval: float = DEFAULT_PROGRESS_INTERVAL, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        progress_interval: float = DEFAULT_PROGRESS_INTERVAL,
+        resume_before_end: float = 0.0,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         if progress_interval < 0:
             raise ValueError(f"progress_interval must be 0 or more, not {progress_interval}")
+        if resume_before_end < 0:
+            raise ValueError(f"resume_before_end must be 0 or more, not {resume_before_end}")
         self.progress_interval = float(progress_interval)
+        self.resume_before_end = float(resume_before_end)
 
     def _own_kwargs(self) -> dict[str, Any]:
-        return {"progress_interval": self.progress_interval}
+        return {"progress_interval": self.progress_interval, "resume_before_end": self.resume_before_end}
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         from airflow_hyperv.hooks.async_hyperv import HyperVAsyncHook
@@ -336,7 +348,9 @@ class HyperVOperationTrigger(HyperVBaseWaitTrigger):
         op = DisconnectedOperation.from_dict(self.target.operation)
         watch = self.target.progress
         settings = await HyperVAsyncHook(self.hyperv_conn_id).settings()
-        step = OperationWait(op, watch=watch, progress_interval=self.progress_interval)
+        step = OperationWait(
+            op, watch=watch, progress_interval=self.progress_interval, lead=self.resume_before_end
+        )
 
         async def poll() -> OperationPoll:
             state = await asyncio.to_thread(poll_disconnected, settings, op, wait_seconds=1.0)

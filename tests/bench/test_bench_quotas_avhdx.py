@@ -87,3 +87,20 @@ def test_single_host_mode_puts_100_vms_on_one_host(bench):
     assert (args.hosts, args.sizes) == (1, [100])
     args = common.fleet_shape(parser.parse_args([]))
     assert (args.hosts, args.sizes) == (10, [10, 100])
+
+
+def test_a_process_trees_cpu_seconds_include_its_waited_children():
+    import os
+    import subprocess
+    import sys
+
+    from bench.common import tree_cpu_seconds
+
+    assert tree_cpu_seconds([2**22 + 7]) == 0.0  # no such process: nothing
+    children_before = os.times().children_user + os.times().children_system
+    before = tree_cpu_seconds([os.getpid()])
+    # A child that works and is waited for: its time moves into this process's cutime/cstime.
+    subprocess.run([sys.executable, "-c", "sum(i * i for i in range(3_000_000))"], check=True)
+    child = os.times().children_user + os.times().children_system - children_before
+    assert child > 0  # positive control: the child's time is visible at all
+    assert tree_cpu_seconds([os.getpid()]) >= before + child - 0.05  # counted, to within a few clock ticks

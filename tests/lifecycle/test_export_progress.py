@@ -261,3 +261,72 @@ def test_a_deferred_wait_reads_the_staging_folder_only_when_a_line_is_due(
     else:
         assert reads == 1, reads
         assert len(progress(task_log)) == 1
+
+
+def test_a_deferred_export_is_handed_back_before_its_predicted_end_and_ends_in_the_worker(slow, task_log):
+    """The trigger's first progress read predicts the end within ``resume_before_end`` (bytes were
+    written at once on the manual clock, so the real-time rate is high): it ends the wait marked
+    ``nearly_done``; the task then waits for the end in the worker, which the test lets come."""
+    from airflow_hyperv.triggers.hyperv import HyperVOperationTrigger
+
+    name = provider_checkpoint(slow, "web-01")
+    slow.clock.auto_advance = False
+    op = export_op(name, deferrable=True, resume_before_end=3600.0)
+    with pytest.raises(TaskDeferred) as deferred:
+        op.execute({})
+    _classpath, kwargs = deferred.value.trigger.serialize()
+    assert kwargs["resume_before_end"] == 3600.0
+    slow.clock.advance(STEP_SECONDS)  # a third written, in no real time at all
+    trigger = HyperVOperationTrigger(**kwargs)
+
+    async def first_event() -> Any:
+        return await trigger.run().__anext__()
+
+    event = asyncio.run(asyncio.wait_for(first_event(), 60)).payload
+    assert event["status"] == "success" and event.get("nearly_done"), event
+    assert [e.outcome for e in exports(slow)] == ["running"]  # positive control: handed back before its end
+    result: dict[str, Any] = {}
+    failure: list[BaseException] = []
+
+    def resumed() -> None:
+        try:
+            result.update(op.execute_complete({}, event))
+        except BaseException as exc:  # handed to the test thread
+            failure.append(exc)
+
+    worker = threading.Thread(target=resumed)
+    worker.start()
+    try:
+        wait_for(lambda: any("waiting for its end in the worker" in str(e.get("event")) for e in list(task_log)),
+                 60, what="the task waiting in the worker")  # fmt: skip
+    finally:
+        slow.clock.auto_advance = True  # the export may finish now
+        worker.join(60)
+    assert not failure, failure
+    assert result["path"] and exports(slow)[0].outcome == "ok"
+
+
+def test_an_export_that_runs_past_its_predicted_end_goes_back_to_the_triggerer(slow, task_log):
+    """Handed back early, but the export does not end (the clock is held): after 3 x the lead plus one
+    poll interval in the worker the task defers again, and that trigger hands back only at the end."""
+    from airflow_hyperv.hooks.disconnected import DisconnectedOperation
+
+    name = provider_checkpoint(slow, "web-01")
+    slow.clock.auto_advance = False
+    op = export_op(name, deferrable=True, resume_before_end=0.1, poll_interval=0.1)
+    with pytest.raises(TaskDeferred) as deferred:
+        op.execute({})
+    event = {
+        "status": "success",
+        "nearly_done": True,
+        "message": "test",
+        "resume_state": deferred.value.trigger.resume_state,
+    }
+    with pytest.raises(TaskDeferred) as again:
+        op.execute_complete({}, event)
+    assert again.value.trigger.resume_before_end == 0.0
+    assert any("deferring again" in str(e.get("event")) for e in list(task_log))
+    assert [e.outcome for e in exports(slow)] == ["running"]  # not cancelled: the triggerer waits on
+    op._cancel(
+        settings_for(slow, "hv-01"), DisconnectedOperation.from_dict(again.value.trigger.target.operation)
+    )

@@ -110,6 +110,30 @@ def test_a_merge_still_running_after_defer_after_is_deferred_with_the_rest_of_it
     assert not web_01(emulator).checkpoints
 
 
+def test_a_transient_fault_while_the_worker_waits_hands_the_wait_to_the_trigger(
+    emulator: Any, looks: list[int], monkeypatch: Any
+):
+    from hyperv_emulator.faults import Fault
+
+    ctx = context("manual__fault")
+    HyperVCreateCheckpointOperator(task_id="checkpoint", vm="web-01", consistency="crash").execute(ctx)
+    counted = HyperVHook.host_state
+
+    def busy_from_the_first_look(self: HyperVHook, *args: Any, **kwargs: Any) -> Any:
+        if not looks:  # every request refused as busy, past the hook's own retries
+            emulator.faults.inject(Fault.WSMAN_BUSY, times=None)
+        return counted(self, *args, **kwargs)
+
+    monkeypatch.setattr(HyperVHook, "host_state", busy_from_the_first_look)
+    merge = HyperVMergeCheckpointOperator(
+        task_id="merge", vm="web-01", deferrable=True, poll_interval=0.05, defer_after=30
+    )
+    with pytest.raises(TaskDeferred):
+        merge.execute(ctx)
+    assert looks == [1] and emulator.faults.count_fired(Fault.WSMAN_BUSY) > 1  # the fault fired, retried
+    emulator.faults.clear()
+
+
 def test_defer_after_zero_defers_at_once(emulator: Any, looks: list[int]):
     ctx = context("manual__zero")
     HyperVCreateCheckpointOperator(task_id="checkpoint", vm="web-01", consistency="crash").execute(ctx)

@@ -279,3 +279,28 @@ def test_an_operation_wait_looks_just_after_its_predicted_end_and_only_a_few_tim
     unwatched = OperationWait(op)
     unwatched.judge(OperationPoll(PollResult("running"), written=1000))
     assert unwatched.pause(10, 10) == 10  # nothing expected: no prediction
+
+
+def test_with_a_lead_the_wait_ends_nearly_done_that_long_before_the_predicted_end(monkeypatch):
+    from airflow_hyperv.hooks import waiter
+    from airflow_hyperv.hooks.disconnected import DisconnectedOperation, PollResult
+    from airflow_hyperv.hooks.waiter import OperationPoll, OperationWait
+    from airflow_hyperv.hyperv.progress import OutputProgress
+
+    now = [1000.0]
+    monkeypatch.setattr(waiter.time, "time", lambda: now[0])
+    op = DisconnectedOperation(shell_id="s", command_id="c", label="export-checkpoint", started_at=990.0)
+    step = OperationWait(op, watch=OutputProgress("D:\\Backups\\x", 4000, "web-01"), lead=5)
+    far = step.judge(OperationPoll(PollResult("running"), written=1000))  # ends at 1030: 30 s away
+    assert not far.done
+    assert step.pause(10, 10) == 10  # 25 s to the lead: the cadence
+    now[0] = 1020.0
+    assert step.pause(10, 30) == pytest.approx(5.5)  # the poll that finds the end within the lead
+    now[0] = 1025.5
+    near = step.judge(OperationPoll(PollResult("running")))
+    assert near.done and not near.failed and near.details == {"nearly_done": True}, near
+    ended = step.judge(OperationPoll(PollResult("completed")))
+    assert ended.done and "nearly_done" not in ended.details  # an end seen first is an ordinary end
+    no_lead = OperationWait(op, watch=OutputProgress("D:\\Backups\\x", 4000, "web-01"))
+    no_lead.judge(OperationPoll(PollResult("running"), written=1000))
+    assert not no_lead.judge(OperationPoll(PollResult("running"))).done  # positive control: lead 0
