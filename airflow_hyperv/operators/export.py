@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -380,6 +381,10 @@ class HyperVExportCheckpointOperator(DeferrableMixin, HyperVBaseOperator):
             from airflow_hyperv.triggers.hyperv import HyperVOperationTrigger
 
             self.log.info("Export of %s to %s runs on the host; deferring", plan.vm_name, plan.staging)
+            give_up_after = None
+            if lead is not None and self.wait_timeout and op.started_at:
+                # Deferred again after an early hand-back: wait_timeout still counts from the start.
+                give_up_after = max(self.wait_timeout - (time.time() - op.started_at), self.poll_interval)
             self.defer_to(
                 HyperVOperationTrigger(
                     hyperv_conn_id=self.hyperv_conn_id,
@@ -390,6 +395,7 @@ class HyperVExportCheckpointOperator(DeferrableMixin, HyperVBaseOperator):
                     resume_state=plan.to_dict(),
                     progress_interval=self.progress_interval or 0.0,
                     resume_before_end=self.resume_before_end if lead is None else lead,
+                    give_up_after=give_up_after,
                 )
             )
             raise AssertionError("defer returned")  # pragma: no cover

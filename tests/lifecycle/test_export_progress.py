@@ -325,6 +325,8 @@ def test_an_export_that_runs_past_its_predicted_end_goes_back_to_the_triggerer(s
     with pytest.raises(TaskDeferred) as again:
         op.execute_complete({}, event)
     assert again.value.trigger.resume_before_end == 0.0
+    # wait_timeout still counts from the export's start, not from this second deferral
+    assert op.wait_timeout - 60 < again.value.trigger.give_up_after < op.wait_timeout
     assert any("deferring again" in str(e.get("event")) for e in list(task_log))
     assert [e.outcome for e in exports(slow)] == ["running"]  # not cancelled: the triggerer waits on
     op._cancel(
