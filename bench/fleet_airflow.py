@@ -139,6 +139,38 @@ def say_why_tasks_failed(
             print(f"    {line}", file=sys.stderr)
 
 
+def how_waits_ended(
+    cluster: AirflowStack, run_id: str, tis: list[dict[str, Any]], sample: int = 20
+) -> dict[str, str]:
+    """From the logs of (at most ``sample`` of each) successful merges and exports: how many merges ended
+    while the task waited in the worker (not deferred), and how many exports the trigger handed back
+    before their end (``resume_before_end``). Evidence that the two mechanisms ran, not a timing."""
+    kinds = {
+        "merges_in_worker": ("merge", "Done while waiting in the worker"),
+        "exports_handed_back_early": ("export_", "waiting for its end in the worker"),
+    }
+    found: dict[str, str] = {}
+    for key, (task, line) in kinds.items():
+        chosen = [
+            t for t in tis if t["state"] == "success" and t["task_id"].rsplit(".", 1)[-1].startswith(task)
+        ]
+        chosen = chosen[:sample]
+        seen = unread = 0
+        for ti in chosen:
+            try:
+                entries = cluster.task_log(DAG_ID, run_id, ti)
+            except Exception as exc:  # said, and counted apart: not "not seen"
+                print(
+                    f"fleet_airflow: {ti['task_id']}[{ti['map_index']}]: log unreadable: {exc}",
+                    file=sys.stderr,
+                )
+                unread += 1
+                entries = []
+            seen += any(line in str(e.get("event", "")) for e in entries)
+        found[key] = f"{seen} of {len(chosen) - unread}" + (f" ({unread} logs unreadable)" if unread else "")
+    return found
+
+
 def deployment_pids(cluster: AirflowStack, workdir: Path) -> list[int]:
     """The Airflow components' processes and the PostgreSQL postmaster (from its postmaster.pid)."""
     pids = [proc.pid for proc in cluster.procs.values()]
@@ -176,6 +208,7 @@ def run_size(
     airflow_cpu = tree_cpu_seconds(deployment) - airflow_cpu0
     tis = cluster.task_instances(DAG_ID, run_id)
     say_why_tasks_failed(cluster, run_id, tis)
+    waits = how_waits_ended(cluster, run_id, tis)
     start, end = parse_time(run.get("start_date")), parse_time(run.get("end_date"))
     makespan = (end - start) if start and end else wall
     states: dict[str, int] = {}
@@ -215,6 +248,7 @@ def run_size(
         "executed_tasks_per_vm": round(len(ran) / vms, 1),
         "airflow_cpu_s": round(airflow_cpu, 1),
         "airflow_cpu_s_per_vm": round(airflow_cpu / vms, 2),
+        **waits,
         "quota": quota_rows(vms, emu.quota_usage()),
         "avhdx": avhdx.timelines(emu, since),
     }
@@ -318,7 +352,9 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
     for row in rows:
         print(
             f"* {row['vms']} VMs: {row['states']}; chain latency = VM list {row['vm_list_s']} s + the VM's "
-            f"other tasks {row['vm_other_tasks_s']} s + report {row['report_s']} s; wall {row['wall_s']} s"
+            f"other tasks {row['vm_other_tasks_s']} s + report {row['report_s']} s; wall {row['wall_s']} s; "
+            f"merges that ended in the worker (not deferred): {row.get('merges_in_worker')}; exports handed "
+            f"back before their end: {row.get('exports_handed_back_early')} (a sample of the logs)"
         )
     print_quotas_and_avhdx(rows)
     if grown := growth(rows, GROWTH_KEYS):
