@@ -16,6 +16,7 @@ SECTION = "hyperv"
 DEFAULT_ASYNC_MAX_THREADS = 8
 DEFAULT_WAIT_ERROR_BUDGET = 5
 DEFAULT_MERGE_DEFER_AFTER = 30.0
+DEFAULT_EXPORT_RESUME_BEFORE_END = 10.0
 DEFAULT_REPORT_DAG_ID = "protection_report"
 REPORT_DIR_ENV = "AIRFLOW_HYPERV_REPORT_DIR"  # the 0.1 name, still honoured
 
@@ -47,16 +48,26 @@ def wait_error_budget() -> int:
     return _positive_int("wait_error_budget", DEFAULT_WAIT_ERROR_BUDGET)
 
 
-def merge_defer_after() -> float:
-    """``[hyperv] merge_defer_after``: seconds a deferrable merge first waits in the worker."""
-    text = _get("merge_defer_after", str(DEFAULT_MERGE_DEFER_AFTER))
+def _seconds(option: str, default: float) -> float:
+    text = _get(option, str(default))
     try:
         value = float(text)
     except ValueError:
-        raise ValueError(f"[{SECTION}] merge_defer_after must be a number of seconds, not {text!r}") from None
+        raise ValueError(f"[{SECTION}] {option} must be a number of seconds, not {text!r}") from None
     if value < 0:
-        raise ValueError(f"[{SECTION}] merge_defer_after must be 0 or more, not {value:g}")
+        raise ValueError(f"[{SECTION}] {option} must be 0 or more, not {value:g}")
     return value
+
+
+def merge_defer_after() -> float:
+    """``[hyperv] merge_defer_after``: seconds a deferrable merge first waits in the worker."""
+    return _seconds("merge_defer_after", DEFAULT_MERGE_DEFER_AFTER)
+
+
+def export_resume_before_end() -> float:
+    """``[hyperv] export_resume_before_end``: how long before an export's predicted end its trigger hands
+    the wait back to the task."""
+    return _seconds("export_resume_before_end", DEFAULT_EXPORT_RESUME_BEFORE_END)
 
 
 def report_dag_id() -> str:

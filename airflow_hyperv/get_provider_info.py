@@ -7,6 +7,7 @@ from typing import Any
 from airflow_hyperv import __version__
 from airflow_hyperv.config import (
     DEFAULT_ASYNC_MAX_THREADS,
+    DEFAULT_EXPORT_RESUME_BEFORE_END,
     DEFAULT_MERGE_DEFER_AFTER,
     DEFAULT_REPORT_DAG_ID,
     DEFAULT_WAIT_ERROR_BUDGET,
@@ -69,6 +70,13 @@ CONFIG: dict[str, Any] = {
                 "seconds: it then costs no deferral and no resumed task. 0: defer at once.",
                 "float",
                 DEFAULT_MERGE_DEFER_AFTER,
+            ),
+            "export_resume_before_end": _option(
+                "Seconds before the end an export's progress predicts at which its trigger hands the "
+                "wait back to the task, so the task's resume overlaps the export's last seconds (the "
+                "operator's `resume_before_end` overrides it). 0: only at the end.",
+                "float",
+                DEFAULT_EXPORT_RESUME_BEFORE_END,
             ),
             "wait_error_budget": _option(
                 "Failed polls in a row a wait (trigger, export in the worker) tolerates before it gives "

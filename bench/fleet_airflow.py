@@ -262,7 +262,7 @@ def measure(
     time_scale: float,
     parallelism: int,
     deadline: float,
-    merge_defer_after: float | None = None,
+    config: dict[str, str] | None = None,
 ) -> tuple[list[dict[str, Any]], float]:
     from hyperv_emulator.api import Emulator
 
@@ -288,8 +288,7 @@ def measure(
                 "AIRFLOW_HYPERV_INVENTORY": str(inv_path),
                 "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH", "")])),
             }
-            if merge_defer_after is not None:  # the comparison run: 0 is how merges waited before
-                env["AIRFLOW__HYPERV__MERGE_DEFER_AFTER"] = str(merge_defer_after)
+            env.update(config or {})  # the baseline deployment's [hyperv] options
             with running_airflow(
                 home, db_url, emu, dag_ids=(DAG_ID,), env=env, parallelism=parallelism,
                 pools={f"hyperv_hv_{h:02d}": slots for h in range(hosts)},
@@ -330,9 +329,37 @@ def options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--parallelism", type=int, default=8, help="Airflow [core] parallelism")
     parser.add_argument("--deadline", type=float, default=2400.0, help="stop after this many seconds")
     parser.add_argument(
-        "--merge-defer-after", type=float, default=None,
-        help="[hyperv] merge_defer_after for the run (default: the provider's, 30 s; 0: merges defer at once)",
+        "--baseline", action="store_true",
+        help="first run the same sizes on a deployment whose waits run as before issue 13's wait changes "
+        "(merges defer at once, exports are handed back only at their end), and print the ratios",
     )  # fmt: skip
+
+
+# The waits as they ran before: a merge defers at once, an export's trigger hands back only at the end.
+# (The export's polls at its predicted end stay: they have no option.)
+BASELINE_CONFIG = {
+    "AIRFLOW__HYPERV__MERGE_DEFER_AFTER": "0",
+    "AIRFLOW__HYPERV__EXPORT_RESUME_BEFORE_END": "0",
+}
+COMPARED = ("makespan_s", "makespan_over_bound", "airflow_cpu_s_per_vm", "sum_task_durations_s")
+
+
+def compare(baseline: Sequence[dict[str, Any]], rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per size: each compared figure and the AVHDX gaps (median and max per VM), baseline against now."""
+    out = []
+    for before, now in zip(baseline, rows, strict=False):
+        for key in COMPARED:
+            out.append({"vms": now["vms"], "figure": key, "baseline": before[key], "now": now[key],
+                        "now / baseline": round(now[key] / before[key], 2) if before[key] else ""})  # fmt: skip
+        for stat, pick in (("median", 50.0), ("max", 100.0)):
+            gaps_before = [r["gaps_s"] for r in before["avhdx"]]
+            gaps_now = [r["gaps_s"] for r in now["avhdx"]]
+            if not gaps_before or not gaps_now:
+                continue
+            b, n = avhdx.percentile(gaps_before, pick), avhdx.percentile(gaps_now, pick)
+            out.append({"vms": now["vms"], "figure": f"AVHDX gaps per VM, {stat} s", "baseline": round(b, 1),
+                        "now": round(n, 1), "now / baseline": round(n / b, 2) if b else ""})  # fmt: skip
+    return out
 
 
 def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
@@ -340,13 +367,15 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
     header("Fleet makespan of the nightly DAG on real Airflow (LocalExecutor, PostgreSQL, triggerer)")
     print(
         f"\nparallelism {args.parallelism}, pools of {args.pool_slots} slots (include deferred), time_scale "
-        f"{args.time_scale}: {per_vm_seconds(args.time_scale):.1f} s of Hyper-V work per VM; [hyperv] "
-        f"merge_defer_after {'default' if args.merge_defer_after is None else args.merge_defer_after}\n"
+        f"{args.time_scale}: {per_vm_seconds(args.time_scale):.1f} s of Hyper-V work per VM\n"
     )
-    rows, ready_s = measure(
-        args.sizes, hosts=args.hosts, slots=args.pool_slots, time_scale=args.time_scale,
-        parallelism=args.parallelism, deadline=args.deadline, merge_defer_after=args.merge_defer_after,
-    )  # fmt: skip
+    shape = dict(hosts=args.hosts, slots=args.pool_slots, time_scale=args.time_scale,
+                 parallelism=args.parallelism, deadline=args.deadline)  # fmt: skip
+    baseline: list[dict[str, Any]] = []
+    if args.baseline:
+        baseline, _ = measure(args.sizes, config=BASELINE_CONFIG, **shape)  # type: ignore[arg-type]
+        print_table(baseline, COLUMNS, title=f"Baseline: {BASELINE_CONFIG}")
+    rows, ready_s = measure(args.sizes, **shape)  # type: ignore[arg-type]
     print(f"Airflow start-up (migrate, pools, four components healthy, DAG parsed): {ready_s:.1f} s\n")
     print_table(rows, COLUMNS, title="Per fleet size")
     for row in rows:
@@ -359,6 +388,8 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
     print_quotas_and_avhdx(rows)
     if grown := growth(rows, GROWTH_KEYS):
         print_table(grown, title="Growth")
+    if baseline:
+        print_table(compare(baseline, rows), title="Against the baseline deployment of the same run")
     return rows
 
 

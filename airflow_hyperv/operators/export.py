@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import Asset, AssetAlias
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
+from airflow_hyperv.config import export_resume_before_end
 from airflow_hyperv.hyperv.enums import Consistency
 from airflow_hyperv.hyperv.lease import is_cluster_wide
 from airflow_hyperv.hyperv.names import (
@@ -137,11 +138,6 @@ class _UnknownPoll:
 PollResultUnknown: Any = _UnknownPoll()
 
 
-# How long before an export's predicted end its trigger hands the wait back to the task: about what a
-# task's resume takes on a busy scheduler, so the merge can start soon after the export ends.
-DEFAULT_RESUME_BEFORE_END = 10.0
-
-
 class HyperVExportCheckpointOperator(DeferrableMixin, HyperVBaseOperator):
     """Export this run's checkpoint to ``export_root\\<host>\\<vm id>\\<stamp>-<hash>``.
 
@@ -192,8 +188,8 @@ class HyperVExportCheckpointOperator(DeferrableMixin, HyperVBaseOperator):
         before the end the export's progress predicts, so the task's resume (a new process) overlaps the
         export's last seconds and the merge can follow sooner; the task then waits out the end in the
         worker, for at most ``3 x resume_before_end + poll_interval`` seconds before deferring again
-        (without a lead). 0: resume only at the end. Default 10; needs progress reads
-        (``progress_interval`` not None).
+        (without a lead). 0: resume only at the end. Needs progress reads (``progress_interval`` not
+        None). Default None: ``[hyperv] export_resume_before_end`` (10).
     """
 
     template_fields: Sequence[str] = ("vm", "hyperv_conn_id", "export_root", "checkpoint_name")
@@ -207,7 +203,7 @@ class HyperVExportCheckpointOperator(DeferrableMixin, HyperVBaseOperator):
         poll_interval: float = 15.0,
         wait_timeout: float | None = 12 * 3600.0,
         progress_interval: float | None = DEFAULT_PROGRESS_INTERVAL,
-        resume_before_end: float = DEFAULT_RESUME_BEFORE_END,
+        resume_before_end: float | None = None,
         **kwargs: Any,
     ) -> None:
         kwargs.setdefault("outlets", [AssetAlias(name=EXPORT_ALIAS)])
@@ -216,6 +212,8 @@ class HyperVExportCheckpointOperator(DeferrableMixin, HyperVBaseOperator):
             raise ValueError(
                 f"progress_interval must be 0 or more (or None for none), not {progress_interval}"
             )
+        if resume_before_end is None:
+            resume_before_end = export_resume_before_end()
         if resume_before_end < 0:
             raise ValueError(f"resume_before_end must be 0 or more, not {resume_before_end}")
         self.resume_before_end = float(resume_before_end)

@@ -104,3 +104,37 @@ def test_a_process_trees_cpu_seconds_include_its_waited_children():
     child = os.times().children_user + os.times().children_system - children_before
     assert child > 0  # positive control: the child's time is visible at all
     assert tree_cpu_seconds([os.getpid()]) >= before + child - 0.05  # counted, to within a few clock ticks
+
+
+def test_the_baseline_comparison_puts_each_figure_and_the_gaps_side_by_side():
+    from bench.fleet_airflow import BASELINE_CONFIG, compare
+
+    assert BASELINE_CONFIG == {
+        "AIRFLOW__HYPERV__MERGE_DEFER_AFTER": "0",
+        "AIRFLOW__HYPERV__EXPORT_RESUME_BEFORE_END": "0",
+    }
+    figures = {
+        "makespan_s": 100.0,
+        "makespan_over_bound": 2.0,
+        "airflow_cpu_s_per_vm": 10.0,
+        "sum_task_durations_s": 800.0,
+    }
+    before = {"vms": 10, **figures, "avhdx": [{"gaps_s": g} for g in (10.0, 20.0, 30.0)]}
+    now = {
+        "vms": 10,
+        **{k: v / 2 for k, v in figures.items()},
+        "avhdx": [{"gaps_s": g} for g in (5.0, 6.0, 9.0)],
+    }
+    rows = {r["figure"]: r for r in compare([before], [now])}
+    assert rows["makespan_s"] == {
+        "vms": 10,
+        "figure": "makespan_s",
+        "baseline": 100.0,
+        "now": 50.0,
+        "now / baseline": 0.5,
+    }
+    assert (
+        rows["AVHDX gaps per VM, median s"]["baseline"] == 20.0
+        and rows["AVHDX gaps per VM, median s"]["now"] == 6.0
+    )
+    assert rows["AVHDX gaps per VM, max s"]["now / baseline"] == 0.3

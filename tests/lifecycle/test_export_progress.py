@@ -332,3 +332,20 @@ def test_an_export_that_runs_past_its_predicted_end_goes_back_to_the_triggerer(s
     op._cancel(
         settings_for(slow, "hv-01"), DisconnectedOperation.from_dict(again.value.trigger.target.operation)
     )
+
+
+def test_the_lead_defaults_to_the_hyperv_config_section(monkeypatch):
+    from airflow_hyperv.operators.export import HyperVExportCheckpointOperator
+
+    def lead() -> float:
+        return HyperVExportCheckpointOperator(
+            task_id="export", vm="web-01", export_root="D:\\B"
+        ).resume_before_end
+
+    assert lead() == 10.0
+    monkeypatch.setenv("AIRFLOW__HYPERV__EXPORT_RESUME_BEFORE_END", "0")
+    assert lead() == 0.0
+    with pytest.raises(ValueError, match="resume_before_end"):
+        HyperVExportCheckpointOperator(
+            task_id="export", vm="web-01", export_root="D:\\B", resume_before_end=-1
+        )

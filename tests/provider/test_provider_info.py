@@ -137,9 +137,11 @@ def test_the_hyperv_config_section_declares_what_the_provider_reads(monkeypatch,
 
     options = get_provider_info()["config"]["hyperv"]["options"]
     assert set(options) == {
-        "report_dir", "report_dag_id", "async_max_threads", "wait_error_budget", "merge_defer_after"
+        "report_dir", "report_dag_id", "async_max_threads", "wait_error_budget", "merge_defer_after",
+        "export_resume_before_end",
     }  # fmt: skip
     assert float(options["merge_defer_after"]["default"]) == config.merge_defer_after()
+    assert float(options["export_resume_before_end"]["default"]) == config.export_resume_before_end()
     assert options["async_max_threads"]["default"] == str(config.async_max_threads())
     assert options["wait_error_budget"]["default"] == str(config.wait_error_budget())
     monkeypatch.setenv("AIRFLOW__HYPERV__WAIT_ERROR_BUDGET", "9")
@@ -153,12 +155,16 @@ def test_the_hyperv_config_section_declares_what_the_provider_reads(monkeypatch,
         assert "wait_error_budget" in str(exc)
     else:
         raise AssertionError("a budget of 0 was accepted")
-    monkeypatch.setenv("AIRFLOW__HYPERV__MERGE_DEFER_AFTER", "0")
-    assert config.merge_defer_after() == 0.0  # 0 is allowed: defer at once
-    for bad in ("-1", "soon"):
-        monkeypatch.setenv("AIRFLOW__HYPERV__MERGE_DEFER_AFTER", bad)
-        with pytest.raises(ValueError, match="merge_defer_after"):
-            config.merge_defer_after()
+    for option, read in (
+        ("merge_defer_after", config.merge_defer_after),
+        ("export_resume_before_end", config.export_resume_before_end),
+    ):
+        monkeypatch.setenv(f"AIRFLOW__HYPERV__{option.upper()}", "0")
+        assert read() == 0.0  # 0 is allowed: defer at once / hand back only at the end
+        for bad in ("-1", "soon"):
+            monkeypatch.setenv(f"AIRFLOW__HYPERV__{option.upper()}", bad)
+            with pytest.raises(ValueError, match=option):
+                read()
 
 
 def test_the_report_plugin_is_declared_as_the_entry_point_registers_it():
