@@ -47,6 +47,11 @@ T = TypeVar("T")
 RAMP_FIRST_PAUSE = 1.0
 # How long after an operation's predicted end its wait looks (OperationWait.pause).
 PREDICTED_END_SLACK = 0.5
+# An early hand-back (OperationWait ``lead``) never comes sooner than this after the wait began: on
+# Airflow 3.3 a task whose trigger fires within seconds of its deferral can be failed as "changed
+# externally" (apache/airflow#71580, #72716: the scheduler drains the deferring try's exit after the
+# resumed try started). A short operation simply ends first, as it did before.
+HANDBACK_NOT_BEFORE = 30.0
 # Failed polls in a row a wait tolerates (transient faults only: a rejected login ends it at once):
 # the default of [hyperv] wait_error_budget, which the triggers and the export read at use time.
 MAX_CONSECUTIVE_ERRORS = DEFAULT_WAIT_ERROR_BUDGET
@@ -214,7 +219,8 @@ class OperationWait(WaitStep["OperationPoll | PollResult | None"]):
             return Verdict(True, f"{label}: stopped", failed=True)
         if state.state == "running":
             left = self._left()
-            if self.lead > 0 and left is not None and left <= self.lead:
+            waited = time.time() - self._first_seen
+            if self.lead > 0 and left is not None and left <= self.lead and waited >= HANDBACK_NOT_BEFORE:
                 return Verdict(
                     True, f"{label} should end within {max(left, 0.0):.0f}s", details={"nearly_done": True}
                 )
@@ -240,19 +246,23 @@ class OperationWait(WaitStep["OperationPoll | PollResult | None"]):
 
     def pause(self, interval: float, elapsed: float) -> float:
         """The poll after the end the progress reads predict comes then, not up to a whole interval
-        later (the export's end is what the merge waits for, and the VM runs on its AVHDX meanwhile).
+        later (the export's end is what the merge waits for, and the VM runs on its AVHDX meanwhile);
+        with a ``lead``, the poll that finds the end that close (not before ``HANDBACK_NOT_BEFORE``).
         Past the predicted end the wait looks a few times more often for one interval, then returns to
         its cadence: a wrong prediction costs at most four extra polls."""
         left = self._left()
         if left is None:
             return interval
-        left -= self.lead  # with a lead, the poll that should find the end within the lead
-        if left >= interval:
+        due = left
+        if self.lead:
+            may_hand_back_in = self._first_seen + HANDBACK_NOT_BEFORE - time.time()
+            due = min(left, max(left - self.lead, may_hand_back_in))
+        if due >= interval:
             return interval
-        if left > 0:
-            return max(left + PREDICTED_END_SLACK, RAMP_FIRST_PAUSE)
+        if due > 0:
+            return max(due + PREDICTED_END_SLACK, RAMP_FIRST_PAUSE)
         if left > -interval:
-            return max(interval / 4, RAMP_FIRST_PAUSE)
+            return max(interval / 4, RAMP_FIRST_PAUSE) if left <= 0 else RAMP_FIRST_PAUSE
         return interval
 
     def _left(self) -> float | None:

@@ -263,11 +263,16 @@ def test_a_deferred_wait_reads_the_staging_folder_only_when_a_line_is_due(
         assert len(progress(task_log)) == 1
 
 
-def test_a_deferred_export_is_handed_back_before_its_predicted_end_and_ends_in_the_worker(slow, task_log):
+def test_a_deferred_export_is_handed_back_before_its_predicted_end_and_ends_in_the_worker(
+    slow, task_log, monkeypatch
+):
     """The trigger's first progress read predicts the end within ``resume_before_end`` (bytes were
     written at once on the manual clock, so the real-time rate is high): it ends the wait marked
     ``nearly_done``; the task then waits for the end in the worker, which the test lets come."""
+    from airflow_hyperv.hooks import waiter
     from airflow_hyperv.triggers.hyperv import HyperVOperationTrigger
+
+    monkeypatch.setattr(waiter, "HANDBACK_NOT_BEFORE", 0.0)  # its 30 s guard: tests/triggers/test_waiter.py
 
     name = provider_checkpoint(slow, "web-01")
     slow.clock.auto_advance = False

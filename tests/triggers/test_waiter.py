@@ -289,6 +289,7 @@ def test_with_a_lead_the_wait_ends_nearly_done_that_long_before_the_predicted_en
 
     now = [1000.0]
     monkeypatch.setattr(waiter.time, "time", lambda: now[0])
+    monkeypatch.setattr(waiter, "HANDBACK_NOT_BEFORE", 0.0)  # the guard has its own test below
     op = DisconnectedOperation(shell_id="s", command_id="c", label="export-checkpoint", started_at=990.0)
     step = OperationWait(op, watch=OutputProgress("D:\\Backups\\x", 4000, "web-01"), lead=5)
     far = step.judge(OperationPoll(PollResult("running"), written=1000))  # ends at 1030: 30 s away
@@ -304,3 +305,26 @@ def test_with_a_lead_the_wait_ends_nearly_done_that_long_before_the_predicted_en
     no_lead = OperationWait(op, watch=OutputProgress("D:\\Backups\\x", 4000, "web-01"))
     no_lead.judge(OperationPoll(PollResult("running"), written=1000))
     assert not no_lead.judge(OperationPoll(PollResult("running"))).done  # positive control: lead 0
+
+
+def test_an_early_hand_back_waits_until_the_wait_is_old_enough(monkeypatch):
+    """Airflow 3.3 may fail a task whose trigger fires within seconds of its deferral: no early hand-back
+    before HANDBACK_NOT_BEFORE (30 s); the poll after that moment is the one that may hand back."""
+    from airflow_hyperv.hooks import waiter
+    from airflow_hyperv.hooks.disconnected import DisconnectedOperation, PollResult
+    from airflow_hyperv.hooks.waiter import HANDBACK_NOT_BEFORE, OperationPoll, OperationWait
+    from airflow_hyperv.hyperv.progress import OutputProgress
+
+    assert HANDBACK_NOT_BEFORE == 30.0
+    now = [1000.0]
+    monkeypatch.setattr(waiter.time, "time", lambda: now[0])
+    op = DisconnectedOperation(shell_id="s", command_id="c", label="export-checkpoint", started_at=999.0)
+    step = OperationWait(op, watch=OutputProgress("D:\\Backups\\x", 4000, "web-01"), lead=10)
+    now[0] = 1001.0
+    early = step.judge(OperationPoll(PollResult("running"), written=200))  # 100 B/s: ends at 1039
+    assert not early.done  # 38 s to go, 1 s into the wait
+    now[0] = 1025.0
+    assert not step.judge(OperationPoll(PollResult("running"))).done  # within the lead, but only 25 s old
+    assert step.pause(10, 25) == pytest.approx(5.5)  # the poll just after the wait is 30 s old
+    now[0] = 1030.5
+    assert step.judge(OperationPoll(PollResult("running"))).details == {"nearly_done": True}
