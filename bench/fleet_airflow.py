@@ -171,12 +171,12 @@ def how_waits_ended(
     return found
 
 
-def deployment_pids(cluster: AirflowStack, workdir: Path) -> list[int]:
-    """The Airflow components' processes and the PostgreSQL postmaster (from its postmaster.pid)."""
-    pids = [proc.pid for proc in cluster.procs.values()]
+def deployment_pids(cluster: AirflowStack, workdir: Path) -> dict[str, int]:
+    """Each Airflow component's process and the PostgreSQL postmaster (from its postmaster.pid)."""
+    pids = {name: proc.pid for name, proc in cluster.procs.items()}
     for pidfile in (workdir / "postgres").rglob("postmaster.pid"):
         with contextlib.suppress(OSError, ValueError, IndexError):
-            pids.append(int(pidfile.read_text().splitlines()[0]))
+            pids["postgres"] = int(pidfile.read_text().splitlines()[0])
     return pids
 
 
@@ -195,7 +195,7 @@ def run_size(
     since = emu.clock.now()
     busy0, total0 = cpu_busy()
     deployment = deployment_pids(cluster, inv_path.parent)
-    airflow_cpu0 = tree_cpu_seconds(deployment)
+    cpu0 = {name: tree_cpu_seconds([pid]) for name, pid in deployment.items()}
     wall0 = time.time()
     run_id = cluster.trigger(DAG_ID)
     try:
@@ -205,7 +205,8 @@ def run_size(
         run = {"state": "unfinished at the deadline", "start_date": None, "end_date": None}
     wall = time.time() - wall0
     busy1, total1 = cpu_busy()
-    airflow_cpu = tree_cpu_seconds(deployment) - airflow_cpu0
+    by_component = {name: tree_cpu_seconds([pid]) - cpu0[name] for name, pid in deployment.items()}
+    airflow_cpu = sum(by_component.values())
     tis = cluster.task_instances(DAG_ID, run_id)
     say_why_tasks_failed(cluster, run_id, tis)
     waits = how_waits_ended(cluster, run_id, tis)
@@ -248,6 +249,8 @@ def run_size(
         "executed_tasks_per_vm": round(len(ran) / vms, 1),
         "airflow_cpu_s": round(airflow_cpu, 1),
         "airflow_cpu_s_per_vm": round(airflow_cpu / vms, 2),
+        # Where it went (a component's tree: the scheduler's holds the LocalExecutor's task processes).
+        "airflow_cpu_by_component": ", ".join(f"{k} {v:.1f} s" for k, v in sorted(by_component.items())),
         **waits,
         "quota": quota_rows(vms, emu.quota_usage()),
         "avhdx": avhdx.timelines(emu, since),
@@ -383,7 +386,8 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
             f"* {row['vms']} VMs: {row['states']}; chain latency = VM list {row['vm_list_s']} s + the VM's "
             f"other tasks {row['vm_other_tasks_s']} s + report {row['report_s']} s; wall {row['wall_s']} s; "
             f"merges that ended in the worker (not deferred): {row.get('merges_in_worker')}; exports handed "
-            f"back before their end: {row.get('exports_handed_back_early')} (a sample of the logs)"
+            f"back before their end: {row.get('exports_handed_back_early')} (a sample of the logs); Airflow CPU "
+            f"by component: {row.get('airflow_cpu_by_component')}"
         )
     print_quotas_and_avhdx(rows)
     if grown := growth(rows, GROWTH_KEYS):
