@@ -251,14 +251,11 @@ def cpu_busy() -> tuple[float, float]:
     return sum(fields) - idle, sum(fields)
 
 
-def tree_cpu_seconds(roots: Iterable[int]) -> float:
-    """CPU seconds (user + system) of the processes ``roots`` and all their live descendants, each with
-    the children it has already waited for (``/proc/<pid>/stat`` utime, stime, cutime, cstime): what a
-    deployment's processes, including task processes that came and went, have used so far. A live
-    child's time is not in its parent's cutime yet, so nothing is counted twice."""
-    tick = float(os.sysconf("SC_CLK_TCK"))
+def _process_table() -> tuple[dict[int, int], dict[int, tuple[int, int]]]:
+    """Every live process: its parent, and (own, reaped) clock ticks: utime + stime, and cutime + cstime
+    (the children it has waited for)."""
     parent: dict[int, int] = {}
-    used: dict[int, int] = {}
+    ticks: dict[int, tuple[int, int]] = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -268,18 +265,40 @@ def tree_cpu_seconds(roots: Iterable[int]) -> float:
             continue
         fields = stat[stat.rindex(")") + 2 :].split()  # after "pid (comm) "
         parent[int(entry.name)] = int(fields[1])
-        used[int(entry.name)] = sum(int(x) for x in fields[11:15])
+        ticks[int(entry.name)] = (int(fields[11]) + int(fields[12]), int(fields[13]) + int(fields[14]))
+    return parent, ticks
+
+
+def tree_cpu_split(root: int) -> tuple[float, float, float]:
+    """CPU seconds of the process ``root`` itself, of its live descendants themselves, and of every
+    descendant that has ended and was waited for (for the scheduler of a LocalExecutor: the scheduler,
+    its executor workers, and the task processes that came and went). Their sum is ``tree_cpu_seconds``."""
+    tick = float(os.sysconf("SC_CLK_TCK"))
+    parent, ticks = _process_table()
+    if root not in ticks:
+        return 0.0, 0.0, 0.0
     children: dict[int, list[int]] = {}
     for pid, ppid in parent.items():
         children.setdefault(ppid, []).append(pid)
     seen: set[int] = set()
-    todo = [pid for pid in roots if pid in used]
+    todo = [root]
     while todo:
         pid = todo.pop()
         if pid not in seen:
             seen.add(pid)
             todo.extend(children.get(pid, []))
-    return sum(used[pid] for pid in seen) / tick
+    own = ticks[root][0]
+    descendants = sum(ticks[pid][0] for pid in seen if pid != root)
+    reaped = sum(ticks[pid][1] for pid in seen)
+    return own / tick, descendants / tick, reaped / tick
+
+
+def tree_cpu_seconds(roots: Iterable[int]) -> float:
+    """CPU seconds (user + system) of the processes ``roots`` and all their live descendants, each with
+    the children it has already waited for (``/proc/<pid>/stat`` utime, stime, cutime, cstime): what a
+    deployment's processes, including task processes that came and went, have used so far. A live
+    child's time is not in its parent's cutime yet, so nothing is counted twice."""
+    return sum(sum(tree_cpu_split(pid)) for pid in set(roots))
 
 
 def median(values: Iterable[float]) -> float:

@@ -51,6 +51,7 @@ from bench.common import (
     print_table,
     quota_rows,
     tree_cpu_seconds,
+    tree_cpu_split,
 )
 from bench.fleet import CHURN_MB, DISK_FILE_GB, TIMING, fleet, inventory, layout, print_quotas_and_avhdx
 from tests.support.airflow_stack import (
@@ -196,6 +197,7 @@ def run_size(
     busy0, total0 = cpu_busy()
     deployment = deployment_pids(cluster, inv_path.parent)
     cpu0 = {name: tree_cpu_seconds([pid]) for name, pid in deployment.items()}
+    scheduler0 = tree_cpu_split(deployment["scheduler"]) if "scheduler" in deployment else (0.0, 0.0, 0.0)
     wall0 = time.time()
     run_id = cluster.trigger(DAG_ID)
     try:
@@ -207,6 +209,8 @@ def run_size(
     busy1, total1 = cpu_busy()
     by_component = {name: tree_cpu_seconds([pid]) - cpu0[name] for name, pid in deployment.items()}
     airflow_cpu = sum(by_component.values())
+    scheduler1 = tree_cpu_split(deployment["scheduler"]) if "scheduler" in deployment else (0.0, 0.0, 0.0)
+    own, workers, tasks = (b - a for a, b in zip(scheduler0, scheduler1, strict=True))
     tis = cluster.task_instances(DAG_ID, run_id)
     say_why_tasks_failed(cluster, run_id, tis)
     waits = how_waits_ended(cluster, run_id, tis)
@@ -250,7 +254,9 @@ def run_size(
         "airflow_cpu_s": round(airflow_cpu, 1),
         "airflow_cpu_s_per_vm": round(airflow_cpu / vms, 2),
         # Where it went (a component's tree: the scheduler's holds the LocalExecutor's task processes).
-        "airflow_cpu_by_component": ", ".join(f"{k} {v:.1f} s" for k, v in sorted(by_component.items())),
+        "airflow_cpu_by_component": ", ".join(f"{k} {v:.1f} s" for k, v in sorted(by_component.items()))
+        + f" (the scheduler's: itself {own:.1f} s, its live children {workers:.1f} s, ended task processes "
+        f"{tasks:.1f} s)",
         **waits,
         "quota": quota_rows(vms, emu.quota_usage()),
         "avhdx": avhdx.timelines(emu, since),

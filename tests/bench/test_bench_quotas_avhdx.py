@@ -97,13 +97,18 @@ def test_a_process_trees_cpu_seconds_include_its_waited_children():
     from bench.common import tree_cpu_seconds
 
     assert tree_cpu_seconds([2**22 + 7]) == 0.0  # no such process: nothing
+    from bench.common import tree_cpu_split
+
     children_before = os.times().children_user + os.times().children_system
     before = tree_cpu_seconds([os.getpid()])
+    reaped_before = tree_cpu_split(os.getpid())[2]
     # A child that works and is waited for: its time moves into this process's cutime/cstime.
     subprocess.run([sys.executable, "-c", "sum(i * i for i in range(3_000_000))"], check=True)
     child = os.times().children_user + os.times().children_system - children_before
     assert child > 0  # positive control: the child's time is visible at all
     assert tree_cpu_seconds([os.getpid()]) >= before + child - 0.05  # counted, to within a few clock ticks
+    assert tree_cpu_split(os.getpid())[2] >= reaped_before + child - 0.05  # as an ended child, not as ours
+    assert tree_cpu_split(2**22 + 7) == (0.0, 0.0, 0.0)
 
 
 def test_the_baseline_comparison_puts_each_figure_and_the_gaps_side_by_side():
