@@ -49,8 +49,8 @@ RAMP_FIRST_PAUSE = 1.0
 PREDICTED_END_SLACK = 0.5
 # An early hand-back (OperationWait ``lead``) never comes sooner than this after the wait began: on
 # Airflow 3.3 a task whose trigger fires within seconds of its deferral can be failed as "changed
-# externally" (apache/airflow#71580, #72716: the scheduler drains the deferring try's exit after the
-# resumed try started). A short operation simply ends first, as it did before.
+# externally" (https://github.com/apache/airflow/issues/71580 and /72716: the scheduler drains the
+# deferring try's exit after the resumed try started). A short operation simply ends first, as before.
 HANDBACK_NOT_BEFORE = 30.0
 # Failed polls in a row a wait tolerates (transient faults only: a rejected login ends it at once):
 # the default of [hyperv] wait_error_budget, which the triggers and the export read at use time.
