@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import uuid
 from collections.abc import Mapping, Sequence
@@ -63,6 +64,11 @@ VHD_TYPE = "Microsoft.Vhd.PowerShell.VirtualHardDisk"
 FILE_TYPE = "System.IO.FileInfo"
 VMHOST_TYPE = "Microsoft.HyperV.PowerShell.VMHost"
 FILE_HASH_TYPE = "Microsoft.Powershell.Utility.FileHash"
+VOLUME_TYPE = "Microsoft.Management.Infrastructure.CimInstance#ROOT/Microsoft/Windows/Storage/MSFT_Volume"
+# The command part of a FullyQualifiedErrorId ("<ErrorId>,<command>") says which statement of a round
+# trip of several failed: Get-Volume is a CDXML function (its own name), Get-Content a compiled cmdlet.
+GET_VOLUME_COMMAND = "Get-Volume"
+GET_CONTENT_COMMAND = "Microsoft.PowerShell.Commands.GetContentCommand"
 
 
 def _raise_first(errors: list[ErrorInfo], *, what: str) -> None:
@@ -95,6 +101,20 @@ class VMOverview:
     checkpoints: list[Checkpoint]
     drives: list[HardDiskDrive]
     host: VMHost | None = None  # the host (Get-VMHost), when it was asked for in the same round trip
+    # ``volume_path``'s volume, when it was asked for in the same round trip (``volume`` None: unknown)
+    volume_path: str | None = None
+    volume: VolumeSpace | None = None
+
+
+@dataclass(frozen=True)
+class DiskReadings:
+    """What verify reads once it has a VM's drives, in one round trip: the disk chains, the volume of
+    each disk (None: unknown) and the VM's lease (None: nobody holds it; ``lease_error``: unreadable)."""
+
+    chains: list[DiskChain]
+    volumes: dict[str, VolumeSpace | None]
+    lease: Lease | None
+    lease_error: HyperVError | None = None
 
 
 @dataclass(frozen=True)
@@ -184,13 +204,17 @@ class HyperVHook(HyperVBaseHook):
             self.router.focus = vms[0].id
         return vms[0]
 
-    def resolve_overview(self, reference: str, *, with_host: bool = False) -> VMOverview:
+    def resolve_overview(
+        self, reference: str, *, with_host: bool = False, volume_of: str | None = None
+    ) -> VMOverview:
         """``resolve_vm`` and ``vm_overview`` together: for a name on one host in a single round trip
         (every statement starts from ``Get-VM -Name``), else (an Id, a cluster) one after the other.
 
         :param reference: A VM Id (a GUID) or an exact VM name (what operators take as ``vm``).
         :param with_host: Also read the host (``Get-VMHost``) in that round trip, for a name on one
             host (``host`` of the result; None otherwise). Default False.
+        :param volume_of: A host path whose volume (``volume_of``) to read in that round trip, for a name
+            on one host (``volume_path`` and ``volume`` of the result). Default None.
         :return: A ``VMOverview`` of the one VM (act on ``overview.vm.id`` from here on).
         :raises VMNotFoundError: No VM has this name or Id.
         :raises AmbiguousVMNameError: Several VMs have this name.
@@ -207,11 +231,27 @@ class HyperVHook(HyperVBaseHook):
         pipeline = pipelines.vm_overview_by_name(name)
         if with_host:
             pipeline = pipeline.then(pipelines.host_info())
+        candidates = _volume_candidates(require_host_path(volume_of)) if volume_of else None
+        if candidates:
+            pipeline = pipeline.then(pipelines.volume_of_first(candidates))
         result = self.run_repeatable(pipeline)
         vm = self._one_vm(result, f"VM {name!r}", name, mixed=True)
-        _raise_first(result.errors, what=f"reading VM {vm.name}")
+        errors = [e for e in result.errors if e.command != GET_VOLUME_COMMAND]
+        _raise_first(errors, what=f"reading VM {vm.name}")
         hosts = [VMHost.decode(o) for o in result.output if has_type(o, VMHOST_TYPE)]
-        return self._overview(vm, result.output, hosts[0] if hosts else None)
+        overview = self._overview(vm, result.output, hosts[0] if hosts else None)
+        if volume_of is None:
+            return overview
+        volume = (
+            self._first_volume(
+                [o for o in result.output if has_type(o, VOLUME_TYPE)],
+                [e for e in result.errors if e.command == GET_VOLUME_COMMAND],
+                volume_of,
+            )
+            if candidates
+            else None
+        )
+        return dataclasses.replace(overview, volume_path=volume_of, volume=volume)
 
     def _overview(self, vm: VirtualMachine, output: list[Any], host: VMHost | None = None) -> VMOverview:
         return VMOverview(
@@ -657,12 +697,17 @@ class HyperVHook(HyperVBaseHook):
         """
         path = self.lease_file(vm_id)
         result = self.run_repeatable(pipelines.read_text(path))
-        if result.errors:
-            info = result.errors[0]
+        return self._lease_from("".join(str(o) for o in result.output), result.errors, path)
+
+    @staticmethod
+    def _lease_from(text: str, errors: list[ErrorInfo], path: str) -> Lease | None:
+        """The lease in ``Get-Content``'s answer: None when the file is not there."""
+        if errors:
+            info = errors[0]
             if info.error_id == "PathNotFound" or info.category == "ObjectNotFound":
                 return None
-            _raise_first(result.errors, what=f"reading lease {path}")
-        text = "".join(str(o) for o in result.output).strip()
+            _raise_first(errors, what=f"reading lease {path}")
+        text = text.strip()
         if not text:
             raise HyperVError(f"the lease file {path} is empty: a run is writing it, or it was left damaged")
         return Lease.decode(text)
@@ -995,20 +1040,60 @@ class HyperVHook(HyperVBaseHook):
         :return: The volume (its free bytes, drive letter or path), or None.
         """
         path = require_host_path(path)
-        if path.startswith("\\\\") or path[1:3] != ":\\":
+        candidates = _volume_candidates(path)
+        if not candidates:
             return None
-        parts = [p for p in path[3:].split("\\") if p]
-        candidates = ["\\".join([path[:2], *parts[:n]]) for n in range(len(parts), 0, -1)] + [path[:3]]
-        # One statement per candidate, one round trip. A path's parents exist when it does, so the
-        # candidates that answer are the last ones: the first volume is the nearest existing folder's.
         result = self.run_repeatable(pipelines.volume_of_first(candidates))
-        volumes = [VolumeSpace.decode(o) for o in result.output]
-        for error in result.errors:
+        return self._first_volume(list(result.output), result.errors, path)
+
+    def _first_volume(self, output: list[Any], errors: list[ErrorInfo], path: str) -> VolumeSpace | None:
+        """The answer of ``volume_of_first``: a path's parents exist when it does, so the candidates
+        that answer are the last ones, and the first volume is the nearest existing folder's."""
+        for error in errors:
             self.log.info("No volume for %s: %s", error.target_name or path, classify(error))
-        if volumes:
-            return volumes[0]
+        if output:
+            return VolumeSpace.decode(output[0])
         self.log.warning("The volume holding %s is unknown", path)
         return None
+
+    def disks_and_lease(self, vm_id: uuid.UUID, drives: list[HardDiskDrive]) -> DiskReadings:
+        """The chains of ``drives``, the volume of each of their disks and the VM's lease: the first
+        disk of each chain, ``Get-Volume -FilePath`` of each disk and the lease file in one round trip
+        (one more per level of a chain below the first; volumes the one round trip cannot match to
+        their disks are asked again one disk at a time).
+
+        :param vm_id: The VM's Id.
+        :param drives: The VM's drives (``vm_overview(...).drives``).
+        :return: A ``DiskReadings``.
+        :raises CommandFailedError: Get-VHD returned nothing for a disk of a chain.
+        """
+        self._at(vm_id)
+        paths = list(dict.fromkeys(d.path for d in drives if d.path))  # each disk read once
+        lease_file = self.lease_file(vm_id)
+        pipeline = pipelines.read_text(lease_file)
+        if paths:
+            pipeline = pipelines.get_vhds(paths).then(pipeline)
+            for path in paths:  # an attached disk exists: its own path answers, no parents needed
+                pipeline = pipeline.then(pipelines.volume_of(path))
+        result = self.run_repeatable(pipeline)
+        by_command: dict[str, list[ErrorInfo]] = {GET_VOLUME_COMMAND: [], GET_CONTENT_COMMAND: [], "": []}
+        for error in result.errors:
+            by_command[error.command if error.command in by_command else ""].append(error)
+        _raise_first(by_command[""], what=f"reading the virtual disks of VM {vm_id}")
+        first_level = [VirtualDisk.decode(o) for o in result.output if has_type(o, VHD_TYPE)]
+        chains = self._chains(drives, first_level, f" of VM {vm_id}")
+        answered = [VolumeSpace.decode(o) for o in result.output if has_type(o, VOLUME_TYPE)]
+        volumes: dict[str, VolumeSpace | None]
+        if len(answered) == len(paths) and not by_command[GET_VOLUME_COMMAND]:
+            volumes = dict(zip(paths, answered))  # one answer per statement, in statement order
+        else:  # some disk had no answer: which one cannot be told from the output, so ask each
+            volumes = {path: self.volume_of(path) for path in paths}
+        text = "".join(o for o in result.output if isinstance(o, str))
+        try:
+            lease = self._lease_from(text, by_command[GET_CONTENT_COMMAND], lease_file)
+        except HyperVError as exc:
+            return DiskReadings(chains, volumes, None, exc)
+        return DiskReadings(chains, volumes, lease)
 
     def free_space(self, path: str) -> int | None:
         """Free bytes on the volume that holds ``path``; None when unknown (never another volume's).
@@ -1248,6 +1333,16 @@ def _label(checkpoint: Checkpoint, asked: Consistency) -> Consistency:
     if checkpoint.has_memory_state:
         return Consistency.CRASH
     return asked
+
+
+def _volume_candidates(path: str) -> list[str]:
+    """``path`` and each of its parents up to the drive's root, nearest first; none for a UNC share
+    (it has no local volume). A new export root is on the volume of its nearest existing parent: a
+    volume can only be mounted on an existing folder."""
+    if path.startswith("\\\\") or path[1:3] != ":\\":
+        return []
+    parts = [p for p in path[3:].split("\\") if p]
+    return ["\\".join([path[:2], *parts[:n]]) for n in range(len(parts), 0, -1)] + [path[:3]]
 
 
 def _not_found(error: ErrorInfo) -> bool:

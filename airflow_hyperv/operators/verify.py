@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -15,7 +14,8 @@ from airflow_hyperv.operators.base import DEFAULT_CONN_ID, HyperVBaseOperator, r
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
-    from airflow_hyperv.hooks.hyperv import HyperVHook
+    from airflow_hyperv.hooks.hyperv import DiskReadings
+    from airflow_hyperv.hyperv.records import VolumeSpace
 
 
 class HyperVVerifyOperator(HyperVBaseOperator):
@@ -52,11 +52,19 @@ class HyperVVerifyOperator(HyperVBaseOperator):
             export_path = require_host_path(self.export_path, "export path") if self.export_path else None
         with self.hyperv_hook() as hv:
             with self.final_errors():
-                overview = hv.resolve_overview(self.vm)  # a name: resolved in the same round trip
+                # a name: resolved in the same round trip, the export root's volume read with it
+                overview = hv.resolve_overview(self.vm, volume_of=export_path)
             vm = overview.vm
-            chains = hv.disk_chains(vm.id, overview.drives)
-            disk_space = _disk_space(hv, [c.current_path for c in chains if c.current_path])
-            export_space = _space(hv, export_path) if export_path else None
+            own_name = run_checkpoint_name(context, str(vm.id))
+            readings = hv.disks_and_lease(vm.id, overview.drives)  # chains, volumes, lease: one trip
+            chains = readings.chains
+            disk_space = _disk_space(readings.volumes, [c.current_path for c in chains if c.current_path])
+            if export_path is None:
+                export_space = None
+            elif overview.volume_path == export_path:
+                export_space = _reading(export_path, overview.volume)
+            else:
+                export_space = _reading(export_path, hv.volume_of(export_path))
             report = verify(
                 overview.vm,
                 overview.services,
@@ -69,8 +77,8 @@ class HyperVVerifyOperator(HyperVBaseOperator):
                 else hv.settings.wsman_path[:-6],
                 disk_space=disk_space,
                 export_space=export_space,
-                own_checkpoint_name=run_checkpoint_name(context, str(vm.id)),
-                lease_holder=_other_holder(hv, vm.id, run_checkpoint_name(context, str(vm.id))),
+                own_checkpoint_name=own_name,
+                lease_holder=_other_holder(readings, own_name),
             )
         self.log.info("%s: verdict %s", report.vm_name, report.verdict.value)
         for finding in report.findings:
@@ -80,18 +88,16 @@ class HyperVVerifyOperator(HyperVBaseOperator):
         return data
 
 
-def _other_holder(hv: HyperVHook, vm_id: uuid.UUID, own_name: str) -> str | None:
+def _other_holder(readings: DiskReadings, own_name: str) -> str | None:
     """Who else holds the VM's protection lease (reported, never acted on here)."""
-    try:
-        held = hv.read_lease(vm_id)
-    except Exception as exc:  # an unreadable lease is the create task's problem, not verify's
-        return f"an unreadable lease ({exc})"
+    if readings.lease_error is not None:  # an unreadable lease is the create task's problem
+        return f"an unreadable lease ({readings.lease_error})"
+    held = readings.lease
     return held.describe() if held is not None and held.checkpoint_name != own_name else None
 
 
-def _space(hv: HyperVHook, path: str) -> SpaceReading:
+def _reading(path: str, volume: VolumeSpace | None) -> SpaceReading:
     """The volume that holds ``path`` (a CSV, a mount point, a drive), or unknown: never C:'s number."""
-    volume = hv.volume_of(path)
     if volume is None:
         return SpaceReading(path, None)
     return SpaceReading(
@@ -99,11 +105,11 @@ def _space(hv: HyperVHook, path: str) -> SpaceReading:
     )
 
 
-def _disk_space(hv: HyperVHook, paths: list[str]) -> list[SpaceReading]:
+def _disk_space(volumes: dict[str, VolumeSpace | None], paths: list[str]) -> list[SpaceReading]:
     """One reading per volume the VM's current disks are on (a VM may span volumes)."""
     readings: dict[str, SpaceReading] = {}
     for path in paths:
-        reading = _space(hv, path)
+        reading = _reading(path, volumes.get(path))
         readings.setdefault(reading.volume or path.lower(), reading)
     return list(readings.values())
 

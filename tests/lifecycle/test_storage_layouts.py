@@ -122,3 +122,44 @@ def test_unknown_free_space_is_a_warning_never_another_volumes_number():
     assert unknown.verdict is Verdict.PRODUCTION
     full = verify(vm, [], [], [], host="hv-01", disk_space=[SpaceReading("C:\\x", 1 << 20, "C:\\")])
     assert full.verdict is Verdict.BLOCKED and "checkpoint-space" in [f.code for f in full.findings]
+
+
+def test_verify_reads_chains_volumes_and_lease_in_one_round_trip(hook, emulator):
+    """``disks_and_lease`` answers what the separate reads answer (each disk's chain and volume, the
+    lease), in one pipeline for a one-level chain; a golden-image VM's parent costs one more."""
+    from airflow_hyperv.hyperv.lease import Lease
+
+    for name, levels in (("csv-01", 1), ("golden-01", 2)):
+        overview = hook.resolve_overview(name)
+        vm_id = overview.vm.id
+        paths = [d.path for d in overview.drives if d.path]
+        before = emulator.counters.snapshot()
+        readings = hook.disks_and_lease(vm_id, overview.drives)
+        assert (emulator.counters.snapshot() - before).pipelines_run == levels, name
+        assert [[d.path for d in c.disks] for c in readings.chains] == [
+            [d.path for d in c.disks] for c in hook.disk_chains(vm_id, overview.drives)
+        ]
+        assert len(readings.chains[0].disks) == levels
+        assert readings.volumes == {p: hook.volume_of(p) for p in paths}
+        assert all(v is not None and v.file_system == "CSVFS" for v in readings.volumes.values())
+        assert readings.lease is None and readings.lease_error is None
+
+    held = Lease("other_dag", "run-1", str(vm_id), "airflow-other", "Production", "2026-12-07T00:00:00Z", "hv-01")
+    assert hook.acquire_lease(held).ours
+    readings = hook.disks_and_lease(vm_id, overview.drives)
+    assert readings.lease == hook.read_lease(vm_id) and readings.lease is not None
+    assert readings.lease.checkpoint_name == "airflow-other"
+    hook.release_lease(held)
+
+
+def test_verify_reads_the_export_roots_volume_with_the_vm(hook, emulator):
+    """The export root's volume rides in the overview's round trip: the same answer as ``volume_of``
+    (the nearest existing folder's volume), no pipeline of its own; a share is unknown, never C:."""
+    before = emulator.counters.snapshot()
+    overview = hook.resolve_overview("csv-01", volume_of="D:\\Backups\\not\\yet\\there")
+    assert (emulator.counters.snapshot() - before).pipelines_run == 1
+    assert overview.volume_path == "D:\\Backups\\not\\yet\\there"
+    assert overview.volume == hook.volume_of("D:\\") and overview.volume is not None
+    assert overview.vm.name == "csv-01" and overview.drives
+    share = hook.resolve_overview("csv-01", volume_of="\\\\filer\\backups\\hv-01")
+    assert share.volume_path == "\\\\filer\\backups\\hv-01" and share.volume is None

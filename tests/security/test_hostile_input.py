@@ -76,12 +76,15 @@ def test_hostile_vm_names_through_the_protection_chain(dag_factory, emulator, na
     # Looked up by each task that resolves the VM, the whole name bound as the one -Name value
     # (byte for byte: not split, trimmed, escaped or quoted). Nothing else was bound: the reads that
     # ride in the same round trip (``Get-VM -Name | Get-VMSnapshot``, ...) were piped nothing and
-    # touched nothing.
+    # touched nothing. The export root's volume, also read in verify's first round trip, bound only
+    # the root and its parents.
     assert "not found" in reason.lower(), reason
     entries = emulator.audit.entries()
     lookups = [(e.cmdlet, e.parameters) for e in entries if e.cmdlet == "Get-VM"]
     assert lookups and all(entry == ("Get-VM", {"Name": name}) for entry in lookups), lookups
-    piped = [(e.cmdlet, e.parameters, e.targets) for e in entries if e.cmdlet != "Get-VM"]
+    volumes = [e.parameters for e in entries if e.cmdlet == "Get-Volume"]
+    assert volumes == [{"FilePath": "D:\\Backups"}, {"FilePath": "D:\\"}], volumes
+    piped = [(e.cmdlet, e.parameters, e.targets) for e in entries if e.cmdlet not in ("Get-VM", "Get-Volume")]
     assert all(c.startswith("Get-") and params == {} and not targets for c, params, targets in piped), piped
 
 
