@@ -7,7 +7,7 @@ import logging
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from airflow_hyperv.hooks.base import HyperVBaseHook
 from airflow_hyperv.hyperv import events as event_log
@@ -341,6 +341,35 @@ class HyperVHook(HyperVBaseHook):
         _raise_first(result.errors, what=f"listing checkpoints of {vms[0].name}")
         return vms[0], [Checkpoint.decode(o) for o in result.output if has_type(o, SNAPSHOT_TYPE)]
 
+    def vm_checkpoints_and_lease(
+        self, vm_id: uuid.UUID
+    ) -> tuple[VirtualMachine, list[Checkpoint], Lease | None]:
+        """``vm_with_checkpoints`` and ``read_lease`` in one round trip: what a run records in its
+        lease, and the lease as it is on the host (for ``record_lease(held=...)``).
+
+        :param vm_id: The VM's Id.
+        :return: ``(the VM, its checkpoints, the lease or None when nobody holds it)``.
+        :raises VMNotFoundError: No VM has this Id.
+        :raises HyperVError: The lease file is empty or cannot be read.
+        """
+        self._at(vm_id)
+        path = self.lease_file(vm_id)
+        result = self.run_repeatable(
+            pipelines.get_vm_by_id(vm_id)
+            .then(pipelines.list_checkpoints(vm_id))
+            .then(pipelines.read_text(path))
+        )
+        lease_errors = [e for e in result.errors if e.command == GET_CONTENT_COMMAND]
+        vms = [VirtualMachine.decode(o) for o in result.output if has_type(o, VM_TYPE)]
+        if not vms:
+            raise VMNotFoundError(f"VM {vm_id} was not found on {self.settings.host}")
+        _raise_first(
+            [e for e in result.errors if e not in lease_errors], what=f"listing checkpoints of {vms[0].name}"
+        )
+        lease = self._lease_from("".join(o for o in result.output if isinstance(o, str)), lease_errors, path)
+        checkpoints = [Checkpoint.decode(o) for o in result.output if has_type(o, SNAPSHOT_TYPE)]
+        return vms[0], checkpoints, lease
+
     def vm_overview(self, vm_id: uuid.UUID) -> VMOverview:
         """Everything verification needs about a VM but its disk chain, in one round trip.
 
@@ -663,14 +692,17 @@ class HyperVHook(HyperVBaseHook):
         found = self.get_checkpoint(checkpoint_id)
         return found if found is not None and found.name == name else None
 
-    def ensure_checkpoint_type(self, vm_id: uuid.UUID, wanted: CheckpointType) -> bool:
+    def ensure_checkpoint_type(
+        self, vm_id: uuid.UUID, wanted: CheckpointType, *, vm: VirtualMachine | None = None
+    ) -> bool:
         """Put the VM's checkpoint type back to ``wanted``; True if it had to be repaired.
 
         :param vm_id: The VM's Id.
         :param wanted: The checkpoint type the VM must have.
+        :param vm: The VM as just read. Default None: read it here.
         :return: True if it had another type and was changed, False if it already had ``wanted``.
         """
-        vm = self.get_vm(vm_id=vm_id)
+        vm = vm if vm is not None else self.get_vm(vm_id=vm_id)
         if vm.checkpoint_type is wanted:
             return False
         log.warning(
@@ -747,16 +779,19 @@ class HyperVHook(HyperVBaseHook):
         held = self.read_lease(candidate.vm_uuid)
         return held if held is not None and held.same_owner(candidate) else None
 
-    def record_lease(self, lease: Lease) -> Lease:
+    def record_lease(self, lease: Lease, *, held: Lease | Literal["unread"] | None = "unread") -> Lease:
         """Rewrite this run's own lease (New-Item -Force) with what it must restore.
 
         :param lease: This run's lease with what it recorded (the checkpoint type before, the Ids of the
             checkpoints that existed).
+        :param held: The lease on the host as read just before (``vm_checkpoints_and_lease``). Default:
+            read it here.
         :return: ``lease``.
         :raises HyperVError: The lease on the host is no longer this run's (or is gone).
         """
         path = self.lease_file(lease.vm_uuid)
-        held = self.read_lease(lease.vm_uuid)
+        if held == "unread":
+            held = self.read_lease(lease.vm_uuid)
         if held is None or not held.same_owner(lease):
             raise HyperVError(
                 f"the lease {path} is no longer this run's ({held.describe() if held else 'gone'})"
@@ -795,11 +830,19 @@ class HyperVHook(HyperVBaseHook):
         :param checkpoint_name: The checkpoint name the run's lease was taken for.
         :return: The released lease, or None.
         """
-        held = self.read_lease(vm_id)
+        vm: VirtualMachine | None = None
+        vm_errors: list[ErrorInfo] = []
+        if self.routes:  # a cluster: the VM is read on its owner node, only when the lease is ours
+            held = self.read_lease(vm_id)
+        else:  # one host: the lease and the VM in one round trip
+            held, vm, vm_errors = self._lease_and_vm(vm_id)
         if held is None or held.checkpoint_name != checkpoint_name or held.vm_id != str(vm_id).lower():
             return None
         before = CheckpointType.parse(held.checkpoint_type_before) if held.checkpoint_type_before else None
-        if before is not None and self.ensure_checkpoint_type(vm_id, before):
+        if vm is None and before is not None and not self.routes:
+            _raise_first(vm_errors, what=f"reading VM {vm_id}")
+            raise VMNotFoundError(f"VM {vm_id} was not found on {self.settings.host}")
+        if before is not None and self.ensure_checkpoint_type(vm_id, before, vm=vm):
             log.warning(
                 "Repaired the checkpoint type of VM %s to %s, as recorded in the lease",
                 vm_id,
@@ -807,6 +850,15 @@ class HyperVHook(HyperVBaseHook):
             )
         self.release_lease(held)
         return held
+
+    def _lease_and_vm(self, vm_id: uuid.UUID) -> tuple[Lease | None, VirtualMachine | None, list[ErrorInfo]]:
+        """The VM's lease and the VM (None, with its errors, when it cannot be read) in one round trip."""
+        path = self.lease_file(vm_id)
+        result = self.run_repeatable(pipelines.read_text(path).then(pipelines.get_vm_by_id(vm_id)))
+        lease_errors = [e for e in result.errors if e.command == GET_CONTENT_COMMAND]
+        lease = self._lease_from("".join(o for o in result.output if isinstance(o, str)), lease_errors, path)
+        vms = [VirtualMachine.decode(o) for o in result.output if has_type(o, VM_TYPE)]
+        return lease, vms[0] if len(vms) == 1 else None, [e for e in result.errors if e not in lease_errors]
 
     def take_over_lease(self, stale: Lease, candidate: Lease) -> LeaseClaim:
         """Replace a stale holder's lease (its run is over) by ours; its checkpoint is not touched.
@@ -1085,7 +1137,7 @@ class HyperVHook(HyperVBaseHook):
         answered = [VolumeSpace.decode(o) for o in result.output if has_type(o, VOLUME_TYPE)]
         volumes: dict[str, VolumeSpace | None]
         if len(answered) == len(paths) and not by_command[GET_VOLUME_COMMAND]:
-            volumes = dict(zip(paths, answered))  # one answer per statement, in statement order
+            volumes = dict(zip(paths, answered, strict=True))  # one answer per statement, in order
         else:  # some disk had no answer: which one cannot be told from the output, so ask each
             volumes = {path: self.volume_of(path) for path in paths}
         text = "".join(o for o in result.output if isinstance(o, str))

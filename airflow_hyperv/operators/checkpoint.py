@@ -215,13 +215,14 @@ class HyperVCreateCheckpointOperator(DeferrableMixin, HyperVBaseOperator):
             self.log.info("Resuming this run's lease of %s (taken %s)", vm.name, lease.acquired_at)
         known = None
         if not lease.checkpoint_type_before:
-            current, checkpoints = hv.vm_with_checkpoints(vm.id)
+            current, checkpoints, held = hv.vm_checkpoints_and_lease(vm.id)  # one round trip
             lease = hv.record_lease(
                 dataclasses.replace(
                     lease,
                     checkpoint_type_before=current.checkpoint_type.name,
                     existing_checkpoint_ids=tuple(str(c.id).lower() for c in checkpoints),
-                )
+                ),
+                held=held,
             )
             known = (current, checkpoints)
         return lease, known

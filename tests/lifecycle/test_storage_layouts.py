@@ -144,7 +144,9 @@ def test_verify_reads_chains_volumes_and_lease_in_one_round_trip(hook, emulator)
         assert all(v is not None and v.file_system == "CSVFS" for v in readings.volumes.values())
         assert readings.lease is None and readings.lease_error is None
 
-    held = Lease("other_dag", "run-1", str(vm_id), "airflow-other", "Production", "2026-12-07T00:00:00Z", "hv-01")
+    held = Lease(
+        "other_dag", "run-1", str(vm_id), "airflow-other", "Production", "2026-12-07T00:00:00Z", "hv-01"
+    )
     assert hook.acquire_lease(held).ours
     readings = hook.disks_and_lease(vm_id, overview.drives)
     assert readings.lease == hook.read_lease(vm_id) and readings.lease is not None

@@ -460,3 +460,34 @@ def test_verify_reports_another_runs_lease_and_checkpoint_as_theirs(hook, emulat
     assert findings["lease-held"]["severity"] == "info"
     assert "other_deployment" in findings["lease-held"]["message"]
     assert report["verdict"] == "production"  # reported, not blocking: the checkpoint task waits
+
+
+def test_lease_reads_ride_with_the_reads_beside_them(hook, emulator):
+    """The lease is read in the round trip of the VM read next to it (recording it, ending it), and a
+    record acts on that read: a lease gone meanwhile is refused, never overwritten."""
+    from airflow_hyperv.hyperv.errors import HyperVError
+
+    vm = hook.get_vm(name="web-01")
+    assert hook.vm_checkpoints_and_lease(vm.id)[2] is None
+    lease = foreign_lease(vm.id)
+    assert hook.acquire_lease(lease).ours
+    current, checkpoints, held = hook.vm_checkpoints_and_lease(vm.id)
+    assert held == hook.read_lease(vm.id) == lease and current.id == vm.id
+    assert [c.id for c in checkpoints] == [c.id for c in hook.list_checkpoints(vm.id)]
+    recorded = type(lease)(**{**lease.__dict__, "checkpoint_type_before": current.checkpoint_type.name})
+    with pytest.raises(HyperVError, match="no longer this run's"):  # the read passed in is what counts
+        hook.record_lease(recorded, held=None)
+    before = emulator.counters.snapshot()
+    hook.record_lease(recorded, held=held)
+    assert (emulator.counters.snapshot() - before).pipelines_run == 1  # the write only: no second read
+    assert hook.read_lease(vm.id) == recorded
+
+    other = hook.finish_lease(vm.id, "airflow-hyperv not-this-run")
+    assert other is None and hook.read_lease(vm.id) == recorded  # not ours: left alone
+    hook.set_checkpoint_type(vm.id, CheckpointType.ProductionOnly)  # a lost connection left it so
+    before = emulator.counters.snapshot()
+    assert hook.finish_lease(vm.id, recorded.checkpoint_name) == recorded
+    # the lease with the VM, Set-VM, the read right before the removal, the removal
+    assert (emulator.counters.snapshot() - before).pipelines_run == 4
+    assert vm_model(emulator).checkpoint_type.name == recorded.checkpoint_type_before == "Production"
+    assert hook.read_lease(vm.id) is None
