@@ -66,9 +66,10 @@ VMHOST_TYPE = "Microsoft.HyperV.PowerShell.VMHost"
 FILE_HASH_TYPE = "Microsoft.Powershell.Utility.FileHash"
 VOLUME_TYPE = "Microsoft.Management.Infrastructure.CimInstance#ROOT/Microsoft/Windows/Storage/MSFT_Volume"
 # The command part of a FullyQualifiedErrorId ("<ErrorId>,<command>") says which statement of a round
-# trip of several failed: Get-Volume is a CDXML function (its own name), Get-Content a compiled cmdlet.
-GET_VOLUME_COMMAND = "Get-Volume"
+# trip of several failed: the Hyper-V cmdlets' classes, Get-Content's (a compiled cmdlet).
+HYPERV_COMMANDS = "Microsoft.HyperV.PowerShell."  # Get-VM, Get-VMSnapshot, Get-VMHost, ...
 GET_CONTENT_COMMAND = "Microsoft.PowerShell.Commands.GetContentCommand"
+GET_VM_COMMAND = "Microsoft.HyperV.PowerShell.Commands.GetVM"
 
 
 def _raise_first(errors: list[ErrorInfo], *, what: str) -> None:
@@ -118,6 +119,18 @@ class DiskReadings:
 
 
 @dataclass(frozen=True)
+class LeaseRead:
+    """A VM's lease and the VM, read in one round trip for ``finish_lease``: ``lease`` None when
+    nobody holds it, ``lease_error`` when it cannot be read; ``vm`` None (with ``vm_errors``) when the
+    VM could not be read."""
+
+    lease: Lease | None
+    vm: VirtualMachine | None
+    vm_errors: list[ErrorInfo]
+    lease_error: HyperVError | None = None
+
+
+@dataclass(frozen=True)
 class ExportContents:
     """What checking an export reads: the checkpoint (None when gone), its disk chains, the files
     under the folder and their SHA-256 (empty when the checkpoint is gone)."""
@@ -126,6 +139,8 @@ class ExportContents:
     chains: list[DiskChain]
     files: list[RemoteFile]
     hashes: list[FileHash]
+    # ``then_test``'s answer, tested after the hashes in their round trip; None when it was not asked
+    then_exists: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -236,8 +251,10 @@ class HyperVHook(HyperVBaseHook):
             pipeline = pipeline.then(pipelines.volume_of_first(candidates))
         result = self.run_repeatable(pipeline)
         vm = self._one_vm(result, f"VM {name!r}", name, mixed=True)
-        errors = [e for e in result.errors if e.command != GET_VOLUME_COMMAND]
-        _raise_first(errors, what=f"reading VM {vm.name}")
+        # With the volume read beside it, only the Hyper-V cmdlets' errors are the VM's: any other
+        # (Get-Volume's, whatever its exact id on a real host) leaves the volume unknown.
+        vm_errors = [e for e in result.errors if not candidates or e.command.startswith(HYPERV_COMMANDS)]
+        _raise_first(vm_errors, what=f"reading VM {vm.name}")
         hosts = [VMHost.decode(o) for o in result.output if has_type(o, VMHOST_TYPE)]
         overview = self._overview(vm, result.output, hosts[0] if hosts else None)
         if volume_of is None:
@@ -245,7 +262,7 @@ class HyperVHook(HyperVBaseHook):
         volume = (
             self._first_volume(
                 [o for o in result.output if has_type(o, VOLUME_TYPE)],
-                [e for e in result.errors if e.command == GET_VOLUME_COMMAND],
+                [e for e in result.errors if e not in vm_errors],
                 volume_of,
             )
             if candidates
@@ -821,27 +838,30 @@ class HyperVHook(HyperVBaseHook):
             _raise_first(result.errors, what=f"removing lease {path}")
         return True
 
-    def finish_lease(self, vm_id: uuid.UUID, checkpoint_name: str) -> Lease | None:
+    def finish_lease(
+        self, vm_id: uuid.UUID, checkpoint_name: str, *, read: LeaseRead | None = None
+    ) -> Lease | None:
         """End of a run's work on a VM: if the VM's lease is the one taken for ``checkpoint_name``,
         put the checkpoint type it recorded back (a dropped connection may have left ProductionOnly)
         and release it. Returns the released lease, None if there was none of ours.
 
         :param vm_id: The VM's Id.
         :param checkpoint_name: The checkpoint name the run's lease was taken for.
+        :param read: The lease and the VM as just read (``confirm_merge_reads``). Default None: read here.
         :return: The released lease, or None.
         """
-        vm: VirtualMachine | None = None
-        vm_errors: list[ErrorInfo] = []
-        if self.routes:  # a cluster: the VM is read on its owner node, only when the lease is ours
-            held = self.read_lease(vm_id)
-        else:  # one host: the lease and the VM in one round trip
-            held, vm, vm_errors = self._lease_and_vm(vm_id)
+        if read is None and self.routes:  # a cluster: the VM is read on its owner node if the lease is ours
+            read = LeaseRead(self.read_lease(vm_id), None, [])
+        elif read is None:  # one host: the lease and the VM in one round trip
+            read = self._decode_lease_and_vm(self.run_repeatable(self._lease_and_vm(vm_id)), vm_id)
+        if read.lease_error is not None:
+            raise read.lease_error
+        held, vm = read.lease, read.vm
         if held is None or held.checkpoint_name != checkpoint_name or held.vm_id != str(vm_id).lower():
             return None
         before = CheckpointType.parse(held.checkpoint_type_before) if held.checkpoint_type_before else None
-        if vm is None and before is not None and not self.routes:
-            _raise_first(vm_errors, what=f"reading VM {vm_id}")
-            raise VMNotFoundError(f"VM {vm_id} was not found on {self.settings.host}")
+        if vm is None and before is not None and read.vm_errors:
+            _raise_first(read.vm_errors, what=f"reading VM {vm_id}")
         if before is not None and self.ensure_checkpoint_type(vm_id, before, vm=vm):
             log.warning(
                 "Repaired the checkpoint type of VM %s to %s, as recorded in the lease",
@@ -851,14 +871,23 @@ class HyperVHook(HyperVBaseHook):
         self.release_lease(held)
         return held
 
-    def _lease_and_vm(self, vm_id: uuid.UUID) -> tuple[Lease | None, VirtualMachine | None, list[ErrorInfo]]:
-        """The VM's lease and the VM (None, with its errors, when it cannot be read) in one round trip."""
-        path = self.lease_file(vm_id)
-        result = self.run_repeatable(pipelines.read_text(path).then(pipelines.get_vm_by_id(vm_id)))
+    def _lease_and_vm(self, vm_id: uuid.UUID) -> pipelines.Pipeline:
+        """The VM's lease file and the VM, two statements (``_decode_lease_and_vm``)."""
+        return pipelines.read_text(self.lease_file(vm_id)).then(pipelines.get_vm_by_id(vm_id))
+
+    def _decode_lease_and_vm(self, result: Any, vm_id: uuid.UUID) -> LeaseRead:
+        """``_lease_and_vm``'s answer, told apart from other statements of the round trip by type and
+        by the command that wrote each error."""
         lease_errors = [e for e in result.errors if e.command == GET_CONTENT_COMMAND]
-        lease = self._lease_from("".join(o for o in result.output if isinstance(o, str)), lease_errors, path)
+        vm_errors = [e for e in result.errors if e.command == GET_VM_COMMAND]
         vms = [VirtualMachine.decode(o) for o in result.output if has_type(o, VM_TYPE)]
-        return lease, vms[0] if len(vms) == 1 else None, [e for e in result.errors if e not in lease_errors]
+        vm = vms[0] if len(vms) == 1 else None
+        text = "".join(o for o in result.output if isinstance(o, str))
+        try:
+            lease = self._lease_from(text, lease_errors, self.lease_file(vm_id))
+        except HyperVError as exc:
+            return LeaseRead(None, vm, vm_errors, exc)
+        return LeaseRead(lease, vm, vm_errors)
 
     def take_over_lease(self, stale: Lease, candidate: Lease) -> LeaseClaim:
         """Replace a stale holder's lease (its run is over) by ours; its checkpoint is not touched.
@@ -949,13 +978,17 @@ class HyperVHook(HyperVBaseHook):
         paths = list(dict.fromkeys(d.path for d in drives if d.path))  # each disk read once
         return self._chains(drives, self.get_vhds(paths) if paths else [], f" of VM {vm_id}")
 
-    def export_contents(self, checkpoint_id: uuid.UUID, folder: str) -> ExportContents:
+    def export_contents(
+        self, checkpoint_id: uuid.UUID, folder: str, *, then_test: str | None = None
+    ) -> ExportContents:
         """Everything checking an export of a checkpoint reads, in two round trips (one more per level
         of a disk chain deeper than one): the checkpoint, its own drives and the folder's files; then
         the drives' disks and every file's SHA-256 (Get-FileHash reads every byte of them).
 
         :param checkpoint_id: The checkpoint exported.
         :param folder: The export's folder on the host.
+        :param then_test: A path to ``Test-Path`` at the end of the second round trip, after the hashes
+            (``then_exists`` of the result). Default None.
         :return: An ``ExportContents``; with no checkpoint (it is gone) nothing more is read.
         """
         self._require_focus("reading an exported checkpoint")
@@ -978,11 +1011,16 @@ class HyperVHook(HyperVBaseHook):
         paths = [d.path for d in drives if d.path]
         if not paths and not files:
             return ExportContents(checkpoints[0], [DiskChain(drive=d, disks=[]) for d in drives], [], [])
-        second = self.run_repeatable(pipelines.vhds_and_hashes(paths, [f.path for f in files]))
+        pipeline = pipelines.vhds_and_hashes(paths, [f.path for f in files])
+        if then_test is not None:
+            pipeline = pipeline.then(pipelines.test_path(host_path(then_test)))
+        second = self.run_repeatable(pipeline)
         _raise_first(second.errors, what="reading virtual disks and hashing files")
         first_level = [VirtualDisk.decode(o) for o in second.output if has_type(o, VHD_TYPE)]
         hashes = [FileHash.decode(o) for o in second.output if has_type(o, FILE_HASH_TYPE)]
-        return ExportContents(checkpoints[0], self._chains(drives, first_level), files, hashes)
+        answers = [o for o in second.output if not has_type(o, VHD_TYPE) and not has_type(o, FILE_HASH_TYPE)]
+        exists = None if then_test is None else bool(answers and str(answers[-1]).lower() == "true")
+        return ExportContents(checkpoints[0], self._chains(drives, first_level), files, hashes, exists)
 
     def _chains(
         self, drives: list[HardDiskDrive], first_level: list[VirtualDisk], whose: str = ""
@@ -1052,6 +1090,34 @@ class HyperVHook(HyperVBaseHook):
         _raise_first(errors, what=f"reading checkpoint {checkpoint_id} and the drives of VM {vm_id}")
         drives = [HardDiskDrive.decode(o) for o in result.output if has_type(o, DRIVE_TYPE)]
         return (found[0] if found else None), self.disk_chains(vm_id, drives)
+
+    def confirm_merge_reads(
+        self, checkpoint_id: uuid.UUID, vm_id: uuid.UUID
+    ) -> tuple[Checkpoint | None, list[DiskChain], LeaseRead]:
+        """``checkpoint_and_chains`` with the VM's lease and the VM read in its first round trip: what
+        confirming a merge and then ending the run's lease (``finish_lease(read=...)``) read.
+
+        :param checkpoint_id: The checkpoint's Id.
+        :param vm_id: The VM's Id.
+        :return: ``(the checkpoint or None when it is gone, one DiskChain per drive of the VM, the
+            lease and the VM)``.
+        """
+        self._at(vm_id)
+        result = self.run_repeatable(
+            pipelines.get_checkpoint(checkpoint_id)
+            .then(pipelines.hard_disk_drives(vm_id))
+            .then(self._lease_and_vm(vm_id))
+        )
+        read = self._decode_lease_and_vm(result, vm_id)
+        found = [Checkpoint.decode(o) for o in result.output if has_type(o, SNAPSHOT_TYPE)]
+        errors = [e for e in result.errors if e.command not in (GET_CONTENT_COMMAND, GET_VM_COMMAND)]
+        if not found:  # a checkpoint that is gone answers not-found: that is the answer, not an error
+            errors = [e for e in errors if not isinstance(classify(e), CheckpointNotFoundError)]
+        _raise_first(
+            errors + read.vm_errors, what=f"reading checkpoint {checkpoint_id} and the drives of VM {vm_id}"
+        )
+        drives = [HardDiskDrive.decode(o) for o in result.output if has_type(o, DRIVE_TYPE)]
+        return (found[0] if found else None), self.disk_chains(vm_id, drives), read
 
     def get_vhds(self, paths: Sequence[str]) -> list[VirtualDisk]:
         """The virtual disks at ``paths`` (``Get-VHD``), in one round trip.
@@ -1128,21 +1194,25 @@ class HyperVHook(HyperVBaseHook):
             for path in paths:  # an attached disk exists: its own path answers, no parents needed
                 pipeline = pipeline.then(pipelines.volume_of(path))
         result = self.run_repeatable(pipeline)
-        by_command: dict[str, list[ErrorInfo]] = {GET_VOLUME_COMMAND: [], GET_CONTENT_COMMAND: [], "": []}
-        for error in result.errors:
-            by_command[error.command if error.command in by_command else ""].append(error)
-        _raise_first(by_command[""], what=f"reading the virtual disks of VM {vm_id}")
+        # Get-VHD's errors are raised, Get-Content's are the lease's answer; any other (Get-Volume's,
+        # whatever their exact id on a real host) only leaves a disk's volume unknown.
+        disk_errors = [e for e in result.errors if e.command.lower().endswith(".getvhd")]
+        lease_errors = [e for e in result.errors if e.command == GET_CONTENT_COMMAND]
+        volume_errors = [e for e in result.errors if e not in disk_errors and e not in lease_errors]
+        _raise_first(disk_errors, what=f"reading the virtual disks of VM {vm_id}")
         first_level = [VirtualDisk.decode(o) for o in result.output if has_type(o, VHD_TYPE)]
         chains = self._chains(drives, first_level, f" of VM {vm_id}")
         answered = [VolumeSpace.decode(o) for o in result.output if has_type(o, VOLUME_TYPE)]
         volumes: dict[str, VolumeSpace | None]
-        if len(answered) == len(paths) and not by_command[GET_VOLUME_COMMAND]:
+        if len(answered) == len(paths) and not volume_errors:
             volumes = dict(zip(paths, answered, strict=True))  # one answer per statement, in order
         else:  # some disk had no answer: which one cannot be told from the output, so ask each
+            for error in volume_errors:
+                self.log.info("No volume in one round trip: %s", classify(error))
             volumes = {path: self.volume_of(path) for path in paths}
         text = "".join(o for o in result.output if isinstance(o, str))
         try:
-            lease = self._lease_from(text, by_command[GET_CONTENT_COMMAND], lease_file)
+            lease = self._lease_from(text, lease_errors, lease_file)
         except HyperVError as exc:
             return DiskReadings(chains, volumes, None, exc)
         return DiskReadings(chains, volumes, lease)

@@ -37,7 +37,7 @@ from airflow_hyperv.operators.base import (
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
-    from airflow_hyperv.hooks.hyperv import HyperVHook
+    from airflow_hyperv.hooks.hyperv import HyperVHook, LeaseRead
 
 
 log = logging.getLogger(__name__)
@@ -526,9 +526,11 @@ class HyperVMergeCheckpointOperator(DeferrableMixin, HyperVBaseOperator):
             )
             return self._confirm(plan, hv)
 
-    def _finish_lease(self, hv: HyperVHook, vm_id: uuid.UUID, name: str) -> None:
+    def _finish_lease(
+        self, hv: HyperVHook, vm_id: uuid.UUID, name: str, read: LeaseRead | None = None
+    ) -> None:
         """This run is done with the VM: its recorded checkpoint type back, its lease released."""
-        released = hv.finish_lease(vm_id, name)
+        released = hv.finish_lease(vm_id, name, read=read)
         if released is not None:
             self.log.info("Released the lease of %s (type %s)", vm_id, released.checkpoint_type_before)
 
@@ -616,7 +618,8 @@ class HyperVMergeCheckpointOperator(DeferrableMixin, HyperVBaseOperator):
         vm_id = uuid.UUID(plan.vm_id)
         with contextlib.nullcontext(hook) if hook is not None else self.hyperv_hook() as hv:
             hv.follow(vm_id)  # a cluster: the VM's node now (it may have moved during the merge)
-            left, chains = hv.checkpoint_and_chains(uuid.UUID(plan.checkpoint_id), vm_id)
+            # the lease and the VM ride in the first round trip, for _finish_lease below
+            left, chains, lease_read = hv.confirm_merge_reads(uuid.UUID(plan.checkpoint_id), vm_id)
             if left is not None:
                 raise AirflowException(
                     f"checkpoint {plan.checkpoint_name!r} is still on the VM after the merge"
@@ -628,7 +631,7 @@ class HyperVMergeCheckpointOperator(DeferrableMixin, HyperVBaseOperator):
             }
             stuck = [disk for disk, parent in plan.links if (disk.lower(), parent.lower()) in present]
             if not stuck:
-                self._finish_lease(hv, vm_id, plan.checkpoint_name)
+                self._finish_lease(hv, vm_id, plan.checkpoint_name, read=lease_read)
         if stuck:
             raise AirflowException(
                 f"the merge of {plan.checkpoint_name!r} did not complete: {', '.join(stuck)} still sits on the "

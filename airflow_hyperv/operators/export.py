@@ -263,7 +263,7 @@ class HyperVExportCheckpointOperator(DeferrableMixin, HyperVBaseOperator):
             earlier = self._load(context, final)
             if promoted:
                 self.log.info("An earlier try already promoted %s; verifying it again", final)
-                return self._publish(context, self._verify(hv, plan, final))
+                return self._publish(context, self._verify(hv, plan, final)[0])
             if earlier is not None and earlier.operation:
                 plan.left_behind = list(earlier.left_behind)
                 op = DisconnectedOperation.from_dict(earlier.operation)
@@ -577,14 +577,14 @@ class HyperVExportCheckpointOperator(DeferrableMixin, HyperVBaseOperator):
 
     # -- verify and promote -------------------------------------------------------------------------
     def _promote(self, context: Context, hv: HyperVHook, plan: ExportPlan) -> dict[str, Any]:
+        # Move-Item onto an existing folder moves the source INTO it (Move-Item docs, example 2):
+        # never promote onto one. The final folder is tested after the hashes, in their round trip.
         try:
-            manifest = self._verify(hv, plan, plan.staging)
+            manifest, final_exists = self._verify(hv, plan, plan.staging, then_test=plan.final)
         except Exception:
             self._discard(hv, plan.staging)  # only called once its export ended
             raise
-        # Move-Item onto an existing folder moves the source INTO it (Move-Item docs, example 2):
-        # never promote onto one.
-        if hv.path_exists(plan.final):
+        if final_exists if final_exists is not None else hv.path_exists(plan.final):
             raise AirflowException(
                 f"{plan.final} appeared while {plan.vm_name} was exported; not promoting into it "
                 f"(verified export left at {plan.staging})"
@@ -620,10 +620,13 @@ class HyperVExportCheckpointOperator(DeferrableMixin, HyperVBaseOperator):
         except Exception as exc:
             self.log.warning("Could not remove the partial export %s: %s", staging, exc)
 
-    def _verify(self, hv: HyperVHook, plan: ExportPlan, folder: str) -> dict[str, Any]:
+    def _verify(
+        self, hv: HyperVHook, plan: ExportPlan, folder: str, *, then_test: str | None = None
+    ) -> tuple[dict[str, Any], bool | None]:
         """Never trust a folder's existence: every expected file, nothing else, sizes, checksums. The
-        reads (checkpoint, listing, disk chains, hashes) take two round trips (``export_contents``)."""
-        contents = hv.export_contents(uuid.UUID(plan.checkpoint_id), folder)
+        reads (checkpoint, listing, disk chains, hashes) take two round trips (``export_contents``).
+        Returns the manifest and whether ``then_test`` exists (None: not tested)."""
+        contents = hv.export_contents(uuid.UUID(plan.checkpoint_id), folder, then_test=then_test)
         checkpoint = contents.checkpoint
         if checkpoint is None:
             raise AirflowException(
@@ -685,7 +688,7 @@ class HyperVExportCheckpointOperator(DeferrableMixin, HyperVBaseOperator):
         data = manifest.to_dict()
         data["total_bytes"] = manifest.total_bytes
         data["host"] = plan.host
-        return data
+        return data, contents.then_exists
 
     def _publish(self, context: Context, manifest: dict[str, Any]) -> dict[str, Any]:
         asset = export_asset(manifest["host"], manifest["vm_id"], manifest["vm_name"])
