@@ -1188,10 +1188,11 @@ class HyperVHook(HyperVBaseHook):
         self._at(vm_id)
         paths = list(dict.fromkeys(d.path for d in drives if d.path))  # each disk read once
         lease_file = self.lease_file(vm_id)
+        local = [p for p in paths if _volume_candidates(p)]  # a disk on a share has no local volume
         pipeline = pipelines.read_text(lease_file)
         if paths:
             pipeline = pipelines.get_vhds(paths).then(pipeline)
-            for path in paths:  # an attached disk exists: its own path answers, no parents needed
+            for path in local:  # an attached disk exists: its own path answers, no parents needed
                 pipeline = pipeline.then(pipelines.volume_of(path))
         result = self.run_repeatable(pipeline)
         # Get-VHD's errors are raised, Get-Content's are the lease's answer; any other (Get-Volume's,
@@ -1203,13 +1204,13 @@ class HyperVHook(HyperVBaseHook):
         first_level = [VirtualDisk.decode(o) for o in result.output if has_type(o, VHD_TYPE)]
         chains = self._chains(drives, first_level, f" of VM {vm_id}")
         answered = [VolumeSpace.decode(o) for o in result.output if has_type(o, VOLUME_TYPE)]
-        volumes: dict[str, VolumeSpace | None]
-        if len(answered) == len(paths) and not volume_errors:
-            volumes = dict(zip(paths, answered, strict=True))  # one answer per statement, in order
+        volumes: dict[str, VolumeSpace | None] = dict.fromkeys(paths)
+        if len(answered) == len(local) and not volume_errors:
+            volumes.update(zip(local, answered, strict=True))  # one answer per statement, in order
         else:  # some disk had no answer: which one cannot be told from the output, so ask each
             for error in volume_errors:
                 self.log.info("No volume in one round trip: %s", classify(error))
-            volumes = {path: self.volume_of(path) for path in paths}
+            volumes.update({path: self.volume_of(path) for path in local})
         text = "".join(o for o in result.output if isinstance(o, str))
         try:
             lease = self._lease_from(text, lease_errors, lease_file)
