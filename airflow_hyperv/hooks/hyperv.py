@@ -297,8 +297,7 @@ class HyperVHook(HyperVBaseHook):
         _raise_first(result.errors, what=f"drives of checkpoint {checkpoint_id} and testing {path}")
         drives = [HardDiskDrive.decode(o) for o in result.output if has_type(o, DRIVE_TYPE)]
         answers = [o for o in result.output if not has_type(o, DRIVE_TYPE)]
-        exists = bool(answers and str(answers[-1]).lower() == "true")
-        return self.disk_chains(vm_id, drives), exists
+        return self.disk_chains(vm_id, drives), _said_true(answers)
 
     # -- clusters (hooks/cluster.py) --------------------------------------------------------------
     def follow(self, vm_id: uuid.UUID) -> str | None:
@@ -352,10 +351,16 @@ class HyperVHook(HyperVBaseHook):
         """
         self._at(vm_id)
         result = self.run_repeatable(pipelines.get_vm_by_id(vm_id).then(pipelines.list_checkpoints(vm_id)))
+        return self._vm_and_checkpoints(result, vm_id, result.errors)
+
+    def _vm_and_checkpoints(
+        self, result: Any, vm_id: uuid.UUID, errors: list[ErrorInfo]
+    ) -> tuple[VirtualMachine, list[Checkpoint]]:
+        """The VM and its checkpoints among a round trip's answers; ``errors``: those of their statements."""
         vms = [VirtualMachine.decode(o) for o in result.output if has_type(o, VM_TYPE)]
         if not vms:
             raise VMNotFoundError(f"VM {vm_id} was not found on {self.settings.host}")
-        _raise_first(result.errors, what=f"listing checkpoints of {vms[0].name}")
+        _raise_first(errors, what=f"listing checkpoints of {vms[0].name}")
         return vms[0], [Checkpoint.decode(o) for o in result.output if has_type(o, SNAPSHOT_TYPE)]
 
     def vm_checkpoints_and_lease(
@@ -376,16 +381,8 @@ class HyperVHook(HyperVBaseHook):
             .then(pipelines.list_checkpoints(vm_id))
             .then(pipelines.read_text(path))
         )
-        lease_errors = [e for e in result.errors if e.command == GET_CONTENT_COMMAND]
-        vms = [VirtualMachine.decode(o) for o in result.output if has_type(o, VM_TYPE)]
-        if not vms:
-            raise VMNotFoundError(f"VM {vm_id} was not found on {self.settings.host}")
-        _raise_first(
-            [e for e in result.errors if e not in lease_errors], what=f"listing checkpoints of {vms[0].name}"
-        )
-        lease = self._lease_from("".join(o for o in result.output if isinstance(o, str)), lease_errors, path)
-        checkpoints = [Checkpoint.decode(o) for o in result.output if has_type(o, SNAPSHOT_TYPE)]
-        return vms[0], checkpoints, lease
+        vm, checkpoints = self._vm_and_checkpoints(result, vm_id, _not_lease_errors(result.errors))
+        return vm, checkpoints, self._lease_in(result, path)
 
     def vm_overview(self, vm_id: uuid.UUID) -> VMOverview:
         """Everything verification needs about a VM but its disk chain, in one round trip.
@@ -748,6 +745,12 @@ class HyperVHook(HyperVBaseHook):
         result = self.run_repeatable(pipelines.read_text(path))
         return self._lease_from("".join(str(o) for o in result.output), result.errors, path)
 
+    def _lease_in(self, result: Any, path: str) -> Lease | None:
+        """The lease in a round trip of several statements: its text (the only strings answered) and
+        the errors Get-Content wrote."""
+        text = "".join(o for o in result.output if isinstance(o, str))
+        return self._lease_from(text, [e for e in result.errors if e.command == GET_CONTENT_COMMAND], path)
+
     @staticmethod
     def _lease_from(text: str, errors: list[ErrorInfo], path: str) -> Lease | None:
         """The lease in ``Get-Content``'s answer: None when the file is not there."""
@@ -878,13 +881,11 @@ class HyperVHook(HyperVBaseHook):
     def _decode_lease_and_vm(self, result: Any, vm_id: uuid.UUID) -> LeaseRead:
         """``_lease_and_vm``'s answer, told apart from other statements of the round trip by type and
         by the command that wrote each error."""
-        lease_errors = [e for e in result.errors if e.command == GET_CONTENT_COMMAND]
         vm_errors = [e for e in result.errors if e.command == GET_VM_COMMAND]
         vms = [VirtualMachine.decode(o) for o in result.output if has_type(o, VM_TYPE)]
         vm = vms[0] if len(vms) == 1 else None
-        text = "".join(o for o in result.output if isinstance(o, str))
         try:
-            lease = self._lease_from(text, lease_errors, self.lease_file(vm_id))
+            lease = self._lease_in(result, self.lease_file(vm_id))
         except HyperVError as exc:
             return LeaseRead(None, vm, vm_errors, exc)
         return LeaseRead(lease, vm, vm_errors)
@@ -1019,7 +1020,7 @@ class HyperVHook(HyperVBaseHook):
         first_level = [VirtualDisk.decode(o) for o in second.output if has_type(o, VHD_TYPE)]
         hashes = [FileHash.decode(o) for o in second.output if has_type(o, FILE_HASH_TYPE)]
         answers = [o for o in second.output if not has_type(o, VHD_TYPE) and not has_type(o, FILE_HASH_TYPE)]
-        exists = None if then_test is None else bool(answers and str(answers[-1]).lower() == "true")
+        exists = None if then_test is None else _said_true(answers)
         return ExportContents(checkpoints[0], self._chains(drives, first_level), files, hashes, exists)
 
     def _chains(
@@ -1110,12 +1111,10 @@ class HyperVHook(HyperVBaseHook):
         )
         read = self._decode_lease_and_vm(result, vm_id)
         found = [Checkpoint.decode(o) for o in result.output if has_type(o, SNAPSHOT_TYPE)]
-        errors = [e for e in result.errors if e.command not in (GET_CONTENT_COMMAND, GET_VM_COMMAND)]
+        errors = _not_lease_errors(result.errors)
         if not found:  # a checkpoint that is gone answers not-found: that is the answer, not an error
             errors = [e for e in errors if not isinstance(classify(e), CheckpointNotFoundError)]
-        _raise_first(
-            errors + read.vm_errors, what=f"reading checkpoint {checkpoint_id} and the drives of VM {vm_id}"
-        )
+        _raise_first(errors, what=f"reading checkpoint {checkpoint_id} and the drives of VM {vm_id}")
         drives = [HardDiskDrive.decode(o) for o in result.output if has_type(o, DRIVE_TYPE)]
         return (found[0] if found else None), self.disk_chains(vm_id, drives), read
 
@@ -1198,8 +1197,7 @@ class HyperVHook(HyperVBaseHook):
         # Get-VHD's errors are raised, Get-Content's are the lease's answer; any other (Get-Volume's,
         # whatever their exact id on a real host) only leaves a disk's volume unknown.
         disk_errors = [e for e in result.errors if e.command.lower().endswith(".getvhd")]
-        lease_errors = [e for e in result.errors if e.command == GET_CONTENT_COMMAND]
-        volume_errors = [e for e in result.errors if e not in disk_errors and e not in lease_errors]
+        volume_errors = [e for e in _not_lease_errors(result.errors) if e not in disk_errors]
         _raise_first(disk_errors, what=f"reading the virtual disks of VM {vm_id}")
         first_level = [VirtualDisk.decode(o) for o in result.output if has_type(o, VHD_TYPE)]
         chains = self._chains(drives, first_level, f" of VM {vm_id}")
@@ -1211,9 +1209,8 @@ class HyperVHook(HyperVBaseHook):
             for error in volume_errors:
                 self.log.info("No volume in one round trip: %s", classify(error))
             volumes.update({path: self.volume_of(path) for path in local})
-        text = "".join(o for o in result.output if isinstance(o, str))
         try:
-            lease = self._lease_from(text, lease_errors, lease_file)
+            lease = self._lease_in(result, lease_file)
         except HyperVError as exc:
             return DiskReadings(chains, volumes, None, exc)
         return DiskReadings(chains, volumes, lease)
@@ -1235,7 +1232,7 @@ class HyperVHook(HyperVBaseHook):
         """
         result = self.run_repeatable(pipelines.test_path(host_path(path)))
         _raise_first(result.errors, what=f"testing {path}")
-        return bool(result.output and str(result.output[0]).lower() == "true")
+        return _said_true(result.output)
 
     def list_files(self, path: str) -> list[RemoteFile]:
         """Every file under the folder ``path``, recursively (``Get-ChildItem -Recurse -File``).
@@ -1456,6 +1453,16 @@ def _label(checkpoint: Checkpoint, asked: Consistency) -> Consistency:
     if checkpoint.has_memory_state:
         return Consistency.CRASH
     return asked
+
+
+def _not_lease_errors(errors: list[ErrorInfo]) -> list[ErrorInfo]:
+    """The errors of a round trip but the lease's (Get-Content's: "no lease" is an answer)."""
+    return [e for e in errors if e.command != GET_CONTENT_COMMAND]
+
+
+def _said_true(answers: Sequence[Any]) -> bool:
+    """Test-Path's answer, the last of ``answers`` (the statements before it answered objects)."""
+    return bool(answers and str(answers[-1]).lower() == "true")
 
 
 def _volume_candidates(path: str) -> list[str]:
