@@ -102,9 +102,7 @@ class VMOverview:
     checkpoints: list[Checkpoint]
     drives: list[HardDiskDrive]
     host: VMHost | None = None  # the host (Get-VMHost), when it was asked for in the same round trip
-    # ``volume_path``'s volume, when it was asked for in the same round trip (``volume`` None: unknown)
-    volume_path: str | None = None
-    volume: VolumeSpace | None = None
+    volume: VolumeSpace | None = None  # the volume of ``resolve_overview(volume_of=)``'s path; None: unknown
 
 
 @dataclass(frozen=True)
@@ -228,8 +226,8 @@ class HyperVHook(HyperVBaseHook):
         :param reference: A VM Id (a GUID) or an exact VM name (what operators take as ``vm``).
         :param with_host: Also read the host (``Get-VMHost``) in that round trip, for a name on one
             host (``host`` of the result; None otherwise). Default False.
-        :param volume_of: A host path whose volume (``volume_of``) to read in that round trip, for a name
-            on one host (``volume_path`` and ``volume`` of the result). Default None.
+        :param volume_of: A host path whose volume (``volume_of``) to read too: in that round trip for a
+            name on one host, else after it (``volume`` of the result). Default None.
         :return: A ``VMOverview`` of the one VM (act on ``overview.vm.id`` from here on).
         :raises VMNotFoundError: No VM has this name or Id.
         :raises AmbiguousVMNameError: Several VMs have this name.
@@ -241,7 +239,8 @@ class HyperVHook(HyperVBaseHook):
         else:
             by_name = False
         if not by_name:
-            return self.vm_overview(self.resolve_vm(reference).id)
+            overview = self.vm_overview(self.resolve_vm(reference).id)
+            return dataclasses.replace(overview, volume=self.volume_of(volume_of)) if volume_of else overview
         name = require_exact_name(reference)
         pipeline = pipelines.vm_overview_by_name(name)
         if with_host:
@@ -257,18 +256,14 @@ class HyperVHook(HyperVBaseHook):
         _raise_first(vm_errors, what=f"reading VM {vm.name}")
         hosts = [VMHost.decode(o) for o in result.output if has_type(o, VMHOST_TYPE)]
         overview = self._overview(vm, result.output, hosts[0] if hosts else None)
-        if volume_of is None:
+        if not candidates:  # none asked, or a share: no local volume (as volume_of answers)
             return overview
-        volume = (
-            self._first_volume(
-                [o for o in result.output if has_type(o, VOLUME_TYPE)],
-                [e for e in result.errors if e not in vm_errors],
-                volume_of,
-            )
-            if candidates
-            else None
+        volume = self._first_volume(
+            [o for o in result.output if has_type(o, VOLUME_TYPE)],
+            [e for e in result.errors if e not in vm_errors],
+            volume_of or "",
         )
-        return dataclasses.replace(overview, volume_path=volume_of, volume=volume)
+        return dataclasses.replace(overview, volume=volume)
 
     def _overview(self, vm: VirtualMachine, output: list[Any], host: VMHost | None = None) -> VMOverview:
         return VMOverview(

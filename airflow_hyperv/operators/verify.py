@@ -59,12 +59,7 @@ class HyperVVerifyOperator(HyperVBaseOperator):
             readings = hv.disks_and_lease(vm.id, overview.drives)  # chains, volumes, lease: one trip
             chains = readings.chains
             disk_space = _disk_space(readings.volumes, [c.current_path for c in chains if c.current_path])
-            if export_path is None:
-                export_space = None
-            elif overview.volume_path == export_path:
-                export_space = _reading(export_path, overview.volume)
-            else:
-                export_space = _reading(export_path, hv.volume_of(export_path))
+            export_space = _reading(export_path, overview.volume) if export_path else None
             report = verify(
                 overview.vm,
                 overview.services,

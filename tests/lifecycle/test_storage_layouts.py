@@ -160,8 +160,9 @@ def test_verify_reads_the_export_roots_volume_with_the_vm(hook, emulator):
     before = emulator.counters.snapshot()
     overview = hook.resolve_overview("csv-01", volume_of="D:\\Backups\\not\\yet\\there")
     assert (emulator.counters.snapshot() - before).pipelines_run == 1
-    assert overview.volume_path == "D:\\Backups\\not\\yet\\there"
     assert overview.volume == hook.volume_of("D:\\") and overview.volume is not None
     assert overview.vm.name == "csv-01" and overview.drives
     share = hook.resolve_overview("csv-01", volume_of="\\\\filer\\backups\\hv-01")
-    assert share.volume_path == "\\\\filer\\backups\\hv-01" and share.volume is None
+    assert share.volume is None and share.vm.name == "csv-01"
+    by_id = hook.resolve_overview(str(overview.vm.id), volume_of="D:\\Backups\\not\\yet\\there")
+    assert by_id.volume == overview.volume  # an Id resolves first, the volume is read after it
