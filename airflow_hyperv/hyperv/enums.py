@@ -13,6 +13,15 @@ E = TypeVar("E", bound="HyperVEnum")
 
 
 class HyperVEnum(IntEnum):
+    # A member is its own copy. Debian 12's Python 3.11.2 deep-copies an enum by looking its name up
+    # again (3.11.7 does not), which fails for VMState's pseudo-members of states a newer Windows
+    # reports (``Unknown32801``): ``dataclasses.asdict`` of a record holding one raised there.
+    def __copy__(self) -> HyperVEnum:
+        return self
+
+    def __deepcopy__(self, memo: Any) -> HyperVEnum:
+        return self
+
     @classmethod
     def parse(cls: type[E], value: Any) -> E:
         """Decode an enum from an int, a name, or a remoting enum object (``property_sets``/``to_string``).
