@@ -10,6 +10,7 @@
 # Nothing else is touched: not the packaged `main` cluster, not /etc/postgresql.
 # Exit codes: 0 done, 2 usage, 3 PostgreSQL not installable, 4 the cluster did not start.
 set -euo pipefail
+export PATH="$PATH:/usr/sbin:/sbin"  # runuser; a plain user shell may not list the sbin folders
 
 die() { local code=$1; shift; echo "postgres.sh: $*" >&2; exit "$code"; }
 usage() { die 2 "usage: $0 start DIR PORT | stop DIR"; }
