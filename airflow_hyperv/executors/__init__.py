@@ -1,0 +1,1 @@
+"""Executors: Airflow's LocalExecutor, with task processes that start with this provider imported."""

@@ -1,0 +1,44 @@
+"""Everything a task of this provider imports, for ``[scheduler] mp_forkserver_preload``.
+
+With the LocalExecutor, each task runs in a process forked from an executor worker. A worker started
+by a ``forkserver`` whose preload list names this module already holds the provider, pypsrp and the
+NTLM code, so the task process does not import them again (docs/performance.md, "Task processes that
+start warm"). Importing this module only imports: it reads no Airflow configuration, connection or
+network, and starts no thread, so it is safe to fork from.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+TASK_MODULES: tuple[str, ...] = (
+    # The provider's task-time faces, which pull in its hooks, its domain and pypsrp's client.
+    "airflow_hyperv.authoring.inventory",
+    "airflow_hyperv.authoring.protect",
+    "airflow_hyperv.operators",
+    "airflow_hyperv.sensors",
+    "airflow_hyperv.triggers",
+    "airflow_hyperv.hooks.hyperv",
+    "airflow_hyperv.hooks.cluster",
+    "airflow_hyperv.hooks.disconnected",
+    "airflow_hyperv.hooks.waiter",
+    "airflow_hyperv.hyperv.assets",
+    # What Airflow loads on a task's first connection lookup and first asset event.
+    "airflow.sdk.definitions.connection",
+    "airflow.sdk.execution_time.cache",
+    "airflow.providers.common.io.assets.file",
+    # The NTLM and message-encryption code pypsrp loads only when it first authenticates, and the
+    # codecs its messages use.
+    "pypsrp.encryption",
+    "pypsrp.negotiate",
+    "spnego._ntlm",
+    "spnego._ntlm_raw.crypto",
+    "spnego._spnego",
+    "cryptography.hazmat.backends.openssl",
+    "getpass",
+    "encodings.utf_16_le",
+    "encodings.utf_16_be",
+)
+
+for _name in TASK_MODULES:
+    importlib.import_module(_name)
