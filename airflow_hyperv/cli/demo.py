@@ -178,6 +178,9 @@ def run_airflow_ui(port: int = 8080) -> int:
             "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/",
             "AIRFLOW__CORE__PARALLELISM": "4",
             "AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE": "True",
+            # docs/operations.md, "Task processes that start warm": a task process finds the provider
+            # imported (the LocalExecutor's workers are forked after it is).
+            "AIRFLOW__CORE__EXECUTOR": "airflow_hyperv.executors.local_executor.PreloadingLocalExecutor",
         }
         _say(f"starting Airflow in {UI_HOME} (log: {log}) ...")
         with log.open("a") as out:

@@ -337,6 +337,16 @@ def searchable_text(path: Path) -> str:
     return raw + "\n" + "\n".join(decoded)
 
 
+def test_the_executor_workers_are_forked_after_the_provider_was_imported(airflow: AirflowStack) -> None:
+    """docs/operations.md, "Task processes that start warm": the deployment runs PreloadingLocalExecutor,
+    which imported the preload before it forked its workers (it says so; it warns instead when the
+    workers would not inherit it)."""
+    log = (airflow.logs / "scheduler.log").read_text(errors="replace")
+    assert "PreloadingLocalExecutor" in log, log[-3000:]
+    assert "imported airflow_hyperv.preload before forking" in log, log[-3000:]
+    assert "do not inherit airflow_hyperv.preload" not in log, log[-3000:]
+
+
 def test_no_secret_in_any_task_log_file(airflow: AirflowStack, fleet: Any) -> None:
     """Runs last: every task (and trigger) log file of every run so far, and the Airflow processes'
     own logs, are searched for the password and the TLS key. Positive control: a run whose VM name is

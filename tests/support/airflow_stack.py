@@ -107,6 +107,16 @@ def site_workers(inventory: Path) -> list[CeleryWorker]:
     return [CeleryWorker(f"worker-{q.removeprefix('hyperv-')}", (q, DEFAULT_QUEUE)) for q in queues]
 
 
+# docs/operations.md, "Task processes that start warm": the LocalExecutor whose workers are forked after
+# the provider is imported, so a task process does not import it again.
+WARM_TASK_PROCESSES = {
+    "AIRFLOW__CORE__EXECUTOR": "airflow_hyperv.executors.local_executor.PreloadingLocalExecutor"
+}
+# As before: Airflow's own LocalExecutor, every task process imports the provider itself (the bench's
+# baseline).
+COLD_TASK_PROCESSES = {"AIRFLOW__CORE__EXECUTOR": "LocalExecutor"}
+
+
 def celery_settings(broker_url: str, db_url: str) -> dict[str, str]:
     """The CeleryExecutor with a Redis broker and its results in the metadata database (PostgreSQL):
     the settings every component gets, here and in docker/docker-compose.yaml. The result backend
@@ -461,7 +471,6 @@ def child_env(
             "AIRFLOW_HOME": str(home),
             "AIRFLOW__CORE__DAGS_FOLDER": str(home / "dags"),
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-            "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
             "AIRFLOW__CORE__PARALLELISM": str(parallelism),
             "AIRFLOW__CORE__FERNET_KEY": Fernet.generate_key().decode(),
             "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{api}/execution/",
@@ -492,6 +501,8 @@ def child_env(
             "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "600",
             "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "600",
             "AIRFLOW__DAG_PROCESSOR__DAG_FILE_PROCESSOR_TIMEOUT": "180",
+            # The LocalExecutor docs/operations.md recommends (the CeleryExecutor's settings replace it)
+            **WARM_TASK_PROCESSES,
         }
     )
     for host in fleet.host_names:  # hyperv_hv_01, ...: the example DAGs' connection ids
