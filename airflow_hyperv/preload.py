@@ -1,10 +1,11 @@
-"""Everything a task of this provider imports, for ``[scheduler] mp_forkserver_preload``.
+"""Everything a task of this provider imports, for a process that forks task processes to import first.
 
-With the LocalExecutor, each task runs in a process forked from an executor worker. A worker started
-by a ``forkserver`` whose preload list names this module already holds the provider, pypsrp and the
-NTLM code, so the task process does not import them again (docs/performance.md, "Task processes that
-start warm"). Importing this module only imports: it reads no Airflow configuration, connection or
-network, and starts no thread, so it is safe to fork from.
+``PreloadingLocalExecutor`` imports this module in the scheduler before it forks its workers, and each
+worker forks a process per task: that process then finds the provider, pypsrp and the NTLM code
+imported and does not import them again (docs/operations.md, "Task processes that start warm";
+tests/provider/test_preload.py checks that a whole cycle imports nothing more of them). Importing it only
+imports: the provider's modules read no configuration, connection or network at import, and no thread
+is started, so the scheduler may fork after it.
 """
 
 from __future__ import annotations
