@@ -132,8 +132,8 @@ def get_provider_info() -> dict[str, Any]:
         # hyperv://<host>/vms/<vm id>/exports | /restore-tests, hyperv://<host>/events
         "asset-uris": [{"schemes": ["hyperv"], "handler": "airflow_hyperv.hyperv.assets.sanitize_uri"}],
         "config": CONFIG,
-        # The LocalExecutor whose task processes find this provider imported (docs/operations.md)
-        "executors": ["airflow_hyperv.executors.local_executor.PreloadingLocalExecutor"],
+        # No "executors": Airflow 3.3 then wants a "cli" section of executor commands, and warns on every
+        # command without one. PreloadingLocalExecutor is set by its path (docs/operations.md).
         "plugins": [
             {
                 "name": "hyperv_protection_report",
