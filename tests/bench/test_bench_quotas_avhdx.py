@@ -117,6 +117,7 @@ def test_the_baseline_comparison_puts_each_figure_and_the_gaps_side_by_side():
     assert BASELINE_CONFIG == {
         "AIRFLOW__HYPERV__MERGE_DEFER_AFTER": "0",
         "AIRFLOW__HYPERV__EXPORT_RESUME_BEFORE_END": "0",
+        "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",  # Airflow's own: task processes start cold
     }
     figures = {
         "makespan_s": 100.0,

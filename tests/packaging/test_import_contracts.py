@@ -34,6 +34,10 @@ TREE = {
     ),
     "airflow_hyperv/plugins/__init__.py": "",
     "airflow_hyperv/plugins/report_view.py": "import airflow\nimport airflow_hyperv.reporting.html\n",
+    "airflow_hyperv/executors/__init__.py": "",
+    "airflow_hyperv/executors/local_executor.py": "import airflow\n",
+    # the real one imports its list by name (importlib); the stand-in shows the layer may import them
+    "airflow_hyperv/preload.py": "import airflow_hyperv.authoring.protect\nimport airflow_hyperv.hooks.hyperv\n",
     "airflow_hyperv/example_dags/__init__.py": "",
     "airflow_hyperv/example_dags/nightly.py": (
         "import airflow_hyperv.authoring.protect\nimport airflow_hyperv.sensors.vm\n"
