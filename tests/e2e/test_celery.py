@@ -73,6 +73,7 @@ WORKERS = site_workers(SHIPPED_INVENTORY)
 KILLED = next(w for w in WORKERS if "hyperv-site-a" in w.queues)
 REPLACEMENT = CeleryWorker(f"{KILLED.name}-2", KILLED.queues, KILLED.concurrency)
 HEARTBEAT_TIMEOUT = 20  # seconds without a heartbeat before the scheduler fails a running try
+QUEUED_TIMEOUT = 90  # seconds a try may stay queued before the scheduler re-queues it
 NEVER_RAN = (None, "skipped", "upstream_failed", "removed", "scheduled", "queued", "none")
 RUN_TIMEOUT = 900.0
 
@@ -202,6 +203,12 @@ def airflow(workdir: Path, postgres: str, broker: str, fleet: Any) -> Iterator[A
     env = {
         "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": str(HEARTBEAT_TIMEOUT),
         "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL": "2",
+        # A task the killed worker had received but not started (its second slot, e.g. the branch's
+        # other checkpoint skipping itself) stays queued: Redis gives an unacknowledged message back
+        # only after its visibility timeout (a day), so the scheduler's queued timeout re-queues it,
+        # here after QUEUED_TIMEOUT s instead of 600 (a CI run waited 10 min for it, then passed).
+        "AIRFLOW__SCHEDULER__TASK_QUEUED_TIMEOUT": str(QUEUED_TIMEOUT),
+        "AIRFLOW__SCHEDULER__TASK_QUEUED_TIMEOUT_CHECK_INTERVAL": "10",
         # Merges end at once here: 0 makes them defer, so the triggerer resumes them (asserted below).
         "AIRFLOW__HYPERV__MERGE_DEFER_AFTER": "0",
     }
