@@ -347,7 +347,7 @@ def options(parser: argparse.ArgumentParser) -> None:
 
 # The deployment as it ran before issue 13: a merge defers at once, an export's trigger hands back only
 # at the end (the export's polls at its predicted end stay: they have no option), and every task
-# process imports the provider itself (the platform's fork, no forkserver preload).
+# process imports the provider itself (Airflow's own LocalExecutor, not PreloadingLocalExecutor).
 BASELINE_CONFIG = {
     "AIRFLOW__HYPERV__MERGE_DEFER_AFTER": "0",
     "AIRFLOW__HYPERV__EXPORT_RESUME_BEFORE_END": "0",
