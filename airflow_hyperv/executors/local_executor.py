@@ -22,7 +22,9 @@ class PreloadingLocalExecutor(LocalExecutor):
     airflow_hyperv.executors.local_executor.PreloadingLocalExecutor``."""
 
     def start(self) -> None:
-        if multiprocessing.get_start_method() == "fork":
+        # is_mp_using_fork: the start method LocalExecutor resolved when it was created, the one its
+        # workers are started with
+        if self.is_mp_using_fork:
             importlib.import_module(PRELOAD_MODULE)  # before super().start() forks the workers
             self.log.info("imported %s before forking %d workers", PRELOAD_MODULE, self.parallelism)
         else:  # a forkserver or spawn worker does not inherit the scheduler's modules
