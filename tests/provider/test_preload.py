@@ -65,6 +65,18 @@ print(json.dumps(json.loads(b"".join(chunks))))
 """
 
 
+def run_python(code: str, *args: str, cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    """``code`` in a fresh interpreter with none of this session's Airflow settings, this repository
+    importable, and ``env``; it must exit 0."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
+    done = subprocess.run(
+        [sys.executable, "-c", code, *args], env={**clean, "PYTHONPATH": str(ROOT), **env}, cwd=cwd,
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done
+
+
 @pytest.fixture
 def ntlm_emulator() -> Any:
     from hyperv_emulator.api import EXAMPLE_FLEET, Emulator
@@ -78,23 +90,15 @@ def modules_a_task_imports(emu: Any, tmp_path: Path, *, preload: bool) -> dict[s
     from airflow_hyperv.example_dags import EXAMPLE_DAGS
     from tests.support.emulated import uri_for
 
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
-    env.update(
-        {
-            "AIRFLOW_HOME": str(tmp_path / "airflow"),
-            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-            "AIRFLOW_CONN_HYPERV_PRELOAD": uri_for(emu, "hv-01"),
-            "AIRFLOW_HYPERV_INVENTORY": str(EXAMPLE_DAGS / "inventory" / "nightly.yaml"),
-            "PYTHONPATH": str(ROOT),
-        }
-    )
     dag_file = EXAMPLE_DAGS / "nightly_checkpoint.py"
     mode = "preload" if preload else "cold"  # also the run's id: each run its own checkpoint and export
-    done = subprocess.run(
-        [sys.executable, "-c", TASK, mode, str(dag_file)],
-        env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300,
+    done = run_python(
+        TASK, mode, str(dag_file), cwd=tmp_path,
+        AIRFLOW_HOME=str(tmp_path / "airflow"),
+        AIRFLOW__CORE__LOAD_EXAMPLES="False",
+        AIRFLOW_CONN_HYPERV_PRELOAD=uri_for(emu, "hv-01"),
+        AIRFLOW_HYPERV_INVENTORY=str(EXAMPLE_DAGS / "inventory" / "nightly.yaml"),
     )  # fmt: skip
-    assert done.returncode == 0, done.stderr[-3000:]
     imported = json.loads(done.stdout.strip().splitlines()[-1])
     by_package: dict[str, list[str]] = {}
     for name in imported:
@@ -116,18 +120,15 @@ def test_a_task_forked_after_the_preload_imports_nothing_of_the_provider_or_its_
     assert warm == {}, f"the preload misses what a task imports: {warm}"
 
 
-def test_the_preload_starts_no_thread() -> None:
-    """Safe to import in a forkserver: nothing but imports (a thread would not survive the fork)."""
+def test_the_preload_starts_no_thread(tmp_path: Path) -> None:
+    """Safe to import in the scheduler before it forks: nothing but imports (a thread would not survive
+    the fork)."""
     code = (
         "import threading, airflow_hyperv.preload as p; "
         "assert threading.active_count() == 1, threading.enumerate(); print(len(p.TASK_MODULES))"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", code], env={**os.environ, "PYTHONPATH": str(ROOT)},
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert int(done.stdout.strip()) > 0
+    done = run_python(code, cwd=tmp_path, AIRFLOW_HOME=str(tmp_path))
+    assert int(done.stdout.strip().splitlines()[-1]) > 0
 
 
 # PreloadingLocalExecutor in a fresh interpreter: it imports the preload before it forks its workers,
@@ -153,13 +154,7 @@ finally:
 def test_the_executor_imports_the_preload_before_it_forks_its_workers(
     method: str, said: str, tmp_path: Path
 ) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
-    env.update({"AIRFLOW_HOME": str(tmp_path), "PYTHONPATH": str(ROOT)})
-    done = subprocess.run(
-        [sys.executable, "-c", EXECUTOR, method], env=env, cwd=tmp_path,
-        capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr[-3000:]
+    done = run_python(EXECUTOR, method, cwd=tmp_path, AIRFLOW_HOME=str(tmp_path))
     results = [line for line in done.stdout.splitlines() if line.startswith("result: ")]
     assert results == [f"result: {said}"], done.stdout
     output = done.stdout + done.stderr
